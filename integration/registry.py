@@ -1,0 +1,203 @@
+"""Loads `commands.yml`, validates it against the meta-schema, and freezes it into command
+specs. Cross-checks handlers both ways at load time, so a mismatch is a load error rather
+than a surprise at run time. Errors name the file, the command and the field.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable
+
+from .errors import FileError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+COMMANDS_FILE = PACKAGE_DIR / "commands.yml"
+META_SCHEMA_FILE = PACKAGE_DIR / "commands.schema.json"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    description: str
+    arguments: Any  # JSON Schema (a read-only mapping)
+    flows: tuple  # ((flow, (permission, ...)), ...) in order of preference
+    category: str = "admin"
+    aliases: tuple = ()
+    local: bool = False
+    handler: str | None = None
+    resolve: Any = field(default_factory=dict)
+    request: Any = None
+    outputs: Any = field(default_factory=dict)
+    example: str | None = None
+
+    @property
+    def flow_names(self) -> tuple:
+        return tuple(f for f, _ in self.flows)
+
+    def permissions(self, flow: str) -> tuple:
+        return dict(self.flows).get(flow, ())
+
+    @property
+    def argument_names(self) -> list[str]:
+        return list(self.arguments.get("properties", {}))
+
+
+class Registry:
+    def __init__(self, specs: dict[str, CommandSpec], source: str):
+        self.specs = specs
+        self.source = source
+        self._aliases = {a: s.name for s in specs.values() for a in s.aliases}
+
+    def get(self, name: str) -> CommandSpec | None:
+        name = name.strip()
+        return self.specs.get(name) or self.specs.get(self._aliases.get(name, ""))
+
+    def names(self) -> list[str]:
+        return sorted(self.specs)
+
+    def all_names(self) -> list[str]:
+        return sorted(list(self.specs) + list(self._aliases))
+
+    def __iter__(self):
+        return iter(self.specs[n] for n in self.names())
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A mutable deep copy of a frozen spec value (for jsonschema and request templates)."""
+    if isinstance(value, MappingProxyType | dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _yaml_load_with_lines(text: str, path: str) -> tuple[dict, dict]:
+    """Parse YAML; also return the line of each top-level command (for error messages)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FileError(path, f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                        line=mark.line + 1 if mark else None) from None
+    lines: dict[str, int] = {}
+    if node is not None and isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == "commands" and isinstance(v, yaml.MappingNode):
+                for ck, _ in v.value:
+                    lines[ck.value] = ck.start_mark.line + 1
+    return data, lines
+
+
+def available_handlers() -> dict[str, Callable]:
+    """Every public function of every module under integration/handlers, as 'module.function'."""
+    from . import handlers
+
+    found: dict[str, Callable] = {}
+    for mod in pkgutil.iter_modules(handlers.__path__):
+        m = importlib.import_module(f"{handlers.__name__}.{mod.name}")
+        for name in getattr(m, "HANDLERS", ()):
+            found[f"{mod.name}.{name}"] = getattr(m, name)
+    return found
+
+
+def resolve_handler(dotted: str) -> Callable:
+    mod, fn = dotted.split(".")
+    return getattr(importlib.import_module(f"{__package__}.handlers.{mod}"), fn)
+
+
+def load(path: str | Path | None = None, *, check_handlers: bool = False) -> Registry:
+    """Load and validate a registry file. ``check_handlers`` imports every handler module
+    (tests and `msteams validate` do; the CLI skips it to start fast)."""
+    path = Path(path) if path else COMMANDS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FileError(str(path), f"cannot read: {exc.strerror}") from None
+    data, lines = _yaml_load_with_lines(text, str(path))
+    if not isinstance(data, dict) or not isinstance(data.get("commands"), dict):
+        raise FileError(str(path), "expected a top-level mapping 'commands:'")
+
+    import jsonschema
+
+    meta = json.loads(META_SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(meta)
+    specs: dict[str, CommandSpec] = {}
+    seen_aliases: dict[str, str] = {}
+    for name, body in data["commands"].items():
+        where = lines.get(name)
+        if not isinstance(body, dict):
+            raise FileError(str(path), f"command '{name}': expected a mapping", line=where)
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            fld = ".".join(str(p) for p in e.absolute_path) or "(command)"
+            raise FileError(str(path), f"command '{name}', field '{fld}': {e.message}", line=where)
+        try:
+            jsonschema.Draft202012Validator.check_schema(body["arguments"])
+        except jsonschema.SchemaError as exc:
+            raise FileError(str(path), f"command '{name}', field 'arguments': {exc.message}", line=where) from None
+        props = body["arguments"]["properties"]
+        for req in body["arguments"].get("required", []):
+            if req not in props:
+                raise FileError(str(path), f"command '{name}', field 'arguments.required': '{req}' is not an argument",
+                                line=where)
+        for pname, r in body.get("resolve", {}).items():
+            if r["from"] not in props:
+                raise FileError(str(path), f"command '{name}', field 'resolve.{pname}.from': "
+                                f"'{r['from']}' is not an argument", line=where)
+        for alias in body.get("aliases", []):
+            other = seen_aliases.get(alias) or (alias if alias in data["commands"] else None)
+            if other:
+                raise FileError(str(path), f"command '{name}', field 'aliases': '{alias}' is already used by '{other}'",
+                                line=where)
+            seen_aliases[alias] = name
+        specs[name] = CommandSpec(
+            name=name,
+            description=body["description"].strip(),
+            arguments=_freeze(body["arguments"]),
+            flows=tuple((f, tuple(p)) for f, p in body.get("flows", {}).items()),
+            category=body.get("category", "admin"),
+            aliases=tuple(body.get("aliases", [])),
+            local=bool(body.get("local", False)),
+            handler=body.get("handler"),
+            resolve=_freeze(body.get("resolve", {})),
+            request=_freeze(body.get("request")),
+            outputs=_freeze(body.get("outputs", {})),
+            example=body.get("example"),
+        )
+    if check_handlers:
+        _check_handlers(specs, str(path), lines)
+    return Registry(specs, str(path))
+
+
+def _check_handlers(specs: dict[str, CommandSpec], path: str, lines: dict[str, int]) -> None:
+    handlers = available_handlers()
+    named = {s.handler: s.name for s in specs.values() if s.handler}
+    for h, cmd in named.items():
+        if h not in handlers:
+            raise FileError(path, f"command '{cmd}', field 'handler': no handler '{h}' in integration/handlers",
+                            line=lines.get(cmd))
+    orphans = sorted(set(handlers) - set(named))
+    if orphans:
+        raise FileError(path, f"handler(s) with no command: {', '.join(orphans)}")
+
+
+@functools.lru_cache(maxsize=4)
+def default_registry() -> Registry:
+    return load()
