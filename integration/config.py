@@ -41,6 +41,8 @@ class Config:
     ca_bundle: str | None = None
     service_account: str | None = None  # the expected delegated account (login hint)
     redirect_uri: str = "http://localhost"
+    # Graph requires an https callback for calls; the integration does not consume call events.
+    call_callback_uri: str = "https://localhost/msteams/calls/callback"
     store_path: str | None = None
     timeout: float = 30.0
     max_retries: int = 5

@@ -84,24 +84,30 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def _yaml_load_with_lines(text: str, path: str) -> tuple[dict, dict]:
-    """Parse YAML; also return the line of each top-level command (for error messages)."""
+def _yaml_load(text: str, path: str) -> dict:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise FileError(path, f"not valid YAML: {getattr(exc, 'problem', exc)}",
                         line=mark.line + 1 if mark else None) from None
+
+
+def _command_lines(text: str) -> dict[str, int]:
+    """The line of each command's key, computed only when an error needs it."""
+    import yaml
+
     lines: dict[str, int] = {}
-    if node is not None and isinstance(node, yaml.MappingNode):
+    node = yaml.compose(text)
+    if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if k.value == "commands" and isinstance(v, yaml.MappingNode):
                 for ck, _ in v.value:
                     lines[ck.value] = ck.start_mark.line + 1
-    return data, lines
+    return lines
 
 
 def available_handlers() -> dict[str, Callable]:
@@ -121,52 +127,21 @@ def resolve_handler(dotted: str) -> Callable:
     return getattr(importlib.import_module(f"{__package__}.handlers.{mod}"), fn)
 
 
-def load(path: str | Path | None = None, *, check_handlers: bool = False) -> Registry:
-    """Load and validate a registry file. ``check_handlers`` imports every handler module
-    (tests and `msteams validate` do; the CLI skips it to start fast)."""
+def load(path: str | Path | None = None, *, check_handlers: bool = False, validate: bool = True) -> Registry:
+    """Load a registry file. ``validate`` checks it against the meta-schema (skipped only to
+    print help fast); ``check_handlers`` imports every handler module (tests do)."""
     path = Path(path) if path else COMMANDS_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FileError(str(path), f"cannot read: {exc.strerror}") from None
-    data, lines = _yaml_load_with_lines(text, str(path))
+    data = _yaml_load(text, str(path))
     if not isinstance(data, dict) or not isinstance(data.get("commands"), dict):
         raise FileError(str(path), "expected a top-level mapping 'commands:'")
-
-    import jsonschema
-
-    meta = json.loads(META_SCHEMA_FILE.read_text())
-    validator = jsonschema.Draft202012Validator(meta)
+    if validate:
+        _validate(data["commands"], text, str(path))
     specs: dict[str, CommandSpec] = {}
-    seen_aliases: dict[str, str] = {}
     for name, body in data["commands"].items():
-        where = lines.get(name)
-        if not isinstance(body, dict):
-            raise FileError(str(path), f"command '{name}': expected a mapping", line=where)
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-        if errors:
-            e = errors[0]
-            fld = ".".join(str(p) for p in e.absolute_path) or "(command)"
-            raise FileError(str(path), f"command '{name}', field '{fld}': {e.message}", line=where)
-        try:
-            jsonschema.Draft202012Validator.check_schema(body["arguments"])
-        except jsonschema.SchemaError as exc:
-            raise FileError(str(path), f"command '{name}', field 'arguments': {exc.message}", line=where) from None
-        props = body["arguments"]["properties"]
-        for req in body["arguments"].get("required", []):
-            if req not in props:
-                raise FileError(str(path), f"command '{name}', field 'arguments.required': '{req}' is not an argument",
-                                line=where)
-        for pname, r in body.get("resolve", {}).items():
-            if r["from"] not in props:
-                raise FileError(str(path), f"command '{name}', field 'resolve.{pname}.from': "
-                                f"'{r['from']}' is not an argument", line=where)
-        for alias in body.get("aliases", []):
-            other = seen_aliases.get(alias) or (alias if alias in data["commands"] else None)
-            if other:
-                raise FileError(str(path), f"command '{name}', field 'aliases': '{alias}' is already used by '{other}'",
-                                line=where)
-            seen_aliases[alias] = name
         specs[name] = CommandSpec(
             name=name,
             description=body["description"].strip(),
@@ -182,8 +157,44 @@ def load(path: str | Path | None = None, *, check_handlers: bool = False) -> Reg
             example=body.get("example"),
         )
     if check_handlers:
-        _check_handlers(specs, str(path), lines)
+        _check_handlers(specs, str(path), _command_lines(text))
     return Registry(specs, str(path))
+
+
+def _validate(commands: dict, text: str, path: str) -> None:
+    import jsonschema
+
+    meta = json.loads(META_SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(meta)
+    seen_aliases: dict[str, str] = {}
+
+    def fail(name: str, message: str):
+        raise FileError(path, f"command '{name}', {message}", line=_command_lines(text).get(name))
+
+    for name, body in commands.items():
+        if not isinstance(body, dict):
+            fail(name, "expected a mapping")
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            fld = ".".join(str(p) for p in e.absolute_path) or "(command)"
+            fail(name, f"field '{fld}': {e.message}")
+        try:
+            jsonschema.Draft202012Validator.check_schema(body["arguments"])
+        except jsonschema.SchemaError as exc:
+            fail(name, f"field 'arguments': {exc.message}")
+        props = body["arguments"]["properties"]
+        for req in body["arguments"].get("required", []):
+            if req not in props:
+                fail(name, f"field 'arguments.required': '{req}' is not an argument")
+        for pname, r in body.get("resolve", {}).items():
+            if r["from"] not in props:
+                fail(name, f"field 'resolve.{pname}.from': '{r['from']}' is not an argument")
+        for alias in body.get("aliases", []):
+            other = seen_aliases.get(alias) or (alias if alias in commands else None)
+            if other:
+                fail(name, f"field 'aliases': '{alias}' is already used by '{other}'")
+            seen_aliases[alias] = name
 
 
 def _check_handlers(specs: dict[str, CommandSpec], path: str, lines: dict[str, int]) -> None:

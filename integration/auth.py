@@ -1,0 +1,363 @@
+"""The three auth flows over MSAL: `app` (client credentials, secret or certificate),
+`delegated` (authorization code with PKCE through a local redirect listener, or device code;
+refresh token kept, silent refresh) and `bot` (Bot Framework token). MSAL's serializable
+token caches live in the context store and are saved only when MSAL changed them.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from . import redact
+from .config import BOT_SCOPE, Config
+from .errors import AuthError, ConfigError
+from .store import Store
+
+log = logging.getLogger("msteams.auth")
+
+FLOWS = ("app", "delegated", "bot")
+FLOW_SETUP = {
+    "app": "set client_id, tenant_id and client_secret (or certificate_path + certificate_thumbprint) in the config",
+    "delegated": "set client_id and tenant_id in the config, then run `msteams auth login`",
+    "bot": "set bot_id and bot_secret in the config",
+}
+
+
+def jwt_claims(token: str) -> dict:
+    """The unverified claims of a JWT, for display (expiry, roles/scp): never for trust decisions."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class TokenInfo:
+    token: str
+    expires_on: float
+    permissions: list
+    account: str | None = None
+
+
+class _Provider:
+    """A flow's token source, as the Graph client sees it."""
+
+    def __init__(self, auth: "Auth", flow: str):
+        self.auth = auth
+        self.flow = flow
+
+    def token(self, force_refresh: bool = False) -> str:
+        return self.auth.acquire(self.flow, force_refresh=force_refresh).token
+
+
+class Auth:
+    def __init__(self, cfg: Config, store: Store, *, session_factory: Callable | None = None):
+        self.cfg = cfg
+        self.store = store
+        self._session_factory = session_factory
+        self._apps: dict = {}
+        self._caches: dict = {}
+        self._memo: dict[str, TokenInfo] = {}
+        self._lock = threading.RLock()
+
+    # ---- plumbing ----
+    def http_session(self):
+        if self._session_factory:
+            return self._session_factory()
+        import requests
+
+        s = requests.Session()
+        s.trust_env = False  # REQUESTS_CA_BUNDLE must not override the configured CA
+        s.verify = self.cfg.verify
+        return s
+
+    def _cache(self, flow: str):
+        import msal
+
+        if flow not in self._caches:
+            cache = msal.SerializableTokenCache()
+            blob = self.store.load_tokens(flow)
+            if blob:
+                try:
+                    cache.deserialize(blob)
+                except ValueError:
+                    log.warning("ignoring an unreadable %s token cache", flow)
+            self._caches[flow] = cache
+        return self._caches[flow]
+
+    def _save(self, flow: str) -> None:
+        cache = self._caches.get(flow)
+        if cache is not None and cache.has_state_changed:
+            self.store.save_tokens(flow, cache.serialize())
+            cache.has_state_changed = False
+
+    def _credential(self, flow: str):
+        cfg = self.cfg
+        if flow == "bot":
+            return cfg.bot_secret
+        if cfg.client_secret:
+            return cfg.client_secret
+        if cfg.certificate_path:
+            try:
+                with open(cfg.certificate_path, encoding="utf-8") as f:
+                    key = f.read()
+            except OSError as exc:
+                raise ConfigError(f"certificate_path {cfg.certificate_path!r}: {exc.strerror}") from None
+            if not cfg.certificate_thumbprint:
+                raise ConfigError("certificate_path is set but certificate_thumbprint is not")
+            return {"private_key": key, "thumbprint": cfg.certificate_thumbprint}
+        return None
+
+    def msal_app(self, flow: str):
+        import msal
+
+        if flow in self._apps:
+            return self._apps[flow]
+        cfg = self.cfg
+        authority = cfg.bot_authority_url if flow == "bot" else cfg.authority_url
+        client_id = cfg.bot_id if flow == "bot" else cfg.client_id
+        kwargs = dict(authority=authority, token_cache=self._cache(flow), http_client=self.http_session())
+        if cfg.authority:
+            kwargs["instance_discovery"] = False  # a custom authority (emulator, sovereign cloud) is not in Microsoft's list
+        credential = self._credential(flow)
+        try:
+            if credential is not None:
+                app = msal.ConfidentialClientApplication(client_id, client_credential=credential, **kwargs)
+            else:
+                app = msal.PublicClientApplication(client_id, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(f"{flow} flow: invalid authority or credential: {redact.redact(str(exc))}") from None
+        except Exception as exc:  # network errors while MSAL reads the authority's metadata
+            raise AuthError(f"{flow} flow: cannot reach the authority {authority}: {redact.redact(type(exc).__name__)}",
+                            hint="check authority / tenant_id and network access") from None
+        self._apps[flow] = app
+        return app
+
+    # ---- state ----
+    def configured(self, flow: str) -> bool:
+        return {"app": self.cfg.app_configured, "delegated": self.cfg.delegated_configured,
+                "bot": self.cfg.bot_configured}[flow]
+
+    def signed_in(self) -> bool:
+        """Whether the delegated flow has an account in its cache (no network)."""
+        import msal
+
+        cache = self._cache("delegated")
+        return bool(cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN))
+
+    def ready(self, flow: str) -> bool:
+        if not self.configured(flow):
+            return False
+        return self.signed_in() if flow == "delegated" else True
+
+    def provider(self, flow: str) -> _Provider:
+        return _Provider(self, flow)
+
+    def why_not_ready(self, flow: str) -> str:
+        if not self.configured(flow):
+            return FLOW_SETUP[flow]
+        if flow == "delegated":
+            return "not signed in: run `msteams auth login`"
+        return "ready"
+
+    # ---- acquiring ----
+    def _scopes(self, flow: str) -> list[str]:
+        return [BOT_SCOPE] if flow == "bot" else [self.cfg.graph_scope]
+
+    def acquire(self, flow: str, *, force_refresh: bool = False) -> TokenInfo:
+        with self._lock:
+            memo = self._memo.get(flow)
+            if memo and not force_refresh and memo.expires_on - 60 > time.time():
+                return memo
+            if not self.configured(flow):
+                raise AuthError(f"the {flow} flow is not configured", hint=FLOW_SETUP[flow])
+            app = self.msal_app(flow)
+            try:
+                if flow == "delegated":
+                    result = self._acquire_delegated(app, force_refresh)
+                else:
+                    if force_refresh:  # acquire_token_for_client serves its cache; drop it to force
+                        for at in list(self._cache(flow).search(self._cache(flow).CredentialType.ACCESS_TOKEN)):
+                            self._cache(flow).remove_at(at)
+                    result = app.acquire_token_for_client(scopes=self._scopes(flow))
+            except (AuthError, ConfigError):
+                raise
+            except Exception as exc:
+                raise AuthError(f"{flow} flow: cannot reach the token endpoint ({type(exc).__name__})",
+                                hint="check authority, ca_bundle and network access") from None
+            finally:
+                self._save(flow)
+            info = self._result(flow, result)
+            self._memo[flow] = info
+            return info
+
+    def _acquire_delegated(self, app, force_refresh: bool) -> dict:
+        accounts = app.get_accounts(username=self.cfg.service_account) if self.cfg.service_account else []
+        accounts = accounts or app.get_accounts()
+        if not accounts:
+            raise AuthError("the delegated flow is not signed in", hint="run `msteams auth login`")
+        result = app.acquire_token_silent_with_error(self._scopes("delegated"), account=accounts[0],
+                                                     force_refresh=force_refresh)
+        if result is None:
+            raise AuthError("the delegated sign-in has expired", hint="run `msteams auth login` again")
+        return result
+
+    def _result(self, flow: str, result: dict) -> TokenInfo:
+        if "access_token" not in result:
+            err = result.get("error", "error")
+            desc = redact.redact((result.get("error_description") or "").split("\r\n")[0])
+            hint = {"invalid_client": "check client_id and the client secret or certificate",
+                    "invalid_grant": "sign in again with `msteams auth login`",
+                    "unauthorized_client": "check that the app registration allows this flow"}.get(err)
+            raise AuthError(f"{flow} sign-in failed: {err}: {desc}", hint=hint)
+        token = result["access_token"]
+        claims = jwt_claims(token)
+        perms = claims.get("roles") or (claims.get("scp") or "").split()
+        expires = float(claims.get("exp") or time.time() + float(result.get("expires_in", 3600)))
+        account = claims.get("upn") or claims.get("preferred_username") or claims.get("unique_name")
+        return TokenInfo(token, expires, sorted(perms), account)
+
+    # ---- delegated sign-in ----
+    def login(self, *, device_code: bool = False, port: int = 0, login_hint: str | None = None,
+              out: Callable[[str], None] = print, timeout: float = 300.0) -> TokenInfo:
+        if not self.cfg.delegated_configured:
+            raise AuthError("the delegated flow is not configured", hint=FLOW_SETUP["delegated"])
+        app = self.msal_app("delegated")
+        hint = login_hint or self.cfg.service_account
+        scopes = self._scopes("delegated")
+        try:
+            if device_code:
+                flow = app.initiate_device_flow(scopes=scopes)
+                if "user_code" not in flow:
+                    raise AuthError(f"device-code sign-in failed: {flow.get('error')}: "
+                                    f"{redact.redact(flow.get('error_description', ''))}")
+                out(flow["message"])
+                result = app.acquire_token_by_device_flow(flow)
+            else:
+                result = self._auth_code_login(app, scopes, port, hint, out, timeout)
+        except (AuthError, ConfigError):
+            raise
+        except Exception as exc:
+            raise AuthError(f"delegated sign-in failed: {redact.redact(str(exc))[:200]}") from None
+        finally:
+            self._save("delegated")
+        self._memo.pop("delegated", None)
+        info = self._result("delegated", result)
+        self._memo["delegated"] = info
+        return info
+
+    def _auth_code_login(self, app, scopes, port, hint, out, timeout) -> dict:
+        listener = _RedirectListener(port)
+        try:
+            redirect_uri = f"http://localhost:{listener.port}/callback"
+            flow = app.initiate_auth_code_flow(scopes, redirect_uri=redirect_uri, login_hint=hint)
+            if _is_loopback(self.cfg.authority_url):
+                # The emulator signs its service account in without a UI: play the browser's
+                # part, following its redirect into our listener like a browser would.
+                s = self.http_session()
+                r = s.get(flow["auth_uri"], allow_redirects=False, timeout=self.cfg.timeout)
+                location = r.headers.get("Location")
+                if r.status_code not in (301, 302, 303) or not location:
+                    raise AuthError(f"sign-in page answered HTTP {r.status_code} without a redirect")
+                s.get(location, timeout=self.cfg.timeout)
+            else:
+                out("Open this URL in a browser to sign in:\n" + flow["auth_uri"])
+                try:
+                    import webbrowser
+
+                    webbrowser.open(flow["auth_uri"])
+                except Exception:
+                    pass
+            params = listener.wait(timeout)
+            if params is None:
+                raise AuthError(f"no sign-in redirect arrived within {int(timeout)} s")
+            return app.acquire_token_by_auth_code_flow(flow, params)
+        finally:
+            listener.close()
+
+    def login_url(self, redirect_uri: str) -> str:
+        app = self.msal_app("delegated")
+        return app.get_authorization_request_url(self._scopes("delegated"), redirect_uri=redirect_uri,
+                                                 login_hint=self.cfg.service_account)
+
+    def reset(self) -> int:
+        self._memo.clear()
+        self._caches.clear()
+        self._apps.clear()
+        return self.store.clear_tokens()
+
+    def status(self, check: bool = True) -> list[dict]:
+        rows = []
+        for flow in FLOWS:
+            row = {"flow": flow, "configured": self.configured(flow), "signedIn": None, "account": None,
+                   "expiresOn": None, "permissions": [], "detail": self.why_not_ready(flow)}
+            if flow == "delegated" and row["configured"]:
+                row["signedIn"] = self.signed_in()
+            if check and self.ready(flow):
+                try:
+                    info = self.acquire(flow)
+                    row.update(signedIn=True if flow == "delegated" else None, account=info.account,
+                               expiresOn=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.expires_on)),
+                               permissions=info.permissions, detail="ready")
+                except AuthError as exc:
+                    row["detail"] = exc.message
+            rows.append(row)
+        return rows
+
+
+class _RedirectListener:
+    """A one-shot HTTP listener on loopback that captures the authorization redirect's query."""
+
+    def __init__(self, port: int):
+        self.params: dict | None = None
+        self._got = threading.Event()
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                qs = parse_qs(urlsplit(self.path).query)
+                listener.params = {k: v[0] for k, v in qs.items()}
+                body = b"Sign-in complete. You can close this window."
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                listener._got.set()
+
+            def log_message(self, *args):  # the query carries the code: never log it
+                pass
+
+        try:
+            self.server = HTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:
+            raise AuthError(f"cannot listen on 127.0.0.1:{port} for the sign-in redirect: {exc.strerror}",
+                            hint="pass --port with a free port") from None
+        self.server.timeout = 0.5  # so the loop notices close() without a request
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._got.is_set():
+            self.server.handle_request()
+
+    def wait(self, timeout: float) -> dict | None:
+        self._got.wait(timeout)
+        return self.params
+
+    def close(self) -> None:
+        self._got.set()
+        self.server.server_close()

@@ -1,0 +1,227 @@
+"""The `msteams` command line: a subcommand per registry command (generated from
+commands.yml), the war-room form (`msteams '!chat-create member=a@x'`), `help COMMAND`, and the
+tool commands (auth, emulator, demo, permissions, docs). A thin front end over `execute()`.
+
+Heavy modules (requests, msal, jsonschema) are imported only when a command runs, so help is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from . import __version__
+
+OUTPUTS = ("table", "json", "context")
+TOOLS = {
+    "help": "show a command's arguments, flows, permissions and an example",
+    "auth": "sign-in: `auth login`, `auth status`, `auth reset`",
+    "emulator": "the built-in fake tenant: `emulator serve --write-config PATH`",
+    "demo": "run an incident scenario against the built-in emulator",
+}
+AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
+
+
+def _registry(validate: bool = False):
+    from . import registry
+
+    return registry.default_registry() if validate else registry.load(validate=False)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _describe_arg(prop: dict) -> str:
+    text = prop.get("description", "")
+    if "enum" in prop:
+        text += f" One of: {', '.join(map(str, prop['enum']))}."
+    if "default" in prop and prop["default"] not in ("", None, False):
+        text += f" Default: {prop['default']}."
+    return text
+
+
+def build_parser(reg) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="msteams",
+        description="Microsoft Teams for security automation: run commands against Microsoft Graph "
+                    "(or the built-in emulator). War-room form: msteams '!chat-create member=a@x'.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"msteams {__version__}")
+    _common(p, top=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for tool, text in TOOLS.items():
+        sub.add_parser(tool, help=text, add_help=False)
+    for spec in reg:
+        if spec.name.startswith("auth-"):
+            continue
+        _add_spec_parser(sub, spec)
+    return p
+
+
+def _add_spec_parser(sub, spec) -> None:
+    """One subcommand whose flags come from the command's JSON Schema arguments."""
+    sp = sub.add_parser(spec.name, help=spec.description.split(". ")[0].rstrip("."), description=spec.description,
+                        argument_default=argparse.SUPPRESS)
+    _common(sp)
+    for name, prop in spec.arguments.get("properties", {}).items():
+        kwargs: dict = {"help": _describe_arg(prop), "dest": f"arg_{name}"}
+        if prop.get("type") == "boolean":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif prop.get("type") == "array":
+            kwargs.update(action="append", metavar="VALUE")
+        else:
+            kwargs["metavar"] = "VALUE"
+        sp.add_argument(_flag(name), **kwargs)
+    sp.add_argument("pairs", nargs="*", metavar="name=value", help="arguments in war-room form")
+
+
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--config", default=default, help="config file (default: $MSTEAMS_CONFIG)")
+    p.add_argument("-o", "--output", choices=OUTPUTS, default=default, help="table (default), json or context")
+    p.add_argument("--flow", choices=("app", "delegated", "bot"), default=default,
+                   help="force an auth flow instead of the first one ready")
+    p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS, help="log more (-vv: debug)")
+
+
+def _setup_logging(verbosity: int) -> None:
+    from .redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
+
+
+def _print_error(exc: BaseException, err: Callable[[str], None]) -> None:
+    from .redact import redact
+
+    text = str(exc)
+    err(redact(f"error: {text}"))
+
+
+def run_command(name: str, args: dict, *, config: str | None, output: str, flow: str | None,
+                out: Callable[[str], None], runtime=None) -> int:
+    from .dispatch import Runtime, execute
+
+    rt = runtime or Runtime(config_path=config)
+    rt.echo = out
+    try:
+        result = execute(name, args, rt, flow=flow)
+        out(result.render(output or "table"))
+        return 0
+    finally:
+        if runtime is None:
+            rt.close()
+
+
+def help_command(reg, name: str | None, out: Callable[[str], None]) -> int:
+    from .errors import InputError
+
+    if not name:
+        out("usage: msteams help COMMAND\n\ncommands: " + ", ".join(reg.names()))
+        return 0
+    spec = reg.get(name)
+    if spec is None:
+        raise InputError(f"unknown command '{name}'", hint="`msteams --help` lists the commands")
+    from .docs import command_help
+
+    out(command_help(spec))
+    return 0
+
+
+def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = None,
+         err: Callable[[str], None] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = out or (lambda s: print(s, flush=True))
+    err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+    from .errors import IntegrationError, exit_code_for
+
+    try:
+        return _main(argv, out, err)
+    except IntegrationError as exc:
+        _print_error(exc, err)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug, not a user mistake: say so without dumping internals
+        from .redact import redact
+
+        err(redact(f"internal error: {type(exc).__name__}: {exc}"))
+        err("this is a bug; rerun with -vv for details and report it")
+        logging.getLogger("msteams").debug("internal error", exc_info=True)
+        return 1
+
+
+def _main(argv: list[str], out, err) -> int:
+    # Global options may precede the command; pull out the few that apply everywhere.
+    pre = argparse.ArgumentParser(add_help=False)
+    _common(pre, top=True)
+    opts, rest = pre.parse_known_args(argv)
+    _setup_logging(opts.verbose)
+    head = rest[0] if rest else None
+
+    if head and head.startswith("!"):  # war-room form: one argument, or split across several
+        from .arguments import parse_warroom
+
+        name, args = parse_warroom(" ".join(rest) if len(rest) > 1 else head)
+        return run_command(name, args, config=opts.config, output=opts.output, flow=opts.flow, out=out)
+    if head == "help":
+        return help_command(_registry(), rest[1] if len(rest) > 1 else None, out)
+    if head == "auth":
+        action = rest[1] if len(rest) > 1 else None
+        if action not in AUTH_ACTIONS:
+            from .errors import InputError
+
+            raise InputError("usage: msteams auth {login,status,reset} [options]")
+        rest = [AUTH_ACTIONS[action]] + rest[2:]
+        head = rest[0]
+    if head == "emulator":
+        from .emulator.serve import main as serve_main
+
+        return serve_main(rest[1:])
+    if head == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(rest[1:], out=out)
+
+    reg = _registry()
+    if head and reg.get(head) and reg.get(head).name != head:  # an alias (XSOAR's names)
+        rest[0] = reg.get(head).name
+    parser = _auth_parser(reg) if head and head.startswith("auth-") else build_parser(reg)
+    ns = parser.parse_args(rest)
+    if not getattr(ns, "command", None):
+        parser.print_help()
+        return 0 if not rest else 2
+    args: dict = {}
+    if getattr(ns, "pairs", None):
+        from .arguments import to_argv_pairs
+
+        args.update(to_argv_pairs(ns.pairs))
+    for key, value in vars(ns).items():
+        if key.startswith("arg_"):
+            args[key[4:]] = value
+    return run_command(ns.command, args, config=getattr(ns, "config", None) or opts.config,
+                       output=getattr(ns, "output", None) or opts.output, flow=getattr(ns, "flow", None) or opts.flow, out=out)
+
+
+def _auth_parser(reg) -> argparse.ArgumentParser:
+    """`msteams auth login|status|reset`: the auth-* registry commands under their short names."""
+    p = argparse.ArgumentParser(prog="msteams auth")
+    _common(p, top=True)
+    sub = p.add_subparsers(dest="command", metavar="ACTION")
+    for spec in reg:
+        if spec.name.startswith("auth-"):
+            _add_spec_parser(sub, spec)
+    return p
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The one entry point every front end calls: `execute(name, args)`. It walks the pipeline:
+registry -> argument validation -> flow choice (fails before any request when no flow is
+ready) -> names to ids -> the command's request(s) or handler -> result.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import arguments, config as config_mod, registry
+from .errors import AuthError, InputError, NotFound
+from .graph import Client, seg
+from .registry import CommandSpec, thaw
+from .results import Result, project
+
+log = logging.getLogger("msteams.dispatch")
+
+
+class Runtime:
+    """Configuration, store, auth and clients, built on first use and shared by commands."""
+
+    def __init__(self, cfg: config_mod.Config | None = None, *, config_path: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep, registry_: registry.Registry | None = None):
+        self._cfg = cfg
+        self._config_path = config_path
+        self.sleep = sleep
+        self._registry = registry_
+        self.echo: Callable[[str], None] = print  # where interactive prompts (device code) go
+        self._store = None
+        self._auth = None
+        self._clients: dict[str, Client] = {}
+
+    @property
+    def cfg(self) -> config_mod.Config:
+        if self._cfg is None:
+            self._cfg = config_mod.load(self._config_path)
+        return self._cfg
+
+    @property
+    def registry(self) -> registry.Registry:
+        if self._registry is None:
+            self._registry = registry.default_registry()
+        return self._registry
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.cfg.resolved_store_path)
+        return self._store
+
+    @property
+    def auth(self):
+        if self._auth is None:
+            from .auth import Auth
+
+            self._auth = Auth(self.cfg, self.store)
+        return self._auth
+
+    def client(self, flow: str) -> Client:
+        if flow not in self._clients:
+            cfg = self.cfg
+            base, service = (cfg.bot_service_url, "Bot Connector") if flow == "bot" else (cfg.graph_url, "Graph")
+            self._clients[flow] = Client(base, self.auth.provider(flow), verify=cfg.verify, timeout=cfg.timeout,
+                                         max_retries=cfg.max_retries, retry_budget=cfg.retry_budget_seconds,
+                                         sleep=self.sleep, service=service)
+        return self._clients[flow]
+
+    def choose_flow(self, spec: CommandSpec, prefer: str | None = None) -> str:
+        flows = list(spec.flow_names)
+        if prefer:
+            if prefer not in flows:
+                raise InputError(f"'{spec.name}' does not run with the {prefer} flow (it accepts: {', '.join(flows)})")
+            flows = [prefer]
+        for flow in flows:
+            if self.auth.ready(flow):
+                return flow
+        needs = "; ".join(f"{f}: {', '.join(spec.permissions(f)) or 'no permissions'}" for f in flows)
+        why = "; ".join(f"{f}: {self.auth.why_not_ready(f)}" for f in flows)
+        raise AuthError(f"'{spec.name}' needs the {' or '.join(flows)} flow, and none is ready ({why})",
+                        hint=f"permissions to grant per flow: {needs}")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+@dataclass
+class CommandContext:
+    """What a Python handler gets: its validated arguments and the pipeline's services."""
+
+    spec: CommandSpec
+    args: dict
+    runtime: Runtime
+    flow: str | None = None
+    extra: dict = field(default_factory=dict)  # resolved ids, for output fields ('$team_id')
+
+    @property
+    def cfg(self):
+        return self.runtime.cfg
+
+    @property
+    def store(self):
+        return self.runtime.store
+
+    @property
+    def graph(self) -> Client:
+        return self.runtime.client(self.flow or "app")
+
+    @property
+    def bot(self) -> Client:
+        return self.runtime.client("bot")
+
+    @property
+    def resolver(self):
+        if "_resolver" not in self.extra:
+            from .resolve import Resolver
+
+            self.extra["_resolver"] = Resolver(self.graph, self.store)
+        return self.extra["_resolver"]
+
+    def result(self, items: list | dict | None, raw: Any = None, *, message: str | None = None,
+               title: str | None = None, next_link: str | None = None) -> Result:
+        out = self.spec.outputs
+        if isinstance(items, dict):
+            items = [items]
+        items = items or []
+        fields = out.get("fields")
+        values = {**self.args, **{k: v for k, v in self.extra.items() if not k.startswith("_")}}
+        rows = [project(i, fields, values) for i in items] if fields else list(items)
+        t = title or out.get("title")
+        if t:
+            t = _fill(t, values)
+        return Result(self.spec.name, rows, out.get("prefix"), out.get("key"), t, list(out.get("columns") or []) or None,
+                      raw, message, next_link, self.flow)
+
+
+_TEMPLATE = re.compile(r"\{(\w+)\}")
+
+
+def _fill(template: str, values: dict, encode: Callable[[str], str] = str) -> str:
+    """Substitute {name} from values (registry text is trusted; values are only inserted)."""
+    return _TEMPLATE.sub(lambda m: encode(str(values.get(m.group(1), ""))), template)
+
+
+def _fill_value(value: Any, values: dict) -> Any:
+    """Request body/query templates: a string that is exactly '{arg}' takes the typed value."""
+    if isinstance(value, str):
+        m = _TEMPLATE.fullmatch(value)
+        if m:
+            return values.get(m.group(1))
+        return _fill(value, values)
+    if isinstance(value, dict):
+        out = {k: _fill_value(v, values) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None}
+    if isinstance(value, list):
+        return [_fill_value(v, values) for v in value]
+    return value
+
+
+def _resolve_declared(ctx: CommandContext) -> None:
+    r = ctx.resolver
+    for pname, rule in ctx.spec.resolve.items():
+        raw = ctx.args.get(rule["from"])
+        if raw is None:
+            continue
+        kind = rule["kind"]
+        if kind == "user":
+            ctx.extra[pname] = r.user(raw)["id"]
+        elif kind == "team":
+            ctx.extra[pname] = r.team(raw)["id"]
+        elif kind == "channel":
+            ctx.extra[pname] = r.channel(ctx.extra[rule["team"]], raw)["id"]
+        elif kind == "chat":
+            from .resolve import is_thread_id
+
+            chat = {"id": raw} if is_thread_id(raw) else r.chat_by_topic(raw)
+            if not chat:
+                raise NotFound(f"chat '{raw}' not found")
+            ctx.extra[pname] = chat["id"]
+
+
+def _run_declared(ctx: CommandContext) -> Result:
+    req = thaw(ctx.spec.request)
+    values = {**ctx.args, **ctx.extra}
+    path = _fill(req["path"], values, seg)
+    query = _fill_value(req.get("query") or {}, values)
+    if req.get("paged"):
+        page = ctx.graph.paged(path, params=query, limit=ctx.args.get("limit"), page_size=ctx.args.get("page_size"),
+                               next_link=ctx.args.get("next_link"))
+        return ctx.result(page.items, page.items, next_link=page.next_link)
+    body = _fill_value(req["body"], values) if "body" in req else None
+    reply = ctx.graph.request(req["method"], path, params=query or None, json=body).json()
+    items = reply.get("value") if isinstance(reply, dict) and isinstance(reply.get("value"), list) else reply
+    return ctx.result(items, reply)
+
+
+def execute(name: str, args: dict | None = None, runtime: Runtime | None = None, *, flow: str | None = None) -> Result:
+    """Run one command by name (or alias) with raw or typed arguments."""
+    runtime = runtime or Runtime()
+    spec = runtime.registry.get(name)
+    if spec is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, runtime.registry.all_names(), n=3)
+        raise InputError(f"unknown command '{name}'", hint=f"did you mean: {', '.join(close)}?" if close else
+                         "`msteams --help` lists the commands")
+    values = arguments.validate(spec, args or {})
+    ctx = CommandContext(spec, values, runtime)
+    if not spec.local:
+        ctx.flow = runtime.choose_flow(spec, flow)
+    handler = registry.resolve_handler(spec.handler) if spec.handler else _run_declared
+    if spec.local:
+        return handler(ctx)
+    for attempt in (0, 1):
+        try:
+            if spec.resolve:
+                _resolve_declared(ctx)
+            return handler(ctx)
+        except NotFound:
+            # A cached id may be stale (deleted chat, renamed team): refresh the names once.
+            if attempt == 0 and ctx.extra.get("_resolver") and ctx.resolver.forget_cached():
+                log.info("retrying %s after dropping stale cached names", spec.name)
+                ctx.extra = {}
+                continue
+            raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,106 @@
+"""Documentation generated from commands.yml: `msteams help COMMAND`, docs/commands.md, and
+the permissions each command needs per flow (`msteams permissions`)."""
+from __future__ import annotations
+
+from .registry import CommandSpec, Registry
+
+FLOW_TITLES = {"app": "application (client credentials)", "delegated": "delegated (signed-in account)",
+               "bot": "bot (Bot Framework)"}
+
+
+def _arg_rows(spec: CommandSpec) -> list[str]:
+    props = spec.arguments.get("properties", {})
+    required = set(spec.arguments.get("required", ()))
+    rows = []
+    for name, p in props.items():
+        typ = p.get("type", "string")
+        if typ == "array":
+            typ = f"list of {p.get('items', {}).get('type', 'string')}"
+        extra = []
+        if "enum" in p:
+            extra.append("one of " + ", ".join(f"`{v}`" for v in p["enum"]))
+        if "default" in p:
+            extra.append(f"default `{p['default']}`")
+        desc = p.get("description", "") + (f" ({'; '.join(extra)})" if extra else "")
+        rows.append(f"| `{name}` | {typ} | {'yes' if name in required else 'no'} | {desc} |")
+    return rows
+
+
+def command_markdown(spec: CommandSpec) -> str:
+    lines = [f"### {spec.name}", "", spec.description, ""]
+    if spec.aliases:
+        lines += ["Aliases: " + ", ".join(f"`{a}`" for a in spec.aliases), ""]
+    if spec.local:
+        lines += ["Runs locally (no Graph call).", ""]
+    else:
+        lines += ["| Flow (in order of preference) | Permissions |", "|---|---|"]
+        lines += [f"| {FLOW_TITLES[f]} | {', '.join(f'`{x}`' for x in perms) or '-'} |" for f, perms in spec.flows]
+        lines.append("")
+    rows = _arg_rows(spec)
+    if rows:
+        lines += ["| Argument | Type | Required | Description |", "|---|---|---|---|"] + rows + [""]
+    out = spec.outputs
+    if out.get("prefix"):
+        lines += [f"Context: `{out['prefix']}` (key `{out.get('key', '-')}`)"]
+        if out.get("fields"):
+            lines += ["", "| Context path | From |", "|---|---|"]
+            lines += [f"| `{out['prefix']}.{k}` | `{v}` |" for k, v in out["fields"].items()]
+        lines.append("")
+    if spec.example:
+        lines += ["Example:", "", "```", spec.example, "```", ""]
+    return "\n".join(lines)
+
+
+def command_help(spec: CommandSpec) -> str:
+    lines = [f"{spec.name}: {spec.description}"]
+    if spec.aliases:
+        lines.append("aliases: " + ", ".join(spec.aliases))
+    if not spec.local:
+        for f, perms in spec.flows:
+            lines.append(f"flow {f}: needs {', '.join(perms) or 'no permissions'}")
+    lines.append("arguments:")
+    required = set(spec.arguments.get("required", ()))
+    for name, p in spec.arguments.get("properties", {}).items():
+        flag = "required" if name in required else "optional"
+        extra = f" [one of: {', '.join(map(str, p['enum']))}]" if "enum" in p else ""
+        extra += f" [default: {p['default']}]" if "default" in p else ""
+        lines.append(f"  {name} ({p.get('type', 'string')}, {flag}): {p.get('description', '')}{extra}")
+    if spec.example:
+        lines.append(f"example: msteams '{spec.example}'")
+    return "\n".join(lines)
+
+
+def permissions_by_flow(reg: Registry) -> dict[str, dict[str, list[str]]]:
+    """{flow: {command: [permissions]}} for every Graph command."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for spec in reg:
+        for flow, perms in spec.flows:
+            out.setdefault(flow, {})[spec.name] = list(perms)
+    return out
+
+
+def permissions_markdown(reg: Registry) -> str:
+    lines = ["# Permissions per flow", "", "Generated from commands.yml. Grant the totals to the app registration "
+             "(application permissions need admin consent).", ""]
+    for flow, cmds in permissions_by_flow(reg).items():
+        total = sorted({p for perms in cmds.values() for p in perms})
+        lines += [f"## {FLOW_TITLES[flow]}", "", "Total: " + ", ".join(f"`{p}`" for p in total), "",
+                  "| Command | Permissions |", "|---|---|"]
+        lines += [f"| {c} | {', '.join(p) or '-'} |" for c, p in sorted(cmds.items())]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def commands_markdown(reg: Registry) -> str:
+    cats: dict[str, list[CommandSpec]] = {}
+    for spec in reg:
+        cats.setdefault(spec.category, []).append(spec)
+    lines = ["# Command reference", "",
+             "Generated from `commands.yml` by `msteams docs --write`; do not edit by hand.", "",
+             "Run a command as `msteams COMMAND --arg value` or in war-room form `msteams '!COMMAND arg=value'`.", ""]
+    for cat in sorted(cats):
+        lines += [f"## {cat.capitalize()}", ""]
+        lines += [command_markdown(s) for s in cats[cat]]
+    lines += [permissions_markdown(reg).replace("# Permissions per flow", "## Permissions per flow", 1)
+              .replace("\n## ", "\n### ")]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,47 @@
+"""Admin commands over auth and the context store: sign-in, status, sign-out, login URL,
+cache reset and inspection. They run without choosing a Graph flow."""
+from __future__ import annotations
+
+HANDLERS = ("auth_login", "auth_status", "auth_reset", "generate_login_url", "cache_reset", "cache_show")
+
+
+def auth_login(ctx):
+    a = ctx.args
+    info = ctx.runtime.auth.login(device_code=a["device_code"], port=a["port"], login_hint=a.get("login_hint"),
+                                  out=ctx.runtime.echo)
+    return ctx.result([], None, message=f"Signed in as {info.account or 'the delegated account'}; "
+                                        f"{len(info.permissions)} delegated permissions granted.")
+
+
+def auth_status(ctx):
+    rows = ctx.runtime.auth.status(check=ctx.args["check"])
+    return ctx.result(rows, rows, title="Auth flows")
+
+
+def auth_reset(ctx):
+    n = ctx.runtime.auth.reset()
+    return ctx.result([], None, message=f"Signed out: {n} token cache(s) removed.")
+
+
+def generate_login_url(ctx):
+    url = ctx.runtime.auth.login_url(ctx.args["redirect_uri"])
+    return ctx.result([], {"url": url}, message=f"Open this URL to sign in the delegated flow:\n{url}")
+
+
+def cache_reset(ctx):
+    removed = ctx.store.clear(include_tokens=ctx.args["include_tokens"])
+    if ctx.args["include_tokens"]:
+        ctx.runtime.auth.reset()
+    total = sum(removed.values())
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(removed.items())) or "nothing was cached"
+    return ctx.result([], removed, message=f"Cache reset: {total} entries removed ({detail}).")
+
+
+def cache_show(ctx):
+    kind = ctx.args.get("kind")
+    if kind:
+        rows = [{"kind": kind, "key": e["key"], "id": (e["value"] or {}).get("id"), "ageSeconds": e["age_seconds"],
+                 "expired": e["expired"]} for e in ctx.store.entries(kind)]
+        return ctx.result(rows, rows, title=f"Cached {kind} entries")
+    rows = [{"kind": k, "entries": n} for k, n in ctx.store.counts().items()]
+    return ctx.result(rows, rows, title=f"Context store {ctx.cfg.resolved_store_path}")
