@@ -19,6 +19,8 @@ TOOLS = {
     "auth": "sign-in: `auth login`, `auth status`, `auth reset`",
     "emulator": "the built-in fake tenant: `emulator serve --write-config PATH`",
     "demo": "run an incident scenario against the built-in emulator",
+    "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
+    "docs": "print (or --write) docs/commands.md, generated from commands.yml",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
 
@@ -192,6 +194,9 @@ def _main(argv: list[str], out, err) -> int:
 
         return demo_main(rest[1:], out=out)
 
+    if head in ("permissions", "docs"):
+        return _doc_tool(head, rest[1:], out)
+
     reg = _registry()
     if head and reg.get(head) and reg.get(head).name != head:  # an alias (XSOAR's names)
         rest[0] = reg.get(head).name
@@ -210,6 +215,27 @@ def _main(argv: list[str], out, err) -> int:
             args[key[4:]] = value
     return run_command(ns.command, args, config=getattr(ns, "config", None) or opts.config,
                        output=getattr(ns, "output", None) or opts.output, flow=getattr(ns, "flow", None) or opts.flow, out=out)
+
+
+def _doc_tool(tool: str, argv: list[str], out) -> int:
+    from . import docs
+
+    p = argparse.ArgumentParser(prog=f"msteams {tool}")
+    if tool == "docs":
+        p.add_argument("--write", metavar="PATH", nargs="?", const="docs/commands.md", help="write the file instead of printing")
+    ns = p.parse_args(argv)
+    reg = _registry(validate=True)
+    if tool == "permissions":
+        out(docs.permissions_markdown(reg))
+        return 0
+    text = docs.commands_markdown(reg)
+    if ns.write:
+        with open(ns.write, "w", encoding="utf-8") as f:
+            f.write(text)
+        out(f"wrote {ns.write}")
+    else:
+        out(text)
+    return 0
 
 
 def _auth_parser(reg) -> argparse.ArgumentParser:
