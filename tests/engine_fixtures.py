@@ -1,0 +1,46 @@
+"""Fixtures for running the integration against the emulator (imported by tests/conftest.py)."""
+from __future__ import annotations
+
+import pytest
+
+from integration import config as config_mod
+from integration.dispatch import Runtime, execute
+
+
+class Sleeps(list):
+    """An injectable sleep that records instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_config(emu, tmp_path, **overrides) -> config_mod.Config:
+    data = dict(emu.config())
+    data.update(overrides)
+    data = {k: v for k, v in data.items() if v is not None}
+    cfg = config_mod.Config(**{k: v for k, v in data.items() if k in config_mod._KEYS}, source="test")
+    for key in ("client_secret", "bot_secret"):
+        config_mod.redact.register(getattr(cfg, key))
+    cfg.store_path = str(tmp_path / "store.sqlite3")
+    return cfg
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+@pytest.fixture
+def runtime(emu, tmp_path, sleeps):
+    """A Runtime configured against the emulator; app and bot ready, delegated not signed in."""
+    rt = Runtime(make_config(emu, tmp_path), sleep=sleeps)
+    rt.echo = lambda s: None
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def signed_in(runtime):
+    """The runtime after an unattended delegated sign-in (auth code + PKCE through the listener)."""
+    execute("auth-login", {}, runtime)
+    return runtime
