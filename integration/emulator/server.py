@@ -1,0 +1,612 @@
+"""The emulator's HTTPS server and the :class:`Emulator` that tests and ``msteams emulator
+serve`` start: one loopback listener that routes by path prefix to Entra ID
+(``/{tenant}/...``), Microsoft Graph (``/v1.0/...``), the Bot Connector (``/botframework/...``)
+and the admin API (``/_emulator/...``).
+
+A Graph request goes through: route match (404/405) -> bearer token (401) -> ``/me`` needs a
+delegated token (400) -> permission (403) -> throttling (429) -> injected faults -> handler.
+``$batch`` items re-enter the same pipeline through :meth:`_Context.dispatch`, so every item
+is checked, throttled and fault-injected on its own.
+
+The request log keeps method, path, status, caller kind, app id and timing; never tokens,
+secrets, authorization codes, query strings or bodies.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import socket
+import ssl
+import threading
+import time
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import yaml
+
+from . import permissions
+from .bot import BotConnector
+from .core import ROUTES, Claims, Context, GraphError, Request, Response, match_route, new_guid, utcnow_iso
+from .entra import Entra, EntraError
+from .faults import Faults
+from .tenant import load_tenant
+from .throttle import Throttler
+from .tls import TlsMaterial
+from .tokens import BOT_AUDIENCE, GRAPH_AUDIENCE, TokenError, TokenService
+
+log = logging.getLogger("integration.emulator")
+
+GRAPH_CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_WWW_AUTH = ('Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+             'client_id="00000003-0000-0000-c000-000000000000"')
+_MAX_LOG = 200_000
+
+_routes_loaded = False
+_routes_lock = threading.Lock()
+
+
+def load_graph_routes() -> None:
+    """Import every module under ``emulator/graph`` so their ``graph_route`` declarations run."""
+    global _routes_loaded
+    with _routes_lock:
+        if _routes_loaded:
+            return
+        from . import graph
+        for mod in pkgutil.iter_modules(graph.__path__):
+            importlib.import_module(f"{graph.__name__}.{mod.name}")
+        _routes_loaded = True
+
+
+class _Drop(Exception):
+    """A fault asked for the connection to be closed without a response."""
+
+
+class _Context(Context):
+    def __init__(self, emu: "Emulator", token: Claims | None):
+        self._emu = emu
+        self.state = emu.state
+        self.base_url = emu.graph_url
+        self.token = token
+
+    def dispatch(self, method: str, url: str, headers: dict, body: Any, token: Claims | None) -> Response:
+        if isinstance(body, (dict, list)):
+            raw = json.dumps(body).encode()
+        elif isinstance(body, str):
+            raw = body.encode()
+        else:
+            raw = body or b""
+        u = url.strip()
+        if u.lower().startswith(("http://", "https://")):
+            u = urllib.parse.urlsplit(u)._replace(scheme="", netloc="").geturl()
+        if not u.startswith("/"):
+            u = "/" + u
+        if u.lower().startswith("/v1.0/"):
+            u = u[5:]
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        return self._emu._graph(method.upper(), u, hdrs, raw, claims=token, batch_item=True)
+
+
+def _segments_match(route_segs: list, segs: list[str]) -> int:
+    n = 0
+    for r, s in zip(route_segs, segs):
+        if r is not None and r != s.lower():
+            break
+        n += 1
+    return n
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, emulator: "Emulator", ssl_context: ssl.SSLContext):
+        self.emulator = emulator
+        self.ssl_context = ssl_context
+        self.live: set = set()
+        self.live_lock = threading.Lock()
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        # Handshake in the connection's own thread so one slow client cannot stall accept().
+        try:
+            request.settimeout(30)
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            try:
+                request.close()
+            except OSError:
+                pass
+            return
+        with self.live_lock:
+            self.live.add(conn)
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        except (ConnectionError, ssl.SSLError, socket.timeout, OSError):
+            pass
+        finally:
+            with self.live_lock:
+                self.live.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close_all(self) -> None:
+        with self.live_lock:
+            conns = list(self.live)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "msteams-emulator"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 30  # idle keep-alive connections are closed after this many seconds
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _serve(self) -> None:
+        emu: Emulator = self.server.emulator  # type: ignore[attr-defined]
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            resp, json_type = emu.handle(self.command, self.path, headers, body)
+        except _Drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._write(resp, json_type)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _write(self, resp: Response, json_type: str) -> None:
+        body = resp.body
+        hdrs = {k: v for k, v in (resp.headers or {}).items()}
+        lower = {k.lower() for k in hdrs}
+        if isinstance(body, (dict, list)):
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            if "content-type" not in lower:
+                hdrs["Content-Type"] = json_type
+        elif isinstance(body, str):
+            payload = body.encode("utf-8")
+            if "content-type" not in lower:
+                hdrs["Content-Type"] = "text/plain; charset=utf-8"
+        elif body is None:
+            payload = b""
+        else:
+            payload = bytes(body)
+        status = int(resp.status)
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}",
+                 f"Server: {self.server_version}"]
+        for k, v in hdrs.items():
+            if k.lower() in ("content-length", "date", "server", "connection"):
+                continue
+            lines.append(f"{k}: {v}")
+        if status not in (204, 304) and not (100 <= status < 200):
+            lines.append(f"Content-Length: {len(payload)}")
+        else:
+            payload = b""
+        if self.close_connection:
+            lines.append("Connection: close")
+        # One write per response: separate header/body writes interact badly with delayed ACKs.
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + payload)
+
+
+class Emulator:
+    """A fake Microsoft 365 tenant on ``https://127.0.0.1:PORT``.
+
+    ``Emulator(tenant=None|path|dict, users=None, throttling=False, speed=1.0, port=0,
+    token_lifetime=3600)``; use as a context manager or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(self, tenant: str | dict | None = None, users: int | None = None, throttling: bool = False,
+                 speed: float = 1.0, port: int = 0, token_lifetime: int = 3600, host: str = "127.0.0.1",
+                 retry_after: bool = True):
+        self.state = load_tenant(tenant, users)
+        self.host = host
+        self.port = port
+        self.token_lifetime = token_lifetime
+        self.faults = Faults()
+        self.throttle = Throttler(enabled=throttling, speed=speed, retry_after=retry_after,
+                                  n_users=len(self.state.users))
+        self.request_log: list[dict] = []
+        self._seed_permissions = self._permissions_snapshot()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.tls: TlsMaterial | None = None
+        self.tokens: TokenService | None = None
+        self.entra: Entra | None = None
+        self.bot: BotConnector | None = None
+        self.base_url = self.authority = self.graph_url = self.bot_service_url = ""
+        self.ca_bundle = ""
+        self._unknown_segment_cache: list | None = None
+
+    # ---- lifecycle ----
+    def start(self) -> "Emulator":
+        if self._server is not None:
+            return self
+        load_graph_routes()
+        permissions.check_routes(ROUTES)
+        self.tls = TlsMaterial()
+        try:
+            self._server = _Server((self.host, self.port), _Handler, self, self.tls.server_context())
+        except OSError:
+            self.tls.cleanup()
+            raise
+        self.port = self._server.server_address[1]
+        self.base_url = f"https://{self.host}:{self.port}"
+        self.authority = f"{self.base_url}/{self.state.tenant_id}"
+        self.graph_url = f"{self.base_url}/v1.0"
+        self.bot_service_url = f"{self.base_url}/botframework/"
+        self.ca_bundle = self.tls.ca_path
+        self.tokens = TokenService(f"{self.authority}/v2.0", self.state.tenant_id, self.token_lifetime)
+        self.entra = Entra(self.state, self.tokens, self.base_url)
+        self.bot = BotConnector(self.state, self.tokens)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"msteams-emulator:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        srv, self._server = self._server, None
+        if srv is None:
+            return
+        srv.shutdown()
+        srv.server_close()
+        srv.close_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.tls is not None:
+            self.tls.cleanup()
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    # ---- test controls ----
+    @property
+    def throttling(self) -> bool:
+        return self.throttle.enabled
+
+    @throttling.setter
+    def throttling(self, enabled: bool) -> None:
+        self.throttle.configure(enabled=enabled)
+
+    def set_throttling(self, enabled: bool, speed: float | None = None, retry_after: bool | None = None) -> None:
+        self.throttle.configure(enabled=enabled, speed=speed, retry_after=retry_after)
+
+    def reset(self) -> None:
+        """Back to the seed; request log, faults and throttle buckets cleared; tokens stay valid."""
+        self.state.reset()
+        self.request_log.clear()
+        self.faults.clear()
+        self.throttle.reset()
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far now fails with 401."""
+        self.tokens.expire_all()
+
+    def revoke_refresh_tokens(self, user: str | None = None) -> int:
+        uid = None
+        if user:
+            u = self.state.user(user)
+            uid = u["id"] if u else user
+        return self.tokens.revoke_refresh_tokens(uid)
+
+    def set_permissions(self, app_id: str, application=None, delegated=None) -> None:
+        """Replace what the tenant granted an app; tokens issued afterwards carry the new set."""
+        with self.state.lock:
+            app = self.state.app(app_id)
+            if app is None:
+                raise KeyError(f"unknown app {app_id}")
+            if application is not None:
+                app.application_permissions = set(application)
+            if delegated is not None:
+                app.delegated_permissions = set(delegated)
+
+    def _permissions_snapshot(self) -> dict:
+        return {a.app_id: (set(a.application_permissions), set(a.delegated_permissions))
+                for a in self.state.apps.values()}
+
+    def restore_permissions(self) -> None:
+        for app_id, (application, delegated) in self._seed_permissions.items():
+            if self.state.app(app_id) is not None:
+                self.set_permissions(app_id, application, delegated)
+
+    # ---- configuration for clients ----
+    def _app_of(self, kind: str):
+        for a in self.state.apps.values():
+            if a.kind == kind:
+                return a
+        return None
+
+    def config(self) -> dict:
+        g, b = self._app_of("graph"), self._app_of("bot")
+        sa = self.state.users.get(self.state.service_account or "")
+        return {
+            "tenant_id": self.state.tenant_id,
+            "client_id": g.app_id if g else None,
+            "client_secret": g.secret if g else None,
+            "bot_id": b.app_id if b else None,
+            "bot_secret": b.secret if b else None,
+            "authority": self.authority,
+            "graph_url": self.graph_url,
+            "bot_service_url": self.bot_service_url,
+            "ca_bundle": self.ca_bundle,
+            "service_account": sa["userPrincipalName"] if sa else None,
+        }
+
+    def write_config(self, path: str) -> str:
+        """Write :meth:`config` as YAML, readable only by the owner (it holds secrets)."""
+        path = os.path.abspath(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(self.config(), f, sort_keys=False, allow_unicode=True)
+        return path
+
+    def info(self) -> dict:
+        """Like :meth:`config` without secrets (for the admin API and logs)."""
+        c = self.config()
+        c.pop("client_secret", None)
+        c.pop("bot_secret", None)
+        c["base_url"] = self.base_url
+        return c
+
+    # ---- request handling ----
+    def _log(self, method: str, path: str, status: int, claims: Claims | None, started: float,
+             batch_item: bool = False, app_id: str | None = None) -> None:
+        self.request_log.append({
+            "method": method, "path": path, "status": status,
+            "token_kind": claims.kind if claims else None,
+            "app_id": claims.app_id if claims else app_id,
+            "time": utcnow_iso(), "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "batch_item": batch_item,
+        })
+        if len(self.request_log) > _MAX_LOG:
+            del self.request_log[: _MAX_LOG // 2]
+
+    def handle(self, method: str, raw_path: str, headers: dict, body: bytes) -> tuple[Response, str]:
+        """Answer one HTTP request; returns (response, content type for JSON bodies)."""
+        path, _, query = raw_path.partition("?")
+        if path == "/v1.0" or path.startswith("/v1.0/"):
+            return self._graph(method, raw_path[5:] or "/", headers, body), GRAPH_CONTENT_TYPE
+        started = time.perf_counter()
+        if path.startswith("/botframework/"):
+            resp, claims = self._bot(method, path[len("/botframework"):], headers, body)
+            self._log(method, path, resp.status, claims, started)
+            return resp, JSON_CONTENT_TYPE
+        if path.startswith("/_emulator/"):
+            return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body), JSON_CONTENT_TYPE
+        qd = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        fault = self.faults.take(method, (path,), "entra") if len(self.faults) else None
+        if fault is not None:
+            self._apply_fault_delay(fault)
+            if fault.drop:
+                self._log(method, path, 0, None, started)
+                raise _Drop()
+            if fault.status is not None:
+                resp = self.entra.error_response(
+                    EntraError("temporarily_unavailable", 90033, f"Injected fault: {fault.status}.", fault.status),
+                    headers.get("client-request-id") or new_guid())
+                self._log(method, path, resp.status, None, started)
+                return resp, JSON_CONTENT_TYPE
+        resp = self.entra.handle(method, path, qd, headers, body)
+        if resp is None:
+            resp = Response(404, {"error": {"code": "NotFound", "message": f"No emulator endpoint at {path}"}})
+        self._log(method, path, resp.status, None, started, app_id=None)
+        return resp, JSON_CONTENT_TYPE
+
+    @staticmethod
+    def _apply_fault_delay(fault) -> None:
+        if fault.delay > 0:
+            time.sleep(fault.delay)
+
+    # ---- Graph ----
+    def _unknown_segment(self, path: str) -> str:
+        segs = [s for s in path.strip("/").split("/") if s]
+        if not segs:
+            return ""
+        if self._unknown_segment_cache is None or len(self._unknown_segment_cache) != len(ROUTES):
+            self._unknown_segment_cache = [
+                [None if (p.startswith("{") and p.endswith("}")) else p.lower() for p in r.pattern.strip("/").split("/")]
+                for r in ROUTES]
+        depth = max((_segments_match(r, segs) for r in self._unknown_segment_cache), default=0)
+        return segs[min(depth, len(segs) - 1)]
+
+    def _graph(self, method: str, target: str, headers: dict, body: bytes, *, claims: Claims | None = None,
+               batch_item: bool = False) -> Response:
+        started = time.perf_counter()
+        request_id = new_guid()
+        client_request_id = headers.get("client-request-id") or new_guid()
+        raw_path, _, query = target.partition("?")
+        path = urllib.parse.unquote(raw_path) or "/"
+        caller = [claims]  # filled in once the token is verified, for the log
+        try:
+            resp = self._graph_inner(method, path, query, headers, body, caller, batch_item, request_id)
+        except _Drop:
+            self._log(method, "/v1.0" + path, 0, caller[0], started, batch_item)
+            raise
+        except GraphError as e:
+            resp = e.to_response(request_id, client_request_id)
+        resp.headers["request-id"] = request_id
+        resp.headers["client-request-id"] = client_request_id
+        self._log(method, "/v1.0" + path, resp.status, caller[0], started, batch_item)
+        return resp
+
+    def _graph_inner(self, method: str, path: str, query: str, headers: dict, body: bytes, caller: list,
+                     batch_item: bool, request_id: str) -> Response:
+        route, params, exists = match_route(method, path)
+        if route is None:
+            if exists:
+                raise GraphError(405, "BadRequest",
+                                 f"The HTTP method '{method}' is not allowed for the resource '{path}'.")
+            raise GraphError(404, "NotFound", f"Resource not found for the segment '{self._unknown_segment(path)}'.")
+        if caller[0] is None:
+            caller[0] = self._authenticate(headers)
+        claims: Claims = caller[0]
+        if path.strip("/").split("/", 1)[0].lower() == "me" and claims.kind != "delegated":
+            raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+        permissions.check(claims, route)
+        self.throttle.check(claims.app_id, method, route.permission_key, path)
+        fault = self.faults.take(method, (path, "/v1.0" + path), "api") if len(self.faults) else None
+        if fault is not None:
+            self._apply_fault_delay(fault)
+            if fault.drop and not batch_item:
+                raise _Drop()
+            if fault.drop:  # one item of a batch cannot lose the connection; it times out instead
+                raise GraphError(504, "GatewayTimeout", "Injected fault: the request timed out.")
+            if fault.status is not None:
+                if fault.body is not None:
+                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    return Response(fault.status, fault.body, extra)
+                raise fault.error()
+        qd: dict = {}
+        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
+            if k in qd and k.startswith("$"):
+                raise GraphError(400, "BadRequest",
+                                 f"Query option '{k}' was specified more than once but it must be specified at most once.")
+            qd.setdefault(k, v)
+        req = Request(method=method, path=path, query=qd, headers=headers, body=body, token=claims,
+                      params=params, base_url=self.graph_url)
+        try:
+            resp = route.handler(_Context(self, claims), req)
+        except GraphError:
+            raise
+        except Exception:
+            log.error("unhandled error in Graph handler %s %s (request-id %s)\n%s", method, route.pattern,
+                      request_id, traceback.format_exc())
+            raise GraphError(500, "InternalServerError", "An internal server error occurred.") from None
+        if resp is None:
+            resp = Response(204)
+        resp.headers = dict(resp.headers or {})
+        return resp
+
+    def _authenticate(self, headers: dict) -> Claims:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if not auth or scheme.lower() != "bearer":
+            token = ""
+        try:
+            return self.tokens.verify(token.strip(), GRAPH_AUDIENCE)
+        except TokenError as e:
+            raise GraphError(401, "InvalidAuthenticationToken", str(e), {"WWW-Authenticate": _WWW_AUTH}) from None
+
+    # ---- Bot Connector ----
+    def _bot(self, method: str, path: str, headers: dict, body: bytes) -> tuple[Response, Claims | None]:
+        try:
+            claims = self.bot.authenticate(headers)
+        except GraphError as e:
+            return self.bot.error(e.status, "Unauthorized", e.message), None
+        fault = self.faults.take(method, (path, "/botframework" + path), "api") if len(self.faults) else None
+        if fault is not None:
+            self._apply_fault_delay(fault)
+            if fault.drop:
+                raise _Drop()
+            if fault.status is not None:
+                resp = Response(fault.status, fault.body if fault.body is not None else
+                                {"error": {"code": "ServiceError", "message": f"Injected fault: {fault.status}."}})
+                if fault.retry_after is not None:
+                    resp.headers["Retry-After"] = str(fault.retry_after)
+                return resp, claims
+        try:
+            return self.bot.handle(method, path, headers, body, claims), claims
+        except Exception:
+            log.error("unhandled error in Bot Connector %s %s\n%s", method, path, traceback.format_exc())
+            return self.bot.error(500, "ServiceError", "An internal server error occurred."), claims
+
+    # ---- admin ----
+    def _admin(self, method: str, what: str, query: str, body: bytes) -> Response:
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return Response(400, {"error": "body must be JSON"})
+        if not isinstance(data, dict):
+            return Response(400, {"error": "body must be a JSON object"})
+        try:
+            if method == "GET" and what == "state":
+                return Response(200, self.state.snapshot())
+            if method == "GET" and what == "requests":
+                return Response(200, {"requests": list(self.request_log)})
+            if method == "GET" and what == "info":
+                return Response(200, self.info())
+            if method == "POST" and what == "reset":
+                self.reset()
+                return Response(200, {"reset": True})
+            if what == "faults":
+                if method == "GET":
+                    return Response(200, {"faults": self.faults.list()})
+                if method == "DELETE" or (method == "POST" and data.get("clear")):
+                    self.faults.clear()
+                    return Response(200, {"faults": []})
+                if method == "POST":
+                    allowed = {"method", "path", "status", "count", "delay", "drop", "retry_after", "body", "target"}
+                    unknown = set(data) - allowed
+                    if unknown:
+                        return Response(400, {"error": f"unknown fault fields: {sorted(unknown)}"})
+                    f = self.faults.add(**data)
+                    return Response(201, f.describe())
+            if what == "throttling":
+                if method == "POST":
+                    self.throttle.configure(enabled=data.get("enabled"), speed=data.get("speed"),
+                                            retry_after=data.get("retry_after"))
+                return Response(200, self.throttle.settings())
+            if method == "POST" and what == "revoke":
+                return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
+            if method == "POST" and what == "expire":
+                self.expire_tokens()
+                return Response(200, {"expired": True})
+            if method == "POST" and what == "permissions":
+                app_id = data.get("app_id")
+                if not app_id or self.state.app(app_id) is None:
+                    return Response(404, {"error": f"unknown app_id {app_id!r}"})
+                self.set_permissions(app_id, data.get("application"), data.get("delegated"))
+                app = self.state.app(app_id)
+                return Response(200, {"app_id": app_id, "application": sorted(app.application_permissions),
+                                      "delegated": sorted(app.delegated_permissions)})
+        except (TypeError, ValueError, KeyError) as e:
+            return Response(400, {"error": str(e)})
+        return Response(404, {"error": f"no admin endpoint {method} /_emulator/{what}"})

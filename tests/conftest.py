@@ -1,0 +1,71 @@
+"""Shared fixtures: one emulator for the whole session (``emulator_server``), handed to each
+test freshly reset (``emu``), plus HTTP and token helpers against it. Throttling is off unless
+a test turns it on; faults, throttling, clocks and permissions are restored after every test."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+for _p in (os.path.dirname(_HERE), _HERE):  # the repo (for `integration`) and tests/ (for helpers)
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import msal_helpers  # noqa: E402
+from integration.emulator import Emulator  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    with Emulator(throttling=False) as emu:
+        yield emu
+
+
+def _restore(emu) -> None:
+    emu.faults.clear()
+    emu.set_throttling(False, speed=1.0, retry_after=True)
+    emu.throttle.clock = time.monotonic
+    emu.tokens.clock = time.time
+    emu.entra.clock = time.time
+    emu.restore_permissions()
+
+
+@pytest.fixture
+def emu(emulator_server):
+    emulator_server.reset()
+    _restore(emulator_server)
+    yield emulator_server
+    _restore(emulator_server)
+
+
+@pytest.fixture
+def ca(emu) -> str:
+    return emu.ca_bundle
+
+
+@pytest.fixture
+def http(emu):
+    s = msal_helpers.http_session(emu.ca_bundle)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app_token(emu) -> str:
+    """An app-only Graph token (client credentials through MSAL)."""
+    return msal_helpers.app_token(emu)
+
+
+@pytest.fixture
+def delegated_token(emu) -> str:
+    """A delegated Graph token for the service account (auth-code flow with PKCE through MSAL)."""
+    return msal_helpers.delegated_token(emu)
+
+
+@pytest.fixture
+def bot_token(emu) -> str:
+    """A Bot Connector token for the seeded bot app."""
+    return msal_helpers.bot_token(emu)
