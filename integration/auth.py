@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable
@@ -155,7 +156,7 @@ class Auth:
         import msal
 
         cache = self._cache("delegated")
-        return bool(cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN))
+        return any(True for _ in cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
 
     def ready(self, flow: str) -> bool:
         if not self.configured(flow):
@@ -262,7 +263,10 @@ class Auth:
         listener = _RedirectListener(port)
         try:
             redirect_uri = f"http://localhost:{listener.port}/callback"
-            flow = app.initiate_auth_code_flow(scopes, redirect_uri=redirect_uri, login_hint=hint)
+            with warnings.catch_warnings():
+                # MSAL prefers form_post; a loopback listener receiving the query is the native-app norm.
+                warnings.simplefilter("ignore", UserWarning)
+                flow = app.initiate_auth_code_flow(scopes, redirect_uri=redirect_uri, login_hint=hint)
             if _is_loopback(self.cfg.authority_url):
                 # The emulator signs its service account in without a UI: play the browser's
                 # part, following its redirect into our listener like a browser would.

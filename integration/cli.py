@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    except SystemExit as exc:  # argparse has already printed its usage message
+        return exc.code if isinstance(exc.code, int) else 2
     except BrokenPipeError:
         return 1
     except Exception as exc:  # a bug, not a user mistake: say so without dumping internals
@@ -198,8 +200,17 @@ def _main(argv: list[str], out, err) -> int:
         return _doc_tool(head, rest[1:], out)
 
     reg = _registry()
-    if head and reg.get(head) and reg.get(head).name != head:  # an alias (XSOAR's names)
-        rest[0] = reg.get(head).name
+    if head and not head.startswith("-"):
+        spec = reg.get(head)
+        if spec is None:
+            import difflib
+
+            from .errors import InputError
+
+            close = difflib.get_close_matches(head, reg.all_names() + list(TOOLS), n=3)
+            raise InputError(f"unknown command '{head}'", hint=f"did you mean: {', '.join(close)}?" if close
+                             else "`msteams --help` lists the commands")
+        rest[0] = spec.name  # aliases (XSOAR's names) run the command they name
     parser = _auth_parser(reg) if head and head.startswith("auth-") else build_parser(reg)
     ns = parser.parse_args(rest)
     if not getattr(ns, "command", None):

@@ -69,3 +69,7 @@ def delegated_token(emu) -> str:
 def bot_token(emu) -> str:
     """A Bot Connector token for the seeded bot app."""
     return msal_helpers.bot_token(emu)
+
+
+# The integration's own fixtures (runtime against the emulator, signed-in runtime, recorded sleeps).
+pytest_plugins = ["engine_fixtures"]

@@ -92,7 +92,8 @@ def test_ring_user_without_app_flow_is_clear(emu, tmp_path, signed_in):
 
 def test_withdrawn_permission_reported_by_name(emu, runtime):
     app = emu.config()["client_id"]
-    granted = set(emu.state.apps[app].application_permissions) - {"Channel.ReadBasic.All"}
+    # Group.Read.All also allows listing channels (Microsoft's permission metadata): withdraw both
+    granted = set(emu.state.apps[app].application_permissions) - {"Channel.ReadBasic.All", "Group.Read.All"}
     emu.set_permissions(app, application=sorted(granted))
     with pytest.raises(PermissionDenied) as e:
         execute("channel-list", {"team": "Security Operations"}, runtime)
@@ -123,5 +124,5 @@ def test_permissions_in_registry_suffice(emu, runtime):
         emu.set_permissions(app, application=perms)
         runtime._auth = None  # a fresh token carrying only these roles
         runtime._clients.clear()
-        runtime.store.clear()
+        runtime.store.clear(include_tokens=True)
         assert execute(name, args, runtime).outputs, name
