@@ -43,7 +43,9 @@ def _target_chat(ctx, name: str) -> dict:
     except NotFound:
         raise NotFound(f"chat '{name}' not found: it is neither a chat id, a chat topic, nor a user",
                        hint="pass the chat id, the group chat's topic, or a member's mail") from None
-    return r.one_on_one_chat(r.me(), user, ctx.cfg.graph_url)
+    chat = dict(r.one_on_one_chat(r.me(), user, ctx.cfg.graph_url))
+    chat["label"] = f"1:1 chat with {user['displayName']}"
+    return chat
 
 
 def message_send_to_chat(ctx):
@@ -53,5 +55,5 @@ def message_send_to_chat(ctx):
     body = {"body": {"contentType": args["content_type"], "content": args["content"]}}
     msg = ctx.graph.post(f"/chats/{seg(chat['id'])}/messages", body)
     msg.setdefault("chatId", chat["id"])
-    where = chat.get("topic") or chat["id"]
+    where = chat.get("topic") or chat.get("label") or chat["id"]
     return ctx.result(msg, msg, message=f"Message sent to '{where}'.")
