@@ -1,0 +1,140 @@
+"""``msteams emulator serve``: run the fake tenant as a long-lived server for demos, manual
+runs of the CLI and benchmarks. Prints the URLs, optionally writes the client config the CLI
+uses as is (``--write-config``, mode 0600), and runs until Ctrl-C or SIGTERM.
+
+Bad arguments or a bad tenant file end with one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+PROG = "msteams emulator serve"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise _UsageError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
+    return v
+
+
+def _users(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= v <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000000: {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Run the local fake Microsoft 365 tenant (Entra ID, Graph, Bot Connector).")
+    p.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
+    p.add_argument("--tenant", metavar="FILE", help="tenant seed YAML (default: the shipped organisation)")
+    p.add_argument("--users", type=_users, metavar="N", help="grow the directory to N users (e.g. 10000)")
+    p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
+                   help="multiply every throttling limit by X (default 1)")
+    p.add_argument("--throttling", dest="throttling", action="store_true", default=True,
+                   help="enforce Graph throttling limits (default)")
+    p.add_argument("--no-throttling", dest="throttling", action="store_false", help="never answer 429")
+    p.add_argument("--no-retry-after", dest="retry_after", action="store_false", default=True,
+                   help="send 429 without a Retry-After header")
+    p.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS", help="access token lifetime")
+    p.add_argument("--write-config", metavar="PATH", help="write the client config YAML here (mode 0600)")
+    return p
+
+
+def main(argv: list[str] | None = None, stop_event: threading.Event | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    if args.token_lifetime < 1:
+        print(f"{PROG}: error: --token-lifetime must be at least 1 second", file=sys.stderr)
+        return 2
+
+    from .server import Emulator
+    from .tenant import TenantFileError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        emu = Emulator(tenant=args.tenant, users=args.users, throttling=args.throttling, speed=args.speed,
+                       port=args.port, token_lifetime=args.token_lifetime, retry_after=args.retry_after)
+    except TenantFileError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        emu.start()
+    except OSError as e:
+        print(f"{PROG}: error: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+
+    stop = stop_event or threading.Event()
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            restore[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        config_path = None
+        if args.write_config:
+            try:
+                config_path = emu.write_config(args.write_config)
+            except OSError as e:
+                print(f"{PROG}: error: cannot write config {args.write_config}: {e.strerror or e}", file=sys.stderr)
+                return 2
+        throttle = (f"on (speed x{args.speed:g}{', no Retry-After' if not args.retry_after else ''})"
+                    if args.throttling else "off")
+        print(f"Emulator running: tenant {emu.state.domain} ({emu.state.tenant_id}), {len(emu.state.users)} users, "
+              f"throttling {throttle}")
+        print(f"  authority        {emu.authority}")
+        print(f"  graph            {emu.graph_url}")
+        print(f"  bot service      {emu.bot_service_url}")
+        print(f"  CA bundle        {emu.ca_bundle}")
+        print(f"  admin            {emu.base_url}/_emulator/state")
+        print(f"  config           {config_path or '(not written; pass --write-config PATH)'}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("Stopping emulator.", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+        emu.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
