@@ -1,8 +1,11 @@
-"""Getting real tokens from the emulator with MSAL, unattended: client credentials, the
-authorization-code flow driven without a browser, device code, and a bot token. Shared by the
-fixtures in ``conftest.py`` and by tests that need more than one flavour of token."""
+"""Helpers for tests against the emulator. Mostly getting real tokens with MSAL, unattended:
+client credentials, the authorization-code flow driven without a browser, device code, and a
+bot token; also ``bearer()`` and ``stub_route()`` (a temporary Graph route ahead of the real
+ones, to test the pipeline without depending on a handler). Shared by the fixtures in
+``conftest.py`` and by tests that need more than one flavour of token."""
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 import warnings
 
@@ -74,3 +77,20 @@ def delegated_result(emu, scopes=GRAPH_DEFAULT, public: bool = False, **kwargs) 
 
 def delegated_token(emu, scopes=GRAPH_DEFAULT, **kwargs) -> str:
     return delegated_result(emu, scopes, **kwargs)["access_token"]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": "Bearer " + token}
+
+
+@contextlib.contextmanager
+def stub_route(method: str, pattern: str, handler, permission_key: str | None = None):
+    """A temporary Graph route placed ahead of the real ones, removed afterwards."""
+    from integration.emulator import core
+    regex, key = core._compile(pattern)
+    route = core.Route(method.upper(), pattern, handler, regex, permission_key or key)
+    core.ROUTES.insert(0, route)
+    try:
+        yield route
+    finally:
+        core.ROUTES.remove(route)

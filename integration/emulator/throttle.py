@@ -178,7 +178,7 @@ class Throttler:
                     b = self._buckets[(app_id, s.key)] = _Bucket(cap, rate, cap, now)
                 b.refill(now)
                 buckets.append((b, s))
-                if b.tokens < s.cost:
+                if b.tokens + 1e-9 < s.cost:  # float refill arithmetic must not lose a whole token
                     waits.append(((s.cost - b.tokens) / rate, s))
             if not waits:
                 for b, s in buckets:

@@ -3,7 +3,6 @@
 output and ``msteams emulator serve``'s argument handling."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -14,25 +13,10 @@ import requests
 import yaml
 
 import msal_helpers as mh
+from msal_helpers import bearer, stub_route
 from integration.emulator import core, permissions
 from integration.emulator.core import GraphError, Response
 from integration.emulator.permissions import required_permissions
-
-
-@contextlib.contextmanager
-def stub_route(method: str, pattern: str, handler, permission_key: str | None = None):
-    """A temporary Graph route placed ahead of the real ones (test isolation from handlers)."""
-    regex, key = core._compile(pattern)
-    route = core.Route(method, pattern, handler, regex, permission_key or key)
-    core.ROUTES.insert(0, route)
-    try:
-        yield route
-    finally:
-        core.ROUTES.remove(route)
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
 
 
 def _graph_error(r, status: int, code: str) -> dict:
