@@ -24,6 +24,7 @@ from .store import Store
 log = logging.getLogger("msteams.auth")
 
 FLOWS = ("app", "delegated", "bot")
+PENDING_LOGIN = "pending-login"
 FLOW_SETUP = {
     "app": "set client_id, tenant_id and client_secret (or certificate_path + certificate_thumbprint) in the config",
     "delegated": "set client_id and tenant_id in the config, then run `msteams auth login`",
@@ -231,15 +232,30 @@ class Auth:
         return TokenInfo(token, expires, sorted(perms), account)
 
     # ---- delegated sign-in ----
+    def public_app(self):
+        """A public client sharing the delegated cache (device code needs one)."""
+        import msal
+
+        kwargs = dict(authority=self.cfg.authority_url, token_cache=self._cache("delegated"),
+                      http_client=self.http_session())
+        if self.cfg.authority:
+            kwargs["instance_discovery"] = False
+        return msal.PublicClientApplication(self.cfg.client_id, **kwargs)
+
     def login(self, *, device_code: bool = False, port: int = 0, login_hint: str | None = None,
-              out: Callable[[str], None] = print, timeout: float = 300.0) -> TokenInfo:
+              redirect_url: str | None = None, out: Callable[[str], None] = print,
+              timeout: float = 300.0) -> TokenInfo:
         if not self.cfg.delegated_configured:
             raise AuthError("the delegated flow is not configured", hint=FLOW_SETUP["delegated"])
         app = self.msal_app("delegated")
         hint = login_hint or self.cfg.service_account
         scopes = self._scopes("delegated")
         try:
-            if device_code:
+            if redirect_url:
+                result = self._complete_pending(app, redirect_url)
+            elif device_code:
+                # Device code is a public-client flow ("Allow public client flows" on the app).
+                app = self.public_app()
                 flow = app.initiate_device_flow(scopes=scopes)
                 if "user_code" not in flow:
                     raise AuthError(f"device-code sign-in failed: {flow.get('error')}: "
@@ -292,9 +308,27 @@ class Auth:
             listener.close()
 
     def login_url(self, redirect_uri: str) -> str:
+        """Start a sign-in to finish later with `auth login --redirect-url URL`: the pending
+        flow (state, PKCE verifier) waits in the store, which is private to this user."""
         app = self.msal_app("delegated")
-        return app.get_authorization_request_url(self._scopes("delegated"), redirect_uri=redirect_uri,
-                                                 login_hint=self.cfg.service_account)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            flow = app.initiate_auth_code_flow(self._scopes("delegated"), redirect_uri=redirect_uri,
+                                               login_hint=self.cfg.service_account)
+        self.store.save_tokens(PENDING_LOGIN, json.dumps(flow))
+        return flow["auth_uri"]
+
+    def _complete_pending(self, app, redirect_url: str) -> dict:
+        blob = self.store.load_tokens(PENDING_LOGIN)
+        if not blob:
+            raise AuthError("no sign-in is pending", hint="run `msteams generate-login-url` first")
+        params = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query or redirect_url).items()}
+        if "code" not in params:
+            raise AuthError("the redirect URL carries no authorization code",
+                            hint="paste the whole URL the browser was sent to after sign-in")
+        result = app.acquire_token_by_auth_code_flow(json.loads(blob), params)
+        self.store.clear_tokens(PENDING_LOGIN)
+        return result
 
     def reset(self) -> int:
         self._memo.clear()

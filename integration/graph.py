@@ -89,7 +89,7 @@ class Client:
 
         method = method.upper()
         url = self.url(path)
-        started = time.monotonic()
+        waited = [0.0]
         attempt = 0
         refreshed = force = False
         while True:
@@ -103,7 +103,7 @@ class Client:
                                             timeout=self.timeout, verify=self.verify)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                if method in IDEMPOTENT and attempt < self.max_retries and self._wait(None, attempt, started):
+                if method in IDEMPOTENT and attempt < self.max_retries and self._wait(None, attempt, waited):
                     attempt += 1
                     continue
                 hint = None if method in IDEMPOTENT else "the write may still have been applied: check before retrying"
@@ -115,15 +115,18 @@ class Client:
                 refreshed = force = True
                 continue
             retryable = status in RETRY_ALWAYS or (status in RETRY_IDEMPOTENT and method in IDEMPOTENT)
-            if retryable and attempt < self.max_retries and self._wait(resp.headers.get("Retry-After"), attempt, started):
+            if retryable and attempt < self.max_retries and self._wait(resp.headers.get("Retry-After"), attempt, waited):
                 attempt += 1
                 continue
             if status >= 400:
                 raise self.error(method, url, resp)
             return Reply(status, resp)
 
-    def _wait(self, retry_after: str | None, attempt: int, started: float) -> bool:
-        """Sleep before the next attempt; False when the budget would be exceeded."""
+    def _wait(self, retry_after: str | None, attempt: int, waited: list) -> bool:
+        """Sleep before the next attempt; False when the waits would exceed the budget.
+
+        ``waited`` is a one-item list accumulating this request's waiting time: the budget
+        counts time spent waiting, so it holds the same with an injected sleep."""
         delay = None
         if retry_after:
             try:
@@ -133,9 +136,10 @@ class Client:
         if delay is None:  # no Retry-After (some Teams endpoints omit it): exponential backoff
             delay = min(32.0, 2 ** attempt)
         delay += self.rng.uniform(0, min(1.0, delay * 0.1 + 0.1))  # jitter spreads a herd of retries
-        if time.monotonic() - started + delay > self.retry_budget:
+        if waited[0] + delay > self.retry_budget:
             return False
         log.info("retrying in %.1f s", delay)
+        waited[0] += delay
         self.sleep(delay)
         return True
 
@@ -227,7 +231,7 @@ class Client:
         (Retry-After honoured) within the budget. Returns responses in request order."""
         results: dict[str, dict] = {}
         pending = list(requests_)
-        started = time.monotonic()
+        waited = [0.0]
         attempt = 0
         while pending:
             retry, wait_hint = [], None
@@ -242,7 +246,7 @@ class Client:
                         wait_hint = max(wait_hint or 0, float(ra)) if ra else wait_hint
                     else:
                         results[r["id"]] = r
-            if retry and attempt < self.max_retries and self._wait(str(wait_hint) if wait_hint else None, attempt, started):
+            if retry and attempt < self.max_retries and self._wait(str(wait_hint) if wait_hint else None, attempt, waited):
                 attempt += 1
                 pending = retry
                 continue

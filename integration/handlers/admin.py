@@ -8,7 +8,7 @@ HANDLERS = ("auth_login", "auth_status", "auth_reset", "generate_login_url", "ca
 def auth_login(ctx):
     a = ctx.args
     info = ctx.runtime.auth.login(device_code=a["device_code"], port=a["port"], login_hint=a.get("login_hint"),
-                                  out=ctx.runtime.echo)
+                                  redirect_url=a.get("redirect_url"), out=ctx.runtime.echo)
     return ctx.result([], None, message=f"Signed in as {info.account or 'the delegated account'}; "
                                         f"{len(info.permissions)} delegated permissions granted.")
 
@@ -25,7 +25,8 @@ def auth_reset(ctx):
 
 def generate_login_url(ctx):
     url = ctx.runtime.auth.login_url(ctx.args["redirect_uri"])
-    return ctx.result([], {"url": url}, message=f"Open this URL to sign in the delegated flow:\n{url}")
+    return ctx.result([], {"url": url}, message=f"Open this URL to sign in the delegated flow:\n{url}\n"
+                                                "then run: msteams auth login --redirect-url '<the URL you were sent to>'")
 
 
 def cache_reset(ctx):
