@@ -66,7 +66,7 @@ class Request:
                     import json
 
                     self._json = json.loads(self.body)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                     raise GraphError(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.")
         return self._json
 
