@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 
 from ..core import Context, GraphError, Request, Response, graph_route
 from .common import bad, require_delegated, user_or_404
@@ -95,6 +96,19 @@ def _search_predicate(req: Request):
     return lambda u: joiner(p(u) for p in preds)
 
 
+_sorted_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _by_id(state) -> list[dict]:
+    """The tenant's users sorted by id (the listing order), cached while the directory is unchanged."""
+    hit = _sorted_cache.get(state)
+    if hit is not None and hit[0] is state.users and hit[1] == len(state.users):
+        return hit[2]
+    users = sorted(state.users.values(), key=lambda u: u["id"])
+    _sorted_cache[state] = (state.users, len(state.users), users)
+    return users
+
+
 @graph_route("GET", "/users")
 def list_users(ctx: Context, req: Request) -> Response:
     if qopt(req.query, "$skip") is not None:
@@ -109,20 +123,21 @@ def list_users(ctx: Context, req: Request) -> Response:
     if count not in ("", "true", "false"):
         raise bad(f"Invalid value '{qopt(req.query, '$count')}' for query option '$count'.")
     with ctx.state.lock:
-        users = [dict(u) for u in ctx.state.users.values()]
-    if pred is not None:
-        users = [u for u in users if pred(u)]
-    if search is not None:
-        users = [u for u in users if search(u)]
-    if order is None:
-        key = lambda u: u["id"]
-        descending = False
-    else:
-        field = "displayName" if order[0].lower() == "displayname" else "userPrincipalName"
-        key = lambda u: ((u.get(field) or "").casefold(), u["id"])
-        descending = order[1]
-    users.sort(key=key, reverse=descending)
-    page, link = paginate(req, ctx, users, key, top, descending)
+        users = _by_id(ctx.state)
+        if pred is not None:
+            users = [u for u in users if pred(u)]
+        if search is not None:
+            users = [u for u in users if search(u)]
+        if order is None:
+            key = lambda u: u["id"]
+            descending = False
+        else:
+            field = "displayName" if order[0].lower() == "displayname" else "userPrincipalName"
+            key = lambda u: ((u.get(field) or "").casefold(), u["id"])
+            descending = order[1]
+            users = sorted(users, key=key, reverse=descending)
+        page, link = paginate(req, ctx, users, key, top, descending)
+        page = [dict(u) for u in page]
     extra = {}
     if count == "true":
         if (req.headers or {}).get("consistencylevel", "").lower() != "eventual":
