@@ -256,7 +256,6 @@ class Emulator:
         self.bot: BotConnector | None = None
         self.base_url = self.authority = self.graph_url = self.bot_service_url = ""
         self.ca_bundle = ""
-        self._unknown_segment_cache: list | None = None
 
     # ---- lifecycle ----
     def start(self) -> "Emulator":
@@ -414,31 +413,47 @@ class Emulator:
         path, _, query = raw_path.partition("?")
         if path == "/v1.0" or path.startswith("/v1.0/"):
             return self._graph(method, raw_path[5:] or "/", headers, body), GRAPH_CONTENT_TYPE
+        resp = self._handle_other(method, path, query, headers, body)
+        resp.headers = dict(resp.headers or {})
+        resp.headers.setdefault("request-id", new_guid())
+        resp.headers.setdefault("client-request-id", headers.get("client-request-id") or new_guid())
+        return resp, JSON_CONTENT_TYPE
+
+    def _handle_other(self, method: str, path: str, query: str, headers: dict, body: bytes) -> Response:
         started = time.perf_counter()
         if path.startswith("/botframework/"):
             resp, claims = self._bot(method, path[len("/botframework"):], headers, body)
             self._log(method, path, resp.status, claims, started)
-            return resp, JSON_CONTENT_TYPE
+            return resp
         if path.startswith("/_emulator/"):
-            return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body), JSON_CONTENT_TYPE
+            return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body)
+        client_id = None
+        if method == "POST" and body and "form-urlencoded" in headers.get("content-type", ""):
+            try:  # for the log only: which app asked (never the secret, code or token)
+                client_id = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))).get("client_id")
+            except ValueError:
+                pass
         qd = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        client_id = client_id or qd.get("client_id")
         fault = self.faults.take(method, (path,), "entra") if len(self.faults) else None
         if fault is not None:
             self._apply_fault_delay(fault)
             if fault.drop:
-                self._log(method, path, 0, None, started)
+                self._log(method, path, 0, None, started, app_id=client_id)
                 raise _Drop()
             if fault.status is not None:
                 resp = self.entra.error_response(
                     EntraError("temporarily_unavailable", 90033, f"Injected fault: {fault.status}.", fault.status),
                     headers.get("client-request-id") or new_guid())
-                self._log(method, path, resp.status, None, started)
-                return resp, JSON_CONTENT_TYPE
+                if fault.retry_after is not None:
+                    resp.headers["Retry-After"] = str(fault.retry_after)
+                self._log(method, path, resp.status, None, started, app_id=client_id)
+                return resp
         resp = self.entra.handle(method, path, qd, headers, body)
         if resp is None:
             resp = Response(404, {"error": {"code": "NotFound", "message": f"No emulator endpoint at {path}"}})
-        self._log(method, path, resp.status, None, started, app_id=None)
-        return resp, JSON_CONTENT_TYPE
+        self._log(method, path, resp.status, None, started, app_id=client_id)
+        return resp
 
     @staticmethod
     def _apply_fault_delay(fault) -> None:
@@ -450,11 +465,9 @@ class Emulator:
         segs = [s for s in path.strip("/").split("/") if s]
         if not segs:
             return ""
-        if self._unknown_segment_cache is None or len(self._unknown_segment_cache) != len(ROUTES):
-            self._unknown_segment_cache = [
-                [None if (p.startswith("{") and p.endswith("}")) else p.lower() for p in r.pattern.strip("/").split("/")]
-                for r in ROUTES]
-        depth = max((_segments_match(r, segs) for r in self._unknown_segment_cache), default=0)
+        patterns = [[None if (p.startswith("{") and p.endswith("}")) else p.lower()
+                     for p in r.pattern.strip("/").split("/")] for r in ROUTES]
+        depth = max((_segments_match(r, segs) for r in patterns), default=0)
         return segs[min(depth, len(segs) - 1)]
 
     def _graph(self, method: str, target: str, headers: dict, body: bytes, *, claims: Claims | None = None,

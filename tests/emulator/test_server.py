@@ -45,6 +45,8 @@ def test_keep_alive_and_request_ids(emu, http, app_token):
     r1 = http.get(emu.graph_url + "/users", headers=dict(bearer(app_token), **{"client-request-id": "abc-1"}))
     assert r1.status_code == 200
     assert r1.headers["client-request-id"] == "abc-1"
+    r0 = http.get(emu.authority + "/v2.0/.well-known/openid-configuration", headers={"client-request-id": "abc-0"})
+    assert r0.headers["client-request-id"] == "abc-0" and r0.headers["request-id"]
     assert r1.headers["request-id"]
     assert r1.headers.get("Connection", "").lower() != "close"
     assert int(r1.headers["Content-Length"]) == len(r1.content)
@@ -277,7 +279,7 @@ def test_request_log_has_no_secrets(emu, http, app_token, delegated_token):
     cfg = emu.config()
     for secret in (app_token, delegated_token, cfg["client_secret"], cfg["bot_secret"]):
         assert secret not in text
-    assert any(e["path"].endswith("/oauth2/v2.0/token") for e in log)
+    assert any(e["path"].endswith("/oauth2/v2.0/token") and e["app_id"] == cfg["client_id"] for e in log)
 
 
 # ---- admin ----
