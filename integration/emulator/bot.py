@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import threading
 import time
@@ -30,7 +29,6 @@ from .tokens import BOT_AUDIENCE, TokenError
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 MAX_ACTIVITY_BYTES = 28 * 1024  # Teams refuses messages above about 28 KB
-_ids = itertools.count()
 _id_lock = threading.Lock()
 _last_ms = [0]
 

@@ -37,7 +37,7 @@ from .faults import Faults
 from .tenant import load_tenant
 from .throttle import Throttler
 from .tls import TlsMaterial
-from .tokens import BOT_AUDIENCE, GRAPH_AUDIENCE, TokenError, TokenService
+from .tokens import GRAPH_AUDIENCE, TokenError, TokenService
 
 log = logging.getLogger("integration.emulator")
 
