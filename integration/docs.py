@@ -35,6 +35,8 @@ def command_markdown(spec: CommandSpec) -> str:
     else:
         lines += ["| Flow (in order of preference) | Permissions |", "|---|---|"]
         lines += [f"| {FLOW_TITLES[f]} | {', '.join(f'`{x}`' for x in perms) or '-'} |" for f, perms in spec.flows]
+        lines += [f"| {FLOW_TITLES[f]}, only to look names up (else pass ids) | {', '.join(f'`{x}`' for x in perms)} |"
+                  for f, perms in spec.lookups]
         lines.append("")
     rows = _arg_rows(spec)
     if rows:
@@ -58,6 +60,8 @@ def command_help(spec: CommandSpec) -> str:
     if not spec.local:
         for f, perms in spec.flows:
             lines.append(f"flow {f}: needs {', '.join(perms) or 'no permissions'}")
+        for f, perms in spec.lookups:
+            lines.append(f"names looked up with the {f} flow when ready (else pass ids): needs {', '.join(perms)}")
     lines.append("arguments:")
     required = set(spec.arguments.get("required", ()))
     for name, p in spec.arguments.get("properties", {}).items():
@@ -71,11 +75,12 @@ def command_help(spec: CommandSpec) -> str:
 
 
 def permissions_by_flow(reg: Registry) -> dict[str, dict[str, list[str]]]:
-    """{flow: {command: [permissions]}} for every Graph command."""
+    """{flow: {command: [permissions]}} for every Graph command (name lookups included)."""
     out: dict[str, dict[str, list[str]]] = {}
     for spec in reg:
-        for flow, perms in spec.flows:
-            out.setdefault(flow, {})[spec.name] = list(perms)
+        for flow, perms in spec.flows + spec.lookups:
+            have = out.setdefault(flow, {}).setdefault(spec.name, [])
+            have += [p for p in perms if p not in have]
     return out
 
 

@@ -26,6 +26,7 @@ class CommandSpec:
     description: str
     arguments: Any  # JSON Schema (a read-only mapping)
     flows: tuple  # ((flow, (permission, ...)), ...) in order of preference
+    lookups: tuple = ()  # same shape: Graph flows used only to look names up (bot commands)
     category: str = "admin"
     aliases: tuple = ()
     local: bool = False
@@ -147,6 +148,7 @@ def load(path: str | Path | None = None, *, check_handlers: bool = False, valida
             description=body["description"].strip(),
             arguments=_freeze(body["arguments"]),
             flows=tuple((f, tuple(p)) for f, p in body.get("flows", {}).items()),
+            lookups=tuple((f, tuple(p)) for f, p in body.get("lookups", {}).items()),
             category=body.get("category", "admin"),
             aliases=tuple(body.get("aliases", [])),
             local=bool(body.get("local", False)),

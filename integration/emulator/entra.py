@@ -254,11 +254,47 @@ class Entra:
                                  f"Invalid client secret provided. Ensure the secret being sent in the request is the "
                                  f"client secret value, not the client secret ID, for a secret added to app '{app.app_id}'.")
         elif form.get("client_assertion"):
-            raise EntraError("invalid_client", 700027, "Client assertion failed signature validation.")
+            self._verify_assertion(app, form)
         elif not (public_allowed and self._is_public_client(app)):
             raise EntraError("invalid_client", 7000218,
                              "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
         return app
+
+    def _verify_assertion(self, app, form: dict) -> None:
+        """Certificate credentials (private_key_jwt): an RS256/PS256 JWT signed by a key whose
+        certificate the app registered, naming the app as iss and sub and the token endpoint as aud."""
+        import jwt
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            raise EntraError("invalid_client", 50027, "Invalid JWT token. client_assertion_type is not supported.")
+        assertion = form["client_assertion"]
+        fail = EntraError("invalid_client", 700027, "Client assertion failed signature validation.")
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            raise fail from None
+        for pem in getattr(app, "certificates", []):
+            cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+            prints = {"x5t": cert.fingerprint(hashes.SHA1()), "x5t#S256": cert.fingerprint(hashes.SHA256())}
+            # Thumbprints are base64url; some clients (MSAL) keep the padding.
+            if not any(str(header.get(k, "")).rstrip("=") == base64.urlsafe_b64encode(v).rstrip(b"=").decode()
+                       for k, v in prints.items()):
+                continue
+            try:
+                claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],
+                                    options={"verify_aud": False, "require": ["exp", "iss", "sub", "aud"]})
+            except jwt.PyJWTError:
+                raise fail from None
+            aud = claims.get("aud")
+            if (claims["iss"] != app.app_id or claims["sub"] != app.app_id or not isinstance(aud, str)
+                    or not aud.startswith(self.base_url + "/") or not aud.endswith("/oauth2/v2.0/token")):
+                raise EntraError("invalid_client", 700024, "Client assertion is not within its valid time range "
+                                 "or names the wrong issuer, subject or audience.")
+            return
+        raise EntraError("invalid_client", 700027, "Client assertion contains an invalid signature. "
+                         "The key was not found (no registered certificate matches the thumbprint).")
 
     @staticmethod
     def _is_public_client(app) -> bool:

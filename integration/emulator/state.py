@@ -45,6 +45,7 @@ class App:
     application_permissions: set = field(default_factory=set)
     delegated_permissions: set = field(default_factory=set)
     redirect_uris: list = field(default_factory=list)
+    certificates: list = field(default_factory=list)  # PEM certificates for private_key_jwt sign-in
     # Teams "application access policy": lets an app-only token create online meetings for users
     online_meetings_policy: bool = True
 
@@ -211,7 +212,8 @@ class TenantState:
             self.apps[a["app_id"]] = App(
                 a["name"], a["app_id"], a["secret"], a.get("kind", "graph"),
                 set(a.get("application_permissions", [])), set(a.get("delegated_permissions", [])),
-                list(a.get("redirect_uris", [])), bool(a.get("online_meetings_access_policy", True)),
+                list(a.get("redirect_uris", [])), certificates=list(a.get("certificates", [])),
+                online_meetings_policy=bool(a.get("online_meetings_access_policy", True)),
             )
 
     # ---- views for tests and the admin endpoint ----
