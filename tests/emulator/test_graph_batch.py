@@ -3,21 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-BOB = "bob.smith@contoso.example"
-SVC = "soar-svc@contoso.example"
-
-
-def H(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
+from graph_helpers import BOB, SVC, H, err, member
 
 
 def batch(http, emu, token, requests):
     return http.post(emu.graph_url + "/$batch", headers=H(token), json={"requests": requests})
-
-
-def err(r, status: int) -> dict:
-    assert r.status_code == status, r.text
-    return r.json()["error"]
 
 
 def by_id(r) -> dict:
@@ -33,7 +23,6 @@ def test_batch_of_21_is_refused(emu, http, app_token):
 
 
 def test_batch_of_20_answers_per_item(emu, http, app_token, delegated_token):
-    chat_member = {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"]}
     reqs = []
     for i in range(14):
         reqs.append({"id": f"u{i}", "method": "GET", "url": f"/users?$top=1&$select=id"})
@@ -42,9 +31,7 @@ def test_batch_of_20_answers_per_item(emu, http, app_token, delegated_token):
         {"id": "ghost", "method": "GET", "url": "/users/ghost@contoso.example"},
         {"id": "nope", "method": "GET", "url": "/no/such/thing"},
         {"id": "chat", "method": "POST", "url": "/chats", "headers": {"Content-Type": "application/json"},
-         "body": {"chatType": "oneOnOne", "members": [
-             {**chat_member, "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{SVC}')"},
-             {**chat_member, "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{BOB}')"}]}},
+         "body": {"chatType": "oneOnOne", "members": [member(SVC), member(BOB)]}},
         {"id": "nobody-header", "method": "POST", "url": "/chats", "body": {"chatType": "group"}},
         {"id": "me", "method": "GET", "url": "/me"},
     ]

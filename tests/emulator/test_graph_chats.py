@@ -7,38 +7,11 @@ from urllib.parse import quote
 import pytest
 
 import msal_helpers
-
-SVC = "soar-svc@contoso.example"
-BOB = "bob.smith@contoso.example"
-ALICE = "alice.johnson@contoso.example"
-CONOR = "conor.obrien@contoso.example"
-MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
-
-
-def H(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
-
-
-def member(key: str, roles=("owner",)) -> dict:
-    return {"@odata.type": MEMBER_TYPE, "roles": list(roles),
-            "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{key}')"}
-
-
-def err(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    e = r.json()["error"]
-    if code:
-        assert e["code"] == code, e
-    return e
+from graph_helpers import ALICE, BOB, CONOR, MEMBER_TYPE, SVC, H, create_chat, err, member
 
 
 def uid(emu, upn: str) -> str:
     return emu.state.user(upn)["id"]
-
-
-def create(http, emu, token, chat_type, members, **extra):
-    return http.post(emu.graph_url + "/chats", headers=H(token),
-                     json={"chatType": chat_type, "members": [member(m) for m in members], **extra})
 
 
 @pytest.fixture
@@ -49,8 +22,8 @@ def bob_token(emu):
 # ------------------------------------------------------------------------------- create
 
 def test_one_on_one_created_twice_returns_the_same_chat(emu, http, delegated_token):
-    r1 = create(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
-    r2 = create(http, emu, delegated_token, "oneOnOne", [BOB.upper(), uid(emu, SVC)])
+    r1 = create_chat(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
+    r2 = create_chat(http, emu, delegated_token, "oneOnOne", [BOB.upper(), uid(emu, SVC)])
     assert r1.status_code == r2.status_code == 201, (r1.text, r2.text)
     c1, c2 = r1.json(), r2.json()
     assert c1["id"] == c2["id"]
@@ -63,23 +36,23 @@ def test_one_on_one_created_twice_returns_the_same_chat(emu, http, delegated_tok
 
 
 def test_group_chat(emu, http, delegated_token):
-    r = create(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="Incident #42 <b>war room</b>")
+    r = create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="Incident #42 <b>war room</b>")
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["chatType"] == "group" and c["topic"] == "Incident #42 <b>war room</b>"
     assert c["id"].startswith("19:") and c["id"].endswith("@thread.v2") and len(c["id"]) == 3 + 32 + 10
-    again = create(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="x").json()
+    again = create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="x").json()
     assert again["id"] != c["id"]  # group chats are never deduplicated
 
 
 def test_group_chat_without_the_caller_is_403(emu, http, delegated_token):
-    err(create(http, emu, delegated_token, "group", [BOB, ALICE, CONOR], topic="t"), 403, "Forbidden")
-    err(create(http, emu, delegated_token, "oneOnOne", [BOB, ALICE]), 403, "Forbidden")
+    err(create_chat(http, emu, delegated_token, "group", [BOB, ALICE, CONOR], topic="t"), 403, "Forbidden")
+    err(create_chat(http, emu, delegated_token, "oneOnOne", [BOB, ALICE]), 403, "Forbidden")
     assert emu.state.chats == {}
 
 
 def test_app_only_may_create_chats(emu, http, app_token):
-    r = create(http, emu, app_token, "group", [BOB, ALICE, CONOR], topic="from the app")
+    r = create_chat(http, emu, app_token, "group", [BOB, ALICE, CONOR], topic="from the app")
     assert r.status_code == 201, r.text
 
 
@@ -116,7 +89,7 @@ def test_not_json_is_400(emu, http, delegated_token):
 # ------------------------------------------------------------------------------- get / list
 
 def test_get_chat_and_membership_rule(emu, http, delegated_token, bob_token):
-    cid = create(http, emu, delegated_token, "group", [SVC, ALICE, CONOR], topic="t").json()["id"]
+    cid = create_chat(http, emu, delegated_token, "group", [SVC, ALICE, CONOR], topic="t").json()["id"]
     r = http.get(emu.graph_url + f"/chats/{cid}?$expand=members", headers=H(delegated_token))
     assert r.status_code == 200, r.text
     assert len(r.json()["members"]) == 3
@@ -130,11 +103,11 @@ def test_me_chats_pages_with_top_50_and_refuses_51(emu, http, delegated_token):
     others = [u["userPrincipalName"] for u in emu.state.users.values() if u["userPrincipalName"] != SVC]
     created = set()
     for i in range(57):
-        r = create(http, emu, delegated_token, "group", [SVC, others[i % len(others)], others[(i + 1) % len(others)]],
+        r = create_chat(http, emu, delegated_token, "group", [SVC, others[i % len(others)], others[(i + 1) % len(others)]],
                    topic=f"chat {i}")
         created.add(r.json()["id"])
     # one chat without the service account must not be listed
-    create(http, emu, msal_helpers.app_token(emu), "group", [BOB, ALICE], topic="not mine")
+    create_chat(http, emu, msal_helpers.app_token(emu), "group", [BOB, ALICE], topic="not mine")
     err(http.get(emu.graph_url + "/me/chats?$top=51", headers=H(delegated_token)), 400)
     url, seen, pages = emu.graph_url + "/me/chats?$top=50", [], 0
     while url:
@@ -149,9 +122,9 @@ def test_me_chats_pages_with_top_50_and_refuses_51(emu, http, delegated_token):
 
 
 def test_me_chats_filter_and_expand(emu, http, delegated_token):
-    create(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
-    create(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="Incident 7")
-    create(http, emu, delegated_token, "group", [SVC, CONOR], topic="Other")
+    create_chat(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
+    create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="Incident 7")
+    create_chat(http, emu, delegated_token, "group", [SVC, CONOR], topic="Other")
     base = emu.graph_url + "/me/chats?$filter="
 
     def topics(expr, extra=""):
@@ -174,7 +147,7 @@ def test_me_chats_filter_and_expand(emu, http, delegated_token):
 
 def test_expand_members_caps_at_25(emu, http, delegated_token):
     # a big group chat: add members straight into the state (the seeded tenant has a dozen users)
-    cid = create(http, emu, delegated_token, "group", [SVC, BOB], topic="big").json()["id"]
+    cid = create_chat(http, emu, delegated_token, "group", [SVC, BOB], topic="big").json()["id"]
     from integration.emulator.state import Membership
 
     with emu.state.lock:
@@ -185,7 +158,7 @@ def test_expand_members_caps_at_25(emu, http, delegated_token):
 
 
 def test_chats_listing_by_caller_kind(emu, http, delegated_token, app_token):
-    create(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
+    create_chat(http, emu, delegated_token, "oneOnOne", [SVC, BOB])
     r = http.get(emu.graph_url + "/chats", headers=H(delegated_token))
     assert r.status_code == 200 and len(r.json()["value"]) == 1
     err(http.get(emu.graph_url + "/chats", headers=H(app_token)), 400)
@@ -198,8 +171,8 @@ def test_chats_listing_by_caller_kind(emu, http, delegated_token, app_token):
 # ------------------------------------------------------------------------------- PATCH
 
 def test_patch_topic(emu, http, delegated_token):
-    one = create(http, emu, delegated_token, "oneOnOne", [SVC, BOB]).json()["id"]
-    group = create(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="old").json()["id"]
+    one = create_chat(http, emu, delegated_token, "oneOnOne", [SVC, BOB]).json()["id"]
+    group = create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="old").json()["id"]
     err(http.patch(emu.graph_url + f"/chats/{one}", headers=H(delegated_token), json={"topic": "x"}), 400)
     r = http.patch(emu.graph_url + f"/chats/{group}", headers=H(delegated_token), json={"topic": "new 'topic'"})
     assert r.status_code == 204 and r.content == b""
@@ -210,7 +183,7 @@ def test_patch_topic(emu, http, delegated_token):
 # ------------------------------------------------------------------------------- members
 
 def test_chat_members(emu, http, delegated_token):
-    cid = create(http, emu, delegated_token, "group", [SVC, BOB], topic="t").json()["id"]
+    cid = create_chat(http, emu, delegated_token, "group", [SVC, BOB], topic="t").json()["id"]
     r = http.post(emu.graph_url + f"/chats/{cid}/members", headers=H(delegated_token),
                   json={**member(ALICE), "visibleHistoryStartDateTime": "0001-01-01T00:00:00Z"})
     assert r.status_code == 201, r.text
@@ -234,14 +207,14 @@ def test_chat_members(emu, http, delegated_token):
 
 
 def test_members_of_one_on_one_cannot_change(emu, http, delegated_token):
-    cid = create(http, emu, delegated_token, "oneOnOne", [SVC, BOB]).json()["id"]
+    cid = create_chat(http, emu, delegated_token, "oneOnOne", [SVC, BOB]).json()["id"]
     err(http.post(emu.graph_url + f"/chats/{cid}/members", headers=H(delegated_token), json=member(ALICE)), 400)
     mid = emu.state.chats[cid].members[0].id
     err(http.delete(emu.graph_url + f"/chats/{cid}/members/{mid}", headers=H(delegated_token)), 400)
 
 
 def test_history_hidden_from_a_member_added_without_history(emu, http, delegated_token):
-    cid = create(http, emu, delegated_token, "group", [SVC, CONOR], topic="t").json()["id"]
+    cid = create_chat(http, emu, delegated_token, "group", [SVC, CONOR], topic="t").json()["id"]
     r = http.post(emu.graph_url + f"/chats/{cid}/messages", headers=H(delegated_token),
                   json={"body": {"content": "before bob"}})
     assert r.status_code == 201, r.text

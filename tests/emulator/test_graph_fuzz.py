@@ -8,9 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
+from graph_helpers import ALICE, BOB, SVC, H, create_chat
 from integration.emulator.core import ROUTES
-
-BOB = "bob.smith@contoso.example"
 
 BODIES = [None, b"", b"{", b"[]", b"\"text\"", b"null", b"42", b"{\"a\":" + b"[" * 2000 + b"]" * 2000 + b"}",
           {}, {"body": None}, {"body": {"content": None, "contentType": 5}}, {"members": [None, 1, "x", {}]},
@@ -49,17 +48,14 @@ def ids(emu, http, delegated_token, app_token) -> dict:
     """Real ids, so that hostile bodies reach the handlers' validation rather than a 404."""
     team = next(t for t in emu.state.teams.values() if t.display_name == "Security Operations")
     ch = next(c for c in team.channels.values() if c.membership_type == "private")
-    auth = {"Authorization": "Bearer " + delegated_token}
-    member = {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"]}
-    chat = http.post(emu.graph_url + "/chats", headers=auth, json={"chatType": "group", "topic": "t", "members": [
-        {**member, "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{u}')"}
-        for u in ("soar-svc@contoso.example", BOB, "alice.johnson@contoso.example")]}).json()["id"]
+    auth = H(delegated_token)
+    chat = create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="t").json()["id"]
     chat_msg = http.post(emu.graph_url + f"/chats/{chat}/messages", headers=auth,
                          json={"body": {"content": "x"}}).json()["id"]
     chan_url = emu.graph_url + f"/teams/{team.id}/channels/{quote(ch.id)}/messages"
     root = http.post(chan_url, headers=auth, json={"body": {"content": "x"}}).json()["id"]
     reply = http.post(f"{chan_url}/{root}/replies", headers=auth, json={"body": {"content": "x"}}).json()["id"]
-    call = http.post(emu.graph_url + "/communications/calls", headers={"Authorization": "Bearer " + app_token}, json={
+    call = http.post(emu.graph_url + "/communications/calls", headers=H(app_token), json={
         "callbackUri": "https://x.example/cb", "requestedModalities": ["audio"],
         "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
         "targets": [{"identity": {"user": {"id": emu.state.user(BOB)["id"]}}}]}).json()["id"]
@@ -79,7 +75,7 @@ def _ids_for(pattern: str, ids: dict) -> dict:
 
 
 def _send(http, emu, token, method, url, body):
-    headers = {"Authorization": "Bearer " + token}
+    headers = H(token)
     if isinstance(body, (dict, list)):
         return http.request(method, url, headers=headers, json=body)
     if body is not None:
@@ -119,7 +115,7 @@ def test_batch_items_with_hostile_urls(emu, http, app_token):
     reqs = [{"id": str(i), "method": m, "url": u, **({"headers": {"Content-Type": "application/json"}, "body": {}}
                                                        if m == "POST" else {})}
             for i, (u, m) in enumerate(itertools.product(urls, ["GET"]))]
-    r = http.post(emu.graph_url + "/$batch", headers={"Authorization": "Bearer " + app_token}, json={"requests": reqs})
+    r = http.post(emu.graph_url + "/$batch", headers=H(app_token), json={"requests": reqs})
     assert r.status_code in (200, 400), r.text
     if r.status_code == 200:
         assert all(x["status"] < 500 for x in r.json()["responses"]), r.json()

@@ -3,23 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from graph_helpers import BOB, SVC, H, err
 from integration.emulator.graph import calls as calls_module
-
-BOB = "bob.smith@contoso.example"
-SVC = "soar-svc@contoso.example"
-
-
-def H(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
-
-
-def err(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    e = r.json()["error"]
-    if code:
-        assert e["code"] == code, e
-    return e
-
 
 MEETING = {"startDateTime": "2030-01-15T10:00:00.0000000+00:00", "endDateTime": "2030-01-15T11:00:00Z",
            "subject": "Incident bridge 'P1'"}

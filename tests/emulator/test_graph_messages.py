@@ -7,45 +7,20 @@ import json
 import pytest
 
 import msal_helpers
+from graph_helpers import ALICE, BOB, SVC, H, channel_id, create_chat, err, team_id
 
-SVC = "soar-svc@contoso.example"
-BOB = "bob.smith@contoso.example"
-ALICE = "alice.johnson@contoso.example"
 HOSTILE = "<script>alert('x')</script>'\"${x}{{y}}%s\\u0000 & &amp; <at id=\"9\">no</at> \U0001F4A9 ‮"
-
-
-def H(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
-
-
-def err(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    e = r.json()["error"]
-    if code:
-        assert e["code"] == code, e
-    return e
-
-
-def member(key: str) -> dict:
-    return {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
-            "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{key}')"}
 
 
 @pytest.fixture
 def chat(emu, http, delegated_token) -> str:
-    r = http.post(emu.graph_url + "/chats", headers=H(delegated_token),
-                  json={"chatType": "group", "topic": "t", "members": [member(SVC), member(BOB), member(ALICE)]})
+    r = create_chat(http, emu, delegated_token, "group", [SVC, BOB, ALICE], topic="t")
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
-def team(emu, name: str):
-    return next(t for t in emu.state.teams.values() if t.display_name == name)
-
-
 def channel(emu, team_name: str, channel_name: str) -> tuple[str, str]:
-    t = team(emu, team_name)
-    return t.id, next(c.id for c in t.channels.values() if c.display_name == channel_name)
+    return team_id(emu, team_name), channel_id(emu, team_name, channel_name)
 
 
 def post(http, url, token, content, **extra):

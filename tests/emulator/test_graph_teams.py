@@ -5,39 +5,14 @@ from urllib.parse import quote
 
 import pytest
 
+import graph_helpers
 import msal_helpers
-
-SVC = "soar-svc@contoso.example"
-BOB = "bob.smith@contoso.example"
-ALICE = "alice.johnson@contoso.example"
-WEI = "wei.chen@contoso.example"
-MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
-
-
-def H(token: str) -> dict:
-    return {"Authorization": "Bearer " + token}
-
-
-def err(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    e = r.json()["error"]
-    if code:
-        assert e["code"] == code, e
-    return e
+from graph_helpers import ALICE, BOB, MEMBER_TYPE, SVC, WEI, H, channel_id, err, team_id
 
 
 def member(key: str, roles=()) -> dict:
-    return {"@odata.type": MEMBER_TYPE, "roles": list(roles),
-            "user@odata.bind": f"https://graph.microsoft.com/v1.0/users('{key}')"}
-
-
-def team_id(emu, name: str) -> str:
-    return next(t.id for t in emu.state.teams.values() if t.display_name == name)
-
-
-def channel_id(emu, team: str, name: str) -> str:
-    t = emu.state.teams[team_id(emu, team)]
-    return next(c.id for c in t.channels.values() if c.display_name == name)
+    """A team or channel member body; unlike a chat's, no role unless given (owners matter here)."""
+    return graph_helpers.member(key, roles)
 
 
 @pytest.fixture
