@@ -19,6 +19,8 @@ TOOLS = {
     "auth": "sign-in: `auth login`, `auth status`, `auth reset`",
     "emulator": "the built-in fake tenant: `emulator serve --write-config PATH`",
     "demo": "run an incident scenario against the built-in emulator",
+    "playbook": "check or run a YAML playbook: `playbook validate FILE`, `playbook run FILE --input k=v [--dry-run]`",
+    "shell": "the interactive war-room prompt (`!command arg=value`); or pipe lines of commands on stdin",
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
     "docs": "print (or --write) docs/commands.md, generated from commands.yml",
 }
@@ -66,7 +68,9 @@ def _add_spec_parser(sub, spec) -> None:
     """One subcommand whose flags come from the command's JSON Schema arguments."""
     sp = sub.add_parser(spec.name, help=spec.description.split(". ")[0].rstrip("."), description=spec.description,
                         argument_default=argparse.SUPPRESS)
-    _common(sp)
+    # A command argument may share a global option's name (token-permissions-list --flow):
+    # after the command name, the command's own argument wins.
+    _common(sp, skip=set(spec.arguments.get("properties", {})))
     for name, prop in spec.arguments.get("properties", {}).items():
         kwargs: dict = {"help": _describe_arg(prop), "dest": f"arg_{name}"}
         if prop.get("type") == "boolean":
@@ -79,13 +83,18 @@ def _add_spec_parser(sub, spec) -> None:
     sp.add_argument("pairs", nargs="*", metavar="name=value", help="arguments in war-room form")
 
 
-def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, top: bool = False, skip: set = frozenset()) -> None:
     default = None if top else argparse.SUPPRESS
-    p.add_argument("--config", default=default, help="config file (default: $MSTEAMS_CONFIG)")
-    p.add_argument("-o", "--output", choices=OUTPUTS, default=default, help="table (default), json or context")
-    p.add_argument("--flow", choices=("app", "delegated", "bot"), default=default,
-                   help="force an auth flow instead of the first one ready")
-    p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS, help="log more (-vv: debug)")
+    if "config" not in skip:
+        p.add_argument("--config", default=default, help="config file (default: $MSTEAMS_CONFIG)")
+    if "output" not in skip:
+        p.add_argument("-o", "--output", choices=OUTPUTS, default=default, help="table (default), json or context")
+    if "flow" not in skip:
+        p.add_argument("--flow", choices=("app", "delegated", "bot"), default=default,
+                       help="force an auth flow instead of the first one ready")
+    if "verbose" not in skip:
+        p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                       help="log more (-vv: debug)")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -188,13 +197,26 @@ def _main(argv: list[str], out, err) -> int:
         rest = [AUTH_ACTIONS[action]] + rest[2:]
         head = rest[0]
     if head == "emulator":
+        if rest[1:2] != ["serve"]:
+            from .errors import InputError
+
+            raise InputError("usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
+                             "[--write-config PATH]")
         from .emulator.serve import main as serve_main
 
-        return serve_main(rest[1:])
+        return serve_main(rest[2:])
     if head == "demo":
         from .demo import main as demo_main
 
         return demo_main(rest[1:], out=out)
+    if head == "playbook":
+        from .playbooks.tool import main as playbook_main
+
+        return playbook_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "shell":
+        from .shell import main as shell_main
+
+        return shell_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output, flow=opts.flow)
 
     if head in ("permissions", "docs"):
         return _doc_tool(head, rest[1:], out)

@@ -86,3 +86,15 @@ def test_wrong_secret_never_printed_or_logged(cfg_file, caplog):
     assert wrong not in out + err + caplog.text
     right = "emu~Graph.Secret"
     assert right not in out + err + caplog.text
+
+
+def test_emulator_needs_serve():
+    code, _, err = run(["emulator", "start"])
+    assert code == 2 and "msteams emulator serve" in err
+
+
+def test_command_argument_may_share_a_global_option_name():
+    from integration.cli import build_parser
+    from integration.registry import load
+
+    build_parser(load(validate=False))  # no argparse conflict, whatever the registry names its arguments
