@@ -1,0 +1,560 @@
+"""Runs a checked playbook step by step through `dispatch.execute()`, or plans it (dry run).
+
+Per step: `when` (skip when false), `foreach` (once per item, `${item}` bound), `retries`
+(re-run on errors other than input mistakes, which would fail again), `on_error` (`fail` stops
+the playbook, `continue` goes on, a later step's id jumps there), then `outputs` published
+from the result. Each result's context is merged into the playbook's context XSOAR-style:
+entries under the same prefix with the same key field are updated, others appended.
+
+A dry run resolves every step's arguments from the inputs (step results and the context are
+shown as `<placeholders>`), checks them against the command's schema, and lists the HTTP calls
+the step would make: it never builds a client, asks for a token or opens the store.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import IntegrationError, InputError, exit_code_for
+from ..registry import CommandSpec, Registry
+from . import templates as T
+from .loader import Playbook, Step, check_static_args, input_schema, load
+
+_NO_ITEM = object()
+
+
+@dataclass
+class PlaybookResult:
+    name: str
+    status: str  # "ok", "failed", or "planned" (a dry run that found nothing wrong)
+    context: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)  # [{id, command, status, duration, attempts, error, ...}]
+    error: BaseException | None = None  # what made the playbook fail
+    failed_step: str | None = None
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "planned")
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else exit_code_for(self.error) if self.error else 1
+
+    def step(self, step_id: str) -> dict | None:
+        return next((s for s in self.steps if s["id"] == step_id), None)
+
+    def to_dict(self) -> dict:
+        return _jsonable({"playbook": self.name, "status": self.status, "dry_run": self.dry_run,
+                          "failed_step": self.failed_step, "error": str(self.error) if self.error else None,
+                          "outputs": self.outputs, "context": self.context,
+                          "steps": [{k: v for k, v in s.items() if k != "context"} for s in self.steps]})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# ------------------------------------------------------------------ inputs
+
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+def _coerce_input(name: str, value: Any, decl: dict) -> Any:
+    typ = decl.get("type", "string")
+    try:
+        if typ == "array":
+            if isinstance(value, str):
+                if value.strip().startswith("["):
+                    value = json.loads(value)
+                else:
+                    from ..arguments import split_list
+
+                    value = split_list(value)
+            item_decl = dict(decl.get("items") or {"type": "string"})
+            return [_coerce_input(name, v, item_decl) for v in value] if isinstance(value, list | tuple) else value
+        if not isinstance(value, str):
+            return str(value) if typ == "string" and isinstance(value, int | float) and not isinstance(value, bool) else value
+        text = value.strip()
+        if typ == "integer":
+            return int(text)
+        if typ == "number":
+            return float(text)
+        if typ == "boolean":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if typ == "object":
+            return json.loads(value)
+    except (ValueError, TypeError):
+        raise InputError(f"input '{name}': expected {'a JSON ' + typ if typ in ('object', 'array') else 'a ' + typ}, "
+                         f"got {value!r}") from None
+    return value
+
+
+def coerce_inputs(pb: Playbook, raw: dict | None) -> dict:
+    """Typed input values: CLI strings coerced by declared type, defaults applied, required
+    ones present, each checked against its declaration."""
+    import jsonschema
+
+    raw = dict(raw or {})
+    unknown = [k for k in raw if k not in pb.inputs]
+    if unknown:
+        raise InputError(f"unknown input '{unknown[0]}' for playbook '{pb.name}' "
+                         f"(declared: {', '.join(pb.inputs) or 'none'})")
+    values, missing = {}, []
+    for name, decl in pb.inputs.items():
+        if raw.get(name) is not None:
+            values[name] = _coerce_input(name, raw[name], decl)
+        elif decl.get("default") is not None:
+            values[name] = copy.deepcopy(decl["default"])
+        elif decl.get("required"):
+            missing.append(name)
+        else:
+            values[name] = None
+    if missing:
+        raise InputError(f"missing required input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+                         hint=" ".join(f"--input {m}=VALUE" for m in missing))
+    for name, decl in pb.inputs.items():
+        if values[name] is None:
+            continue
+        errors = list(jsonschema.Draft202012Validator(input_schema(decl)).iter_errors(values[name]))
+        if errors:
+            e = errors[0]
+            if e.validator == "enum":
+                msg = f"expected one of {', '.join(map(str, e.validator_value))}, got {e.instance!r}"
+            else:
+                msg = e.message
+            raise InputError(f"input '{name}': {msg}")
+    return values
+
+
+# ------------------------------------------------------------------ context
+
+
+def merge_context(context: dict, new: dict, key: str | None) -> None:
+    """Merge one result's context: list entries with the same key field are updated in place
+    (so a chat created then messaged is one entry), others appended; other values replaced."""
+    for path, value in new.items():
+        value = copy.deepcopy(value)
+        current = context.get(path)
+        if isinstance(value, list) and isinstance(current, list):
+            for entry in value:
+                match = None
+                if key and isinstance(entry, dict) and entry.get(key) is not None:
+                    match = next((e for e in current if isinstance(e, dict) and e.get(key) == entry[key]), None)
+                if match is not None:
+                    _deep_update(match, entry)
+                else:
+                    current.append(entry)
+        else:
+            context[path] = value
+
+
+def _deep_update(target: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(target.get(k), dict):
+            _deep_update(target[k], v)
+        elif v is not None or k not in target:
+            target[k] = v
+
+
+# ------------------------------------------------------------------ dry-run call descriptions
+
+_PARAM = re.compile(r"\{(\w+)\}")
+_RESOLVE_CALL = {"user": "GET /users", "team": "GET /teams", "channel": "GET /teams/{team-id}/channels",
+                 "chat": "GET /me/chats?$filter=topic"}
+
+
+@functools.lru_cache(maxsize=4)
+def _declared_calls(source: str) -> dict:
+    """`calls:` of each command in the registry file (what a handler command requests)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+        return {name: tuple(body.get("calls") or ()) for name, body in (data.get("commands") or {}).items()}
+    except (OSError, AttributeError, yaml.YAMLError):
+        return {}
+
+
+def declared_calls(spec: CommandSpec, registry: Registry) -> tuple:
+    return tuple(getattr(spec, "calls", ()) or ()) or _declared_calls(registry.source).get(spec.name, ())
+
+
+def _fill(template: str, values: dict) -> str:
+    return _PARAM.sub(lambda m: T.stringify(values[m.group(1)]) if values.get(m.group(1)) is not None
+                      else m.group(0), template)
+
+
+def _fill_value(value: Any, values: dict) -> Any:
+    if isinstance(value, str):
+        m = _PARAM.fullmatch(value)
+        return values.get(m.group(1)) if m else _fill(value, values)
+    if isinstance(value, dict):
+        return {k: _fill_value(v, values) for k, v in value.items() if _fill_value(v, values) is not None}
+    if isinstance(value, list):
+        return [_fill_value(v, values) for v in value]
+    return value
+
+
+def planned_calls(spec: CommandSpec, args: dict, registry: Registry) -> list[str]:
+    """The HTTP calls a command would make with these arguments, in words (nothing is sent)."""
+    if spec.local:
+        return ["none: runs locally (context store / sign-in state)"]
+    from ..registry import thaw
+
+    calls, resolved = [], {}
+    for pname, rule in spec.resolve.items():
+        raw = args.get(rule["from"])
+        if raw is None:
+            continue
+        label = T.stringify(raw)
+        if rule["kind"] == "chat" and isinstance(raw, str) and raw.strip().startswith("19:"):
+            resolved[pname] = raw
+            continue
+        calls.append(f"{_RESOLVE_CALL[rule['kind']]} (find {rule['kind']} '{label}', unless cached)")
+        resolved[pname] = f"<id of {rule['kind']} '{label}'>"
+    if spec.request:
+        req = thaw(spec.request)
+        values = {**args, **resolved}
+        line = f"{req['method']} {_fill(req['path'], values)}"
+        query = _fill_value(req.get("query") or {}, values)
+        if query:
+            line += "?" + "&".join(f"{k}={T.stringify(v)}" for k, v in query.items())
+        if req.get("paged"):
+            line += " (paged)"
+        if "body" in req:
+            line += " " + json.dumps(_fill_value(req["body"], values), ensure_ascii=False, default=str)
+        calls.append(line)
+    else:
+        calls += list(declared_calls(spec, registry)) or [f"(handler {spec.handler}; its calls are not declared)"]
+    return calls
+
+
+# ------------------------------------------------------------------ running
+
+
+def _first_line(exc: BaseException) -> str:
+    from ..redact import redact
+
+    text = str(exc) if isinstance(exc, IntegrationError) else f"internal error: {type(exc).__name__}: {exc}"
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+class _Run:
+    def __init__(self, pb: Playbook, inputs: dict, registry: Registry, out: Callable[[str], None], runtime=None,
+                 dry_run: bool = False):
+        self.pb, self.inputs, self.registry, self.out = pb, inputs, registry, out
+        self.runtime, self.dry_run = runtime, dry_run
+        self.context: dict = {}
+        self.ns: dict[str, dict] = {}  # steps.<id> as templates see it
+        self.records: list[dict] = []
+        self.errors: dict[str, BaseException] = {}
+
+    # -- template resolution
+    def resolver(self, item: Any = _NO_ITEM, result: Any = None) -> Callable[[T.Ref], Any]:
+        def resolve(ref: T.Ref) -> Any:
+            root = ref.root
+            if root == "inputs":
+                return T.walk(self.inputs, ref.parts)
+            if root == "item":
+                if item is _NO_ITEM:
+                    return T.MISSING
+                if isinstance(item, T.Unknown):
+                    return T.Unknown(ref.text)
+                return T.walk(item, ref.parts)
+            if self.dry_run:  # steps, context and result are not known before running
+                return T.Unknown(ref.text)
+            if root == "steps":
+                return T.walk(self.ns, ref.parts)
+            if root == "context":
+                return T.walk(self.context, ref.parts)
+            if root == "result":
+                return T.walk(result, ref.parts) if result is not None else T.MISSING
+            return T.MISSING
+
+        return resolve
+
+    def _when(self, step: Step, item: Any = _NO_ITEM):
+        if step.when is None:
+            return True
+        if isinstance(step.when, bool):
+            return step.when
+        return step.when.evaluate(self.resolver(item))
+
+    def _items(self, step: Step) -> list | T.Unknown:
+        if step.foreach is None:
+            return [_NO_ITEM]
+        value = T.render(step.foreach, self.resolver())
+        if isinstance(value, T.Unknown):
+            return value
+        if value is None:
+            return []
+        if isinstance(value, list | tuple):
+            return list(value)
+        raise InputError(f"step '{step.id}': foreach {step.foreach!r} gave {type(value).__name__}, not a list")
+
+    def tag(self, step: Step, n: int | None = None, total: int | None = None) -> str:
+        head = f"[{step.index + 1}/{len(self.pb.steps)}] {step.id}"
+        if n is not None:
+            head += f"[{n + 1}/{total}]"
+        return f"{head} ({step.spec.name})"
+
+    # -- the run
+    def run(self) -> PlaybookResult:
+        steps, i = self.pb.steps, 0
+        failed: tuple[Step, BaseException] | None = None
+        done: set[int] = set()
+        while i < len(steps):
+            step = steps[i]
+            rec = self.run_step(step)
+            done.add(i)
+            if rec["status"] != "failed":
+                i += 1
+                continue
+            if step.on_error == "continue":
+                self.out(f"    on_error: continue")
+                i += 1
+                continue
+            if step.on_error == "fail":
+                failed = (step, self.errors[step.id])
+                break
+            target = self.pb.step(step.on_error).index
+            self.out(f"    on_error: recovering with step '{step.on_error}'")
+            for j in range(i + 1, target):
+                self._skip(steps[j], f"jumped over: '{step.id}' failed and '{step.on_error}' recovers")
+                done.add(j)
+            i = target
+        for j, step in enumerate(steps):
+            if j not in done:
+                self._skip(step, f"not run: the playbook failed at '{failed[0].id}'" if failed else "not run", quiet=True)
+        self.records.sort(key=lambda r: r["_index"])
+        for r in self.records:
+            r.pop("_index", None)
+        outputs = T.render(self.pb.outputs, self.resolver())
+        status = "failed" if failed else "ok"
+        self.out(f"playbook '{self.pb.name}': {status}" + (f" at step '{failed[0].id}'" if failed else ""))
+        return PlaybookResult(self.pb.name, status, self.context, outputs, self.records,
+                              error=failed[1] if failed else None, failed_step=failed[0].id if failed else None)
+
+    def _record(self, step: Step) -> dict:
+        rec = {"id": step.id, "command": step.spec.name, "status": "running", "duration": 0.0, "attempts": 0,
+               "error": None, "outputs": {}, "context": {}, "_index": step.index}
+        if step.foreach is not None:
+            rec["items"], rec["failed"] = [], []
+        self.records.append(rec)
+        self.ns[step.id] = rec
+        return rec
+
+    def _skip(self, step: Step, reason: str, quiet: bool = False) -> dict:
+        rec = self._record(step)
+        rec.update(status="skipped", reason=reason)
+        if not quiet:
+            self.out(f"{self.tag(step)} skipped: {reason}")
+        return rec
+
+    def run_step(self, step: Step) -> dict:
+        started = time.perf_counter()
+        try:
+            if not step.when_uses_item and not self._when(step):
+                return self._skip(step, f"when is false ({step.when.text if hasattr(step.when, 'text') else step.when})")
+            items = self._items(step)
+        except IntegrationError as exc:
+            rec = self._record(step)
+            rec.update(status="failed", error=_first_line(exc))
+            self.errors[step.id] = exc
+            self.out(f"{self.tag(step)} failed: {rec['error']}")
+            return rec
+        if step.foreach is not None and not items:
+            return self._skip(step, "foreach: no items")
+        rec = self._record(step)
+        outputs_per_item: list[dict | None] = []
+        ran = failures = 0
+        for n, item in enumerate(items):
+            tag = self.tag(step, n, len(items)) if step.foreach is not None else self.tag(step)
+            try:
+                if step.when_uses_item and not self._when(step, item):
+                    self.out(f"{tag} skipped: when is false for this item")
+                    rec["items"].append({"item": item, "status": "skipped", "error": None, "outputs": {}})
+                    outputs_per_item.append(None)
+                    continue
+            except IntegrationError as exc:
+                self.errors[step.id] = exc
+                entry = {"status": "failed", "error": _first_line(exc), "outputs": {}, "attempts": 0}
+            else:
+                entry = self.run_item(step, item, tag)
+            ran += 1
+            rec["attempts"] += entry["attempts"]
+            if step.foreach is not None:
+                rec["items"].append({"item": item, **entry})
+            outputs_per_item.append(entry["outputs"] if entry["status"] == "ok" else None)
+            if entry["status"] == "failed":
+                failures += 1
+                rec["error"] = entry["error"]
+                if step.foreach is not None:
+                    rec["failed"].append(item)
+                if step.on_error == "fail":
+                    break
+        rec["duration"] = round(time.perf_counter() - started, 3)
+        rec["status"] = "failed" if failures else "ok" if ran else "skipped"
+        if step.foreach is None:
+            rec["outputs"] = outputs_per_item[0] or {} if outputs_per_item else {}
+        else:
+            names = list(step.outputs)
+            rec["outputs"] = {k: [o.get(k) if o else None for o in outputs_per_item] for k in names}
+            if rec["status"] == "skipped":
+                rec["reason"] = "when is false for every item"
+        return rec
+
+    def run_item(self, step: Step, item: Any, tag: str) -> dict:
+        from ..dispatch import execute
+
+        attempts = 0
+        while True:
+            attempts += 1
+            t0 = time.perf_counter()
+            try:
+                args = T.render(step.args, self.resolver(item))
+                result = execute(step.spec.name, args, self.runtime)
+                break
+            except Exception as exc:  # noqa: BLE001 - a step's failure is the playbook's to handle (on_error)
+                took = time.perf_counter() - t0
+                if not isinstance(exc, IntegrationError):
+                    import logging
+
+                    logging.getLogger("msteams.playbook").debug("step %s: internal error", step.id, exc_info=True)
+                retry = attempts <= step.retries and not isinstance(exc, InputError)
+                if retry:
+                    self.out(f"{tag} attempt {attempts} of {step.retries + 1} failed in {took:.2f}s: "
+                             f"{_first_line(exc)}; retrying in {step.retry_delay:g}s")
+                    if step.retry_delay:
+                        self.runtime.sleep(step.retry_delay)
+                    continue
+                self.errors[step.id] = exc
+                self.out(f"{tag} failed in {took:.2f}s: {_first_line(exc)}")
+                return {"status": "failed", "error": _first_line(exc), "outputs": {}, "attempts": attempts,
+                        "duration": round(took, 3)}
+        took = time.perf_counter() - t0
+        ctx = result.context()
+        merge_context(self.context, ctx, result.key)
+        rec = self.ns[step.id]
+        merge_context(rec["context"], ctx, result.key)
+        view = {"outputs": result.outputs, "context": ctx, "message": result.message, "raw": result.raw,
+                "flow": result.flow}
+        outputs = T.render(step.outputs, self.resolver(item, view))
+        self.out(f"{tag} ok in {took:.2f}s" + (f" (attempt {attempts})" if attempts > 1 else "")
+                 + (f" [{result.flow} flow]" if result.flow else ""))
+        return {"status": "ok", "error": None, "outputs": outputs, "attempts": attempts, "duration": round(took, 3)}
+
+    # -- the plan (dry run)
+    def plan(self) -> PlaybookResult:
+        problems: list[str] = []
+        for step in self.pb.steps:
+            rec = self._record(step)
+            rec.pop("_index")
+            rec.pop("context")
+            head = self.tag(step)
+            when = self._when(step) if not step.when_uses_item else T.UNKNOWN
+            if when is False:
+                rec.update(status="skipped", reason="when is false")
+                self.out(f"{head}: skipped (when is false: {step.when.text if hasattr(step.when, 'text') else step.when})")
+                continue
+            try:
+                items = self._items(step)
+            except IntegrationError as exc:
+                rec.update(status="invalid", error=_first_line(exc))
+                problems.append(rec["error"])
+                self.out(f"{head}: {rec['error']}")
+                continue
+            if isinstance(items, T.Unknown):
+                items = [T.Unknown("item")]
+            if step.foreach is not None and not items:
+                rec.update(status="skipped", reason="foreach: no items")
+                self.out(f"{head}: skipped (foreach: no items)")
+                continue
+            rec.update(status="planned", plan=[])
+            self.out(f"{head}" + (f"  flow: {' or '.join(step.spec.flow_names)}" if not step.spec.local else ""))
+            if when is T.UNKNOWN:
+                rec["condition"] = step.when.text
+                self.out(f"    runs only if: {step.when.text}")
+            if step.foreach is not None:
+                self.out(f"    for each item of {T.stringify(step.foreach) if isinstance(step.foreach, str) else step.foreach}"
+                         f" ({len(items) if not isinstance(items[0], T.Unknown) else 'known when it runs'})")
+            for n, item in enumerate(items):
+                resolve = self.resolver(item)
+                args = T.render(step.args, resolve)
+                unknown = {str(k).replace("-", "_") for k, v in step.args.items()
+                           if any(isinstance(resolve(r), T.Unknown) for r in T.refs_in(v))}
+                known = {str(k).replace("-", "_"): v for k, v in args.items()
+                         if str(k).replace("-", "_") not in unknown}
+                bad: list[str] = []
+                check_static_args(step.spec, known, unknown, lambda arg, msg: bad.append(msg))
+                calls = planned_calls(step.spec, {str(k).replace("-", "_"): v for k, v in args.items()}, self.registry)
+                pre = f"    [{n + 1}/{len(items)}] " if step.foreach is not None else "    "
+                self.out(f"{pre}args: {json.dumps(args, ensure_ascii=False, default=str)}")
+                for c in calls:
+                    self.out(f"{pre}would call: {c}")
+                entry = {"args": _jsonable(args), "calls": calls}
+                if step.foreach is not None:
+                    entry["item"] = _jsonable(item)
+                if bad:
+                    entry["error"] = f"step '{step.id}': {bad[0]}"
+                    rec.update(status="invalid", error=entry["error"])
+                    problems.append(entry["error"])
+                    self.out(f"{pre}would fail: {bad[0]}")
+                rec["plan"].append(entry)
+        outputs = _jsonable(T.render(self.pb.outputs, self.resolver()))
+        error = InputError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")) \
+            if problems else None
+        self.out(f"dry run of '{self.pb.name}': {len(self.pb.steps)} step(s), no request made"
+                 + (f"; {len(problems)} would fail" if problems else ""))
+        return PlaybookResult(self.pb.name, "failed" if problems else "planned", {}, outputs, self.records,
+                              error=error, dry_run=True)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = None, runtime=None, dry_run: bool = False,
+                 out: Callable[[str], None] | None = None) -> PlaybookResult:
+    """Check, then run (or plan, with dry_run) a playbook. Problems with the playbook or its
+    inputs raise (FileError / InputError) before any step; a failing step does not raise: the
+    result says status "failed", which step, and the error (result.exit_code)."""
+    out = out or _stderr
+    if runtime is not None:
+        reg = runtime.registry
+    else:
+        from ..registry import default_registry
+
+        reg = default_registry()
+    pb = source if isinstance(source, Playbook) else load(source, reg)
+    values = coerce_inputs(pb, inputs)
+    if dry_run:
+        return _Run(pb, values, reg, out, dry_run=True).plan()
+    own = runtime is None
+    if own:
+        from ..dispatch import Runtime
+
+        runtime = Runtime(registry_=reg)
+    try:
+        return _Run(pb, values, reg, out, runtime=runtime).run()
+    finally:
+        if own:
+            runtime.close()

@@ -1,0 +1,106 @@
+"""`msteams playbook validate FILE...` and `msteams playbook run FILE --input k=v ... [--dry-run]`:
+the command-line face of the loader and the runner. Progress goes to stderr, the final
+context (or the dry-run plan) to stdout; `--output json` makes stdout one JSON document.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from ..errors import FileError, InputError
+
+USAGE = "usage: msteams playbook {validate FILE..., run FILE [--input NAME=VALUE ...] [--dry-run] [--output json]}"
+
+
+def _inputs(pairs: list[str]) -> dict:
+    """--input k=v, repeated; a name given twice collects a list (for array inputs)."""
+    values: dict = {}
+    for item in pairs:
+        if "=" not in item:
+            raise InputError(f"--input expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if k in values:
+            values[k] = (values[k] if isinstance(values[k], list) else [values[k]]) + [v]
+        else:
+            values[k] = v
+    return values
+
+
+def _summary(result) -> str:
+    from ..results import markdown_table
+
+    lines = [f"### Playbook {result.name}: {result.status}"]
+    rows = [{"step": s["id"], "command": s["command"], "status": s["status"],
+             "seconds": s.get("duration"), "error": s.get("error") or s.get("reason") or ""} for s in result.steps]
+    lines += ["", markdown_table(rows, ["step", "command", "status", "seconds", "error"])]
+    if result.outputs:
+        lines += ["", markdown_table([{"output": k, "value": v} for k, v in result.outputs.items()],
+                                     ["output", "value"], "Outputs")]
+    lines += ["", "### Context", "", json.dumps(result.context, indent=2, ensure_ascii=False, default=str)]
+    return "\n".join(lines)
+
+
+def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
+    from .loader import load
+
+    bad = 0
+    for path in paths:
+        try:
+            pb = load(path)
+        except FileError as exc:
+            bad += 1
+            for problem in getattr(exc, "problems", None) or [exc]:
+                err(str(problem))  # FILE:LINE: message, one per line (editors jump to them)
+            continue
+        inputs = ", ".join(f"{k}{'*' if d.get('required') else ''}" for k, d in pb.inputs.items()) or "none"
+        out(f"{path}: ok ({len(pb.steps)} step{'s' if len(pb.steps) != 1 else ''}; inputs: {inputs})")
+    if bad:
+        raise InputError(f"{bad} of {len(paths)} playbook{'s' if len(paths) > 1 else ''} "
+                         f"{'has' if bad == 1 else 'have'} problems")
+    return 0
+
+
+def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None = None,
+         output: str | None = None) -> int:
+    action = argv[0] if argv else None
+    if action not in ("validate", "run"):
+        raise InputError(USAGE)
+    if action == "validate":
+        p = argparse.ArgumentParser(prog="msteams playbook validate", description="Check playbooks without running them.")
+        p.add_argument("files", nargs="+", metavar="FILE")
+        ns = p.parse_args(argv[1:])
+        return validate_files(ns.files, out, err)
+
+    p = argparse.ArgumentParser(prog="msteams playbook run", description="Run a playbook (or plan it with --dry-run).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE",
+                   help="an input value (repeat the option; a name given twice makes a list)")
+    p.add_argument("--dry-run", action="store_true", help="print each step's arguments and HTTP calls; send nothing")
+    ns = p.parse_args(argv[1:])
+    as_json = output == "json"
+    inputs = _inputs(ns.input)
+
+    from .runner import run_playbook
+
+    if ns.dry_run:
+        result = run_playbook(ns.file, inputs, None, dry_run=True, out=err if as_json else out)
+        if as_json:
+            out(result.to_json())
+        if not result.ok:
+            raise result.error
+        return 0
+
+    from ..dispatch import Runtime
+
+    runtime = Runtime(config_path=config)
+    runtime.echo = err  # device-code prompts must not mix with the JSON on stdout
+    try:
+        result = run_playbook(ns.file, inputs, runtime, out=err)
+    finally:
+        runtime.close()
+    out(result.to_json() if as_json else _summary(result))
+    if not result.ok:
+        raise result.error
+    return 0

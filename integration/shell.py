@@ -1,0 +1,224 @@
+"""`msteams shell`: the analyst's war-room prompt. Each line is a command in war-room form
+(`!chat-create member=a@x chat_name="IR 42"`) or the plain form (`chat-create member=a@x`),
+run through `execute()` with one Runtime for the session; results print as tables.
+
+At a terminal: readline history (kept under the user's data dir, best effort) and TAB
+completion of command names, aliases, argument names (`name=`) and enum values from the
+registry; `help [COMMAND]`; `exit`, `quit` or EOF leave. A failing line prints the error and
+the shell goes on. With stdin not a terminal, lines run one after another, each result
+printed, and the exit code is 0 only if every line succeeded (else the last failure's code).
+Blank lines and `#` comments are skipped either way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+PROMPT = "msteams> "
+BUILTINS = ("help", "exit", "quit")
+HISTORY_LENGTH = 1000
+
+
+class _Leave(Exception):
+    """`exit` / `quit` typed: stop reading lines."""
+
+
+class Shell:
+    def __init__(self, runtime, out: Callable[[str], None], err: Callable[[str], None], *,
+                 output: str = "table", flow: str | None = None):
+        self.runtime = runtime
+        self.registry = runtime.registry
+        self.out, self.err = out, err
+        self.output = output or "table"
+        self.flow = flow
+
+    # -- one line
+    def run_line(self, line: str) -> int | None:
+        """Run one line; its exit code, or None for a blank line or comment. Never raises for
+        a user mistake (only _Leave, for exit/quit)."""
+        from .errors import IntegrationError, exit_code_for
+        from .redact import redact
+
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return None
+        words = text.lstrip("!").split()
+        if words[0] in ("exit", "quit"):
+            raise _Leave
+        try:
+            if words[0] in ("help", "?"):
+                return self.help(words[1] if len(words) > 1 else None)
+            from .arguments import parse_warroom
+            from .dispatch import execute
+
+            name, args = parse_warroom(text)
+            result = execute(name, args, self.runtime, flow=self.flow)
+            self.out(result.render(self.output))
+            return 0
+        except IntegrationError as exc:
+            self.err(redact(f"error: {exc}"))
+            return exit_code_for(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the analyst's session
+            import logging
+
+            logging.getLogger("msteams.shell").debug("internal error", exc_info=True)
+            self.err(redact(f"internal error: {type(exc).__name__}: {exc} (this is a bug; -vv shows details)"))
+            return 1
+
+    def help(self, name: str | None) -> int:
+        from .errors import InputError
+
+        if not name:
+            by_cat: dict[str, list[str]] = {}
+            for spec in self.registry:
+                by_cat.setdefault(spec.category, []).append(spec.name)
+            lines = ["Commands (`help COMMAND` for arguments; TAB completes names and arguments):"]
+            lines += [f"  {cat}: {', '.join(names)}" for cat, names in sorted(by_cat.items())]
+            lines.append("Type `!command arg=value` or `command arg=value`; quote values with spaces. "
+                         "`exit` or Ctrl-D leaves.")
+            self.out("\n".join(lines))
+            return 0
+        spec = self.registry.get(name.lstrip("!"))
+        if spec is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.registry.all_names(), n=3)
+            raise InputError(f"unknown command '{name}'", hint=f"did you mean: {', '.join(close)}?" if close
+                             else "`help` lists the commands")
+        from .docs import command_help
+
+        self.out(command_help(spec))
+        return 0
+
+    # -- completion
+    def candidates(self, buffer: str, begidx: int, text: str) -> list[str]:
+        """What TAB offers for the word `text` starting at `begidx` in the line `buffer`."""
+        before = buffer[:begidx]
+        if not before.strip():
+            bang = text.startswith("!")
+            stem = text[1:] if bang else text
+            names = self.registry.all_names() + ([] if bang else list(BUILTINS))
+            return [("!" if bang else "") + n + " " for n in names if n.startswith(stem)]
+        first = before.split()[0].lstrip("!")
+        if first in ("help", "?"):
+            return [n + " " for n in self.registry.all_names() if n.startswith(text)]
+        spec = self.registry.get(first)
+        if spec is None:
+            return []
+        props = spec.arguments.get("properties", {})
+        if "=" in text:  # a value: offer the argument's enum (or true/false)
+            key, partial = text.split("=", 1)
+            prop = props.get(key.replace("-", "_"), {})
+            values = list(prop.get("enum", ())) or (["true", "false"] if prop.get("type") == "boolean" else [])
+            return [f"{key}={v} " for v in map(str, values) if v.startswith(partial)]
+        used = {tok.split("=", 1)[0].replace("-", "_") for tok in before.split()[1:] if "=" in tok}
+        return [f"{a}=" for a in props if a.startswith(text) and a not in used]
+
+    def complete(self, text: str, state: int) -> str | None:
+        """The readline completer: called with state 0, 1, ... until it returns None."""
+        import readline
+
+        if state == 0:
+            try:
+                self._matches = self.candidates(readline.get_line_buffer(), readline.get_begidx(), text)
+            except Exception:  # noqa: BLE001 - a completion bug must never kill the prompt
+                self._matches = []
+        return self._matches[state] if state < len(self._matches) else None
+
+    # -- loops
+    def batch(self, lines: Iterable[str]) -> int:
+        failed = 0
+        for line in lines:
+            try:
+                code = self.run_line(line)
+            except _Leave:
+                break
+            if code:
+                failed = code
+        return failed
+
+    def interactive(self, history: Path | None) -> int:
+        readline = _setup_readline(self, history)
+        self.out("msteams shell: `help` lists the commands, TAB completes, `exit` or Ctrl-D leaves.")
+        try:
+            while True:
+                try:
+                    line = input(PROMPT)
+                except EOFError:
+                    self.out("")
+                    break
+                except KeyboardInterrupt:  # Ctrl-C drops the line being typed, as shells do
+                    self.out("")
+                    continue
+                try:
+                    self.run_line(line)
+                except _Leave:
+                    break
+                except KeyboardInterrupt:
+                    self.err("interrupted")
+        finally:
+            if readline is not None and history is not None:
+                _save_history(readline, history)
+        return 0
+
+
+def _setup_readline(shell: Shell, history: Path | None):
+    try:
+        import readline
+    except ImportError:  # no readline on this platform: a plain prompt still works
+        return None
+    readline.set_completer(shell.complete)
+    # Only whitespace separates words, so '!chat-cr' and 'member=' complete as typed.
+    readline.set_completer_delims(" \t\n")
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+    else:
+        readline.parse_and_bind("tab: complete")
+    readline.set_history_length(HISTORY_LENGTH)
+    if history is not None:
+        try:
+            readline.read_history_file(str(history))
+        except OSError:
+            pass  # first session, or unreadable: start empty
+    return readline
+
+
+def _save_history(readline, history: Path) -> None:
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        readline.write_history_file(str(history))
+        os.chmod(history, 0o600)  # lines name incidents and people
+    except OSError:
+        pass  # best effort: a read-only home must not break leaving the shell
+
+
+def default_history() -> Path:
+    from .config import default_data_dir
+
+    return default_data_dir() / "shell_history"
+
+
+def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None = None,
+         output: str | None = None, flow: str | None = None, stdin=None) -> int:
+    p = argparse.ArgumentParser(prog="msteams shell", description="An interactive war-room prompt; "
+                                "or pipe lines of commands on stdin.")
+    p.add_argument("--history", metavar="FILE", help=f"history file (default: {default_history()})")
+    p.add_argument("--no-history", action="store_true", help="do not read or write a history file")
+    ns = p.parse_args(argv)
+    stdin = stdin or sys.stdin
+
+    from .dispatch import Runtime
+
+    runtime = Runtime(config_path=config)
+    runtime.echo = out
+    shell = Shell(runtime, out, err, output=output or "table", flow=flow)
+    try:
+        if stdin.isatty():
+            history = None if ns.no_history else Path(ns.history) if ns.history else default_history()
+            return shell.interactive(history)
+        return shell.batch(stdin)
+    finally:
+        runtime.close()

@@ -1,0 +1,135 @@
+"""`msteams shell`: completion candidates from the registry, lines piped on stdin (a result
+each, exit code from the failures), and a real pseudo-terminal session with TAB completion."""
+import os
+import select
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+import yaml
+
+from integration import registry
+from integration.shell import Shell
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def shell():
+    rt = types.SimpleNamespace(registry=registry.default_registry())
+    return Shell(rt, out=lambda s: None, err=lambda s: None)
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("chat-cr", ["chat-create "]),
+    ("!chat-cr", ["!chat-create "]),
+    ("microsoft-teams-ring", ["microsoft-teams-ring-user "]),
+    ("ex", ["exit "]),
+    ("help ring", ["ring-user "]),
+    ("chat-create mem", ["member="]),
+    ("!chat-create chat_type=group ", ["member=", "chat_name="]),
+    ("chat-create chat_type=", ["chat_type=group ", "chat_type=oneOnOne "]),
+    ("chat-create chat_type=o", ["chat_type=oneOnOne "]),
+    ("cache-reset include_tokens=", ["include_tokens=true ", "include_tokens=false "]),
+    ("no-such-command x", []),
+])
+def test_completion_candidates(shell, line, expected):
+    begidx = line.rfind(" ") + 1
+    got = shell.candidates(line, begidx, line[begidx:])
+    assert got == expected or set(expected) <= set(got) and line.endswith(" ")
+
+
+@pytest.fixture
+def cfg_file(emu, tmp_path):
+    p = tmp_path / "config.yml"
+    emu.write_config(str(p))
+    data = yaml.safe_load(p.read_text())
+    data["store_path"] = str(tmp_path / "store.sqlite3")
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def shell_env(tmp_path, cfg=None):
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), TERM="dumb", PYTHONPATH=ROOT)
+    env.pop("MSTEAMS_CONFIG", None)
+    if cfg:
+        env["MSTEAMS_CONFIG"] = str(cfg)
+    return env
+
+
+def pipe(tmp_path, cfg, text):
+    return subprocess.run([sys.executable, "-m", "integration.cli", "shell"], input=text, capture_output=True,
+                          text=True, env=shell_env(tmp_path, cfg), timeout=30, cwd=ROOT)
+
+
+def test_stdin_lines_run_in_turn_and_the_exit_code_says_if_any_failed(tmp_path, cfg_file):
+    r = pipe(tmp_path, cfg_file, "\n".join([
+        "# a comment, then a blank line",
+        "",
+        '!channel-list team="Security Operations"',
+        'channel-list team="No Such Team"',
+        "help ring-user",
+        "!chat-creat member=a",
+        "microsoft-teams-channels-list team='IT Helpdesk'",
+    ]) + "\n")
+    assert r.returncode == 2, r.stderr  # the last failure: a misspelt command (input mistake)
+    assert "| Incident Response |" in r.stdout and "| Escalations |" in r.stdout
+    assert "username (string, required)" in r.stdout
+    assert "error: team 'No Such Team' not found" in r.stderr
+    assert "error: unknown command 'chat-creat'" in r.stderr and "did you mean: chat-create" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+    r = pipe(tmp_path, cfg_file, 'channel-list team="Nope"\n!channel-list team="Security Operations"\n')
+    assert r.returncode == 5 and "| General |" in r.stdout
+    r = pipe(tmp_path, cfg_file, '!channel-list team="Security Operations"\nexit\n!channel-list team="Nope"\n')
+    assert r.returncode == 0 and "Nope" not in r.stderr
+    r = pipe(tmp_path, None, "# nothing to do\n\n")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_pseudo_terminal_completes_a_command_name(tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "integration.cli", "shell"], stdin=slave, stdout=slave,
+                            stderr=slave, env=shell_env(tmp_path), cwd=ROOT, close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(token: bytes, count: int = 1, timeout: float = 10.0) -> bool:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while seen.count(token) < count and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        return seen.count(token) >= count
+
+    try:
+        assert read_until(b"msteams> "), seen
+        os.write(master, b"chat-cr\t")
+        assert read_until(b"chat-create "), seen  # TAB completed the command name
+        os.write(master, b"mem\t")
+        assert read_until(b"member="), seen  # and the argument name
+        os.write(master, b"\n")  # an empty member list: an error, and the shell goes on
+        assert read_until(b"argument 'member'"), seen
+        assert read_until(b"msteams> ", count=2), seen  # a new prompt after the error
+        os.write(master, b"exit\n")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        os.close(master)
+    assert b"Traceback" not in seen
+    history = tmp_path / "data" / "msteams-soar" / "shell_history"
+    assert "chat-create member=" in history.read_text()
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
