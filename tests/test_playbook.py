@@ -550,3 +550,16 @@ def test_playbook_help_is_fast_path():
                         "print(sorted(m for m in sys.modules if m.startswith(('yaml', 'jsonschema', 'requests'))))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_every_shipped_playbook_and_the_readme_example_validate(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "playbooks"
+    files = sorted(root.rglob("*.yml"))
+    assert files
+    for f in files:
+        load(f)
+    example = (root / "README.md").read_text().split("```yaml\n")[1].split("```")[0]
+    pb = load(write(tmp_path, example))
+    assert [s.id for s in pb.steps] == ["ring", "dm"]

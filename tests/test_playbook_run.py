@@ -41,7 +41,7 @@ def test_hostile_input_is_stored_literally(emu, signed_in):
     r = run_playbook(EXAMPLE, {"incident": "IR-7", "note": HOSTILE}, signed_in, out=lines.append)
     assert r.status == "ok", lines
     chat = emu.state.chats[r.outputs["chat"]]
-    assert chat.topic == "IR IR-7"
+    assert chat.topic == "IR IR-7" and "The chat 'IR IR-7' is ready." in r.step("room")["readable"]
     assert chat.messages[-1].body == {"contentType": "text", "content": HOSTILE}
     assert r.context["MicrosoftTeams.ChatList"][0]["messages"]["content"] == HOSTILE
     assert r.step("ring")["status"] == "skipped" and r.step("dm")["status"] == "skipped"

@@ -35,7 +35,8 @@ class PlaybookResult:
     status: str  # "ok", "failed", or "planned" (a dry run that found nothing wrong)
     context: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
-    steps: list[dict] = field(default_factory=list)  # [{id, command, status, duration, attempts, error, ...}]
+    # [{id, command, status, duration, attempts, error, outputs, readable?, reason?, items?, failed?, plan?}]
+    steps: list[dict] = field(default_factory=list)
     error: BaseException | None = None  # what made the playbook fail
     failed_step: str | None = None
     dry_run: bool = False
@@ -55,10 +56,19 @@ class PlaybookResult:
         return _jsonable({"playbook": self.name, "status": self.status, "dry_run": self.dry_run,
                           "failed_step": self.failed_step, "error": str(self.error) if self.error else None,
                           "outputs": self.outputs, "context": self.context,
-                          "steps": [{k: v for k, v in s.items() if k != "context"} for s in self.steps]})
+                          "steps": [_public(s) for s in self.steps]})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def _public(step: dict) -> dict:
+    """A step record for JSON output: without the tables and the per-step context (the
+    playbook's context has it all)."""
+    out = {k: v for k, v in step.items() if k not in ("context", "readable")}
+    if "items" in out:
+        out["items"] = [{k: v for k, v in i.items() if k != "readable"} for i in out["items"]]
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -413,6 +423,8 @@ class _Run:
         rec["status"] = "failed" if failures else "ok" if ran else "skipped"
         if step.foreach is None:
             rec["outputs"] = outputs_per_item[0] or {} if outputs_per_item else {}
+            if ran and entry.get("readable") is not None:
+                rec["readable"] = entry["readable"]  # the command's table, for front ends that show results
         else:
             names = list(step.outputs)
             rec["outputs"] = {k: [o.get(k) if o else None for o in outputs_per_item] for k in names}
@@ -458,7 +470,8 @@ class _Run:
         outputs = T.render(step.outputs, self.resolver(item, view))
         self.out(f"{tag} ok in {took:.2f}s" + (f" (attempt {attempts})" if attempts > 1 else "")
                  + (f" [{result.flow} flow]" if result.flow else ""))
-        return {"status": "ok", "error": None, "outputs": outputs, "attempts": attempts, "duration": round(took, 3)}
+        return {"status": "ok", "error": None, "outputs": outputs, "attempts": attempts, "duration": round(took, 3),
+                "readable": result.readable}
 
     # -- the plan (dry run)
     def plan(self) -> PlaybookResult:
