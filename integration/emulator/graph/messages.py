@@ -244,10 +244,12 @@ def apply_edit(m: Message, fields: dict) -> None:
         m.etag = str(new_message_id())
 
 
-def require_sender_can_post(claims) -> str:
-    if is_app(claims) or not caller_user_id(claims):
+def parse_new_message(req: Request) -> dict:
+    """The fields of a message to post: 403 first unless a signed-in user posts, then as
+    :func:`parse_message`."""
+    if is_app(req.token) or not caller_user_id(req.token):
         raise forbidden(APP_POST_REFUSED)
-    return caller_user_id(claims)
+    return parse_message(req)
 
 
 def check_edit(claims, m: Message, body: dict) -> dict | None:
@@ -286,6 +288,34 @@ def list_messages(ctx: Context, req: Request, msgs: list[Message], context_url: 
     return Response(200, collection(page, context_url, link, **{"@odata.count": len(page)}))
 
 
+def _append_new(ctx: Context, req: Request, fields: dict, msgs: list[Message], **where: Any) -> tuple[Message, dict]:
+    """A new message from the caller, appended to ``msgs`` (under the state lock), and its resource."""
+    m = new_message(ctx.state, req.token, fields, **where)
+    msgs.append(m)
+    return m, message_resource(ctx.state, m)
+
+
+def _entity(status: int, context: str, res: dict) -> Response:
+    """One chatMessage answered with its ``@odata.context`` first, as Graph orders it."""
+    return Response(status, {"@odata.context": context, **res})
+
+
+def _patch(ctx: Context, req: Request, m: Message, body: dict, chat: Chat | None = None) -> Response:
+    """PATCH ``m`` with the parsed request ``body``: an app may only set policyViolation; a user
+    edit by the sender also makes ``chat`` (for a chat message) last updated."""
+    with ctx.state.lock:
+        pv = check_edit(req.token, m, body)
+        if pv is not None:
+            m.policy_violation = pv  # type: ignore[attr-defined]
+            return Response(204)
+    fields = parse_message(req, patch=True)
+    with ctx.state.lock:
+        apply_edit(m, fields)
+        if chat is not None:
+            chat.updated = m.last_modified or chat.updated
+    return Response(204)
+
+
 # ------------------------------------------------------------------------------------ chat messages
 
 def _chat_visible(m: Message, since: str | None) -> bool:
@@ -300,6 +330,10 @@ def _chat_for(ctx: Context, req: Request) -> tuple[Chat, str | None]:
     return chat, (mem.visible_history_start if mem is not None else None)
 
 
+def _chat_ctx(req: Request, ctx: Context, chat: Chat) -> str:
+    return f"{base_of(req, ctx)}/$metadata#chats('{quote(chat.id, safe=':@')}')/messages"
+
+
 def _find(msgs: list[Message], mid: str, what: str = "Message") -> Message:
     m = next((x for x in msgs if x.id == mid), None)
     if m is None:
@@ -312,22 +346,17 @@ def list_chat_messages(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         chat, since = _chat_for(ctx, req)
         msgs = [m for m in chat.messages if _chat_visible(m, since)]
-    return list_messages(ctx, req, msgs, f"{base_of(req, ctx)}/$metadata#chats('{quote(chat.id, safe=':@')}')/messages")
+    return list_messages(ctx, req, msgs, _chat_ctx(req, ctx, chat))
 
 
 @graph_route("POST", "/chats/{chat_id}/messages")
 def post_chat_message(ctx: Context, req: Request) -> Response:
-    require_sender_can_post(req.token)
-    fields = parse_message(req)
+    fields = parse_new_message(req)
     with ctx.state.lock:
         chat, _ = _chat_for(ctx, req)
-        m = new_message(ctx.state, req.token, fields, chat_id=chat.id)
-        chat.messages.append(m)
+        m, res = _append_new(ctx, req, fields, chat.messages, chat_id=chat.id)
         chat.updated = m.created
-        res = message_resource(ctx.state, m)
-    out = {"@odata.context": f"{base_of(req, ctx)}/$metadata#chats('{quote(chat.id, safe=':@')}')/messages/$entity"}
-    out.update(res)
-    return Response(201, out)
+    return _entity(201, _chat_ctx(req, ctx, chat) + "/$entity", res)
 
 
 @graph_route("GET", "/chats/{chat_id}/messages/{message_id}")
@@ -338,9 +367,7 @@ def get_chat_message(ctx: Context, req: Request) -> Response:
         if not _chat_visible(m, since):
             raise not_found(f"Message '{m.id}' was not found.")
         res = message_resource(ctx.state, m)
-    out = {"@odata.context": f"{base_of(req, ctx)}/$metadata#chats('{quote(chat.id, safe=':@')}')/messages/$entity"}
-    out.update(res)
-    return Response(200, out)
+    return _entity(200, _chat_ctx(req, ctx, chat) + "/$entity", res)
 
 
 @graph_route("PATCH", "/chats/{chat_id}/messages/{message_id}")
@@ -349,16 +376,7 @@ def patch_chat_message(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         chat, _ = _chat_for(ctx, req)
         m = _find(chat.messages, req.params["message_id"])
-        pv = check_edit(req.token, m, body)
-    if pv is not None:
-        with ctx.state.lock:
-            m.policy_violation = pv  # type: ignore[attr-defined]
-        return Response(204)
-    fields = parse_message(req, patch=True)
-    with ctx.state.lock:
-        apply_edit(m, fields)
-        chat.updated = m.last_modified or chat.updated
-    return Response(204)
+    return _patch(ctx, req, m, body, chat)
 
 
 # ------------------------------------------------------------------------------------ channel messages
@@ -369,6 +387,18 @@ def _channel_for(ctx: Context, req: Request) -> tuple[Team, Channel]:
     team, ch = lookup(ctx, req)
     require_channel_access(team, ch, req.token)
     return team, ch
+
+
+def _message_for(ctx: Context, req: Request) -> tuple[Team, Channel, Message]:
+    """The channel message named in the path, once the caller's access to the channel is checked."""
+    team, ch = _channel_for(ctx, req)
+    return team, ch, _find(ch.messages, req.params["message_id"])
+
+
+def _reply_for(ctx: Context, req: Request) -> tuple[Team, Channel, Message, Message]:
+    """The reply named in the path, with its channel and root message."""
+    team, ch, root = _message_for(ctx, req)
+    return team, ch, root, _find(root.replies, req.params["reply_id"], "Reply")
 
 
 def _channel_ctx(req: Request, ctx: Context, team: Team, ch: Channel) -> str:
@@ -385,41 +415,20 @@ def list_channel_messages(ctx: Context, req: Request) -> Response:
 
 @graph_route("POST", "/teams/{team_id}/channels/{channel_id}/messages")
 def post_channel_message(ctx: Context, req: Request) -> Response:
-    require_sender_can_post(req.token)
-    fields = parse_message(req)
+    fields = parse_new_message(req)
     with ctx.state.lock:
         team, ch = _channel_for(ctx, req)
-        m = new_message(ctx.state, req.token, fields, team_id=team.id, channel_id=ch.id)
-        ch.messages.append(m)
-        res = message_resource(ctx.state, m)
-    out = {"@odata.context": _channel_ctx(req, ctx, team, ch) + "/$entity"}
-    out.update(res)
-    return Response(201, out)
+        _, res = _append_new(ctx, req, fields, ch.messages, team_id=team.id, channel_id=ch.id)
+    return _entity(201, _channel_ctx(req, ctx, team, ch) + "/$entity", res)
 
 
 @graph_route("GET", "/teams/{team_id}/channels/{channel_id}/messages/{message_id}")
 def get_channel_message(ctx: Context, req: Request) -> Response:
     expand = parse_expand(qopt(req.query, "$expand"), ["replies"], "microsoft.graph.chatMessage")
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        m = _find(ch.messages, req.params["message_id"])
+        team, ch, m = _message_for(ctx, req)
         res = message_resource(ctx.state, m, expand_replies="replies" in expand)
-    out = {"@odata.context": _channel_ctx(req, ctx, team, ch) + "/$entity"}
-    out.update(res)
-    return Response(200, out)
-
-
-def _patch(ctx: Context, req: Request, m: Message) -> Response:
-    body = json_object(req)
-    pv = check_edit(req.token, m, body)
-    if pv is not None:
-        with ctx.state.lock:
-            m.policy_violation = pv  # type: ignore[attr-defined]
-        return Response(204)
-    fields = parse_message(req, patch=True)
-    with ctx.state.lock:
-        apply_edit(m, fields)
-    return Response(204)
+    return _entity(200, _channel_ctx(req, ctx, team, ch) + "/$entity", res)
 
 
 # The permission map spells the PATCH paths with a literal "(team-id)" segment.
@@ -427,54 +436,41 @@ def _patch(ctx: Context, req: Request, m: Message) -> Response:
              permission_key="/teams/(team-id)/channels/{id}/messages/{id}")
 def patch_channel_message(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        m = _find(ch.messages, req.params["message_id"])
-    return _patch(ctx, req, m)
+        _, _, m = _message_for(ctx, req)
+    return _patch(ctx, req, m, json_object(req))
 
 
 @graph_route("GET", "/teams/{team_id}/channels/{channel_id}/messages/{message_id}/replies")
 def list_replies(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        m = _find(ch.messages, req.params["message_id"])
+        team, ch, m = _message_for(ctx, req)
         replies = list(m.replies)
     return list_messages(ctx, req, replies, _channel_ctx(req, ctx, team, ch) + f"('{m.id}')/replies")
 
 
 @graph_route("POST", "/teams/{team_id}/channels/{channel_id}/messages/{message_id}/replies")
 def post_reply(ctx: Context, req: Request) -> Response:
-    require_sender_can_post(req.token)
-    fields = parse_message(req)
+    fields = parse_new_message(req)
     if fields.get("subject"):
         raise bad("A reply cannot have a subject.")
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        root = _find(ch.messages, req.params["message_id"])
-        r = new_message(ctx.state, req.token, fields, team_id=team.id, channel_id=ch.id, reply_to_id=root.id)
-        root.replies.append(r)
-        res = message_resource(ctx.state, r)
-    out = {"@odata.context": _channel_ctx(req, ctx, team, ch) + f"('{root.id}')/replies/$entity"}
-    out.update(res)
-    return Response(201, out)
+        team, ch, root = _message_for(ctx, req)
+        _, res = _append_new(ctx, req, fields, root.replies, team_id=team.id, channel_id=ch.id,
+                             reply_to_id=root.id)
+    return _entity(201, _channel_ctx(req, ctx, team, ch) + f"('{root.id}')/replies/$entity", res)
 
 
 @graph_route("GET", "/teams/{team_id}/channels/{channel_id}/messages/{message_id}/replies/{reply_id}")
 def get_reply(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        root = _find(ch.messages, req.params["message_id"])
-        r = _find(root.replies, req.params["reply_id"], "Reply")
+        team, ch, root, r = _reply_for(ctx, req)
         res = message_resource(ctx.state, r)
-    out = {"@odata.context": _channel_ctx(req, ctx, team, ch) + f"('{root.id}')/replies/$entity"}
-    out.update(res)
-    return Response(200, out)
+    return _entity(200, _channel_ctx(req, ctx, team, ch) + f"('{root.id}')/replies/$entity", res)
 
 
 @graph_route("PATCH", "/teams/{team_id}/channels/{channel_id}/messages/{message_id}/replies/{reply_id}",
              permission_key="/teams/(team-id)/channels/{id}/messages/{id}/replies/{id}")
 def patch_reply(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
-        team, ch = _channel_for(ctx, req)
-        root = _find(ch.messages, req.params["message_id"])
-        r = _find(root.replies, req.params["reply_id"], "Reply")
-    return _patch(ctx, req, r)
+        *_, r = _reply_for(ctx, req)
+    return _patch(ctx, req, r, json_object(req))
