@@ -93,6 +93,17 @@ def test_team_members(emu, http, app_token, secops):
     assert [m["email"] for m in http.get(f"{url}?$filter={f}", headers=H(app_token)).json()["value"]] == [ALICE]
 
 
+def test_team_members_page_with_top_each_member_once(emu, http, app_token, secops):
+    url = emu.graph_url + f"/teams/{secops}/members?$top=2"
+    seen, pages = [], 0
+    while url and pages < 20:
+        body = http.get(url, headers=H(app_token)).json()
+        seen += [m["id"] for m in body["value"]]
+        url, pages = body.get("@odata.nextLink"), pages + 1
+    assert url is None and pages == 4
+    assert sorted(seen) == seen and len(set(seen)) == len(seen) == 7
+
+
 def test_team_member_changes_need_an_owner_when_delegated(emu, http, delegated_token, secops):
     err(http.post(emu.graph_url + f"/teams/{secops}/members", headers=H(delegated_token), json=member(WEI)), 403)
 

@@ -277,6 +277,8 @@ def list_team_members(ctx: Context, req: Request) -> Response:
         value = [member_resource(ctx.state, m) for m in team.members]
     if pred is not None:
         value = [m for m in value if pred(m)]
+    if qopt(req.query, "$top"):  # keyset pages need the listing sorted by their key
+        value.sort(key=lambda m: m["id"])
     page, link = paginate(req, ctx, value, lambda m: m["id"], top) if qopt(req.query, "$top") else (value, None)
     return Response(200, collection(page, _members_context(req, ctx, team.id), link,
                                     **({"@odata.count": len(value)} if link is None else {})))

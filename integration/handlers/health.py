@@ -1,0 +1,224 @@
+"""Admin commands about the integration itself: a health check of every auth flow, the bot
+and the context store; the permissions each flow's token carries; and preloading the
+directory (teams, channels, members, users) into the store."""
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from .. import redact
+from ..auth import FLOW_SETUP, FLOWS, jwt_claims
+from ..errors import IntegrationError, PermissionDenied
+from ..graph import seg
+from ..resolve import USER_SELECT
+
+HANDLERS = ("integration_health", "token_permissions_list", "cache_preload")
+
+_LEVEL = re.compile(r"\.(ReadBasic|Read)(?=\.|$)")
+
+
+def covers(granted: set, permission: str) -> bool:
+    """Whether granted permissions include ``permission`` or a stronger one of the same
+    resource (X.ReadWrite.All covers X.Read.All; X.Read.All covers X.ReadBasic.All)."""
+    if permission in granted:
+        return True
+    m = _LEVEL.search(permission)
+    if not m:
+        return False
+    stronger = ("Read", "ReadWrite") if m.group(1) == "ReadBasic" else ("ReadWrite",)
+    return any(f"{permission[:m.start()]}.{s}{permission[m.end():]}" in granted for s in stronger)
+
+
+def _needs(reg) -> dict[str, dict[str, list[str]]]:
+    from ..docs import permissions_by_flow
+
+    return permissions_by_flow(reg)
+
+
+def _expires(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _flow_row(ctx, flow: str, needs: dict[str, list[str]]) -> dict:
+    auth = ctx.runtime.auth
+    needed = sorted({p for perms in needs.values() for p in perms})
+    row = {"check": flow, "configured": auth.configured(flow), "status": None, "detail": None, "account": None,
+           "expiresOn": None, "granted": [], "needed": needed, "missing": [], "affectedCommands": []}
+    if not row["configured"]:
+        row.update(status="not configured", detail=FLOW_SETUP[flow])
+        return row
+    if not auth.ready(flow):
+        row.update(status="not signed in", detail=auth.why_not_ready(flow))
+        return row
+    try:
+        info = auth.acquire(flow)
+    except IntegrationError as exc:
+        row.update(status="token error", detail=redact.redact(exc.message))
+        return row
+    granted = set(info.permissions)
+    missing = [p for p in needed if not covers(granted, p)]
+    affected = sorted(c for c, perms in needs.items() if any(p in missing for p in perms))
+    row.update(account=info.account, expiresOn=_expires(info.expires_on), granted=sorted(granted), missing=missing,
+               affectedCommands=affected, status="missing permissions" if missing else "ok",
+               detail=(f"token obtained; grant {', '.join(missing)} for {', '.join(affected)}" if missing
+                       else "token obtained" + (f"; {len(needed)} needed permissions granted" if needed else "")))
+    return row
+
+
+def _store_row(ctx) -> dict:
+    store = ctx.store
+    row = {"check": "store", "configured": True, "path": str(store.path), "writable": False, "counts": {}}
+    try:
+        store.put("health_probe", "probe", time.time(), ttl=60)  # a real write proves the file and its directory
+        store.delete("health_probe", "probe")
+        row["writable"] = True
+        row["counts"] = store.counts()
+    except IntegrationError as exc:
+        row.update(status="error", detail=redact.redact(exc.message))
+        return row
+    counts = ", ".join(f"{k} {v}" for k, v in row["counts"].items() if v)
+    row.update(status="ok", detail=f"{row['path']} (writable; {counts or 'empty'})")
+    return row
+
+
+def integration_health(ctx):
+    reg = ctx.runtime.registry
+    needs = _needs(reg)
+    rows = [_flow_row(ctx, flow, needs.get(flow, {})) for flow in FLOWS]
+    rows.append(_store_row(ctx))
+    problems = [r for r in rows if r["status"] not in ("ok", "not configured", "not signed in")]
+    usable = [r["check"] for r in rows if r["check"] in FLOWS and r["status"] in ("ok", "missing permissions")]
+    msg = (f"Flows with a token: {', '.join(usable) or 'none'}. "
+           + (f"{len(problems)} problem(s): " + "; ".join(f"{r['check']}: {r['status']}" for r in problems)
+              if problems else "No problems found."))
+    return ctx.result(rows, rows, message=msg, title="Integration health")
+
+
+def token_permissions_list(ctx):
+    auth = ctx.runtime.auth
+    only = ctx.args.get("flow")
+    rows = []
+    for flow in FLOWS:
+        if (only and flow != only) or not auth.ready(flow):
+            continue
+        try:
+            info = auth.acquire(flow)
+        except IntegrationError as exc:
+            rows.append({"flow": flow, "claim": None, "permissions": [], "error": redact.redact(exc.message)})
+            continue
+        claims = jwt_claims(info.token)  # display only: the values were checked by the service
+        rows.append({"flow": flow, "claim": "roles" if "roles" in claims else "scp" if "scp" in claims else None,
+                     "permissions": info.permissions, "account": info.account, "appId": claims.get("appid") or
+                     claims.get("azp"), "audience": claims.get("aud"), "expiresOn": _expires(info.expires_on),
+                     "error": None})
+    if not rows:
+        return ctx.result([], [], message="No flow is ready" + (f" ({only}: {auth.why_not_ready(only)})" if only else
+                                                                 "; `msteams auth status` says why."))
+    return ctx.result(rows, rows, title="Permissions in each flow's token")
+
+
+class _Progress:
+    """One self-overwriting status line on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.counts: dict[str, int] = {}
+
+    def add(self, kind: str, n: int) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
+        if self.on:
+            self.stream.write("\rpreloading: " + ", ".join(f"{k} {v}" for k, v in self.counts.items()) + " ")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.on and self.counts:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _unique_names(items: list[dict], name_key: str = "displayName") -> set[str]:
+    seen: dict[str, int] = {}
+    for i in items:
+        n = (i.get(name_key) or "").strip().casefold()
+        if n:
+            seen[n] = seen.get(n, 0) + 1
+    return {n for n, c in seen.items() if c == 1}
+
+
+def cache_preload(ctx):
+    include = set(ctx.args["include"])
+    size = ctx.args["page_size"]
+    g, store = ctx.graph, ctx.store
+    progress = _Progress()
+    counts = {k: 0 for k in ("teams", "channels", "members", "users") if k in include}
+    skipped: list[str] = []
+    try:
+        if include & {"teams", "channels", "members"}:
+            page = g.paged("/teams", params={"$select": "id,displayName"}, page_size=size)
+            teams = [{"id": t["id"], "displayName": t.get("displayName")} for t in page.items]
+            if "teams" in include:
+                unique = _unique_names(teams)
+                entries = [(t["id"], t) for t in teams]
+                entries += [(t["displayName"].strip(), t) for t in teams
+                            if (t.get("displayName") or "").strip().casefold() in unique]
+                store.put_many("team", entries)
+                counts["teams"] = len(teams)
+                progress.add("teams", len(teams))
+            for t in teams:
+                try:
+                    _preload_team(g, store, t, include, size, counts, progress)
+                except PermissionDenied as exc:
+                    if exc.permissions:  # a missing permission: every team would fail the same way
+                        raise
+                    skipped.append(t.get("displayName") or t["id"])  # the caller may not see this team
+        if "users" in include:
+            by_name: dict[str, list] = {}
+            next_link, first = None, True
+            while first or next_link:  # page by page, so progress moves as pages arrive
+                page = g.paged("/users", params={"$select": USER_SELECT}, page_size=size, limit=size,
+                               next_link=next_link)
+                first, next_link = False, page.next_link
+                views = [{k: u.get(k) for k in ("id", "displayName", "mail", "userPrincipalName")} for u in page.items]
+                store.put_many("user", [(key, v) for v in views
+                                        for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key])
+                for v in views:
+                    if (v.get("displayName") or "").strip():
+                        by_name.setdefault(v["displayName"].strip().casefold(), []).append(v)
+                counts["users"] += len(views)
+                progress.add("users", len(views))
+            # A display name is cached only when one user has it: a cached name never silently
+            # picks one of two namesakes (the resolver reports those as ambiguous).
+            store.put_many("user", [(vs[0]["displayName"].strip(), vs[0]) for vs in by_name.values() if len(vs) == 1])
+    finally:
+        progress.done()
+    rows = [{"kind": k, "count": v} for k, v in counts.items()]
+    msg = "Preloaded " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."
+    if skipped:
+        msg += f" Skipped {len(skipped)} team(s) the signed-in account cannot read: {', '.join(skipped)}."
+    return ctx.result(rows, dict(counts, skippedTeams=skipped), message=msg,
+                      title="Directory preloaded into the context store")
+
+
+def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress: "_Progress") -> None:
+    """A team's channels (by id, and by name when unique in the team) and members into the store."""
+    if "channels" in include:
+        chans = g.paged(f"/teams/{seg(t['id'])}/channels").items  # Graph takes no $top here
+        views = [{"id": c["id"], "displayName": c.get("displayName"),
+                  "membershipType": c.get("membershipType")} for c in chans]
+        unique = _unique_names(views)
+        entries = [(f"{t['id']}/{c['id']}", c) for c in views]
+        entries += [(f"{t['id']}/{c['displayName'].strip()}", c) for c in views
+                    if (c.get("displayName") or "").strip().casefold() in unique]
+        store.put_many("channel", entries)
+        counts["channels"] += len(views)
+        progress.add("channels", len(views))
+    if "members" in include:
+        members = g.paged(f"/teams/{seg(t['id'])}/members", page_size=size).items
+        store.put_many("member", [(f"{t['id']}/{m.get('userId')}", {
+            "id": m.get("id"), "userId": m.get("userId"), "displayName": m.get("displayName"),
+            "email": m.get("email"), "roles": m.get("roles") or [], "teamId": t["id"]})
+            for m in members if m.get("userId")])
+        counts["members"] += len(members)
+        progress.add("members", len(members))

@@ -1,0 +1,229 @@
+"""Bot notifications over the Bot Connector (the `bot` flow): proactive 1:1 messages to users
+and posts to channels, as plain text, markdown with @mentions (`@Name;`), or an Adaptive Card;
+and editing a sent message in place through the reference stored when it was sent.
+
+The bot token cannot call Graph. Names (users, teams, channels, mentioned people) are looked up
+with the flows the command lists under `lookups` (the app flow) when one is ready; without one,
+recipients must be given as ids (a user's Entra object id, a channel id `19:...`).
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+import uuid
+
+from .. import redact
+from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
+from ..graph import seg
+from ..resolve import Resolver, is_guid, is_thread_id
+
+HANDLERS = ("send_notification", "message_update")
+
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+MAX_ACTIVITY_BYTES = 28 * 1024  # Teams refuses messages above about 28 KB
+# `@Name;` as XSOAR writes mentions: at the start or after a non-word character, up to the ';'.
+MENTION_RE = re.compile(r"(?<![\w@])@([^@;<>\n]{1,128}?);")
+
+
+# ---- content ----
+def adaptive_attachment(value, argument: str = "adaptive_card") -> dict:
+    """A Bot Framework attachment from a raw card (`{"type": "AdaptiveCard", ...}`) or one already
+    wrapped (`{"contentType": "application/vnd.microsoft.card.adaptive", "content": {...}}`)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ArgumentError(argument, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if isinstance(value, dict) and value.get("type") == "AdaptiveCard":
+        return {"contentType": ADAPTIVE, "content": value}
+    if (isinstance(value, dict) and value.get("contentType") == ADAPTIVE and isinstance(value.get("content"), dict)
+            and value["content"].get("type") == "AdaptiveCard"):
+        return {"contentType": ADAPTIVE, "content": value["content"]}
+    raise ArgumentError(argument, 'expected an Adaptive Card ({"type": "AdaptiveCard", ...}) or an attachment '
+                                  f'{{"contentType": "{ADAPTIVE}", "content": {{...}}}}')
+
+
+def render_mentions(message: str, lookup) -> tuple[str, list[dict]]:
+    """Markdown text with `@Name;` turned into Teams mentions; everything else HTML-escaped so
+    it shows literally. ``lookup(name)`` returns the user (``id``)."""
+    parts, entities, pos = [], [], 0
+    for m in MENTION_RE.finditer(message):
+        name = m.group(1).strip()
+        if not name:
+            continue
+        user = lookup(name)
+        at = f"<at>{html.escape(name, quote=False)}</at>"
+        parts += [html.escape(message[pos:m.start()], quote=False), at]
+        entities.append({"type": "mention", "text": at, "mentioned": {"id": user["id"], "name": name}})
+        pos = m.end()
+    parts.append(html.escape(message[pos:], quote=False))
+    return "".join(parts), entities
+
+
+class _Lookups:
+    """Graph name lookups for a bot command, through the first ready flow under `lookups`."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.flow = next((f for f, _ in ctx.spec.lookups if ctx.runtime.auth.ready(f)), None)
+        self.resolver = Resolver(ctx.runtime.client(self.flow), ctx.store) if self.flow else None
+
+    def need(self, argument: str, what: str) -> Resolver:
+        if self.resolver is None:
+            raise ArgumentError(argument, f"{what} is a name, and looking names up needs the app flow, which is not "
+                                          "configured", hint="configure the app flow, or pass ids (a user's object "
+                                                             "id, a channel id 19:...)")
+        return self.resolver
+
+    def user(self, name: str, argument: str = "user") -> dict:
+        if is_guid(name):
+            return {"id": name.strip(), "displayName": None}
+        return self.need(argument, f"user '{name}'").user(name)
+
+
+def build_activity(ctx, lookups: _Lookups) -> dict:
+    args = ctx.args
+    message, card = args.get("message"), args.get("adaptive_card")
+    if not message and card is None:
+        raise ArgumentError("message", "give a message, an adaptive_card, or both")
+    activity: dict = {"type": "message"}
+    if message:
+        if args["message_format"] == "text":
+            activity.update(text=message, textFormat="plain")
+        else:
+            text, entities = render_mentions(message, lambda n: lookups.user(n, "message"))
+            activity.update(text=text, textFormat="markdown")
+            if entities:
+                activity["entities"] = entities
+    if card is not None:
+        activity["attachments"] = [adaptive_attachment(card)]
+    size = len(json.dumps(activity).encode())
+    if size > MAX_ACTIVITY_BYTES:
+        raise ArgumentError("adaptive_card" if card is not None else "message",
+                            f"the message is {size} bytes; Teams accepts about {MAX_ACTIVITY_BYTES}")
+    return activity
+
+
+# ---- send-notification ----
+def _tenant(ctx) -> str:
+    tenant = ctx.cfg.tenant_id or ctx.cfg.bot_tenant_id
+    if not tenant:
+        raise ConfigError("send-notification needs tenant_id in the config (proactive messages name the tenant)")
+    return tenant
+
+
+def _targets(ctx) -> list[tuple[str, str]]:
+    args = ctx.args
+    users = (args.get("user") or []) + (args.get("team_member") or [])
+    targets = [("user", u.strip()) for u in dict.fromkeys(users)]
+    if args.get("channel"):
+        targets.append(("channel", args["channel"]))
+    elif args.get("team"):
+        raise ArgumentError("channel", "is required with team")
+    if not targets:
+        raise ArgumentError("user", "give one or more users, or a channel (with its team, unless it is a channel id)")
+    return targets
+
+
+def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> tuple[str, str, str]:
+    """(conversation id, recipient id, label) of the bot's 1:1 conversation with a user. A user
+    answered from the cache whose id the Bot Connector no longer knows is looked up again once."""
+    for attempt in (0, 1):
+        r = lookups.resolver
+        cached_before = len(r.from_cache) if r else 0
+        user = lookups.user(name)
+        body = {"bot": {"id": ctx.cfg.bot_id}, "members": [{"id": user["id"]}], "isGroup": False,
+                "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
+        try:
+            conv = ctx.bot.post("/v3/conversations", body)
+        except NotFound:
+            if attempt == 0 and r and len(r.from_cache) > cached_before and r.forget_cached():
+                continue
+            raise
+        label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
+            if user.get("displayName") else user["id"]
+        return conv["id"], user["id"], label
+    raise AssertionError("unreachable")
+
+
+def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str]:
+    """(conversation id, channel id, label): a channel's conversation id is the channel id."""
+    channel, team = ctx.args["channel"].strip(), ctx.args.get("team")
+    if is_thread_id(channel):
+        return channel, channel, f"channel {channel}"
+    if not team:
+        raise ArgumentError("team", "is required when channel is a name (or pass the channel id 19:...)")
+    r = lookups.need("channel", f"channel '{channel}'")
+    t = r.team(team)
+    ch = r.channel(t["id"], channel)
+    return ch["id"], ch["id"], f"{t.get('displayName') or t['id']} / {ch.get('displayName') or ch['id']}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def send_notification(ctx):
+    tenant = _tenant(ctx)
+    targets = _targets(ctx)
+    lookups = _Lookups(ctx)
+    activity = build_activity(ctx, lookups)  # bad content fails here, before anything is sent
+    service_url = ctx.cfg.bot_service_url
+    rows, errors = [], []
+    for kind, target in targets:
+        row = {"recipient": target, "recipientType": kind, "status": "failed", "error": None, "messageRef": None,
+               "activityId": None, "conversationId": None}
+        try:
+            if kind == "user":
+                conv_id, rid, label = _open_user_conversation(ctx, lookups, target, tenant)
+            else:
+                conv_id, rid, label = _channel_conversation(ctx, lookups)
+            sent = ctx.bot.post(f"/v3/conversations/{seg(conv_id)}/activities", activity) or {}
+        except IntegrationError as exc:
+            row["error"] = redact.redact(exc.message)
+            errors.append(exc)
+            rows.append(row)
+            continue
+        ref = str(uuid.uuid4())
+        ctx.store.save_message_ref(ref, {
+            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
+            "recipient": label, "recipientId": rid, "recipientType": kind, "botId": ctx.cfg.bot_id,
+            "sentAt": _now(), "card": "attachments" in activity})
+        row.update(recipient=label, status="sent", messageRef=ref, activityId=sent.get("id"), conversationId=conv_id)
+        rows.append(row)
+    sent_n = sum(r["status"] == "sent" for r in rows)
+    if not sent_n:
+        first = errors[0]
+        if len(errors) > 1:
+            detail = "; ".join(f"{r['recipient']}: {r['error']}" for r in rows)
+            if len({type(e) for e in errors}) > 1:
+                raise IntegrationError(f"no notification was sent ({len(errors)} recipients failed): {detail}")
+            first.message = f"no notification was sent ({len(errors)} recipients failed): {detail}"
+        raise first
+    note = f"Notification sent to {sent_n} of {len(rows)} recipient(s)."
+    if sent_n < len(rows):
+        note += " Failed: " + "; ".join(f"{r['recipient']}: {r['error']}" for r in rows if r["status"] != "sent")
+    return ctx.result(rows, rows, message=note)
+
+
+# ---- message-update ----
+def message_update(ctx):
+    ref_id = ctx.args["message_ref"].strip()
+    lookups = _Lookups(ctx)
+    activity = build_activity(ctx, lookups)
+    ref = ctx.store.get_message_ref(ref_id)
+    if ref is None:
+        raise NotFound(f"message reference '{ref_id}' not found in the context store",
+                       hint="use a messageRef returned by send-notification with the same store_path")
+    # The stored service URL must be the configured Bot Connector's origin: the client refuses
+    # to send the bot token anywhere else.
+    base = (ref.get("serviceUrl") or ctx.cfg.bot_service_url).rstrip("/")
+    url = f"{base}/v3/conversations/{seg(ref['conversationId'])}/activities/{seg(ref['activityId'])}"
+    ctx.bot.put(url, dict(activity, id=ref["activityId"]))
+    ref.update(updatedAt=_now(), edits=int(ref.get("edits") or 0) + 1, card="attachments" in activity)
+    ctx.store.save_message_ref(ref_id, ref)
+    row = {"messageRef": ref_id, "recipient": ref.get("recipient"), "status": "updated",
+           "activityId": ref["activityId"], "conversationId": ref["conversationId"], "edits": ref["edits"]}
+    return ctx.result(row, row, message=f"Message {ref_id} to {ref.get('recipient')} updated.")

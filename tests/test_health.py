@@ -1,0 +1,227 @@
+"""integration-health, token-permissions-list and cache-preload against the emulator, and the
+check that every command of the bot/admin set succeeds with exactly the permissions it declares."""
+import io
+import json
+import math
+import sys
+
+import pytest
+
+from engine_fixtures import make_config
+from integration import registry
+from integration.dispatch import Runtime, execute
+from integration.errors import PermissionDenied
+from integration.handlers.health import covers
+
+
+def rows_by_check(result):
+    return {r["check"]: r for r in result.outputs}
+
+
+def app_ids(emu):
+    cfg = emu.config()
+    return cfg["client_id"], cfg["bot_id"]
+
+
+def test_health_reports_each_flow_the_bot_and_the_store(emu, runtime):
+    r = execute("integration-health", {}, runtime)
+    rows = rows_by_check(r)
+    assert set(rows) == {"app", "delegated", "bot", "store"}
+    app = rows["app"]
+    assert app["configured"] and app["status"] in ("ok", "missing permissions") and app["expiresOn"]
+    assert "Calls.Initiate.All" in app["needed"] and "Calls.Initiate.All" in app["granted"]
+    assert rows["delegated"]["status"] == "not signed in" and "auth login" in rows["delegated"]["detail"]
+    assert rows["bot"]["status"] == "ok" and rows["bot"]["needed"] == []
+    store = rows["store"]
+    assert store["status"] == "ok" and store["writable"] and store["path"] == str(runtime.cfg.resolved_store_path)
+    assert "health_probe" not in store["counts"]
+
+
+def test_health_lists_missing_permissions_with_the_commands_they_block(emu, runtime):
+    client_id, _ = app_ids(emu)
+    granted = set(emu.state.app(client_id).application_permissions)
+    emu.set_permissions(client_id, application=granted - {"Calls.Initiate.All", "TeamMember.ReadWrite.All"})
+    app = rows_by_check(execute("integration-health", {}, runtime))["app"]
+    assert app["status"] == "missing permissions"
+    assert {"Calls.Initiate.All", "TeamMember.Read.All"} <= set(app["missing"])
+    assert {"ring-user", "cache-preload"} <= set(app["affectedCommands"])
+    assert "Calls.Initiate.All" in app["detail"]
+
+
+def test_health_after_sign_in_and_with_a_broken_bot_never_shows_secrets(emu, tmp_path, sleeps):
+    rt = Runtime(make_config(emu, tmp_path, bot_secret="wrong-bot-secret-value"), sleep=sleeps)
+    rt.echo = lambda s: None
+    try:
+        execute("auth-login", {}, rt)
+        r = execute("integration-health", {}, rt)
+        rows = rows_by_check(r)
+        assert rows["delegated"]["status"] in ("ok", "missing permissions")
+        assert rows["delegated"]["account"] == emu.config()["service_account"]
+        assert rows["bot"]["status"] == "token error" and "invalid_client" in rows["bot"]["detail"]
+        text = r.render("table") + r.render("json") + r.render("context") + (r.message or "")
+        for secret in (emu.config()["client_secret"], "wrong-bot-secret-value", emu.config()["bot_secret"]):
+            assert secret not in text
+        assert "eyJ" not in text  # no token
+    finally:
+        rt.close()
+
+
+def test_health_with_nothing_but_the_store_configured(emu, tmp_path):
+    rt = Runtime(make_config(emu, tmp_path, client_id=None, client_secret=None, bot_id=None, bot_secret=None))
+    try:
+        rows = rows_by_check(execute("microsoft-teams-integration-health", {}, rt))
+        assert [rows[f]["status"] for f in ("app", "delegated", "bot")] == ["not configured"] * 3
+        assert rows["store"]["status"] == "ok"
+    finally:
+        rt.close()
+    assert not emu.request_log
+
+
+def test_permission_levels():
+    assert covers({"TeamMember.ReadWrite.All"}, "TeamMember.Read.All")
+    assert covers({"User.Read.All"}, "User.ReadBasic.All") and covers({"User.ReadWrite"}, "User.Read")
+    assert not covers({"TeamMember.Read.All"}, "TeamMember.ReadWrite.All")
+    assert not covers({"Chat.Read"}, "Chat.Read.All")
+
+
+def test_token_permissions_list(emu, signed_in):
+    client_id, _ = app_ids(emu)
+    r = execute("token-permissions-list", {}, signed_in)
+    by_flow = {row["flow"]: row for row in r.outputs}
+    assert set(by_flow) == {"app", "delegated", "bot"}
+    assert by_flow["app"]["claim"] == "roles"
+    assert set(by_flow["app"]["permissions"]) == set(emu.state.app(client_id).application_permissions)
+    assert by_flow["delegated"]["claim"] == "scp" and "ChatMessage.Send" in by_flow["delegated"]["permissions"]
+    assert by_flow["app"]["appId"] == client_id
+    assert "eyJ" not in r.render("json")
+    only = execute("token-permissions-list", {"flow": "app"}, signed_in)
+    assert [row["flow"] for row in only.outputs] == ["app"]
+
+
+def test_token_permissions_list_when_no_flow_is_ready(emu, tmp_path):
+    rt = Runtime(make_config(emu, tmp_path, client_secret=None, bot_id=None, bot_secret=None))
+    try:
+        r = execute("token-permissions-list", {"flow": "delegated"}, rt)
+        assert r.outputs == [] and "auth login" in r.message
+    finally:
+        rt.close()
+
+
+def test_cache_preload_pages_and_fills_the_store(emu, runtime, capsys):
+    r = execute("cache-preload", {"page_size": 2}, runtime)
+    counts = {row["kind"]: row["count"] for row in r.outputs}
+    st = emu.state
+    assert counts == {"teams": len(st.teams), "channels": sum(len(t.channels) for t in st.teams.values()),
+                      "members": sum(len(t.members) for t in st.teams.values()), "users": len(st.users)}
+    users_gets = [e for e in emu.request_log if e["method"] == "GET" and e["path"] == "/v1.0/users"]
+    assert len(users_gets) >= math.ceil(len(st.users) / 2)  # paged 2 at a time
+    assert capsys.readouterr().err == ""  # stderr is not a terminal: no progress noise
+    store = runtime.store
+    team = next(t for t in st.teams.values() if t.display_name == "Security Operations")
+    assert store.get("team", "Security Operations")["id"] == team.id
+    ch = next(c for c in team.channels.values() if c.display_name == "Incident Response")
+    assert store.get("channel", f"{team.id}/Incident Response")["id"] == ch.id
+    bob = st.user("bob.smith@contoso.example")
+    assert store.get("user", "Bob Smith")["id"] == bob["id"] == store.get("user", bob["mail"])["id"]
+    m = team.members[0]
+    assert store.get("member", f"{team.id}/{m.user_id}")["id"] == m.id
+    # Names now resolve from the store: channel-list makes no team lookup.
+    before = len(emu.request_log)
+    execute("channel-list", {"team": "Security Operations"}, runtime)
+    assert [e["path"] for e in emu.request_log[before:]] == [f"/v1.0/teams/{team.id}/channels"]
+
+
+def test_cache_preload_keeps_namesakes_out_of_the_name_cache(emu, runtime):
+    twin = dict(emu.state.user("bob.smith@contoso.example"), id="11111111-2222-3333-4444-555555555555",
+                mail="bob.smith2@contoso.example", userPrincipalName="bob.smith2@contoso.example")
+    emu.state.users[twin["id"]] = twin
+    execute("cache-preload", {"include": "users"}, runtime)
+    assert runtime.store.get("user", "Bob Smith") is None
+    assert runtime.store.get("user", "bob.smith2@contoso.example")["id"] == twin["id"]
+
+
+def test_cache_preload_progress_on_a_terminal(emu, runtime, monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    execute("cache-preload", {"include": "teams,users", "page_size": 3}, runtime)
+    text = tty.getvalue()
+    assert text.startswith("\rpreloading: teams") and "users" in text and text.endswith("\n")
+
+
+def test_cache_preload_missing_permission_fails_with_exit_4(emu, runtime):
+    client_id, _ = app_ids(emu)
+    granted = set(emu.state.app(client_id).application_permissions)
+    emu.set_permissions(client_id, application=granted - {"TeamMember.ReadWrite.All", "TeamMember.Read.All",
+                                                          "Group.Read.All"})
+    with pytest.raises(PermissionDenied) as e:
+        execute("cache-preload", {"include": "members"}, runtime)
+    assert e.value.exit_code == 4 and "TeamMember.Read.All" in str(e.value)
+
+
+def test_cache_preload_delegated_skips_teams_the_account_cannot_read(emu, signed_in):
+    r = execute("cache-preload", {}, signed_in, flow="delegated")
+    assert r.flow == "delegated"
+    svc = emu.state.user(emu.config()["service_account"])["id"]
+    hidden = [t.display_name for t in emu.state.teams.values()
+              if t.visibility.lower() != "public" and all(m.user_id != svc for m in t.members)]
+    assert r.raw["skippedTeams"] == hidden
+    if hidden:
+        assert "Skipped" in r.message
+
+
+# ---- each command succeeds with exactly the permissions it declares ----
+SIGN_IN = ["openid", "profile", "offline_access"]  # sign-in scopes, not Graph permissions
+
+
+def _spec(name):
+    return registry.load().get(name)
+
+
+def test_send_notification_with_exactly_its_declared_lookup_permissions(emu, runtime):
+    client_id, _ = app_ids(emu)
+    emu.set_permissions(client_id, application=_spec("send-notification").permissions("app") or
+                        dict(_spec("send-notification").lookups)["app"])
+    r = execute("send-notification", {"user": "Conor O'Brien,priya.patel@contoso.example",
+                                      "message": "cc @Bob Smith;"}, runtime)
+    assert [o["status"] for o in r.outputs] == ["sent", "sent"]
+    r = execute("send-notification", {"team": "Security Operations", "channel": "Incident Response",
+                                      "message": "x"}, runtime)
+    assert r.outputs[0]["status"] == "sent"
+
+
+def test_message_update_with_exactly_its_declared_lookup_permissions(emu, runtime):
+    client_id, _ = app_ids(emu)
+    sent = execute("send-notification", {"user": "bob.smith@contoso.example", "message": "x"}, runtime).outputs[0]
+    emu.set_permissions(client_id, application=dict(_spec("message-update").lookups)["app"])
+    execute("message-update", {"message_ref": sent["messageRef"], "message": "done, @Conor O'Brien;"}, runtime)
+    assert emu.state.activities[sent["activityId"]]["edits"] == 1
+
+
+def test_cache_preload_app_with_exactly_its_declared_permissions(emu, runtime):
+    client_id, _ = app_ids(emu)
+    emu.set_permissions(client_id, application=_spec("cache-preload").permissions("app"))
+    r = execute("cache-preload", {}, runtime, flow="app")
+    assert {row["kind"] for row in r.outputs} == {"teams", "channels", "members", "users"}
+
+
+def test_cache_preload_delegated_with_exactly_its_declared_permissions(emu, runtime):
+    client_id, _ = app_ids(emu)
+    emu.set_permissions(client_id, delegated=list(_spec("cache-preload").permissions("delegated")) + SIGN_IN)
+    execute("auth-login", {}, runtime)
+    r = execute("cache-preload", {}, runtime, flow="delegated")
+    assert r.flow == "delegated" and r.outputs[-1] == {"kind": "users", "count": len(emu.state.users)}
+
+
+def test_declared_lookups_are_in_the_permissions_totals():
+    from integration import docs
+
+    by_flow = docs.permissions_by_flow(registry.load())
+    assert by_flow["bot"]["send-notification"] == []
+    assert by_flow["app"]["send-notification"] == ["User.Read.All", "Team.ReadBasic.All", "Channel.ReadBasic.All"]
+    md = docs.command_markdown(registry.load().get("send-notification"))
+    assert "only to look names up" in md
+    assert json.dumps(by_flow)  # plain data
