@@ -135,6 +135,8 @@ class CommandContext:
         t = title or out.get("title")
         if t:
             t = _fill(t, values)
+        if message is None and out.get("message"):
+            message = _fill(out["message"], values)
         return Result(self.spec.name, rows, out.get("prefix"), out.get("key"), t, list(out.get("columns") or []) or None,
                       raw, message, next_link, self.flow)
 

@@ -149,6 +149,22 @@ class Resolver:
         if one_on_one_with:
             self.store.put("chat", one_on_one_with, view)
 
+    def find_one_on_one_chat(self, user: dict) -> dict | None:
+        """The signed-in account's existing 1:1 chat with ``user``, without creating one (a
+        read: Chat.ReadBasic is enough). None when they have never chatted."""
+        hit = self._cached("chat", user["id"])
+        if hit:
+            return hit
+        flt = f"members/any(o: o/microsoft.graph.aadUserConversationMember/userId eq {odata_literal(user['id'])})"
+        page = self.client.paged("/me/chats", params={"$filter": flt, "$expand": "members"}, page_size=50, limit=250)
+        for c in page.items:
+            ids = {m.get("userId") for m in c.get("members") or []}
+            if c.get("chatType") == "oneOnOne" and user["id"] in ids:
+                view = {"id": c["id"], "topic": c.get("topic"), "chatType": "oneOnOne"}
+                self.store.put("chat", user["id"], view)
+                return view
+        return None
+
     def one_on_one_chat(self, me: dict, user: dict, bind_base: str) -> dict:
         """The 1:1 chat between the signed-in account and ``user`` (Graph's get-or-create)."""
         hit = self._cached("chat", user["id"])

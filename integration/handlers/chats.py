@@ -1,12 +1,20 @@
-"""Chat commands that combine calls: creating a chat from member names, and sending to a chat
-chosen by id, topic or member."""
+"""Chat commands that combine calls or resolve names beyond ``resolve:``: creating a chat from
+member names, sending to a chat chosen by id, topic or member, listing chats (the signed-in
+account's, or a user's with the app flow), members and messages, adding members, renaming.
+
+A chat is named by its id, a group chat's topic, or (where a 1:1 chat makes sense) a member.
+Topics and members are looked up among the signed-in account's chats, so with the app flow
+(no account) a chat is named by its id."""
 from __future__ import annotations
 
-from ..errors import ArgumentError, NotFound
+from ..errors import ArgumentError, NotFound, RequestRejected
 from ..graph import seg
-from ..resolve import chat_body, is_thread_id
+from ..resolve import chat_body, is_thread_id, member_body
 
-HANDLERS = ("chat_create", "message_send_to_chat")
+HANDLERS = ("chat_create", "message_send_to_chat", "chat_list", "chat_member_list", "chat_add_user",
+            "chat_message_list", "chat_update")
+
+ALL_HISTORY = "0001-01-01T00:00:00Z"
 
 
 def chat_create(ctx):
@@ -57,3 +65,150 @@ def message_send_to_chat(ctx):
     msg.setdefault("chatId", chat["id"])
     where = chat.get("topic") or chat.get("label") or chat["id"]
     return ctx.result(msg, msg, message=f"Message sent to '{where}'.")
+
+
+# ---------------------------------------------------------------------------- naming a chat
+
+def chat_type_of_id(chat_id: str) -> str | None:
+    """What a chat id alone tells: 1:1 chats end in @unq.gbl.spaces, meeting chats start 19:meeting_."""
+    cid = chat_id.strip().lower()
+    if cid.endswith("@unq.gbl.spaces"):
+        return "oneOnOne"
+    if cid.startswith("19:meeting_"):
+        return "meeting"
+    return None
+
+
+def find_chat(ctx, name: str, *, argument: str = "chat", by_member: bool = True) -> dict:
+    """A chat named by id, group chat topic or (``by_member``) a member's 1:1 chat with the
+    signed-in account, without creating anything. Sets ``ctx.extra['chat_id']``."""
+    name = name.strip()
+    if is_thread_id(name):
+        chat = {"id": name, "chatType": chat_type_of_id(name)}
+    elif ctx.flow != "delegated":
+        raise ArgumentError(argument, f"'{name}' is not a chat id: with the {ctx.flow} flow there is no signed-in "
+                                      "account whose chats a topic or member could be looked up in",
+                            hint="pass the chat id (19:...), e.g. from `msteams chat-list --user ...`, "
+                                 "or sign in the delegated flow")
+    else:
+        r = ctx.resolver
+        chat = r.chat_by_topic(name)
+        if chat is None and by_member:
+            try:
+                user = r.user(name)
+            except NotFound:
+                user = None
+            if user is not None:
+                chat = r.find_one_on_one_chat(user)
+                if chat is None:
+                    raise NotFound(f"there is no 1:1 chat with {user['displayName']} yet",
+                                   hint="`msteams message-send-to-chat` or `chat-create` starts one")
+                chat = dict(chat, label=f"1:1 chat with {user['displayName']}")
+        if chat is None:
+            what = "a chat id, a topic of your chats, nor a user" if by_member else "a chat id nor a topic of your group chats"
+            raise NotFound(f"chat '{name}' not found: it is neither {what}",
+                           hint="list the chats with `msteams chat-list`")
+    ctx.extra["chat_id"] = chat["id"]
+    return chat
+
+
+def _label(chat: dict) -> str:
+    return chat.get("label") or chat.get("topic") or chat["id"]
+
+
+def _group_only(chat: dict, what: str) -> None:
+    kind = chat.get("chatType")
+    if kind in ("oneOnOne", "meeting"):
+        raise ArgumentError("chat", f"{what} only in group chats; '{_label(chat)}' is a {kind} chat",
+                            hint="create a group chat with `msteams chat-create --chat-type group`")
+
+
+# ---------------------------------------------------------------------------- commands
+
+def chat_list(ctx):
+    """The signed-in account's chats (delegated) or a user's chats (app), or one chat."""
+    args, r = ctx.args, ctx.resolver
+    if ctx.flow == "delegated" and args.get("user"):
+        raise ArgumentError("user", "is for the app flow: the delegated flow lists the signed-in account's chats")
+    params = {}
+    if args.get("expand"):
+        params["$expand"] = args["expand"]
+    if args.get("chat"):
+        chat = find_chat(ctx, args["chat"])
+        item = ctx.graph.get(f"/chats/{seg(chat['id'])}", params=params or None)
+        return ctx.result(item, item, title=f"Chat {_label(chat)}")
+    if ctx.flow == "delegated":
+        base = "/me/chats"
+    elif args.get("user"):
+        base = f"/users/{seg(r.user(args['user'])['id'])}/chats"
+    else:
+        raise ArgumentError("user", f"is required with the {ctx.flow} flow: whose chats to list",
+                            hint="or sign in the delegated flow to list the service account's chats")
+    if args.get("filter"):
+        params["$filter"] = args["filter"]  # the caller's own OData expression, sent as one query value
+    page = ctx.graph.paged(base, params=params, limit=args.get("limit"), page_size=args.get("page_size"),
+                           next_link=args.get("next_link"))
+    return ctx.result(page.items, page.items, title="Chats", next_link=page.next_link)
+
+
+def chat_member_list(ctx):
+    chat = find_chat(ctx, ctx.args["chat"])
+    page = ctx.graph.paged(f"/chats/{seg(chat['id'])}/members")
+    return ctx.result(page.items, page.items, title=f"Members of {_label(chat)}")
+
+
+def chat_add_user(ctx):
+    args, r = ctx.args, ctx.resolver
+    chat = find_chat(ctx, args["chat"], by_member=False)
+    _group_only(chat, "members can be added")
+    users = [r.user(m) for m in args["member"]]
+    rows = []
+    for user in {u["id"]: u for u in users}.values():
+        body = member_body(user["id"], ctx.cfg.graph_url, ["owner"])
+        if args["share_history"]:
+            body["visibleHistoryStartDateTime"] = ALL_HISTORY
+        try:
+            ctx.graph.post(f"/chats/{seg(chat['id'])}/members", body)
+            status = "added"
+        except RequestRejected as exc:
+            if exc.status != 409:  # 409: already a member (not an error for a playbook)
+                if exc.status == 400 and not exc.hint:
+                    exc.hint = "members can be added only to group chats"
+                raise
+            status = "already a member"
+        rows.append({"chatId": chat["id"], "userId": user["id"], "displayName": user["displayName"],
+                     "email": user.get("mail"), "status": status})
+    added = [x["displayName"] for x in rows if x["status"] == "added"]
+    msg = (f"Added {', '.join(added)} to chat '{_label(chat)}'." if added else
+           f"Nobody added to chat '{_label(chat)}': already members.")
+    return ctx.result(rows, rows, message=msg)
+
+
+def chat_message_list(ctx):
+    args = ctx.args
+    chat = find_chat(ctx, args["chat"])
+    page = ctx.graph.paged(f"/chats/{seg(chat['id'])}/messages", params={"$orderby": f"{args['order_by']} desc"},
+                           limit=args.get("limit"), page_size=args.get("page_size"), next_link=args.get("next_link"))
+    return ctx.result(page.items, page.items, title=f"Messages in {_label(chat)}", next_link=page.next_link)
+
+
+def chat_update(ctx):
+    args = ctx.args
+    topic = args["chat_name"]
+    if ":" in topic:
+        raise ArgumentError("chat_name", "must not contain ':' (Teams refuses colons in chat names)")
+    if not topic.strip():
+        raise ArgumentError("chat_name", "must not be blank")
+    chat = find_chat(ctx, args["chat"], by_member=False)
+    _group_only(chat, "a name can be set")
+    try:
+        ctx.graph.patch(f"/chats/{seg(chat['id'])}", {"topic": topic})
+    except RequestRejected as exc:
+        if exc.status == 400 and not exc.hint:
+            exc.hint = "only group chats have a name"
+        raise
+    if chat.get("topic"):
+        ctx.store.delete("chat_topic", chat["topic"])
+    ctx.resolver.remember_chat({"id": chat["id"], "topic": topic, "chatType": "group"})
+    row = {"id": chat["id"], "topic": topic, "chatType": "group"}
+    return ctx.result(row, row, message=f"The chat '{_label(chat)}' is now named '{topic}'.")
