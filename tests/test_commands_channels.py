@@ -225,3 +225,17 @@ def test_send_into_existing_thread_seeded(emu, signed_in):
     root = add_channel_message(emu, SECOPS, "General", BOB, "root")
     execute("channel-message-send", {"team": SECOPS, "channel": "General", "content": "r", "reply_to": root}, signed_in)
     assert channel_of(emu, SECOPS, "General").messages[-1].replies[-1].body["content"] == "r"
+
+
+def test_same_named_channels_are_ambiguous(emu, runtime):
+    from integration.emulator.state import Channel
+
+    team = team_of(emu, SECOPS)
+    twin = Channel("19:0123456789abcdef0123456789abcdef@thread.tacv2", team.id, "incident response", "", "standard")
+    with emu.state.lock:
+        team.channels[twin.id] = twin
+    with pytest.raises(AmbiguousError) as e:
+        execute("channel-user-list", {"team": SECOPS, "channel": "Incident Response"}, runtime)
+    assert len(e.value.candidates) == 2 and e.value.exit_code == 2
+    r = execute("channel-user-list", {"team": SECOPS, "channel": twin.id}, runtime)  # the id always works
+    assert r.outputs[0]["channelId"] == twin.id

@@ -200,3 +200,16 @@ def test_chat_update_refuses_one_on_one(emu, signed_in, chats):
 def test_chat_update_app_flow_by_id(emu, runtime, chats):
     r = execute("chat-update", {"chat": chats["foreign"], "chat_name": "Renamed by the app"}, runtime)
     assert r.flow == "app" and emu.state.chats[chats["foreign"]].topic == "Renamed by the app"
+
+
+def test_stale_cached_topic_is_refreshed_once(emu, signed_in, chats):
+    execute("chat-member-list", {"chat": "IR 42"}, signed_in)  # caches the topic's chat id
+    with emu.state.lock:
+        del emu.state.chats[chats["ir"]]
+    fresh = make_chat(emu, [SVC, GRACE], "IR 42")
+    r = execute("chat-member-list", {"chat": "IR 42"}, signed_in)
+    assert r.outputs[0]["chatId"] == fresh and len(r.outputs) == 2
+    with emu.state.lock:
+        del emu.state.chats[fresh]
+    with pytest.raises(NotFound):  # refreshed once, then reported as not found
+        execute("chat-member-list", {"chat": "IR 42"}, signed_in)

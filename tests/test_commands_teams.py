@@ -106,3 +106,10 @@ def test_team_member_add_needs_a_member(runtime):
     with pytest.raises(ArgumentError) as e:
         execute("team-member-add", {"team": "IT Helpdesk"}, runtime)
     assert e.value.argument == "member"
+
+
+def test_stale_cached_team_is_refreshed_for_a_handler_command(emu, runtime):
+    execute("team-get", {"team": "IT Helpdesk"}, runtime)
+    runtime.store.put("team", "IT Helpdesk", {"id": "00000000-0000-4000-a000-000000000000", "displayName": "IT Helpdesk"})
+    execute("team-member-add", {"team": "IT Helpdesk", "member": BOB}, runtime)
+    assert roles_in(emu, "IT Helpdesk", BOB) == []
