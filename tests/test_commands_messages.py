@@ -65,3 +65,12 @@ def test_unknown_channel(signed_in):
     with pytest.raises(NotFound) as e:
         execute("message-list", {"team": SECOPS, "channel": "Nope"}, signed_in)
     assert e.value.exit_code == 5
+
+
+def test_shared_channel_post_and_list(emu, signed_in):
+    execute("channel-create", {"team": SECOPS, "channel_name": "Partners", "membership_type": "shared"}, signed_in,
+            flow="delegated")
+    execute("channel-message-send", {"team": SECOPS, "channel": "Partners", "content": "hello partners"}, signed_in)
+    r = execute("message-list", {"team": SECOPS, "channel": "Partners"}, signed_in)
+    assert [m["content"] for m in r.outputs] == ["hello partners"]
+    assert channel_of(emu, SECOPS, "Partners").membership_type == "shared"
