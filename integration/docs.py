@@ -38,6 +38,9 @@ def command_markdown(spec: CommandSpec) -> str:
         lines += [f"| {FLOW_TITLES[f]}, only to look names up (else pass ids) | {', '.join(f'`{x}`' for x in perms)} |"
                   for f, perms in spec.lookups]
         lines.append("")
+    calls = spec.calls or ((f"{spec.request['method']} {spec.request['path']}",) if spec.request else ())
+    if calls:
+        lines += ["Calls: " + ", ".join(f"`{c}`" for c in calls), ""]
     rows = _arg_rows(spec)
     if rows:
         lines += ["| Argument | Type | Required | Description |", "|---|---|---|---|"] + rows + [""]

@@ -35,6 +35,7 @@ class CommandSpec:
     request: Any = None
     outputs: Any = field(default_factory=dict)
     example: str | None = None
+    calls: tuple = ()  # what a handler command calls, for docs and dry runs ("POST /chats")
 
     @property
     def flow_names(self) -> tuple:
@@ -157,6 +158,7 @@ def load(path: str | Path | None = None, *, check_handlers: bool = False, valida
             request=_freeze(body.get("request")),
             outputs=_freeze(body.get("outputs", {})),
             example=body.get("example"),
+            calls=tuple(body.get("calls", ())),
         )
     if check_handlers:
         _check_handlers(specs, str(path), _command_lines(text))

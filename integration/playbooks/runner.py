@@ -13,7 +13,6 @@ the step would make: it never builds a client, asks for a token or opens the sto
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 import time
@@ -189,20 +188,8 @@ _RESOLVE_CALL = {"user": "GET /users", "team": "GET /teams", "channel": "GET /te
                  "chat": "GET /me/chats?$filter=topic"}
 
 
-@functools.lru_cache(maxsize=4)
-def _declared_calls(source: str) -> dict:
-    """`calls:` of each command in the registry file (what a handler command requests)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-        return {name: tuple(body.get("calls") or ()) for name, body in (data.get("commands") or {}).items()}
-    except (OSError, AttributeError, yaml.YAMLError):
-        return {}
-
-
 def declared_calls(spec: CommandSpec, registry: Registry) -> tuple:
-    return tuple(getattr(spec, "calls", ()) or ()) or _declared_calls(registry.source).get(spec.name, ())
+    return spec.calls
 
 
 def _fill(template: str, values: dict) -> str:
