@@ -4,7 +4,7 @@ $batch packing, and the refusal to send a token to another host."""
 import pytest
 
 from integration.errors import GraphError, NotFound, RequestRejected, ThrottledError
-from integration.graph import Client, odata_literal, seg
+from integration.graph import odata_literal, seg
 
 
 @pytest.fixture

@@ -324,7 +324,7 @@ class _Run:
                 i += 1
                 continue
             if step.on_error == "continue":
-                self.out(f"    on_error: continue")
+                self.out("    on_error: continue")
                 i += 1
                 continue
             if step.on_error == "fail":

@@ -9,7 +9,6 @@ import secrets
 import urllib.parse
 
 import jwt
-import pytest
 from jwt.algorithms import RSAAlgorithm
 
 import msal_helpers as mh

@@ -25,7 +25,7 @@ def test_batch_of_21_is_refused(emu, http, app_token):
 def test_batch_of_20_answers_per_item(emu, http, app_token, delegated_token):
     reqs = []
     for i in range(14):
-        reqs.append({"id": f"u{i}", "method": "GET", "url": f"/users?$top=1&$select=id"})
+        reqs.append({"id": f"u{i}", "method": "GET", "url": "/users?$top=1&$select=id"})
     reqs += [
         {"id": "bob", "method": "GET", "url": f"users/{BOB}"},
         {"id": "ghost", "method": "GET", "url": "/users/ghost@contoso.example"},

@@ -165,7 +165,7 @@ def test_handler_crash_is_500_without_traceback(emu, http, app_token, caplog):
 
     with stub_route("GET", "/chats/{chat_id}/messages", boom), caplog.at_level(logging.ERROR, "integration.emulator"):
         r = http.get(emu.graph_url + "/chats/x/messages", headers=bearer(app_token))
-    err = _graph_error(r, 500, "InternalServerError")
+    _graph_error(r, 500, "InternalServerError")
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert "secret internals" in caplog.text
 
