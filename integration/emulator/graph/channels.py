@@ -7,8 +7,9 @@ from urllib.parse import quote
 
 from ..core import Context, Request, Response, graph_route, utcnow_iso
 from ..state import Channel, Membership, Team, TenantState
-from .common import (bad, caller_user_id, conflict, forbidden, is_app, json_object, member_id, member_resource, not_found,
-                     opt_list, opt_str, parse_member)
+from .common import (bad, caller_user_id, conflict, find_by_id, find_membership, forbidden, is_app, json_object,
+                     member_collection, member_entity, member_id, membership_or_404, opt_list, opt_str, parse_member,
+                     parse_members)
 from .odata import Schema, apply_select, compile_filter, parse_select, qopt
 from .paging import base_of, collection
 from .teams import MEMBER_SCHEMA, require_team_member, team_membership, team_or_error
@@ -59,15 +60,7 @@ def is_general(team: Team, ch: Channel) -> bool:
 
 
 def channel_or_error(team: Team, channel_id: str) -> Channel:
-    if not CHANNEL_ID_RE.match(channel_id or ""):
-        raise bad(f"Invalid channel id '{channel_id[:200]}'.")
-    ch = team.channels.get(channel_id)
-    if ch is None:
-        low = channel_id.lower()
-        ch = next((c for cid, c in team.channels.items() if cid.lower() == low), None)
-    if ch is None:
-        raise not_found(f"Channel '{channel_id[:200]}' was not found in team '{team.id}'.")
-    return ch
+    return find_by_id(team.channels, channel_id, CHANNEL_ID_RE, "Channel", f" in team '{team.id}'")
 
 
 def channel_members(team: Team, ch: Channel) -> list[Membership]:
@@ -75,9 +68,7 @@ def channel_members(team: Team, ch: Channel) -> list[Membership]:
 
 
 def channel_membership(team: Team, ch: Channel, user_id: str | None) -> Membership | None:
-    if not user_id:
-        return None
-    return next((m for m in channel_members(team, ch) if m.user_id == user_id), None)
+    return find_membership(channel_members(team, ch), user_id)
 
 
 def can_see_channel(team: Team, ch: Channel, claims) -> bool:
@@ -186,16 +177,13 @@ def create_channel(ctx: Context, req: Request) -> Response:
         if members_raw:
             if mtype == "standard":
                 raise bad("Members can be specified only when creating a private or shared channel.")
-            seen = set()
-            for item in members_raw:
-                user, roles = parse_member(state, item, base)
-                if user["id"] in seen:
-                    raise bad(f"The member '{user['userPrincipalName']}' is listed more than once.")
-                seen.add(user["id"])
+
+            def in_team(user: dict) -> None:
                 if mtype == "private" and team_membership(team, user["id"]) is None:
                     raise bad(f"The user '{user['userPrincipalName']}' is not a member of the team; "
                               "private channel members must be members of the team.")
-                members.append((user, roles))
+
+            members = parse_members(state, members_raw, base, in_team)
         creator = caller_user_id(req.token)
         if mtype != "standard":
             owners = [u for u, r in members if "owner" in r]
@@ -243,17 +231,18 @@ def _members_ctx(req: Request, ctx: Context, team_id: str, channel_id: str, enti
             + ("/$entity" if entity else ""))
 
 
+def _channel_member(members: list[Membership], membership_id: str) -> Membership:
+    return membership_or_404(members, membership_id, f"Member '{membership_id}' was not found in the channel.")
+
+
 @graph_route("GET", "/teams/{team_id}/channels/{channel_id}/members")
 def list_channel_members(ctx: Context, req: Request) -> Response:
     pred = compile_filter(qopt(req.query, "$filter"), MEMBER_SCHEMA)
     with ctx.state.lock:
         team, ch = lookup(ctx, req)
         require_channel_access(team, ch, req.token)
-        value = [member_resource(ctx.state, m) for m in channel_members(team, ch)]
-    if pred is not None:
-        value = [m for m in value if pred(m)]
-    return Response(200, collection(value, _members_ctx(req, ctx, team.id, ch.id), None,
-                                    **{"@odata.count": len(value)}))
+        return Response(200, member_collection(ctx.state, channel_members(team, ch), pred,
+                                               _members_ctx(req, ctx, team.id, ch.id)))
 
 
 @graph_route("GET", "/teams/{team_id}/channels/{channel_id}/members/{membership_id}")
@@ -261,13 +250,8 @@ def get_channel_member(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         team, ch = lookup(ctx, req)
         require_channel_access(team, ch, req.token)
-        mid = req.params["membership_id"]
-        m = next((m for m in channel_members(team, ch) if m.id == mid), None)
-        if m is None:
-            raise not_found(f"Member '{mid}' was not found in the channel.")
-        body = {"@odata.context": _members_ctx(req, ctx, team.id, ch.id, True)}
-        body.update(member_resource(ctx.state, m))
-    return Response(200, body)
+        m = _channel_member(channel_members(team, ch), req.params["membership_id"])
+        return Response(200, member_entity(ctx.state, m, _members_ctx(req, ctx, team.id, ch.id, True)))
 
 
 def _require_channel_owner(team: Team, ch: Channel, claims) -> None:
@@ -297,8 +281,7 @@ def add_channel_member(ctx: Context, req: Request) -> Response:
             raise conflict(f"The user '{user['userPrincipalName']}' is already a member of the channel.")
         m = Membership(member_id(ch.id, user["id"]), user["id"], roles)
         ch.members.append(m)
-        out = {"@odata.context": _members_ctx(req, ctx, team.id, ch.id, True)}
-        out.update(member_resource(ctx.state, m))
+        out = member_entity(ctx.state, m, _members_ctx(req, ctx, team.id, ch.id, True))
     return Response(201, out, {"Location": f"{base}/teams/{team.id}/channels/{ch.id}/members/{m.id}"})
 
 
@@ -308,10 +291,7 @@ def remove_channel_member(ctx: Context, req: Request) -> Response:
         team, ch = lookup(ctx, req)
         if ch.membership_type == "standard":
             raise bad("Removing members is not supported for standard channels: remove the member from the team.")
-        mid = req.params["membership_id"]
-        m = next((m for m in ch.members if m.id == mid), None)
-        if m is None:
-            raise not_found(f"Member '{mid}' was not found in the channel.")
+        m = _channel_member(ch.members, req.params["membership_id"])
         if caller_user_id(req.token) != m.user_id:
             _require_channel_owner(team, ch, req.token)
         if "owner" in m.roles and sum(1 for x in ch.members if "owner" in x.roles) <= 1:

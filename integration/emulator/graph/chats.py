@@ -7,9 +7,10 @@ from urllib.parse import quote
 
 from ..core import Claims, Context, Request, Response, graph_route, utcnow_iso
 from ..state import Chat, Membership, TenantState
-from .common import (ALL_HISTORY, bad, caller_user_id, conflict, forbidden, is_app, iso, json_object, member_id,
-                     member_resource, not_found, opt_list, opt_str, parse_iso, parse_member, require_delegated,
-                     user_or_404)
+from .common import (ALL_HISTORY, bad, caller_user_id, conflict, find_by_id, find_membership, forbidden, is_app, iso,
+                     json_object, member_collection, member_entity, member_id, member_resource, membership_or_404,
+                     opt_list, opt_str, parse_iso, parse_member, parse_members, require_delegated,
+                     require_self_unless_app, thread_hex, user_or_404)
 from .messages import preview
 from .odata import Schema, compile_filter, parse_expand, parse_orderby, parse_top, qopt
 from .paging import base_of, collection, paginate
@@ -82,21 +83,11 @@ def chat_resource(state: TenantState, chat: Chat, claims: Claims | None = None, 
 
 
 def chat_or_error(state: TenantState, chat_id: str) -> Chat:
-    if not CHAT_ID_RE.match(chat_id or ""):
-        raise bad(f"Invalid chat id '{(chat_id or '')[:200]}'.")
-    chat = state.chats.get(chat_id)
-    if chat is None:
-        low = chat_id.lower()
-        chat = next((c for cid, c in state.chats.items() if cid.lower() == low), None)
-    if chat is None:
-        raise not_found(f"Chat '{chat_id[:200]}' was not found.")
-    return chat
+    return find_by_id(state.chats, chat_id, CHAT_ID_RE, "Chat")
 
 
 def chat_membership(chat: Chat, user_id: str | None) -> Membership | None:
-    if not user_id:
-        return None
-    return next((m for m in chat.members if m.user_id == user_id), None)
+    return find_membership(chat.members, user_id)
 
 
 def require_chat_member(chat: Chat, claims: Claims | None) -> Membership | None:
@@ -139,14 +130,7 @@ def create_chat(ctx: Context, req: Request) -> Response:
     base = base_of(req, ctx)
     with ctx.state.lock:
         state = ctx.state
-        members: list[tuple[dict, list]] = []
-        seen: set[str] = set()
-        for item in members_raw:
-            user, roles = parse_member(state, item, base)
-            if user["id"] in seen:
-                raise bad(f"The member '{user['userPrincipalName']}' is listed more than once.")
-            seen.add(user["id"])
-            members.append((user, roles))
+        members = parse_members(state, members_raw, base)
         if ctype == "oneOnOne" and len(members) != 2:
             raise bad("A oneOnOne chat must have exactly 2 members.")
         if ctype == "group" and len(members) < 2:
@@ -154,23 +138,17 @@ def create_chat(ctx: Context, req: Request) -> Response:
         if len(members) > MAX_GROUP_MEMBERS:
             raise bad(f"A group chat can have at most {MAX_GROUP_MEMBERS} members.")
         uid = caller_user_id(req.token)
-        if uid and uid not in seen:
+        if uid and uid not in {user["id"] for user, _ in members}:
             raise forbidden("The signed-in user must be one of the members of the chat being created.")
         now = utcnow_iso()
-        if ctype == "oneOnOne":
+        if ctype == "oneOnOne":  # get-or-create: two users share one oneOnOne chat
             cid = one_on_one_id(members[0][0]["id"], members[1][0]["id"])
             chat = state.chats.get(cid)
-            if chat is None:
-                chat = Chat(cid, "oneOnOne", None, now, now)
-                for user, roles in members:
-                    chat.members.append(Membership(member_id(cid, user["id"]), user["id"], roles or ["owner"],
-                                                   ALL_HISTORY))
-                state.chats[cid] = chat
         else:
-            import uuid
-
-            cid = f"19:{uuid.uuid4().hex}@thread.v2"
-            chat = Chat(cid, "group", topic, now, now)
+            cid = f"19:{thread_hex()}@thread.v2"
+            chat = None
+        if chat is None:
+            chat = Chat(cid, ctype, topic if ctype == "group" else None, now, now)
             for user, roles in members:
                 chat.members.append(Membership(member_id(cid, user["id"]), user["id"], roles or ["owner"],
                                                ALL_HISTORY))
@@ -230,12 +208,7 @@ def list_chats(ctx: Context, req: Request) -> Response:
 @graph_route("GET", "/users/{user_id}/chats")
 def user_chats(ctx: Context, req: Request) -> Response:
     key = req.params["user_id"]
-    uid = caller_user_id(req.token)
-    if uid:
-        with ctx.state.lock:
-            u = user_or_404(ctx.state, key)
-        if u["id"] != uid:
-            raise forbidden("A delegated caller can list only their own chats.")
+    require_self_unless_app(ctx.state, req.token, key, "A delegated caller can list only their own chats.")
     return _list_chats(ctx, req, key)
 
 
@@ -273,6 +246,11 @@ def _members_ctx(req: Request, ctx: Context, chat: Chat, entity: bool = False) -
             + ("/$entity" if entity else ""))
 
 
+def _chat_member(chat: Chat, membership_id: str) -> Membership:
+    return membership_or_404(chat.members, membership_id,
+                             f"Member '{membership_id[:100]}' was not found in the chat.")
+
+
 @graph_route("GET", "/chats/{chat_id}/members")
 def list_chat_members(ctx: Context, req: Request) -> Response:
     from .teams import MEMBER_SCHEMA
@@ -281,10 +259,7 @@ def list_chat_members(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         chat = chat_or_error(ctx.state, req.params["chat_id"])
         require_chat_member(chat, req.token)
-        value = [member_resource(ctx.state, m) for m in chat.members]
-    if pred is not None:
-        value = [m for m in value if pred(m)]
-    return Response(200, collection(value, _members_ctx(req, ctx, chat), None, **{"@odata.count": len(value)}))
+        return Response(200, member_collection(ctx.state, chat.members, pred, _members_ctx(req, ctx, chat)))
 
 
 @graph_route("GET", "/chats/{chat_id}/members/{membership_id}")
@@ -292,12 +267,8 @@ def get_chat_member(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         chat = chat_or_error(ctx.state, req.params["chat_id"])
         require_chat_member(chat, req.token)
-        m = next((x for x in chat.members if x.id == req.params["membership_id"]), None)
-        if m is None:
-            raise not_found(f"Member '{req.params['membership_id'][:100]}' was not found in the chat.")
-        out = {"@odata.context": _members_ctx(req, ctx, chat, True)}
-        out.update(member_resource(ctx.state, m))
-    return Response(200, out)
+        m = _chat_member(chat, req.params["membership_id"])
+        return Response(200, member_entity(ctx.state, m, _members_ctx(req, ctx, chat, True)))
 
 
 @graph_route("POST", "/chats/{chat_id}/members")
@@ -335,9 +306,7 @@ def remove_chat_member(ctx: Context, req: Request) -> Response:
         require_chat_member(chat, req.token)
         if chat.chat_type == "oneOnOne":
             raise bad("Members cannot be removed from a oneOnOne chat.")
-        m = next((x for x in chat.members if x.id == req.params["membership_id"]), None)
-        if m is None:
-            raise not_found(f"Member '{req.params['membership_id'][:100]}' was not found in the chat.")
+        m = _chat_member(chat, req.params["membership_id"])
         chat.members.remove(m)
         chat.updated = utcnow_iso()
     return Response(204)

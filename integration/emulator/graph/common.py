@@ -1,5 +1,5 @@
-"""Helpers shared by the Graph route modules: body validation, caller checks, member binding
-and the conversationMember / identity shapes."""
+"""Helpers shared by the Graph route modules: body validation, caller checks, chat and channel
+lookup by id, memberships, member binding and the conversationMember / identity shapes."""
 from __future__ import annotations
 
 import re
@@ -7,11 +7,12 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from ..core import Claims, GraphError, Request
 from ..state import Membership, TenantState
+from .paging import collection
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
@@ -68,22 +69,22 @@ def req_str(body: dict, name: str, **kw: Any) -> str:
     return v
 
 
-def opt_list(body: dict, name: str) -> list | None:
+def _opt_of(body: dict, name: str, kind: type, what: str) -> Any:
+    """``body[name]`` when it is a ``kind``; None when absent or null; 400 naming ``what`` otherwise."""
     if name not in body or body[name] is None:
         return None
     v = body[name]
-    if not isinstance(v, list):
-        raise bad(f"Invalid value for property '{name}': an array is expected.")
+    if not isinstance(v, kind):
+        raise bad(f"Invalid value for property '{name}': {what} is expected.")
     return v
+
+
+def opt_list(body: dict, name: str) -> list | None:
+    return _opt_of(body, name, list, "an array")
 
 
 def opt_obj(body: dict, name: str) -> dict | None:
-    if name not in body or body[name] is None:
-        return None
-    v = body[name]
-    if not isinstance(v, dict):
-        raise bad(f"Invalid value for property '{name}': an object is expected.")
-    return v
+    return _opt_of(body, name, dict, "an object")
 
 
 def parse_iso(value: Any, name: str) -> datetime:
@@ -118,6 +119,17 @@ def require_delegated(claims: Claims | None) -> str:
     return uid
 
 
+def require_self_unless_app(state: TenantState, claims: Claims | None, key: str, message: str) -> None:
+    """A delegated caller may name only themselves as the user ``key`` (403 ``message`` otherwise);
+    an app may name anyone its permissions allow."""
+    uid = caller_user_id(claims)
+    if uid:
+        with state.lock:
+            u = user_or_404(state, key)
+        if u["id"] != uid:
+            raise forbidden(message)
+
+
 def user_or_404(state: TenantState, key: str) -> dict:
     u = state.user(key) if isinstance(key, str) and key else None
     if u is None:
@@ -126,7 +138,28 @@ def user_or_404(state: TenantState, key: str) -> dict:
     return u
 
 
-# ---------------------------------------------------------------------------- identities / members
+# ---------------------------------------------------------------------------- containers / members
+
+def find_by_id(items: dict[str, Any], key: str, pattern: re.Pattern, what: str, where: str = "") -> Any:
+    """The chat or channel ``items[key]``, its id matched case-insensitively as Graph does: 400
+    unless ``key`` has the form of ``pattern``, 404 ``"<what> '<key>' was not found<where>."``."""
+    if not pattern.match(key or ""):
+        raise bad(f"Invalid {what.lower()} id '{(key or '')[:200]}'.")
+    found = items.get(key)
+    if found is None:
+        low = key.lower()
+        found = next((v for k, v in items.items() if k.lower() == low), None)
+    if found is None:
+        raise not_found(f"{what} '{key[:200]}' was not found{where}.")
+    return found
+
+
+def find_membership(members: list[Membership], user_id: str | None) -> Membership | None:
+    """The membership of ``user_id`` among ``members``; None for no user (an app caller)."""
+    if not user_id:
+        return None
+    return next((m for m in members if m.user_id == user_id), None)
+
 
 def user_identity(state: TenantState, user_id: str) -> dict:
     u = state.users.get(user_id) or {}
@@ -146,6 +179,28 @@ def member_resource(state: TenantState, m: Membership) -> dict:
         "email": u.get("mail"),
         "tenantId": state.tenant_id,
     }
+
+
+def membership_or_404(members: list[Membership], membership_id: str, missing: str) -> Membership:
+    """The membership with id ``membership_id``; 404 with the message ``missing`` when there is none."""
+    m = next((x for x in members if x.id == membership_id), None)
+    if m is None:
+        raise not_found(missing)
+    return m
+
+
+def member_entity(state: TenantState, m: Membership, context: str) -> dict:
+    """One conversationMember answer: its ``@odata.context`` first, then the member."""
+    return {"@odata.context": context, **member_resource(state, m)}
+
+
+def member_collection(state: TenantState, members: list[Membership], pred: Callable | None, context: str) -> dict:
+    """``members`` as a conversationMember collection, kept by ``pred`` (a compiled $filter) when
+    given, with ``@odata.count`` and no nextLink: Graph does not page chat or channel members."""
+    value = [member_resource(state, m) for m in members]
+    if pred is not None:
+        value = [m for m in value if pred(m)]
+    return collection(value, context, None, **{"@odata.count": len(value)})
 
 
 _BIND_RE = re.compile(r"^/(?:v1\.0|beta)/users(?:\('(?P<q>(?:[^']|'')+)'\)|\((?P<u>[^)']+)\)|/(?P<s>[^/]+))/?$", re.IGNORECASE)
@@ -215,6 +270,24 @@ def parse_member(state: TenantState, item: Any, base_url: str, *, allowed_roles=
             raise bad(f"Invalid user id '{key}': a GUID or user principal name is expected.")
         raise not_found(f"User '{key}' was not found in the tenant.")
     return user, norm
+
+
+def parse_members(state: TenantState, items: list, base_url: str,
+                  check: Callable[[dict], None] | None = None) -> list[tuple[dict, list]]:
+    """Each conversationMember body of ``items`` as (user, roles), see :func:`parse_member`; a
+    user listed twice is a 400. ``check`` vets each user as it is read, so that the first bad
+    item decides the error."""
+    members: list[tuple[dict, list]] = []
+    seen: set[str] = set()
+    for item in items:
+        user, roles = parse_member(state, item, base_url)
+        if user["id"] in seen:
+            raise bad(f"The member '{user['userPrincipalName']}' is listed more than once.")
+        seen.add(user["id"])
+        if check is not None:
+            check(user)
+        members.append((user, roles))
+    return members
 
 
 def member_id(*parts: str) -> str:

@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from ..core import Context, Request, Response, graph_route, utcnow_iso
 from ..state import Chat, Membership, TenantState
-from .common import (ALL_HISTORY, bad, caller_user_id, forbidden, is_app, is_guid, iso, json_object, member_id,
-                     opt_obj, opt_str, parse_iso, require_delegated, user_or_404)
+from .common import (ALL_HISTORY, bad, forbidden, is_app, is_guid, iso, json_object, member_id, opt_obj, opt_str,
+                     parse_iso, require_delegated, require_self_unless_app, user_or_404)
 from .paging import base_of
 
 
@@ -149,10 +149,6 @@ def create_my_meeting(ctx: Context, req: Request) -> Response:
 @graph_route("POST", "/users/{user_id}/onlineMeetings")
 def create_user_meeting(ctx: Context, req: Request) -> Response:
     key = req.params["user_id"]
-    uid = caller_user_id(req.token)
-    if uid:
-        with ctx.state.lock:
-            u = user_or_404(ctx.state, key)
-        if u["id"] != uid:
-            raise forbidden("A delegated caller can create online meetings only for themselves.")
+    require_self_unless_app(ctx.state, req.token, key,
+                            "A delegated caller can create online meetings only for themselves.")
     return _create(ctx, req, key)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 from urllib.parse import quote
 
 from ..core import Context, Request, Response, graph_route, utcnow_iso
 from ..state import Membership, Team, TenantState
-from .common import (bad, caller_user_id, forbidden, is_guid, json_object, member_id, member_resource, not_found,
-                     parse_member, require_delegated, user_or_404)
+from .common import (bad, caller_user_id, find_membership, forbidden, is_guid, json_object, member_entity, member_id,
+                     member_resource, membership_or_404, not_found, parse_member, require_delegated, user_or_404)
 from .odata import Schema, apply_select, compile_filter, parse_select, parse_top, qopt
 from .paging import base_of, collection, paginate
 
@@ -150,9 +151,7 @@ def team_or_error(state: TenantState, team_id: str) -> Team:
 
 
 def team_membership(team: Team, user_id: str | None) -> Membership | None:
-    if not user_id:
-        return None
-    return next((m for m in team.members if m.user_id == user_id), None)
+    return find_membership(team.members, user_id)
 
 
 def require_team_member(team: Team, claims) -> None:
@@ -169,19 +168,29 @@ def require_team_owner(team: Team, claims) -> None:
             raise forbidden("Only owners of the team may change its membership.")
 
 
+def _page_of_every_team(ctx: Context, req: Request, schema: Schema, props: list[str], type_name: str,
+                        resource: Callable[[TenantState, Team], dict]) -> tuple[list, str | None, list | None]:
+    """One page of every team as ``resource`` shapes it (a group or a team), in id order, with
+    $filter on ``schema``, $select among ``props`` and $top (100 by default, 999 at most); also
+    the $select asked for."""
+    pred = compile_filter(qopt(req.query, "$filter"), schema)
+    select = parse_select(qopt(req.query, "$select"), props, type_name)
+    top = parse_top(qopt(req.query, "$top"), 100, 999)
+    with ctx.state.lock:
+        rows = [resource(ctx.state, t) for t in ctx.state.teams.values()]
+    if pred is not None:
+        rows = [r for r in rows if pred(r)]
+    rows.sort(key=lambda r: r["id"])
+    page, link = paginate(req, ctx, rows, lambda r: r["id"], top)
+    return page, link, select
+
+
 # ------------------------------------------------------------------------------------ groups
 
 @graph_route("GET", "/groups")
 def list_groups(ctx: Context, req: Request) -> Response:
-    pred = compile_filter(qopt(req.query, "$filter"), GROUP_SCHEMA)
-    select = parse_select(qopt(req.query, "$select"), GROUP_PROPS, "microsoft.graph.group")
-    top = parse_top(qopt(req.query, "$top"), 100, 999)
-    with ctx.state.lock:
-        groups = [group_resource(ctx.state, t) for t in ctx.state.teams.values()]
-    if pred is not None:
-        groups = [g for g in groups if pred(g)]
-    groups.sort(key=lambda g: g["id"])
-    page, link = paginate(req, ctx, groups, lambda g: g["id"], top)
+    page, link, select = _page_of_every_team(ctx, req, GROUP_SCHEMA, GROUP_PROPS, "microsoft.graph.group",
+                                             group_resource)
     sel = f"({','.join(select)})" if select else ""
     return Response(200, collection([apply_select(g, select) for g in page],
                                     f"{base_of(req, ctx)}/$metadata#groups{sel}", link))
@@ -212,15 +221,8 @@ TEAM_LIST_PROPS = ["id", "displayName", "description", "visibility", "createdDat
 
 @graph_route("GET", "/teams")
 def list_teams(ctx: Context, req: Request) -> Response:
-    pred = compile_filter(qopt(req.query, "$filter"), TEAM_LIST_SCHEMA)
-    select = parse_select(qopt(req.query, "$select"), TEAM_LIST_PROPS, "microsoft.graph.team")
-    top = parse_top(qopt(req.query, "$top"), 100, 999)
-    with ctx.state.lock:
-        teams = [team_resource(ctx.state, t) for t in ctx.state.teams.values()]
-    if pred is not None:
-        teams = [t for t in teams if pred(t)]
-    teams.sort(key=lambda t: t["id"])
-    page, link = paginate(req, ctx, teams, lambda t: t["id"], top)
+    page, link, select = _page_of_every_team(ctx, req, TEAM_LIST_SCHEMA, TEAM_LIST_PROPS, "microsoft.graph.team",
+                                             team_resource)
     fields = select or ["id", "displayName", "description", "visibility", "isArchived", "tenantId"]
     return Response(200, collection([apply_select(t, fields) for t in page],
                                     f"{base_of(req, ctx)}/$metadata#teams", link))
@@ -266,6 +268,10 @@ def _members_context(req: Request, ctx: Context, team_id: str, entity: bool = Fa
     return f"{base_of(req, ctx)}/$metadata#teams('{team_id}')/members" + ("/$entity" if entity else "")
 
 
+def _team_member(team: Team, membership_id: str) -> Membership:
+    return membership_or_404(team.members, membership_id, f"Member '{membership_id}' was not found in the team.")
+
+
 @graph_route("GET", "/teams/{team_id}/members")
 def list_team_members(ctx: Context, req: Request) -> Response:
     pred = compile_filter(qopt(req.query, "$filter"), MEMBER_SCHEMA)
@@ -290,12 +296,8 @@ def get_team_member(ctx: Context, req: Request) -> Response:
         team = team_or_error(ctx.state, req.params["team_id"])
         if team.visibility.lower() != "public":
             require_team_member(team, req.token)
-        m = next((m for m in team.members if m.id == req.params["membership_id"]), None)
-        if m is None:
-            raise not_found(f"Member '{req.params['membership_id']}' was not found in the team.")
-        body = {"@odata.context": _members_context(req, ctx, team.id, True)}
-        body.update(member_resource(ctx.state, m))
-    return Response(200, body)
+        m = _team_member(team, req.params["membership_id"])
+        return Response(200, member_entity(ctx.state, m, _members_context(req, ctx, team.id, True)))
 
 
 @graph_route("POST", "/teams/{team_id}/members")
@@ -313,8 +315,7 @@ def add_team_member(ctx: Context, req: Request) -> Response:
         else:
             m = Membership(member_id(team.id, user["id"]), user["id"], roles)
             team.members.append(m)
-        out = {"@odata.context": _members_context(req, ctx, team.id, True)}
-        out.update(member_resource(ctx.state, m))
+        out = member_entity(ctx.state, m, _members_context(req, ctx, team.id, True))
     return Response(201, out, {"Location": f"{base_of(req, ctx)}/teams/{team.id}/members/{m.id}"})
 
 
@@ -322,10 +323,7 @@ def add_team_member(ctx: Context, req: Request) -> Response:
 def remove_team_member(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         team = team_or_error(ctx.state, req.params["team_id"])
-        mid = req.params["membership_id"]
-        m = next((m for m in team.members if m.id == mid), None)
-        if m is None:
-            raise not_found(f"Member '{mid}' was not found in the team.")
+        m = _team_member(team, req.params["membership_id"])
         if caller_user_id(req.token) != m.user_id:
             require_team_owner(team, req.token)
         if "owner" in m.roles and sum(1 for x in team.members if "owner" in x.roles) <= 1:
