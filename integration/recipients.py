@@ -177,8 +177,10 @@ class RecipientResolver:
         self.tenant_id = tenant_id
 
     def one(self, recipient: str) -> dict:
-        """{kind, id, displayName | name, teamId (channels), mail (users)}; raises
-        RecipientError (malformed), NotFound, AmbiguousError or another IntegrationError."""
+        """{kind, id, name, displayName and mail (users) | teamId (channels)}, plus the id again
+        as userId or channelId, so that a playbook step can pass `user: ${item.userId}` and
+        `channel: ${item.channelId}` (the other one is absent, and dropped) to send-notification.
+        Raises RecipientError (malformed), NotFound, AmbiguousError or another IntegrationError."""
         if len(recipient) > MAX_RECIPIENT_LEN:
             raise RecipientError(f"longer than {MAX_RECIPIENT_LEN} characters")
         kind = classify(recipient)
@@ -186,7 +188,7 @@ class RecipientResolver:
             ref = parse_channel_url(recipient, tenant_id=self.tenant_id)
             chan = self.resolver.channel(ref.team_id, ref.channel_id)
             return {"kind": "channel", "id": chan["id"], "name": chan.get("displayName") or ref.name,
-                    "teamId": ref.team_id}
+                    "teamId": ref.team_id, "channelId": chan["id"]}
         if kind == "channel":
             team_name, _, channel_name = recipient.rpartition("/")
             if not team_name.strip() or not channel_name.strip():
@@ -194,10 +196,11 @@ class RecipientResolver:
             team = self.resolver.team(team_name)
             chan = self.resolver.channel(team["id"], channel_name)
             return {"kind": "channel", "id": chan["id"], "name": chan.get("displayName") or channel_name.strip(),
-                    "teamId": team["id"], "teamName": team.get("displayName")}
+                    "teamId": team["id"], "channelId": chan["id"], "teamName": team.get("displayName")}
         user = self.resolver.user(recipient)
         return {"kind": "user", "id": user["id"], "displayName": user.get("displayName"),
-                "mail": user.get("mail") or user.get("userPrincipalName")}
+                "name": user.get("displayName") or user["id"], "mail": user.get("mail") or user.get("userPrincipalName"),
+                "userId": user["id"]}
 
     def route(self, routes: dict | None, keys: Iterable[str] | None = None, *, suggested: Iterable[str] | None = None,
               fallback: Iterable[str] | None = None) -> Routing:

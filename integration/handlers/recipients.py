@@ -24,7 +24,7 @@ def recipients_resolve(ctx):
         detail = "; ".join(f"{u['recipient']}: {u['reason']}" for u in routing.unresolved)
         raise NotFound(f"no recipient could be resolved ({detail})",
                        hint="check the names with `msteams user-get`, or add fallback recipients")
-    rows = [{"status": "resolved", "name": r.get("displayName") or r.get("name"), **r} for r in routing.resolved]
+    rows = [{"status": "resolved", **r} for r in routing.resolved]
     rows += [{"status": "unresolved", **u} for u in routing.unresolved]
     users = sum(r["kind"] == "user" for r in routing.resolved)
     msg = f"{len(routing.resolved)} recipient(s): {users} user(s), {len(routing.resolved) - users} channel(s)"

@@ -1,0 +1,22 @@
+"""`msteams demo`: the README's first command runs the shipped incident-war-room playbook against
+an in-process emulator, prints each step and the war room, and exits 0."""
+from integration.cli import main
+
+
+def test_demo_runs_the_war_room_playbook(tmp_path):
+    out, err = [], []
+    code = main(["demo", "--keep", str(tmp_path)], out=out.append, err=err.append)
+    text = "\n".join(out)
+    assert code == 0, text + "\n".join(err)
+    assert "msteams playbook run playbooks/incident-war-room.yml" in text
+    for step in ("[1/8] chat (chat-create) ok", "[4/8] meeting (meeting-create) ok",
+                 "[6/8] card_responders (send-notification) ok", "[7/8] brief (message-send-to-chat) ok",
+                 "[8/8] ring (ring-user) ok", "playbook 'incident-war-room': ok"):
+        assert step in text
+    assert "- Chat 'IR-4711 Suspicious OAuth consent granted to <unknown app>' with Conor O'Brien" in text
+    assert "- Calling the on-call engineer Priya Patel: establishing" in text
+    assert text.count("- Incident card to ") == 3
+    for path in ("MicrosoftTeams.ChatList", "MicrosoftTeams.CreateMeeting", "MicrosoftTeams.Notification",
+                 "MicrosoftTeams.Call"):
+        assert f"### {path}" in text
+    assert "Traceback" not in text and (tmp_path / "config.yml").is_file()
