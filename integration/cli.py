@@ -23,6 +23,7 @@ TOOLS = {
     "shell": "the interactive war-room prompt (`!command arg=value`); or pipe lines of commands on stdin",
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
     "docs": "print (or --write) docs/commands.md, generated from commands.yml",
+    "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
 
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
 
 def _main(argv: list[str], out, err) -> int:
     # Global options may precede the command; pull out the few that apply everywhere.
-    pre = argparse.ArgumentParser(add_help=False)
+    # No abbreviations: a command's own option (app-package --out) must not read as --output.
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     _common(pre, top=True)
     opts, rest = pre.parse_known_args(argv)
     _setup_logging(opts.verbose)
@@ -220,6 +222,10 @@ def _main(argv: list[str], out, err) -> int:
 
     if head in ("permissions", "docs"):
         return _doc_tool(head, rest[1:], out)
+    if head == "app-package":
+        from .app_package import main as package_main
+
+        return package_main(rest[1:], config=opts.config, out=out)
 
     reg = _registry()
     if head and not head.startswith("-"):
