@@ -76,7 +76,7 @@ def parse_channel_url(url: str, *, tenant_id: str | None = None) -> ChannelRef:
         raise RecipientError("not a channel link: unexpected path after the channel name")
     channel_id = unquote(segments[3], errors="strict") if _decodable(segments[3]) else None
     if not channel_id or not channel_id.startswith("19:") or "@thread." not in channel_id \
-            or any(c.isspace() or c in "/?#" for c in channel_id):
+            or any(c.isspace() or ord(c) < 32 or c in "/?#\\" for c in channel_id):
         raise RecipientError("the link's channel id is not a Teams channel id (19:...@thread...)")
     name = unquote(segments[4]) if len(segments) > 4 and segments[4] else None
     try:

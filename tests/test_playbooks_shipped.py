@@ -365,3 +365,46 @@ def test_alert_hostile_message_arrives_literally(emu, runtime):
     [act] = emu.state.activities.values()
     body = card_of(act)["body"]
     assert body[0]["text"] == HOSTILE and body[2]["text"] == HOSTILE
+
+
+# ------------------------------------------------------------------ all of them
+
+def test_war_room_critical_without_an_on_call_user_rings_nobody(emu, signed_in):
+    r = run(WAR_ROOM, {"incident_id": "IR-3", "title": "x", "severity": "critical", "responders": RESPONDERS}, signed_in)
+    assert r.status == "ok" and r.step("ring")["status"] == "skipped" and not emu.state.calls
+
+
+SAMPLE_INPUTS = {
+    WAR_ROOM: {"incident_id": "IR-1", "title": "t", "responders": RESPONDERS, "severity": "critical", "oncall": "x@y"},
+    PAGE: {"oncall": "x@y", "reason": "r"},
+    ACCESS: {"request_id": "R", "requester": "x", "roles": ["a"], "role_to_recipients": ROLE_MAP},
+    ACCESS_RESOLVE: {"message_refs": ["m"], "request_id": "R", "requester": "x", "roles": ["a"], "status": "expired"},
+    ALERT: {"title": "t", "message": "m", "recipients": ["x@y"], "fallback": ["z@y"]},
+}
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLE_INPUTS), ids=lambda p: p.name)
+def test_shipped_playbooks_plan_without_a_request(emu, runtime, path):
+    before = len(emu.request_log)
+    r = run_playbook(path, SAMPLE_INPUTS[path], runtime, dry_run=True, out=lambda s: None)
+    assert r.status == "planned", r.error
+    assert len(emu.request_log) == before
+
+
+def test_every_shipped_playbook_is_tested_here():
+    assert set(ROOT.glob("*.yml")) == set(SAMPLE_INPUTS)
+
+
+def test_cli_runs_a_shipped_playbook_with_json_inputs(emu, tmp_path, monkeypatch):
+    from integration.cli import main
+
+    monkeypatch.setenv("MSTEAMS_STORE_PATH", str(tmp_path / "cli-store.sqlite3"))
+    conf = emu.write_config(str(tmp_path / "emu.yml"))
+    out, err = [], []
+    code = main(["--config", conf, "--output", "json", "playbook", "run", str(ACCESS), "--input", "request_id=REQ-9",
+                 "--input", "requester=bob.smith@contoso.example", "--input", "roles=prod-admin,db-reader",
+                 "--input", 'role_to_recipients={"*": ["Grace Kim"]}'], out=out.append, err=err.append)
+    assert code == 0, err
+    doc = json.loads(out[-1])
+    assert doc["status"] == "ok" and len(doc["outputs"]["message_refs"]) == 1
+    assert doc["outputs"]["recipients"][0]["sources"] == ["prod-admin", "db-reader"]

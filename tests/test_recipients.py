@@ -51,6 +51,8 @@ def test_channel_link_parsed():
     (link().replace("/l/channel/", "/l/chat/"), "not a channel link"),
     (link(channel_id="not-a-channel"), "not a Teams channel id"),
     (link(channel_id="19:x/../../users@thread.tacv2"), "not a Teams channel id"),
+    (link(channel_id="19:x\x00y@thread.tacv2"), "not a Teams channel id"),
+    (link().replace("19%3Aabc123", "19%3Aabc%FF"), "not a Teams channel id"),
     (link(team="not-a-guid"), "groupId"),
     (link() + f"&groupId={TEAM}", "exactly one groupId"),
     (link(tenant="nope"), "tenantId is not a GUID"),
