@@ -183,8 +183,8 @@ def _spec(name):
 
 def test_send_notification_with_exactly_its_declared_lookup_permissions(emu, runtime):
     client_id, _ = app_ids(emu)
-    emu.set_permissions(client_id, application=_spec("send-notification").permissions("app") or
-                        dict(_spec("send-notification").lookups)["app"])
+    assert _spec("send-notification").flow_names == ("bot",)
+    emu.set_permissions(client_id, application=dict(_spec("send-notification").lookups)["app"])
     r = execute("send-notification", {"user": "Conor O'Brien,priya.patel@contoso.example",
                                       "message": "cc @Bob Smith;"}, runtime)
     assert [o["status"] for o in r.outputs] == ["sent", "sent"]

@@ -9,6 +9,7 @@ import time
 
 from .. import redact
 from ..auth import FLOW_SETUP, FLOWS, jwt_claims
+from ..docs import permissions_by_flow
 from ..errors import IntegrationError, PermissionDenied
 from ..graph import seg
 from ..resolve import USER_SELECT
@@ -28,12 +29,6 @@ def covers(granted: set, permission: str) -> bool:
         return False
     stronger = ("Read", "ReadWrite") if m.group(1) == "ReadBasic" else ("ReadWrite",)
     return any(f"{permission[:m.start()]}.{s}{permission[m.end():]}" in granted for s in stronger)
-
-
-def _needs(reg) -> dict[str, dict[str, list[str]]]:
-    from ..docs import permissions_by_flow
-
-    return permissions_by_flow(reg)
 
 
 def _expires(ts: float) -> str:
@@ -84,7 +79,7 @@ def _store_row(ctx) -> dict:
 
 def integration_health(ctx):
     reg = ctx.runtime.registry
-    needs = _needs(reg)
+    needs = permissions_by_flow(reg)
     rows = [_flow_row(ctx, flow, needs.get(flow, {})) for flow in FLOWS]
     rows.append(_store_row(ctx))
     problems = [r for r in rows if r["status"] not in ("ok", "not configured", "not signed in")]

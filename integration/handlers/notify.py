@@ -117,7 +117,7 @@ def _tenant(ctx) -> str:
 def _targets(ctx) -> list[tuple[str, str]]:
     args = ctx.args
     users = (args.get("user") or []) + (args.get("team_member") or [])
-    targets = [("user", u.strip()) for u in dict.fromkeys(users)]
+    targets = [("user", u) for u in dict.fromkeys(u.strip() for u in users)]
     if args.get("channel"):
         targets.append(("channel", args["channel"]))
     elif args.get("team"):
