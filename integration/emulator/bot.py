@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -182,7 +184,12 @@ class BotConnector:
         atts = []
         html_parts = []
         if activity.get("text"):
-            html_parts.append(activity["text"])
+            text = activity["text"]
+            # Teams renders plain and markdown text as text: as a Graph html body it is escaped
+            # (mention tags excepted, which Teams turns into mentions). Only "xml" is markup.
+            if (activity.get("textFormat") or "markdown").lower() != "xml":
+                text = re.sub(r"&lt;(/?)at&gt;", r"<\1at>", html.escape(text, quote=False))
+            html_parts.append(text)
         for i, a in enumerate(activity.get("attachments") or []):
             att_id = hashlib.sha1(f"{aid}/{i}".encode()).hexdigest()[:32]
             content = a.get("content")

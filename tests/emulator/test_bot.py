@@ -155,3 +155,18 @@ def test_non_bot_tokens_are_refused(emu, http, bot, app_token):
     assert bot.post("", body).status_code == 401
     log = [e for e in emu.request_log if e["path"].startswith("/botframework/")]
     assert log and all(e["status"] == 401 for e in log)
+
+
+def test_plain_text_channel_post_is_escaped_in_the_graph_view(emu, http, bot_token):
+    team = next(t for t in emu.state.teams.values() if t.display_name == "Security Operations")
+    channel = next(c for c in team.channels.values() if c.display_name == "Incident Response")
+    base = emu.bot_service_url.rstrip("/")
+    conv = http.post(f"{base}/v3/conversations", headers={"Authorization": f"Bearer {bot_token}"},
+                     json={"isGroup": True, "channelData": {"channel": {"id": channel.id}},
+                           "tenantId": emu.state.tenant_id,
+                           "activity": {"type": "message", "text": "x"}}).json()
+    r = http.post(f"{base}/v3/conversations/{conv['id']}/activities", headers={"Authorization": f"Bearer {bot_token}"},
+                  json={"type": "message", "text": "<script>alert(1)</script> & <at>Bob</at>", "textFormat": "plain"})
+    assert r.status_code in (200, 201), r.text
+    bodies = [m.body["content"] for m in channel.messages] + [x.body["content"] for m in channel.messages for x in m.replies]
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt; &amp; <at>Bob</at>" in b for b in bodies), bodies
