@@ -26,6 +26,19 @@ def make_config(emu, tmp_path, **overrides) -> config_mod.Config:
 
 
 @pytest.fixture
+def cfg_file(emu, tmp_path):
+    """A config file as `msteams emulator serve --write-config` writes it, with a private store."""
+    import yaml
+
+    p = tmp_path / "config.yml"
+    emu.write_config(str(p))
+    data = yaml.safe_load(p.read_text())
+    data["store_path"] = str(tmp_path / "store.sqlite3")
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.fixture
 def sleeps():
     return Sleeps()
 

@@ -10,16 +10,6 @@ import yaml
 from integration.cli import main
 
 
-@pytest.fixture
-def cfg_file(emu, tmp_path):
-    p = tmp_path / "config.yml"
-    emu.write_config(str(p))
-    data = yaml.safe_load(p.read_text())
-    data["store_path"] = str(tmp_path / "store.sqlite3")
-    p.write_text(yaml.safe_dump(data))
-    return p
-
-
 def run(argv):
     out, err = [], []
     code = main(argv, out=out.append, err=err.append)

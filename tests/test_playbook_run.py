@@ -5,8 +5,6 @@ import json
 import textwrap
 from pathlib import Path
 
-import pytest
-import yaml
 
 from integration.cli import main
 from integration.playbooks import run_playbook
@@ -20,16 +18,6 @@ def run_cli(argv):
     out, err = [], []
     code = main(argv, out=out.append, err=err.append)
     return code, "\n".join(out), "\n".join(err)
-
-
-@pytest.fixture
-def cfg_file(emu, tmp_path):
-    p = tmp_path / "config.yml"
-    emu.write_config(str(p))
-    data = yaml.safe_load(p.read_text())
-    data["store_path"] = str(tmp_path / "store.sqlite3")
-    p.write_text(yaml.safe_dump(data))
-    return p
 
 
 def graph_calls(emu, since=0):

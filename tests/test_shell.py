@@ -8,7 +8,6 @@ import time
 import types
 
 import pytest
-import yaml
 
 from integration import registry
 from integration.shell import Shell
@@ -39,16 +38,6 @@ def test_completion_candidates(shell, line, expected):
     begidx = line.rfind(" ") + 1
     got = shell.candidates(line, begidx, line[begidx:])
     assert got == expected or set(expected) <= set(got) and line.endswith(" ")
-
-
-@pytest.fixture
-def cfg_file(emu, tmp_path):
-    p = tmp_path / "config.yml"
-    emu.write_config(str(p))
-    data = yaml.safe_load(p.read_text())
-    data["store_path"] = str(tmp_path / "store.sqlite3")
-    p.write_text(yaml.safe_dump(data))
-    return p
 
 
 def shell_env(tmp_path, cfg=None):

@@ -280,14 +280,19 @@ class BotConnector:
                                       "botId": claims.app_id}
         return {"id": aid}
 
+    def _own_activity(self, conv_id: str, activity_id: str, claims: Claims, verb: str) -> tuple[dict, dict]:
+        """The conversation and the activity record, which only the bot that sent it may change."""
+        conv, _ = self._conversation(conv_id)
+        rec = self.state.activities.get(activity_id)
+        if rec is None or rec["conversationId"] != conv["id"]:
+            raise _BotError(404, "NotFound", "The activity was not found in this conversation.")
+        if rec.get("botId") != claims.app_id:
+            raise _BotError(403, "Forbidden", f"Only the bot that sent an activity can {verb} it.")
+        return conv, rec
+
     def update(self, conv_id: str, activity_id: str, data, claims: Claims) -> Response:
         with self.state.lock:
-            conv, _ = self._conversation(conv_id)
-            rec = self.state.activities.get(activity_id)
-            if rec is None or rec["conversationId"] != conv["id"]:
-                raise _BotError(404, "NotFound", "The activity was not found in this conversation.")
-            if rec.get("botId") != claims.app_id:
-                raise _BotError(403, "Forbidden", "Only the bot that sent an activity can update it.")
+            conv, rec = self._own_activity(conv_id, activity_id, claims, "update")
             activity = self._validate_activity(data)
             old = rec["activity"]
             stored = dict(activity, id=activity_id, timestamp=old.get("timestamp"), conversation=old["conversation"],
@@ -313,12 +318,7 @@ class BotConnector:
 
     def delete(self, conv_id: str, activity_id: str, claims: Claims) -> Response:
         with self.state.lock:
-            conv, _ = self._conversation(conv_id)
-            rec = self.state.activities.get(activity_id)
-            if rec is None or rec["conversationId"] != conv["id"]:
-                raise _BotError(404, "NotFound", "The activity was not found in this conversation.")
-            if rec.get("botId") != claims.app_id:
-                raise _BotError(403, "Forbidden", "Only the bot that sent an activity can delete it.")
+            conv, rec = self._own_activity(conv_id, activity_id, claims, "delete")
             rec["deleted"] = True
             if conv["type"] == "channel":
                 ch = self.state.teams[conv["teamId"]].channels.get(conv["channelId"])
