@@ -269,8 +269,13 @@ def _doc_tool(tool: str, argv: list[str], out) -> int:
         return 0
     text = docs.commands_markdown(reg)
     if ns.write:
-        with open(ns.write, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(ns.write, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            from .errors import FileError
+
+            raise FileError(ns.write, f"cannot write: {exc.strerror}") from None
         out(f"wrote {ns.write}")
     else:
         out(text)

@@ -88,3 +88,9 @@ def test_command_argument_may_share_a_global_option_name():
     from integration.registry import load
 
     build_parser(load(validate=False))  # no argparse conflict, whatever the registry names its arguments
+
+
+def test_docs_write_to_unwritable_path_is_a_clear_error(tmp_path):
+    target = tmp_path / "missing-dir" / "commands.md"
+    code, _, err = run(["docs", "--write", str(target)])
+    assert code == 2 and f"{target}: cannot write" in err and "internal error" not in err
