@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import msal  # noqa: E402
 import requests  # noqa: E402
 
-from integration.emulator import Emulator  # noqa: E402
-from integration.emulator.tls import TlsMaterial  # noqa: E402
+from fake_tenant import Emulator  # noqa: E402
+from fake_tenant.tls import TlsMaterial  # noqa: E402
 
 
 def session(ca: str) -> requests.Session:

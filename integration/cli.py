@@ -204,7 +204,7 @@ def _main(argv: list[str], out, err) -> int:
 
             raise InputError("usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
                              "[--write-config PATH]")
-        from .emulator.serve import main as serve_main
+        from fake_tenant.serve import main as serve_main
 
         return serve_main(rest[2:])
     if head == "demo":

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "incident-war-room.yml"
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "library" / "incident-war-room.yml"
 INPUTS = {
     "incident_id": "IR-4711",
     "title": "Suspicious OAuth consent granted to <unknown app>",
@@ -34,7 +34,7 @@ def _quote(text: str) -> str:
 
 
 def _command_line(inputs: dict) -> str:
-    parts = ["msteams playbook run playbooks/incident-war-room.yml"]
+    parts = ["msteams playbook run incident-war-room"]
     for k, v in inputs.items():
         value = ",".join(v) if isinstance(v, list) else str(v)
         parts.append(f"--input {_quote(f'{k}={value}')}")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
 
     from .config import load as load_config
     from .dispatch import Runtime, execute
-    from .emulator import Emulator
+    from fake_tenant import Emulator
     from .errors import ConfigError
     from .playbooks import run_playbook
 

@@ -15,7 +15,7 @@ for _p in (os.path.dirname(_HERE), _HERE):  # the repo (for `integration`) and t
         sys.path.insert(0, _p)
 
 import msal_helpers  # noqa: E402
-from integration.emulator import Emulator  # noqa: E402
+from fake_tenant import Emulator  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def bearer(token: str) -> dict:
 @contextlib.contextmanager
 def stub_route(method: str, pattern: str, handler, permission_key: str | None = None):
     """A temporary Graph route placed ahead of the real ones, removed afterwards."""
-    from integration.emulator import core
+    from fake_tenant import core
     regex, key = core._compile(pattern)
     route = core.Route(method.upper(), pattern, handler, regex, permission_key or key)
     core.ROUTES.insert(0, route)

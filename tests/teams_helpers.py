@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 from integration.dispatch import execute
-from integration.emulator.state import Chat, Membership, Message, Team
-from integration.emulator.core import utcnow_iso
-from integration.emulator.graph.common import ms_to_iso, new_message_id
+from fake_tenant.state import Chat, Membership, Message, Team
+from fake_tenant.core import utcnow_iso
+from fake_tenant.graph.common import ms_to_iso, new_message_id
 
 
 def uid(emu, mail: str) -> str:

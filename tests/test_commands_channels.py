@@ -228,7 +228,7 @@ def test_send_into_existing_thread_seeded(emu, signed_in):
 
 
 def test_same_named_channels_are_ambiguous(emu, runtime):
-    from integration.emulator.state import Channel
+    from fake_tenant.state import Channel
 
     team = team_of(emu, SECOPS)
     twin = Channel("19:0123456789abcdef0123456789abcdef@thread.tacv2", team.id, "incident response", "", "standard")

@@ -8,7 +8,7 @@ def test_demo_runs_the_war_room_playbook(tmp_path):
     code = main(["demo", "--keep", str(tmp_path)], out=out.append, err=err.append)
     text = "\n".join(out)
     assert code == 0, text + "\n".join(err)
-    assert "msteams playbook run playbooks/incident-war-room.yml" in text
+    assert "msteams playbook run incident-war-room" in text
     for step in ("[1/8] chat (chat-create) ok", "[4/8] meeting (meeting-create) ok",
                  "[6/8] card_responders (send-notification) ok", "[7/8] brief (message-send-to-chat) ok",
                  "[8/8] ring (ring-user) ok", "playbook 'incident-war-room': ok"):

@@ -555,7 +555,7 @@ def test_playbook_help_is_fast_path():
 def test_every_shipped_playbook_and_the_readme_example_validate(tmp_path):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent / "playbooks"
+    from integration.playbooks.loader import LIBRARY_DIR as root
     files = sorted(root.rglob("*.yml"))
     assert files
     for f in files:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from integration.cli import main
 from integration.playbooks import run_playbook
+from integration.playbooks.loader import LIBRARY_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "playbooks" / "examples" / "notify.yml"
+EXAMPLE = LIBRARY_DIR / "examples" / "notify.yml"
 HOSTILE = "${inputs.incident} {{7*7}} $${x} \"double\" 'single' <script>alert('x')</script> &amp; `id`"
 
 

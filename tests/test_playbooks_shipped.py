@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from integration.playbooks import run_playbook
+from integration.playbooks.loader import LIBRARY_DIR
 
-ROOT = Path(__file__).resolve().parent.parent / "playbooks"
+ROOT = LIBRARY_DIR
 WAR_ROOM = ROOT / "incident-war-room.yml"
 ACCESS = ROOT / "access-request.yml"
 ACCESS_RESOLVE = ROOT / "access-request-resolve.yml"

@@ -19,6 +19,8 @@ from ..registry import CommandSpec, Registry, thaw
 from . import templates as T
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
+# The playbooks shipped with the package (also at ./playbooks in a checkout), runnable by name.
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 STEP_ATTRS = ("outputs", "context", "status", "error", "items", "failed")
 ON_ERROR_KEYWORDS = ("fail", "continue")
 
@@ -83,8 +85,27 @@ class LineMap:
         return best
 
 
+def shipped() -> dict[str, Path]:
+    """The shipped playbooks by name (file name without .yml), examples included."""
+    found = {p.stem: p for p in sorted(LIBRARY_DIR.glob("examples/*.yml"))}
+    found.update({p.stem: p for p in sorted(LIBRARY_DIR.glob("*.yml"))})
+    return found
+
+
+def locate(source) -> Path:
+    """A path as given when it exists; otherwise a shipped playbook by name ('incident-war-room')."""
+    path = Path(source)
+    if path.exists() or path.parent != Path("."):
+        return path
+    return shipped().get(path.name.removesuffix(".yml").removesuffix(".yaml"), path)
+
+
 def _read(source) -> tuple[str, str]:
+    source = locate(source)
     path = str(source)
+    if not source.exists() and source.parent == Path("."):
+        raise FileError(path, "no such file, and no shipped playbook of that name (shipped: "
+                              f"{', '.join(shipped())})")
     try:
         return path, Path(source).read_text(encoding="utf-8")
     except OSError as exc:

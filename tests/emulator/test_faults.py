@@ -9,7 +9,7 @@ import pytest
 import requests
 
 import msal_helpers as mh
-from integration.emulator.core import Response
+from fake_tenant.core import Response
 from msal_helpers import bearer, stub_route
 
 
@@ -99,7 +99,7 @@ def test_bot_connector_faults(emu, http, bot_token):
 
 
 def test_bad_fault_arguments():
-    from integration.emulator.faults import Faults
+    from fake_tenant.faults import Faults
     f = Faults()
     with pytest.raises(ValueError):
         f.add(status=42)

@@ -148,7 +148,7 @@ def test_me_chats_filter_and_expand(emu, http, delegated_token):
 def test_expand_members_caps_at_25(emu, http, delegated_token):
     # a big group chat: add members straight into the state (the seeded tenant has a dozen users)
     cid = create_chat(http, emu, delegated_token, "group", [SVC, BOB], topic="big").json()["id"]
-    from integration.emulator.state import Membership
+    from fake_tenant.state import Membership
 
     with emu.state.lock:
         for i in range(40):

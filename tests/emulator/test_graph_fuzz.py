@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from graph_helpers import ALICE, BOB, SVC, H, create_chat
-from integration.emulator.core import ROUTES
+from fake_tenant.core import ROUTES
 
 BODIES = [None, b"", b"{", b"[]", b"\"text\"", b"null", b"42", b"{\"a\":" + b"[" * 2000 + b"]" * 2000 + b"}",
           {}, {"body": None}, {"body": {"content": None, "contentType": 5}}, {"members": [None, 1, "x", {}]},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from graph_helpers import BOB, SVC, H, err
-from integration.emulator.graph import calls as calls_module
+from fake_tenant.graph import calls as calls_module
 
 MEETING = {"startDateTime": "2030-01-15T10:00:00.0000000+00:00", "endDateTime": "2030-01-15T11:00:00Z",
            "subject": "Incident bridge 'P1'"}

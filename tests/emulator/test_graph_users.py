@@ -6,7 +6,7 @@ from urllib.parse import quote
 import pytest
 
 import msal_helpers
-from integration.emulator import Emulator
+from fake_tenant import Emulator
 
 
 def H(token: str, **extra) -> dict:

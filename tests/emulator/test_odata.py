@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from integration.emulator.core import GraphError, Request
-from integration.emulator.graph.odata import (Schema, compile_filter, parse_expand, parse_orderby, parse_select,
+from fake_tenant.core import GraphError, Request
+from fake_tenant.graph.odata import (Schema, compile_filter, parse_expand, parse_orderby, parse_select,
                                               parse_top, tokenize)
-from integration.emulator.graph.paging import decode_token, encode_token, paginate
-from integration.emulator.graph.users import USER_SCHEMA
+from fake_tenant.graph.paging import decode_token, encode_token, paginate
+from fake_tenant.graph.users import USER_SCHEMA
 
 USERS = [
     {"id": "1", "displayName": "Conor O'Brien", "mail": "conor.obrien@contoso.example",

@@ -14,9 +14,9 @@ import yaml
 
 import msal_helpers as mh
 from msal_helpers import bearer, stub_route
-from integration.emulator import core, permissions
-from integration.emulator.core import GraphError, Response
-from integration.emulator.permissions import required_permissions
+from fake_tenant import core, permissions
+from fake_tenant.core import GraphError, Response
+from fake_tenant.permissions import required_permissions
 
 
 def _graph_error(r, status: int, code: str) -> dict:
@@ -163,7 +163,7 @@ def test_handler_crash_is_500_without_traceback(emu, http, app_token, caplog):
     def boom(ctx, req):
         raise RuntimeError("secret internals")
 
-    with stub_route("GET", "/chats/{chat_id}/messages", boom), caplog.at_level(logging.ERROR, "integration.emulator"):
+    with stub_route("GET", "/chats/{chat_id}/messages", boom), caplog.at_level(logging.ERROR, "fake_tenant"):
         r = http.get(emu.graph_url + "/chats/x/messages", headers=bearer(app_token))
     _graph_error(r, 500, "InternalServerError")
     assert "secret internals" not in r.text and "Traceback" not in r.text
@@ -338,7 +338,7 @@ def test_reset_restores_seed_but_keeps_tokens(emu, http, delegated_token):
 # ---- serve ----
 
 def test_serve_rejects_bad_tenant_file(tmp_path, capsys):
-    from integration.emulator.serve import main
+    from fake_tenant.serve import main
     bad = tmp_path / "tenant.yaml"
     bad.write_text("tenant_id: [unclosed\n")
     assert main(["--tenant", str(bad), "--write-config", str(tmp_path / "c.yml")]) == 2
@@ -351,7 +351,7 @@ def test_serve_rejects_bad_tenant_file(tmp_path, capsys):
 
 
 def test_serve_rejects_bad_arguments(capsys):
-    from integration.emulator.serve import main
+    from fake_tenant.serve import main
     assert main(["--users", "lots"]) == 2
     assert main(["--speed", "-1"]) == 2
     assert main(["--port", "70000"]) == 2
@@ -361,7 +361,7 @@ def test_serve_rejects_bad_arguments(capsys):
 
 def test_serve_runs_and_writes_config(tmp_path, capsys):
     import threading
-    from integration.emulator import serve
+    from fake_tenant import serve
     stop = threading.Event()
     cfg_path = tmp_path / "emu.yml"
     result = {}

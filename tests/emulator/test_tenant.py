@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from integration.emulator import Emulator
-from integration.emulator.tenant import TenantFileError, generate_tenant, load_tenant, read_seed
+from fake_tenant import Emulator
+from fake_tenant.tenant import TenantFileError, generate_tenant, load_tenant, read_seed
 
 SOAR_APP_ONLY = {"User.Read.All", "Chat.Create", "Chat.Read.All", "ChatMember.ReadWrite.All", "Channel.ReadBasic.All",
                  "Channel.Create", "Channel.Delete.All", "ChannelMember.ReadWrite.All", "ChannelMessage.Read.All",

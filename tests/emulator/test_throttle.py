@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from integration.emulator.core import GraphError, Response
-from integration.emulator.throttle import Throttler, classify, identity_units_per_10s
+from fake_tenant.core import GraphError, Response
+from fake_tenant.throttle import Throttler, classify, identity_units_per_10s
 from msal_helpers import bearer, stub_route
 
 

@@ -1,4 +1,4 @@
-"""``python -m integration.emulator serve ...``: the same as ``msteams emulator serve``."""
+"""``python -m fake_tenant serve ...``: the same as ``msteams emulator serve``."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +9,7 @@ from .serve import main as serve_main
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "serve":
-        print("usage: python -m integration.emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
+        print("usage: python -m fake_tenant serve [--port N] [--tenant FILE] [--users N] [--speed X] "
               "[--throttling|--no-throttling] [--write-config PATH]", file=sys.stderr)
         return 2
     return serve_main(argv[1:])

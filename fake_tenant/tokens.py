@@ -6,7 +6,7 @@ Access tokens carry what Entra puts in them and what Graph checks: ``aud``, ``is
 ``appid``/``azp``, ``oid``/``sub``, ``iat``/``nbf``/``exp`` and either ``roles`` (app-only: the
 application permissions granted *when the token is issued*) or ``scp`` (delegated, space
 separated). :meth:`TokenService.verify` turns a bearer token back into
-:class:`~integration.emulator.core.Claims`.
+:class:`~fake_tenant.core.Claims`.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ APP_POST_REFUSED = ("Message POST is allowed in application-only context only fo
 
 @dataclass
 class GraphMessage(Message):
-    """A :class:`~integration.emulator.state.Message` with the chatMessage fields the base lacks."""
+    """A :class:`~fake_tenant.state.Message` with the chatMessage fields the base lacks."""
 
     subject: str | None = None
     importance: str = "normal"

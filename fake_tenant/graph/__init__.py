@@ -1,5 +1,5 @@
 """Microsoft Graph v1.0, Teams subset. Importing this package registers every route
-(``graph_route``) in :data:`integration.emulator.core.ROUTES`.
+(``graph_route``) in :data:`fake_tenant.core.ROUTES`.
 
 Modules: ``users`` (users, /me), ``teams`` (groups that are teams, teams, joined teams, team
 members), ``channels`` (channels, channel members), ``chats`` (chats, chat members),

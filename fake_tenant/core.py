@@ -150,7 +150,7 @@ def match_route(method: str, path: str) -> tuple[Route | None, dict, bool]:
 class Context:
     """What a handler may use besides its request. The server provides the implementation.
 
-    - ``state``: the :class:`~integration.emulator.state.TenantState` (hold ``state.lock`` while mutating).
+    - ``state``: the :class:`~fake_tenant.state.TenantState` (hold ``state.lock`` while mutating).
     - ``dispatch(method, url, headers, body, token) -> Response``: run one Graph request through
       the full pipeline (permission check, throttling, faults) as the given caller; ``url`` is
       relative to the version root ("/users?$top=2"). Used by ``$batch``.

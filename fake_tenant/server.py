@@ -39,7 +39,7 @@ from .throttle import Throttler
 from .tls import TlsMaterial
 from .tokens import GRAPH_AUDIENCE, TokenError, TokenService
 
-log = logging.getLogger("integration.emulator")
+log = logging.getLogger("fake_tenant")
 
 GRAPH_CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
