@@ -32,6 +32,7 @@ class Runtime:
         self._store = None
         self._auth = None
         self._clients: dict[str, Client] = {}
+        self._pacer = None
 
     @property
     def cfg(self) -> config_mod.Config:
@@ -61,13 +62,22 @@ class Runtime:
             self._auth = Auth(self.cfg, self.store)
         return self._auth
 
+    @property
+    def pacer(self):
+        """One pacer for every client of this runtime: Graph and the bot share the tenant's limits."""
+        if self._pacer is None:
+            from .pacer import Pacer
+
+            self._pacer = Pacer(sleep=self.sleep)
+        return self._pacer
+
     def client(self, flow: str) -> Client:
         if flow not in self._clients:
             cfg = self.cfg
             base, service = (cfg.bot_service_url, "Bot Connector") if flow == "bot" else (cfg.graph_url, "Graph")
             self._clients[flow] = Client(base, self.auth.provider(flow), verify=cfg.verify, timeout=cfg.timeout,
                                          max_retries=cfg.max_retries, retry_budget=cfg.retry_budget_seconds,
-                                         sleep=self.sleep, service=service)
+                                         sleep=self.sleep, service=service, pacer=self.pacer)
         return self._clients[flow]
 
     def choose_flow(self, spec: CommandSpec, prefer: str | None = None) -> str:

@@ -38,6 +38,13 @@ def odata_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _seconds(retry_after: str | None) -> float | None:
+    try:
+        return max(0.0, float(retry_after)) if retry_after else None
+    except ValueError:
+        return None
+
+
 @dataclass
 class Page:
     items: list = field(default_factory=list)
@@ -56,7 +63,7 @@ class TokenProvider:
 class Client:
     def __init__(self, base_url: str, tokens: TokenProvider, *, verify: str | bool = True, timeout: float = 30.0,
                  max_retries: int = 5, retry_budget: float = 120.0, sleep: Callable[[float], None] = time.sleep,
-                 session=None, service: str = "Graph", rng: random.Random | None = None):
+                 session=None, service: str = "Graph", rng: random.Random | None = None, pacer=None):
         import requests
 
         self.base_url = base_url.rstrip("/")
@@ -73,6 +80,12 @@ class Client:
         # REQUESTS_CA_BUNDLE would override our verify= otherwise.
         self.session.trust_env = False
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status): for dry runs and tests
+        # Pacing to the published limits (pacer.py): one pacer shared by every client of a runtime.
+        self.pacer = pacer
+        if pacer is not None:
+            from .pacer import bot_windows, graph_windows
+
+            self._windows = bot_windows if service == "Bot Connector" else graph_windows
 
     # ---- core ----
     def url(self, path: str) -> str:
@@ -97,6 +110,9 @@ class Client:
             force = False
             if headers:
                 hdrs.update(headers)
+            windows = self._windows(method, url) if self.pacer is not None else ()
+            if windows:
+                self.pacer.acquire(windows)
             t0 = time.monotonic()
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=hdrs,
@@ -114,6 +130,8 @@ class Client:
             if status == 401 and not refreshed:  # an expired or revoked token: one fresh try
                 refreshed = force = True
                 continue
+            if status == 429 and windows:  # the service's word beats our count: every sender here waits
+                self.pacer.pause(windows, _seconds(resp.headers.get("Retry-After")) or min(32.0, 2.0 ** attempt))
             retryable = status in RETRY_ALWAYS or (status in RETRY_IDEMPOTENT and method in IDEMPOTENT)
             if retryable and attempt < self.max_retries and self._wait(resp.headers.get("Retry-After"), attempt, waited):
                 attempt += 1
@@ -140,7 +158,8 @@ class Client:
             return False
         log.info("retrying in %.1f s", delay)
         waited[0] += delay
-        self.sleep(delay)
+        # through the pacer, so that its clock knows this sender has waited out its own pause
+        (self.pacer.sleep_for if self.pacer is not None else self.sleep)(delay)
         return True
 
     def _short(self, url: str) -> str:

@@ -1,0 +1,187 @@
+"""Pacing outbound requests to Microsoft's published limits, so that a fan-out runs at the
+throttle limit instead of into it.
+
+Each request draws from the limit classes it belongs to (`integration.limits`): per app per
+tenant for its Graph category or for the bot, per team or channel, per bot conversation. Every
+class is a sliding window (N requests per W seconds) kept on this side: a window on the client
+is never looser than the service's token buckets or windows with the same numbers, so a paced
+sender does not see 429s, and it still runs at the sustained rate. A 429 with Retry-After
+pauses the class it hit for every sender in this process, not only for the one that got it.
+
+One pacer serves every client and worker thread of a runtime. Its clock and sleep are
+injectable (tests run it on a fake clock).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+from . import limits
+
+# Requests stamped exactly one window apart here may land a little closer together at the
+# service (network jitter): widen every window a little.
+SAFETY = 1.03
+SAFETY_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str          # the class and, for per-resource classes, the resource ("conversation:a:19:x")
+    capacity: float   # what may be spent per window
+    seconds: float
+    cost: float = 1.0
+
+
+class _Ledger:
+    """What one class spent in its current window: (time, cost) pairs, oldest first."""
+
+    __slots__ = ("spent", "total", "paused_until")
+
+    def __init__(self):
+        self.spent: collections.deque = collections.deque()
+        self.total = 0.0
+        self.paused_until = 0.0
+
+    def trim(self, now: float, seconds: float) -> None:
+        while self.spent and self.spent[0][0] <= now - seconds:
+            self.total -= self.spent.popleft()[1]
+
+    def wait(self, now: float, w: Window) -> float:
+        """Seconds until ``w.cost`` fits in the window (0 when it fits now)."""
+        if self.paused_until > now:
+            return self.paused_until - now
+        seconds = w.seconds * SAFETY + SAFETY_SECONDS
+        self.trim(now, seconds)
+        if self.total + w.cost <= w.capacity + 1e-9:
+            return 0.0
+        # The oldest entries leave the window first; wait until enough of them have.
+        need, freed = self.total + w.cost - w.capacity, 0.0
+        for t, c in self.spent:
+            freed += c
+            if freed + 1e-9 >= need:
+                return max(0.0, t + seconds - now)
+        return seconds
+
+
+class Pacer:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 speed: float = 1.0, enabled: bool = True):
+        self.clock = clock
+        self.sleep = sleep
+        self.speed = float(speed)  # the same switch as the fake tenant's: limits x speed
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._ledgers: dict[str, _Ledger] = {}
+        self.waited = 0.0  # seconds spent waiting for room, for progress and benchmarks
+        self.paused = 0    # 429s that paused a class
+        # An injected sleep (tests) may not let the clock move: time the pacer slept through is
+        # added here, so its windows still drain.
+        self._skew = 0.0
+
+    def now(self) -> float:
+        return self.clock() + self._skew
+
+    def sleep_for(self, seconds: float) -> None:
+        """Sleep, and make sure the pacer's clock counts it (an injected sleep may not move it)."""
+        t0 = self.clock()
+        self.sleep(seconds)
+        short = seconds - (self.clock() - t0)
+        if short > 0:
+            with self._lock:
+                self._skew += short
+
+    def _ledger(self, key: str) -> _Ledger:
+        led = self._ledgers.get(key)
+        if led is None:
+            led = self._ledgers[key] = _Ledger()
+        return led
+
+    def _scaled(self, windows: Iterable[Window]) -> list[Window]:
+        if self.speed == 1.0:
+            return list(windows)
+        return [Window(w.key, w.capacity, w.seconds / self.speed, w.cost) for w in windows]
+
+    def acquire(self, windows: Iterable[Window]) -> float:
+        """Block until every window has room, then spend it there. Returns the seconds waited."""
+        if not self.enabled:
+            return 0.0
+        windows = self._scaled(windows)
+        if not windows:
+            return 0.0
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.now()
+                delay = max(self._ledger(w.key).wait(now, w) for w in windows)
+                if delay <= 0:
+                    for w in windows:
+                        led = self._ledger(w.key)
+                        led.spent.append((now, w.cost))
+                        led.total += w.cost
+                    self.waited += waited
+                    return waited
+            # Sleep outside the lock: other senders on other classes go on meanwhile.
+            self.sleep_for(delay)
+            waited += delay
+
+    def pause(self, windows: Iterable[Window], seconds: float) -> None:
+        """A 429 said to wait: nobody in this process spends from these classes until then."""
+        if not self.enabled or seconds <= 0:
+            return
+        with self._lock:
+            until = self.now() + seconds
+            for w in windows:
+                led = self._ledger(w.key)
+                led.paused_until = max(led.paused_until, until)
+            self.paused += 1
+
+
+# ---- which classes a request belongs to ----
+def _segments(path: str) -> list[str]:
+    return [unquote(s) for s in urlsplit(path).path.strip("/").split("/") if s]
+
+
+def graph_windows(method: str, path: str) -> list[Window]:
+    """The limit classes of one Graph call (path relative to /v1.0 or a full URL)."""
+    segs = _segments(path)
+    if segs and segs[0] in ("v1.0", "beta"):
+        segs = segs[1:]
+    low = [s.lower() for s in segs]
+    if not low:
+        return []
+    method = method.upper()
+    if low[0] == "$batch":
+        return []  # each item is paced by the caller that packs it
+    teamsy = bool(limits.TEAMS_SEGMENTS.intersection(low))
+    if low[0] in limits.IDENTITY_ROOTS and not teamsy and "onlinemeetings" not in low:
+        units = limits.IDENTITY_UNITS_PER_10S_SMALLEST  # the tenant's size is unknown here: the smallest
+        cost = (2.0 if len(low) == 1 or low[-1] in ("members", "memberof") else 1.0) if method == "GET" else 3.0
+        return [Window("graph:identity", units, 10.0, cost)]
+    if not teamsy:
+        return []
+    cat = limits.teams_category(method, low)
+    out = [Window(f"graph:{cat}", limits.TEAMS_LIMITS[cat][0], 1.0)]
+    if low[0] == "teams" and len(segs) >= 2:
+        if len(segs) >= 4 and low[2] == "channels":
+            out.append(Window(f"graph:channel:{segs[3]}", limits.PER_RESOURCE_RPS, 1.0))
+        else:
+            out.append(Window(f"graph:team:{low[1]}", limits.PER_RESOURCE_RPS, 1.0))
+    return out
+
+
+def bot_windows(method: str, path: str) -> list[Window]:
+    """The limit classes of one Bot Connector call: the app's, and the conversation's."""
+    segs = _segments(path)
+    try:
+        i = segs.index("conversations")
+    except ValueError:
+        i = -1
+    per_app = [Window(f"bot:app:{s}", n, s) for n, s in limits.BOT_PER_APP]
+    if i < 0 or len(segs) <= i + 1:
+        return per_app  # creating a conversation: the app's budget only
+    conv = segs[i + 1]
+    return per_app + [Window(f"bot:conversation:{conv}:{s}", n, s) for n, s in limits.BOT_PER_CONVERSATION]
