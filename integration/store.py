@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS cache (
 );
 CREATE TABLE IF NOT EXISTS tokens (name TEXT PRIMARY KEY, blob TEXT NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS message_refs (ref TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',
+    message_id TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL, created REAL NOT NULL, updated REAL NOT NULL
+);
 """
 
 
@@ -152,6 +157,59 @@ class Store:
         with self._conn() as c:
             row = c.execute("SELECT value FROM message_refs WHERE ref=?", (ref,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    # ---- outbox (delivery key -> state; see outbox.py) ----
+    _OUTBOX_COLS = ("key", "state", "target", "message_id", "reason", "attempts", "lease_until", "created", "updated")
+
+    def _outbox_row(self, c, key: str) -> dict | None:
+        row = c.execute(f"SELECT {','.join(self._OUTBOX_COLS)} FROM outbox WHERE key=?", (key,)).fetchone()
+        return dict(zip(self._OUTBOX_COLS, row)) if row else None
+
+    def outbox_claim(self, key: str, *, target: str = "", lease: float) -> dict:
+        """Take the lease on a delivery key, atomically across processes. ``prior`` is what the
+        key was: None (new), 'sent', 'pending' (someone holds it: not taken), 'stale' (a holder
+        died), 'failed' or 'unknown'."""
+        now = self._clock()
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            row = self._outbox_row(c, key)
+            if row is None:
+                c.execute("INSERT INTO outbox(key,state,target,lease_until,created,updated) VALUES (?,?,?,?,?,?)",
+                          (key, "pending", target, now + lease, now, now))
+                prior, row = None, {"key": key, "state": "pending", "target": target, "attempts": 0}
+            elif row["state"] == "sent":
+                prior = "sent"
+            elif row["state"] == "pending" and (row["lease_until"] or 0) > now:
+                prior = "pending"
+            else:
+                prior = "stale" if row["state"] == "pending" else row["state"]
+                c.execute("UPDATE outbox SET state='pending', lease_until=?, updated=? WHERE key=?",
+                          (now + lease, now, key))
+            c.execute("COMMIT")
+        return {"prior": prior, "row": row}
+
+    def outbox_set(self, key: str, state: str, *, message_id: str | None = None, reason: str | None = None,
+                   attempt: bool = False, lease: float | None = None) -> None:
+        now = self._clock()
+        with self._conn() as c:
+            c.execute("UPDATE outbox SET state=?, message_id=COALESCE(?, message_id), reason=?, "
+                      "attempts=attempts+?, lease_until=?, updated=? WHERE key=?",
+                      (state, message_id, reason, 1 if attempt else 0, now + lease if lease else None, now, key))
+
+    def outbox_get(self, key: str) -> dict | None:
+        with self._conn() as c:
+            return self._outbox_row(c, key)
+
+    def outbox_list(self, state: str | None = None, limit: int = 1000) -> list[dict]:
+        cols = ",".join(self._OUTBOX_COLS)
+        with self._conn() as c:
+            rows = (c.execute(f"SELECT {cols} FROM outbox WHERE state=? ORDER BY updated LIMIT ?", (state, limit))
+                    if state else c.execute(f"SELECT {cols} FROM outbox ORDER BY updated LIMIT ?", (limit,))).fetchall()
+        return [dict(zip(self._OUTBOX_COLS, r)) for r in rows]
+
+    def outbox_delete(self, key: str) -> None:
+        with self._conn() as c:
+            c.execute("DELETE FROM outbox WHERE key=?", (key,))
 
 
 class _Tx:

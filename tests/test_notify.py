@@ -241,3 +241,60 @@ def test_cli_exit_codes(emu, tmp_path, monkeypatch):
     code = cli.main(["--config", conf, "send-notification", "--user", "bob.smith@contoso.example",
                      "--adaptive-card", "{not json"], out=out.append, err=err.append)
     assert code == 2 and "adaptive_card" in err[-1]
+
+
+# ---- fan-out and exactly-once ----
+RECIPIENTS = ["conor.obrien@contoso.example", "priya.patel@contoso.example", "Zoë Müller", "bob.smith@contoso.example"]
+
+
+def sent_texts(emu) -> list[tuple[str, str]]:
+    return sorted((a["conversationId"], a["activity"].get("text")) for a in emu.state.activities.values())
+
+
+def test_the_same_dedupe_key_never_sends_twice(emu, runtime):
+    args = {"user": RECIPIENTS, "message": "IR-9 contained", "dedupe_key": "IR-9/contained"}
+    first = execute("send-notification", args, runtime)
+    again = execute("send-notification", args, runtime)
+    assert [o["status"] for o in first.outputs] == ["sent"] * 4
+    assert [o["status"] for o in again.outputs] == ["already sent"] * 4
+    assert [o["messageRef"] for o in again.outputs] == [o["messageRef"] for o in first.outputs]
+    assert len(emu.state.activities) == 4
+    assert "had it already" in again.message
+    # without a key, running it again is a new message, as a person running it by hand expects
+    execute("send-notification", {"user": RECIPIENTS[:1], "message": "IR-9 contained"}, runtime)
+    assert len(emu.state.activities) == 5
+
+
+def test_results_keep_input_order_and_one_failure_does_not_stop_the_others(emu, runtime):
+    users = RECIPIENTS[:2] + ["nobody@contoso.example"] + RECIPIENTS[2:]
+    r = execute("send-notification", {"user": users, "message": "hello"}, runtime)
+    assert [o["status"] for o in r.outputs] == ["sent", "sent", "failed", "sent", "sent"]
+    assert r.outputs[2]["recipient"] == "nobody@contoso.example" and "not found" in r.outputs[2]["error"]
+    assert len(emu.state.activities) == 4
+
+
+def test_cold_names_are_looked_up_in_one_batch_and_warm_sends_need_one_request_each(emu, runtime):
+    execute("send-notification", {"user": RECIPIENTS, "message": "cold"}, runtime)
+    graph = graph_requests(emu)
+    lookups = [e for e in graph if e["path"].startswith("/v1.0/users") and not e.get("batch_item")]
+    assert any(e["path"] == "/v1.0/$batch" for e in graph)
+    assert lookups == []  # every name came through $batch
+    emu.request_log.clear()
+    execute("send-notification", {"user": RECIPIENTS, "message": "warm"}, runtime)
+    assert graph_requests(emu) == []
+    posts = bot_requests(emu)
+    assert len(posts) == 4 and all(e["path"].endswith("/activities") for e in posts)
+
+
+def test_a_send_whose_connection_drops_is_reported_unknown_and_not_resent(emu, runtime):
+    emu.faults.add(method="POST", path=r"/v3/conversations/[^/]+/activities$", drop=True, count=1)
+    args = {"user": RECIPIENTS[:1], "message": "maybe", "dedupe_key": "k1"}
+    from integration.outbox import UnknownDelivery
+
+    with pytest.raises(UnknownDelivery) as e:
+        execute("send-notification", args, runtime)
+    assert "resend_unknown" in (e.value.hint or "")
+    again = execute("send-notification", dict(args, user=RECIPIENTS[:2]), runtime)
+    assert [o["status"] for o in again.outputs] == ["unknown", "sent"]
+    forced = execute("send-notification", dict(args, resend_unknown=True), runtime)
+    assert [o["status"] for o in forced.outputs] == ["sent"]

@@ -16,7 +16,9 @@ import uuid
 
 from .. import redact
 from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
+from ..fanout import fan_out
 from ..graph import seg
+from ..outbox import Outbox, UnknownDelivery, delivery_key
 from ..resolve import Resolver, is_guid, is_thread_id
 
 HANDLERS = ("send_notification", "message_update")
@@ -128,12 +130,19 @@ def _targets(ctx) -> list[tuple[str, str]]:
 
 
 def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> tuple[str, str, str]:
-    """(conversation id, recipient id, label) of the bot's 1:1 conversation with a user. A user
+    """(conversation id, recipient id, label) of the bot's 1:1 conversation with a user. The
+    conversation id is cached per bot and user (Teams gives the same one each time); a user
     answered from the cache whose id the Bot Connector no longer knows is looked up again once."""
     for attempt in (0, 1):
         r = lookups.resolver
         cached_before = len(r.from_cache) if r else 0
         user = lookups.user(name)
+        label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
+            if user.get("displayName") else user["id"]
+        conv_key = f"{ctx.cfg.bot_id}/{user['id']}"
+        known = ctx.store.get("bot_conversation", conv_key)
+        if known:
+            return known["id"], user["id"], label
         body = {"bot": {"id": ctx.cfg.bot_id}, "members": [{"id": user["id"]}], "isGroup": False,
                 "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
         try:
@@ -142,8 +151,7 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
             if attempt == 0 and r and len(r.from_cache) > cached_before and r.forget_cached():
                 continue
             raise
-        label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
-            if user.get("displayName") else user["id"]
+        ctx.store.put("bot_conversation", conv_key, {"id": conv["id"]})
         return conv["id"], user["id"], label
     raise AssertionError("unreachable")
 
@@ -165,35 +173,69 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _delivery_scope(ctx) -> tuple:
+    """What makes two sends "the same message": the caller's dedupe_key, the playbook run's
+    step and item, or else this invocation alone (a retry inside it is still never a resend)."""
+    if ctx.args.get("dedupe_key"):
+        return ("dedupe", ctx.spec.name, ctx.args["dedupe_key"])
+    scope = getattr(ctx.runtime, "delivery_scope", None)
+    if scope:
+        return ("run", ctx.spec.name, *scope)
+    return ("once", str(uuid.uuid4()))
+
+
+def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:
+    kind, name = target
+    if kind == "user":
+        conv_id, rid, label = _open_user_conversation(ctx, lookups, name, tenant)
+    else:
+        conv_id, rid, label = _channel_conversation(ctx, lookups)
+    key = delivery_key(scope, kind, rid)
+    ref = str(uuid.UUID(key))  # the same delivery always has the same messageRef
+
+    def send():
+        sent = ctx.bot.post(f"/v3/conversations/{seg(conv_id)}/activities", activity) or {}
+        ctx.store.save_message_ref(ref, {
+            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": ctx.cfg.bot_service_url,
+            "recipient": label, "recipientId": rid, "recipientType": kind, "botId": ctx.cfg.bot_id,
+            "sentAt": _now(), "card": "attachments" in activity})
+        return sent.get("id"), sent
+
+    # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
+    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False))
+    if d.state == "unknown":
+        raise UnknownDelivery(f"{label}: {d.reason}", hint="resend with resend_unknown=true if it did not arrive")
+    if d.state == "pending":
+        raise IntegrationError(f"{label}: {d.reason}")
+    return {"recipient": label, "recipientType": kind, "status": "already sent" if d.reused else "sent",
+            "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": conv_id,
+            "deliveryKey": key}
+
+
 def send_notification(ctx):
     tenant = _tenant(ctx)
     targets = _targets(ctx)
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)  # bad content fails here, before anything is sent
-    service_url = ctx.cfg.bot_service_url
+    scope = _delivery_scope(ctx)
+    if lookups.resolver is not None:
+        lookups.resolver.prefetch_users([t for k, t in targets if k == "user" and not is_guid(t)])
+    ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
+    outcomes = fan_out(targets, lambda t: _notify_one(ctx, lookups, activity, tenant, scope, t),
+                       workers=getattr(ctx.cfg, "fanout_workers", 8))
     rows, errors = [], []
-    for kind, target in targets:
-        row = {"recipient": target, "recipientType": kind, "status": "failed", "error": None, "messageRef": None,
-               "activityId": None, "conversationId": None}
-        try:
-            if kind == "user":
-                conv_id, rid, label = _open_user_conversation(ctx, lookups, target, tenant)
-            else:
-                conv_id, rid, label = _channel_conversation(ctx, lookups)
-            sent = ctx.bot.post(f"/v3/conversations/{seg(conv_id)}/activities", activity) or {}
-        except IntegrationError as exc:
-            row["error"] = redact.redact(exc.message)
-            errors.append(exc)
-            rows.append(row)
+    for o in outcomes:
+        if o.ok:
+            rows.append(o.value)
             continue
-        ref = str(uuid.uuid4())
-        ctx.store.save_message_ref(ref, {
-            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
-            "recipient": label, "recipientId": rid, "recipientType": kind, "botId": ctx.cfg.bot_id,
-            "sentAt": _now(), "card": "attachments" in activity})
-        row.update(recipient=label, status="sent", messageRef=ref, activityId=sent.get("id"), conversationId=conv_id)
-        rows.append(row)
-    sent_n = sum(r["status"] == "sent" for r in rows)
+        exc = o.error if isinstance(o.error, IntegrationError) else IntegrationError(
+            f"internal error: {type(o.error).__name__}")
+        errors.append(exc)
+        rows.append({"recipient": o.item[1], "recipientType": o.item[0],
+                     "status": "unknown" if isinstance(exc, UnknownDelivery) else "failed",
+                     "error": redact.redact(exc.message), "messageRef": None, "activityId": None,
+                     "conversationId": None, "deliveryKey": None})
+    sent_n = sum(r["status"] in ("sent", "already sent") for r in rows)
     if not sent_n:
         first = errors[0]
         if len(errors) > 1:
@@ -203,8 +245,12 @@ def send_notification(ctx):
             first.message = f"no notification was sent ({len(errors)} recipients failed): {detail}"
         raise first
     note = f"Notification sent to {sent_n} of {len(rows)} recipient(s)."
+    again = sum(r["status"] == "already sent" for r in rows)
+    if again:
+        note += f" {again} had it already (same delivery key): not sent again."
     if sent_n < len(rows):
-        note += " Failed: " + "; ".join(f"{r['recipient']}: {r['error']}" for r in rows if r["status"] != "sent")
+        note += " Not sent: " + "; ".join(f"{r['recipient']}: {r['status']}: {r['error']}" for r in rows
+                                        if r["status"] not in ("sent", "already sent"))
     return ctx.result(rows, rows, message=note)
 
 

@@ -1,0 +1,138 @@
+"""The outbox over a real SQLite store: one send per key, ambiguous outcomes reconciled by
+reading back or reported as unknown, expired leases of dead senders, and several processes
+racing for the same keys."""
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from integration.errors import GraphError, PermissionDenied
+from integration.outbox import Outbox, UnknownDelivery, delivery_key
+from integration.store import Store
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def outbox(tmp_path, clock):
+    store = Store(tmp_path / "s.sqlite3", clock=clock)
+    yield Outbox(store)
+    store.close()
+
+
+def sender(log, fail=None, message_id="m1"):
+    def send():
+        log.append("send")
+        if fail:
+            exc = fail.pop(0) if isinstance(fail, list) else fail
+            if exc is not None:
+                raise exc
+        return message_id, {"id": message_id}
+    return send
+
+
+def test_a_key_is_sent_once(outbox):
+    log = []
+    first = outbox.deliver("k", sender(log))
+    again = outbox.deliver("k", sender(log))
+    assert (first.state, first.reused, first.message_id) == ("sent", False, "m1")
+    assert (again.state, again.reused, again.message_id) == ("sent", True, "m1")
+    assert log == ["send"]
+
+
+def test_a_refused_send_is_failed_and_may_be_sent_again(outbox):
+    log = []
+    with pytest.raises(PermissionDenied):
+        outbox.deliver("k", sender(log, PermissionDenied("no")))
+    assert outbox.state("k")["state"] == "failed"
+    assert outbox.deliver("k", sender(log)).state == "sent"
+    assert log == ["send", "send"]
+
+
+def test_ambiguous_without_read_back_is_unknown_and_not_resent(outbox):
+    log = []
+    with pytest.raises(UnknownDelivery) as e:
+        outbox.deliver("k", sender(log, GraphError("POST x: timed out")))
+    assert "unknown" in str(e.value) and "resend_unknown" in str(e.value)
+    again = outbox.deliver("k", sender(log))
+    assert again.state == "unknown" and log == ["send"]
+    forced = outbox.deliver("k", sender(log), resend_unknown=True)
+    assert forced.state == "sent" and log == ["send", "send"]
+
+
+def test_ambiguous_then_found_by_reading_back_is_sent_without_a_second_send(outbox):
+    log = []
+    d = outbox.deliver("k", sender(log, GraphError("dropped", status=502)), read_back=lambda: "m-found")
+    assert (d.state, d.message_id) == ("sent", "m-found") and log == ["send"]
+
+
+def test_ambiguous_then_absent_on_reading_back_is_sent_once_more(outbox):
+    log = []
+    d = outbox.deliver("k", sender(log, [GraphError("timed out"), None]), read_back=lambda: None)
+    assert d.state == "sent" and log == ["send", "send"]
+
+
+def test_a_429_that_outlasted_retries_is_failed_not_unknown(outbox):
+    from integration.errors import ThrottledError
+
+    with pytest.raises(ThrottledError):
+        outbox.deliver("k", sender([], ThrottledError("throttled", status=429)))
+    assert outbox.state("k")["state"] == "failed"
+
+
+def test_a_dead_senders_lease_runs_out_and_the_key_becomes_unknown(outbox, clock):
+    store = outbox.store
+    claim = store.outbox_claim("k", target="Conor", lease=60)  # a sender that then died
+    assert claim["prior"] is None
+    busy = outbox.deliver("k", sender([]))
+    assert busy.state == "pending"
+    clock.t += 61
+    log = []
+    late = outbox.deliver("k", sender(log))
+    assert late.state == "unknown" and log == []  # cannot read back: never resend blindly
+    found = outbox.deliver("k", sender(log), read_back=lambda: "m9")
+    assert (found.state, found.message_id) == ("sent", "m9") and log == []
+
+
+def test_keys_are_stable_and_distinct():
+    assert delivery_key("run", "r1", "s1", 0) == delivery_key("run", "r1", "s1", 0)
+    assert delivery_key("run", "r1", "s1", 0) != delivery_key("run", "r1", "s1", 1)
+    assert len(delivery_key("x")) == 32
+
+
+def _race(path, keys, q):
+    store = Store(path)
+    box = Outbox(store)
+    sent = []
+    for k in keys:
+        d = box.deliver(k, lambda k=k: (sent.append(k) or f"id-{k}", None))
+        assert d.state in ("sent", "pending")
+    store.close()
+    q.put(sent)
+
+
+def test_processes_racing_for_the_same_keys_send_each_once(tmp_path):
+    path = tmp_path / "shared.sqlite3"
+    Store(path).close()
+    keys = [f"k{i}" for i in range(60)]
+    q = multiprocessing.get_context("spawn").Queue()
+    procs = [multiprocessing.get_context("spawn").Process(target=_race, args=(path, keys, q)) for _ in range(4)]
+    [p.start() for p in procs]
+    sent = [k for _ in procs for k in q.get(timeout=60)]
+    [p.join(timeout=60) for p in procs]
+    assert sorted(sent) == sorted(keys)  # every key sent, none twice
+    store = Store(path)
+    assert {r["state"] for r in store.outbox_list()} == {"sent"}
+    store.close()
