@@ -4,8 +4,10 @@ ready) -> names to ids -> the command's request(s) or handler -> result.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,6 +35,7 @@ class Runtime:
         self._auth = None
         self._clients: dict[str, Client] = {}
         self._pacer = None
+        self._scope = threading.local()
 
     @property
     def cfg(self) -> config_mod.Config:
@@ -61,6 +64,21 @@ class Runtime:
 
             self._auth = Auth(self.cfg, self.store)
         return self._auth
+
+    @property
+    def delivery_scope(self) -> tuple | None:
+        """What outbound messages of the command running on this thread are keyed by (outbox.py):
+        the playbook run, step and item; None outside a run."""
+        return getattr(self._scope, "value", None)
+
+    @contextlib.contextmanager
+    def delivery(self, scope: tuple | None):
+        prev = self.delivery_scope
+        self._scope.value = scope
+        try:
+            yield
+        finally:
+            self._scope.value = prev
 
     @property
     def pacer(self):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import GraphError, IntegrationError, InputError, ThrottledError
+from .owners import alive, owner_id
 
 LEASE_SECONDS = 300.0
 STATES = ("pending", "sent", "failed", "unknown")
@@ -78,7 +79,7 @@ class Outbox:
         """Send once under ``key``. ``send()`` returns (message id, value) or raises;
         ``read_back()`` (where the conversation can be read) returns the id of the message
         carrying this key's marker, or None when it is not there."""
-        claim = self.store.outbox_claim(key, target=target, lease=self.lease)
+        claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
         prior, row = claim["prior"], claim["row"]
         attempts = row.get("attempts", 0)
         if prior == "sent":

@@ -29,7 +29,12 @@ CREATE TABLE IF NOT EXISTS message_refs (ref TEXT PRIMARY KEY, value TEXT NOT NU
 CREATE TABLE IF NOT EXISTS outbox (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',
     message_id TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    lease_until REAL, created REAL NOT NULL, updated REAL NOT NULL
+    lease_until REAL, owner TEXT, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, run_key TEXT UNIQUE, playbook TEXT NOT NULL, name TEXT NOT NULL,
+    status TEXT NOT NULL, owner TEXT, lease_until REAL, state TEXT NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL
 );
 """
 
@@ -159,32 +164,34 @@ class Store:
         return json.loads(row[0]) if row else None
 
     # ---- outbox (delivery key -> state; see outbox.py) ----
-    _OUTBOX_COLS = ("key", "state", "target", "message_id", "reason", "attempts", "lease_until", "created", "updated")
+    _OUTBOX_COLS = ("key", "state", "target", "message_id", "reason", "attempts", "lease_until", "owner", "created",
+                    "updated")
 
     def _outbox_row(self, c, key: str) -> dict | None:
         row = c.execute(f"SELECT {','.join(self._OUTBOX_COLS)} FROM outbox WHERE key=?", (key,)).fetchone()
         return dict(zip(self._OUTBOX_COLS, row)) if row else None
 
-    def outbox_claim(self, key: str, *, target: str = "", lease: float) -> dict:
+    def outbox_claim(self, key: str, *, target: str = "", lease: float, owner: str = "",
+                     holder_alive=lambda owner: True) -> dict:
         """Take the lease on a delivery key, atomically across processes. ``prior`` is what the
         key was: None (new), 'sent', 'pending' (someone holds it: not taken), 'stale' (a holder
-        died), 'failed' or 'unknown'."""
+        died or its lease ran out), 'failed' or 'unknown'."""
         now = self._clock()
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             row = self._outbox_row(c, key)
             if row is None:
-                c.execute("INSERT INTO outbox(key,state,target,lease_until,created,updated) VALUES (?,?,?,?,?,?)",
-                          (key, "pending", target, now + lease, now, now))
+                c.execute("INSERT INTO outbox(key,state,target,lease_until,owner,created,updated) VALUES (?,?,?,?,?,?,?)",
+                          (key, "pending", target, now + lease, owner, now, now))
                 prior, row = None, {"key": key, "state": "pending", "target": target, "attempts": 0}
             elif row["state"] == "sent":
                 prior = "sent"
-            elif row["state"] == "pending" and (row["lease_until"] or 0) > now:
+            elif row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
                 prior = "pending"
             else:
                 prior = "stale" if row["state"] == "pending" else row["state"]
-                c.execute("UPDATE outbox SET state='pending', lease_until=?, updated=? WHERE key=?",
-                          (now + lease, now, key))
+                c.execute("UPDATE outbox SET state='pending', lease_until=?, owner=?, updated=? WHERE key=?",
+                          (now + lease, owner, now, key))
             c.execute("COMMIT")
         return {"prior": prior, "row": row}
 
@@ -210,6 +217,63 @@ class Store:
     def outbox_delete(self, key: str) -> None:
         with self._conn() as c:
             c.execute("DELETE FROM outbox WHERE key=?", (key,))
+
+    # ---- playbook runs (see playbooks/runs.py) ----
+    _RUN_COLS = ("id", "run_key", "playbook", "name", "status", "owner", "lease_until", "state", "created", "updated")
+
+    def _run_row(self, c, where: str, value: str) -> dict | None:
+        row = c.execute(f"SELECT {','.join(self._RUN_COLS)} FROM runs WHERE {where}=?", (value,)).fetchone()
+        if row is None:
+            return None
+        out = dict(zip(self._RUN_COLS, row))
+        out["state"] = json.loads(out["state"])
+        return out
+
+    def run_create(self, run: dict, *, lease: float) -> dict:
+        """Insert a new run, or return the existing one with the same run_key (not replaced)."""
+        now = self._clock()
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            existing = self._run_row(c, "run_key", run["run_key"]) if run.get("run_key") else None
+            if existing is None:
+                c.execute("INSERT INTO runs(id,run_key,playbook,name,status,owner,lease_until,state,created,updated) "
+                          "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                          (run["id"], run.get("run_key"), run["playbook"], run["name"], run["status"], run.get("owner"),
+                           now + lease, json.dumps(run["state"]), now, now))
+            c.execute("COMMIT")
+        return existing or dict(run, created=now, updated=now, lease_until=now + lease)
+
+    def run_claim(self, run_id: str, owner: str, *, lease: float, holder_alive) -> dict | None:
+        """Take a run over for resuming. None when another live process holds it."""
+        now = self._clock()
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            row = self._run_row(c, "id", run_id)
+            if row is not None:
+                held = row["status"] == "running" and (row["lease_until"] or 0) > now and row["owner"] != owner
+                if held and holder_alive(row["owner"]):
+                    c.execute("COMMIT")
+                    return None
+                c.execute("UPDATE runs SET owner=?, lease_until=?, updated=? WHERE id=?", (owner, now + lease, now, run_id))
+            c.execute("COMMIT")
+        return row
+
+    def run_save(self, run_id: str, status: str, state: dict, *, lease: float) -> None:
+        now = self._clock()
+        with self._conn() as c:
+            c.execute("UPDATE runs SET status=?, state=?, lease_until=?, updated=? WHERE id=?",
+                      (status, json.dumps(state, default=str), now + lease, now, run_id))
+
+    def run_get(self, run_id: str) -> dict | None:
+        with self._conn() as c:
+            return self._run_row(c, "id", run_id)
+
+    def run_list(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        cols = "id, run_key, name, status, owner, created, updated"
+        with self._conn() as c:
+            rows = (c.execute(f"SELECT {cols} FROM runs WHERE status=? ORDER BY created DESC LIMIT ?", (status, limit))
+                    if status else c.execute(f"SELECT {cols} FROM runs ORDER BY created DESC LIMIT ?", (limit,))).fetchall()
+        return [dict(zip(("id", "run_key", "name", "status", "owner", "created", "updated"), r)) for r in rows]
 
 
 class _Tx:

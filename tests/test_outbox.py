@@ -9,6 +9,7 @@ import pytest
 
 from integration.errors import GraphError, PermissionDenied
 from integration.outbox import Outbox, UnknownDelivery, delivery_key
+from integration.owners import alive
 from integration.store import Store
 
 
@@ -94,7 +95,8 @@ def test_a_429_that_outlasted_retries_is_failed_not_unknown(outbox):
 
 def test_a_dead_senders_lease_runs_out_and_the_key_becomes_unknown(outbox, clock):
     store = outbox.store
-    claim = store.outbox_claim("k", target="Conor", lease=60)  # a sender that then died
+    # a sender on another host that then went silent: only its lease tells
+    claim = store.outbox_claim("k", target="Conor", lease=60, owner="elsewhere:1", holder_alive=alive)
     assert claim["prior"] is None
     busy = outbox.deliver("k", sender([]))
     assert busy.state == "pending"
@@ -104,6 +106,19 @@ def test_a_dead_senders_lease_runs_out_and_the_key_becomes_unknown(outbox, clock
     assert late.state == "unknown" and log == []  # cannot read back: never resend blindly
     found = outbox.deliver("k", sender(log), read_back=lambda: "m9")
     assert (found.state, found.message_id) == ("sent", "m9") and log == []
+
+
+def test_a_key_held_by_a_dead_process_on_this_host_is_taken_over_at_once(outbox):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{socket.gethostname()}:{gone.stdout.strip()}"
+    outbox.store.outbox_claim("k", lease=300, owner=dead, holder_alive=alive)
+    log = []
+    d = outbox.deliver("k", sender(log))
+    assert d.state == "unknown" and log == []  # no waiting for the lease, and no blind resend
 
 
 def test_keys_are_stable_and_distinct():

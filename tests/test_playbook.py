@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import types
 
 import pytest
 
@@ -406,9 +405,17 @@ class Script:
 
 
 @pytest.fixture
-def rt():
+def rt(tmp_path):
+    """A runtime whose commands are scripted (no tenant), with a real store for the run's journal."""
+    from integration.config import Config
+    from integration.dispatch import Runtime
+
     sleeps = []
-    return types.SimpleNamespace(registry=registry.default_registry(), sleep=sleeps.append, sleeps=sleeps)
+    runtime = Runtime(Config(store_path=str(tmp_path / "store.sqlite3")), sleep=sleeps.append,
+                      registry_=registry.default_registry())
+    runtime.sleeps = sleeps
+    yield runtime
+    runtime.close()
 
 
 def go(monkeypatch, tmp_path, body, script, rt, inputs=None):
@@ -553,9 +560,8 @@ def test_playbook_help_is_fast_path():
 
 
 def test_every_shipped_playbook_and_the_readme_example_validate(tmp_path):
-    from pathlib import Path
-
     from integration.playbooks.loader import LIBRARY_DIR as root
+
     files = sorted(root.rglob("*.yml"))
     assert files
     for f in files:

@@ -38,6 +38,7 @@ class Step:
     on_error: str = "fail"
     retries: int = 0
     retry_delay: float = 1.0
+    parallel: int = 1  # foreach items run at once (paced to the tenant's limits by the client)
     outputs: dict = field(default_factory=dict)
     line: int | None = None
 
@@ -394,7 +395,7 @@ class _Checker:
                                                   f"this step (a recovery step runs later; jumps never go back)")
         return Step(index=i, id=sid, command=s["command"], spec=spec, args=args, when=when, when_uses_item=uses_item,
                     foreach=foreach, on_error=on_error, retries=s.get("retries", 0),
-                    retry_delay=float(s.get("retry_delay", 1.0)), outputs=outputs,
+                    retry_delay=float(s.get("retry_delay", 1.0)), parallel=int(s.get("parallel", 1)), outputs=outputs,
                     line=self.lines.line(base) if self.lines else None)
 
     def check_args(self, i: int, sid: str, spec: CommandSpec, args: dict) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class PlaybookResult:
     error: BaseException | None = None  # what made the playbook fail
     failed_step: str | None = None
     dry_run: bool = False
+    run_id: str | None = None  # the persisted run (`msteams playbook resume RUN_ID`)
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,7 @@ class PlaybookResult:
         return next((s for s in self.steps if s["id"] == step_id), None)
 
     def to_dict(self) -> dict:
-        return _jsonable({"playbook": self.name, "status": self.status, "dry_run": self.dry_run,
+        return _jsonable({"playbook": self.name, "run_id": self.run_id, "status": self.status, "dry_run": self.dry_run,
                           "failed_step": self.failed_step, "error": str(self.error) if self.error else None,
                           "outputs": self.outputs, "context": self.context,
                           "steps": [_public(s) for s in self.steps]})
@@ -261,6 +263,30 @@ class _Run:
         self.ns: dict[str, dict] = {}  # steps.<id> as templates see it
         self.records: list[dict] = []
         self.errors: dict[str, BaseException] = {}
+        self.journal = None  # runs.Journal: where each checkpoint goes (None: not persisted)
+        self.at, self.done = 0, set()  # the step to run next, and the steps finished
+        self.partial: dict[str, dict] = {}  # a resumed step's saved record (items done before the stop)
+        self._lock = threading.RLock()  # parallel foreach items share the context and the records
+
+    # -- persistence
+    def state(self) -> dict:
+        return {"inputs": self.inputs, "i": self.at, "done": sorted(self.done), "context": self.context,
+                "records": self.records, "sha256": self.sha256}
+
+    sha256 = None
+
+    def restore(self, state: dict) -> None:
+        self.context = state.get("context") or {}
+        self.at, self.done = int(state.get("i", 0)), set(state.get("done") or ())
+        self.records = [r for r in state.get("records") or [] if r["_index"] in self.done]
+        self.partial = {r["id"]: r for r in state.get("records") or [] if r["_index"] not in self.done}
+        self.ns = {r["id"]: r for r in self.records}
+        self.sha256 = state.get("sha256")
+
+    def checkpoint(self, status: str = "running") -> None:
+        if self.journal is not None:
+            with self._lock:
+                self.journal.save(status, _jsonable(self.state()))
 
     # -- template resolution
     def resolver(self, item: Any = _NO_ITEM, result: Any = None) -> Callable[[T.Ref], Any]:
@@ -313,48 +339,59 @@ class _Run:
 
     # -- the run
     def run(self) -> PlaybookResult:
-        steps, i = self.pb.steps, 0
+        steps, i, done = self.pb.steps, self.at, self.done
         failed: tuple[Step, BaseException] | None = None
-        done: set[int] = set()
         while i < len(steps):
             step = steps[i]
             rec = self.run_step(step)
+            if rec["status"] == "failed" and step.on_error == "fail":
+                # Not done: a resumed run starts again here (its delivered items are not resent).
+                failed = (step, self.errors.get(step.id) or IntegrationError(rec.get("error") or "failed"))
+                self.checkpoint("failed")
+                break
             done.add(i)
             if rec["status"] != "failed":
                 i += 1
-                continue
-            if step.on_error == "continue":
+            elif step.on_error == "continue":
                 self.out("    on_error: continue")
                 i += 1
-                continue
-            if step.on_error == "fail":
-                failed = (step, self.errors[step.id])
-                break
-            target = self.pb.step(step.on_error).index
-            self.out(f"    on_error: recovering with step '{step.on_error}'")
-            for j in range(i + 1, target):
-                self._skip(steps[j], f"jumped over: '{step.id}' failed and '{step.on_error}' recovers")
-                done.add(j)
-            i = target
+            else:
+                target = self.pb.step(step.on_error).index
+                self.out(f"    on_error: recovering with step '{step.on_error}'")
+                for j in range(i + 1, target):
+                    self._skip(steps[j], f"jumped over: '{step.id}' failed and '{step.on_error}' recovers")
+                    done.add(j)
+                i = target
+            self.at = i
+            self.checkpoint()
+        if not failed:
+            self.checkpoint("ok")
+        records = copy.deepcopy(self.records)
         for j, step in enumerate(steps):
-            if j not in done:
-                self._skip(step, f"not run: the playbook failed at '{failed[0].id}'" if failed else "not run", quiet=True)
-        self.records.sort(key=lambda r: r["_index"])
-        for r in self.records:
+            if j not in done and not any(r["id"] == step.id for r in records):
+                records.append({"id": step.id, "command": step.spec.name, "duration": 0.0, "attempts": 0,
+                                "error": None, "outputs": {}, "context": {}, "_index": step.index,
+                                "status": "skipped", "reason": f"not run: the playbook failed at '{failed[0].id}'"
+                                if failed else "not run"})
+        records.sort(key=lambda r: r["_index"])
+        for r in records:
             r.pop("_index", None)
         outputs = T.render(self.pb.outputs, self.resolver())
         status = "failed" if failed else "ok"
         self.out(f"playbook '{self.pb.name}': {status}" + (f" at step '{failed[0].id}'" if failed else ""))
-        return PlaybookResult(self.pb.name, status, self.context, outputs, self.records,
-                              error=failed[1] if failed else None, failed_step=failed[0].id if failed else None)
+        return PlaybookResult(self.pb.name, status, self.context, outputs, records,
+                              error=failed[1] if failed else None, failed_step=failed[0].id if failed else None,
+                              run_id=self.journal.id if self.journal else None)
 
     def _record(self, step: Step) -> dict:
         rec = {"id": step.id, "command": step.spec.name, "status": "running", "duration": 0.0, "attempts": 0,
                "error": None, "outputs": {}, "context": {}, "_index": step.index}
         if step.foreach is not None:
             rec["items"], rec["failed"] = [], []
-        self.records.append(rec)
-        self.ns[step.id] = rec
+        with self._lock:
+            self.records = [r for r in self.records if r["id"] != step.id]
+            self.records.append(rec)
+            self.ns[step.id] = rec
         return rec
 
     def _skip(self, step: Step, reason: str, quiet: bool = False) -> dict:
@@ -378,40 +415,69 @@ class _Run:
             return rec
         if step.foreach is not None and not items:
             return self._skip(step, "foreach: no items")
+        prior = self.partial.pop(step.id, None)
         rec = self._record(step)
-        outputs_per_item: list[dict | None] = []
-        ran = failures = 0
-        for n, item in enumerate(items):
+        # Items finished before a stop are kept as they were: neither redone nor resent.
+        kept = {e["n"]: e for e in (prior or {}).get("items") or [] if e.get("status") in ("ok", "skipped")}
+        entries: dict[int, dict] = {}
+
+        def one(n: int) -> dict:
+            item = items[n]
             tag = self.tag(step, n, len(items)) if step.foreach is not None else self.tag(step)
             try:
                 if step.when_uses_item and not self._when(step, item):
                     self.out(f"{tag} skipped: when is false for this item")
-                    rec["items"].append({"item": item, "status": "skipped", "error": None, "outputs": {}})
-                    outputs_per_item.append(None)
-                    continue
+                    return {"n": n, "item": item, "status": "skipped", "error": None, "outputs": {}, "attempts": 0}
             except IntegrationError as exc:
                 self.errors[step.id] = exc
-                entry = {"status": "failed", "error": _first_line(exc), "outputs": {}, "attempts": 0}
-            else:
-                entry = self.run_item(step, item, tag)
+                return {"n": n, "item": item, "status": "failed", "error": _first_line(exc), "outputs": {}, "attempts": 0}
+            return {"n": n, "item": item, **self.run_item(step, item, tag, n)}
+
+        def record(entry: dict) -> None:
+            with self._lock:
+                entries[entry["n"]] = entry
+                if step.foreach is not None:
+                    rec["items"] = [{k: v for k, v in entries[k].items() if k != "readable"} for k in sorted(entries)]
+            if step.foreach is not None:
+                self.checkpoint()
+
+        for n, entry in kept.items():
+            if n < len(items):
+                record(entry)
+        todo = [n for n in range(len(items)) if n not in kept]
+        if step.parallel > 1 and len(todo) > 1:
+            from ..fanout import fan_out
+
+            fan_out(todo, one, workers=step.parallel, on_done=lambda o: record(o.value if o.ok else {
+                "n": o.item, "item": items[o.item], "status": "failed", "error": _first_line(o.error),
+                "outputs": {}, "attempts": 1}))
+        else:
+            for n in todo:
+                entry = one(n)
+                record(entry)
+                if entry["status"] == "failed" and step.on_error == "fail":
+                    break
+        outputs_per_item: list[dict | None] = []
+        ran = failures = 0
+        for n in sorted(entries):
+            entry = entries[n]
+            if entry["status"] == "skipped":
+                outputs_per_item.append(None)
+                continue
             ran += 1
             rec["attempts"] += entry["attempts"]
-            if step.foreach is not None:
-                rec["items"].append({"item": item, **entry})
             outputs_per_item.append(entry["outputs"] if entry["status"] == "ok" else None)
             if entry["status"] == "failed":
                 failures += 1
                 rec["error"] = entry["error"]
                 if step.foreach is not None:
-                    rec["failed"].append(item)
-                if step.on_error == "fail":
-                    break
+                    rec["failed"].append(entry["item"])
         rec["duration"] = round(time.perf_counter() - started, 3)
         rec["status"] = "failed" if failures else "ok" if ran else "skipped"
         if step.foreach is None:
             rec["outputs"] = outputs_per_item[0] or {} if outputs_per_item else {}
-            if ran and entry.get("readable") is not None:
-                rec["readable"] = entry["readable"]  # the command's table, for front ends that show results
+            if ran and entries[0].get("readable") is not None:
+                rec["readable"] = entries[0]["readable"]  # the command's table, for front ends that show results
         else:
             names = list(step.outputs)
             rec["outputs"] = {k: [o.get(k) if o else None for o in outputs_per_item] for k in names}
@@ -419,16 +485,20 @@ class _Run:
                 rec["reason"] = "when is false for every item"
         return rec
 
-    def run_item(self, step: Step, item: Any, tag: str) -> dict:
+    def run_item(self, step: Step, item: Any, tag: str, n: int = 0) -> dict:
         from ..dispatch import execute
 
         attempts = 0
+        # Every attempt of this item sends under the same delivery keys: a retry after an
+        # ambiguous send, or a resumed run, never delivers twice.
+        scope = (self.journal.id, step.id, n) if self.journal else None
         while True:
             attempts += 1
             t0 = time.perf_counter()
             try:
                 args = T.render(step.args, self.resolver(item))
-                result = execute(step.spec.name, args, self.runtime)
+                with self.runtime.delivery(scope):
+                    result = execute(step.spec.name, args, self.runtime)
                 break
             except Exception as exc:  # noqa: BLE001 - a step's failure is the playbook's to handle (on_error)
                 took = time.perf_counter() - t0
@@ -449,9 +519,9 @@ class _Run:
                         "duration": round(took, 3)}
         took = time.perf_counter() - t0
         ctx = result.context()
-        merge_context(self.context, ctx, result.key)
-        rec = self.ns[step.id]
-        merge_context(rec["context"], ctx, result.key)
+        with self._lock:
+            merge_context(self.context, ctx, result.key)
+            merge_context(self.ns[step.id]["context"], ctx, result.key)
         view = {"outputs": result.outputs, "context": ctx, "message": result.message, "raw": result.raw,
                 "flow": result.flow}
         outputs = T.render(step.outputs, self.resolver(item, view))
@@ -533,10 +603,14 @@ def _stderr(line: str) -> None:
 
 
 def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = None, runtime=None, dry_run: bool = False,
-                 out: Callable[[str], None] | None = None) -> PlaybookResult:
+                 out: Callable[[str], None] | None = None, *, run_key: str | None = None,
+                 persist: bool = True) -> PlaybookResult:
     """Check, then run (or plan, with dry_run) a playbook. Problems with the playbook or its
     inputs raise (FileError / InputError) before any step; a failing step does not raise: the
-    result says status "failed", which step, and the error (result.exit_code)."""
+    result says status "failed", which step, and the error (result.exit_code).
+
+    A run from a file is persisted step by step (its id is printed first and is the result's
+    run_id); with a ``run_key`` already used, the earlier run is resumed instead."""
     out = out or _stderr
     if runtime is not None:
         reg = runtime.registry
@@ -554,7 +628,41 @@ def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = Non
 
         runtime = Runtime(registry_=reg)
     try:
-        return _Run(pb, values, reg, out, runtime=runtime).run()
+        run = _Run(pb, values, reg, out, runtime=runtime)
+        if persist and pb.path and Path(pb.path).is_file():
+            from .runs import Journal, digest
+
+            run.sha256 = digest(pb.path)
+            run.journal, row = Journal.start(runtime.store, pb.path, pb.name, _jsonable(values), run_key)
+            if row is not None:
+                return _continue(run, row, out)
+            out(f"run {run.journal.id} started" + (f" (run key {run_key})" if run_key else ""))
+        return run.run()
     finally:
         if own:
             runtime.close()
+
+
+def _continue(run: "_Run", row: dict, out) -> PlaybookResult:
+    state = row["state"]
+    run.inputs = state.get("inputs") or run.inputs
+    run.restore(state)
+    if row["status"] == "ok":
+        out(f"run {run.journal.id} already finished: nothing to do")
+    else:
+        out(f"run {run.journal.id} resumed at step {run.at + 1} of {len(run.pb.steps)}"
+            + (f" ({len(run.done)} finished before)" if run.done else ""))
+    return run.run()  # a finished run only reports its saved result again
+
+
+def resume_playbook(run_id: str, runtime, out: Callable[[str], None] | None = None) -> PlaybookResult:
+    """Continue a persisted run after a crash, a kill or a failed step: finished steps are not
+    redone, delivered items are not resent."""
+    from .runs import Journal
+
+    out = out or _stderr
+    journal, row = Journal.claim(runtime.store, run_id)
+    pb = load(row["playbook"], runtime.registry)
+    run = _Run(pb, row["state"].get("inputs") or {}, runtime.registry, out, runtime=runtime)
+    run.journal = journal
+    return _continue(run, row, out)
