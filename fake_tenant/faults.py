@@ -6,7 +6,9 @@ next two chat-message posts with a Graph-shaped 503. ``path`` is a regular expre
 in the request path (Graph paths are matched both without and with the ``/v1.0`` prefix; Bot
 Connector paths both without and with ``/botframework``). ``delay`` sleeps first; with no
 explicit ``status`` a delayed request then proceeds normally. ``drop=True`` closes the
-connection without any response. By default faults hit Graph and the Bot Connector
+connection without any response. ``after=True`` applies the fault once the request has been
+carried out (the write is applied; the caller sees a dropped connection, a late answer or an
+error): what a client must reconcile rather than blindly retry. By default faults hit Graph and the Bot Connector
 (``target="api"``); ``target="entra"`` aims at the sign-in endpoints, ``"any"`` at everything.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Fault:
     retry_after: int | None = None
     body: object = None
     target: str = "api"
+    after: bool = False
     id: int = field(default_factory=lambda: next(_ids))
     hits: int = 0
 
@@ -59,7 +62,7 @@ class Fault:
     def describe(self) -> dict:
         return {"id": self.id, "method": self.method, "path": self.path, "status": self.status,
                 "remaining": self.count, "delay": self.delay, "drop": self.drop,
-                "retry_after": self.retry_after, "target": self.target, "hits": self.hits}
+                "retry_after": self.retry_after, "target": self.target, "after": self.after, "hits": self.hits}
 
 
 class Faults:
@@ -69,7 +72,7 @@ class Faults:
 
     def add(self, method: str | None = None, path: str = ".*", status=_UNSET, count: int = 1,
             delay: float = 0.0, drop: bool = False, retry_after: int | None = None, body=None,
-            target: str = "api") -> Fault:
+            target: str = "api", after: bool = False) -> Fault:
         if status is _UNSET:
             status = None if (delay and not drop) else 503
         if status is not None and not (100 <= int(status) <= 599):
@@ -79,7 +82,7 @@ class Faults:
         if count < 1:
             raise ValueError("count must be at least 1")
         f = Fault(method.upper() if method else None, path, int(status) if status is not None else None,
-                  int(count), float(delay), bool(drop), retry_after, body, target)
+                  int(count), float(delay), bool(drop), retry_after, body, target, bool(after))
         with self._lock:
             self._faults.append(f)
         return f

@@ -506,7 +506,7 @@ class Emulator:
         permissions.check(claims, route)
         self.throttle.check(claims.app_id, method, route.permission_key, path)
         fault = self.faults.take(method, (path, "/v1.0" + path), "api") if len(self.faults) else None
-        if fault is not None:
+        if fault is not None and not fault.after:
             self._apply_fault_delay(fault)
             if fault.drop and not batch_item:
                 raise _Drop()
@@ -536,6 +536,13 @@ class Emulator:
         if resp is None:
             resp = Response(204)
         resp.headers = dict(resp.headers or {})
+        if fault is not None and fault.after:  # applied, but the caller does not learn it
+            self._apply_fault_delay(fault)
+            if fault.drop and not batch_item:
+                raise _Drop()
+            if fault.drop or fault.status is not None:
+                raise fault.error() if fault.status is not None else GraphError(
+                    504, "GatewayTimeout", "Injected fault: the request timed out.")
         return resp
 
     def _authenticate(self, headers: dict) -> Claims:
@@ -555,7 +562,7 @@ class Emulator:
         except GraphError as e:
             return self.bot.error(e.status, "Unauthorized", e.message), None
         fault = self.faults.take(method, (path, "/botframework" + path), "api") if len(self.faults) else None
-        if fault is not None:
+        if fault is not None and not fault.after:
             self._apply_fault_delay(fault)
             if fault.drop:
                 raise _Drop()
@@ -566,10 +573,17 @@ class Emulator:
                     resp.headers["Retry-After"] = str(fault.retry_after)
                 return resp, claims
         try:
-            return self.bot.handle(method, path, headers, body, claims), claims
+            resp = self.bot.handle(method, path, headers, body, claims)
         except Exception:
             log.error("unhandled error in Bot Connector %s %s\n%s", method, path, traceback.format_exc())
             return self.bot.error(500, "ServiceError", "An internal server error occurred."), claims
+        if fault is not None and fault.after:  # applied, but the caller does not learn it
+            self._apply_fault_delay(fault)
+            if fault.drop:
+                raise _Drop()
+            if fault.status is not None:
+                return self.bot.error(fault.status, "ServiceError", f"Injected fault: {fault.status}."), claims
+        return resp, claims
 
     # ---- admin ----
     def _admin(self, method: str, what: str, query: str, body: bytes) -> Response:
@@ -596,7 +610,8 @@ class Emulator:
                     self.faults.clear()
                     return Response(200, {"faults": []})
                 if method == "POST":
-                    allowed = {"method", "path", "status", "count", "delay", "drop", "retry_after", "body", "target"}
+                    allowed = {"method", "path", "status", "count", "delay", "drop", "retry_after", "body", "target",
+                               "after"}
                     unknown = set(data) - allowed
                     if unknown:
                         return Response(400, {"error": f"unknown fault fields: {sorted(unknown)}"})

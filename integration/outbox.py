@@ -4,7 +4,7 @@ the store (pending, sent with the message id, failed with the reason, unknown).
     new ──send──> sent                          nothing under this key is sent again
      │     └────> failed (the service refused)  sent again on a later attempt
      └──ambiguous (timeout, dropped connection, 5xx on a POST)──> reconcile:
-            read the conversation back for our marker: found -> sent, absent -> sent again once,
+            read the conversation back for our message: found -> sent, absent -> sent again once,
             cannot be read back -> unknown (reported; sent again only when asked)
 
 A key stays `pending` while one sender holds it; a pending key whose lease ran out belongs to
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import GraphError, IntegrationError, InputError, ThrottledError
+from .errors import GraphError, IntegrationError, ThrottledError
 from .owners import alive, owner_id
 
 LEASE_SECONDS = 300.0
@@ -32,9 +33,16 @@ def delivery_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def marker(key: str) -> str:
-    """What the sender puts in the message so a read-back can find it (not secret)."""
-    return f"msteams-delivery-{key[:16]}"
+def delivery_scope(ctx) -> tuple:
+    """What makes two sends of a command "the same message": the caller's dedupe_key, the
+    playbook run's step and item, or else this invocation alone (a retry inside it is still
+    never a resend)."""
+    if ctx.args.get("dedupe_key"):
+        return ("dedupe", ctx.spec.name, ctx.args["dedupe_key"])
+    scope = ctx.runtime.delivery_scope
+    if scope:
+        return ("run", ctx.spec.name, *scope)
+    return ("once", uuid.uuid4().hex)
 
 
 def ambiguous(exc: BaseException) -> bool:
@@ -78,7 +86,7 @@ class Outbox:
                 resend_unknown: bool = False) -> Delivery:
         """Send once under ``key``. ``send()`` returns (message id, value) or raises;
         ``read_back()`` (where the conversation can be read) returns the id of the message
-        carrying this key's marker, or None when it is not there."""
+        this delivery posted, or None when it is not there."""
         claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
         prior, row = claim["prior"], claim["row"]
         attempts = row.get("attempts", 0)
@@ -96,7 +104,7 @@ class Outbox:
                 reason = row.get("reason") or "an earlier attempt was interrupted; its outcome is not known"
                 self.store.outbox_set(key, "unknown", reason=reason)
                 return Delivery(key, "unknown", reason=reason, attempts=attempts)
-        return self._send(key, send, read_back)
+        return self._send(key, send, read_back, target)
 
     @staticmethod
     def _look(read_back) -> tuple[bool, str | None]:
@@ -108,7 +116,7 @@ class Outbox:
         except IntegrationError:
             return False, None
 
-    def _send(self, key: str, send, read_back) -> Delivery:
+    def _send(self, key: str, send, read_back, target: str) -> Delivery:
         for attempt in (0, 1):
             self.store.outbox_set(key, "pending", attempt=True, lease=self.lease)
             try:
@@ -126,7 +134,7 @@ class Outbox:
                 if readable and attempt == 0:
                     continue  # read back and absent: it was not applied; send once more
                 self.store.outbox_set(key, "unknown", reason=reason)
-                raise UnknownDelivery(f"delivery {key[:12]} has an unknown outcome: {reason}",
+                raise UnknownDelivery(f"{target or 'delivery ' + key[:12]}: outcome unknown: {reason}",
                                       hint="it may have arrived: check the conversation, and resend with "
                                            "resend_unknown=true only if it did not") from None
             self.store.outbox_set(key, "sent", message_id=message_id)
@@ -136,11 +144,3 @@ class Outbox:
     def forget(self, key: str) -> None:
         self.store.outbox_delete(key)
 
-
-def check_dedupe_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value or len(value) > 200:
-        raise InputError("dedupe_key must be 1 to 200 characters")
-    return value

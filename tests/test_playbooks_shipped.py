@@ -1,7 +1,6 @@
 """The playbooks shipped in playbooks/, end to end against the emulator: the requests each one
 makes (emu.request_log), what the tenant holds afterwards, and the final context."""
 import json
-from pathlib import Path
 
 import pytest
 

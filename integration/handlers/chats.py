@@ -7,9 +7,14 @@ Topics and members are looked up among the signed-in account's chats, so with th
 (no account) a chat is named by its id."""
 from __future__ import annotations
 
-from ..errors import ArgumentError, NotFound, RequestRejected
+import time
+
+from .. import redact
+from ..errors import ArgumentError, IntegrationError, NotFound, RequestRejected
+from ..fanout import fan_out
 from ..graph import seg
-from ..resolve import chat_body, is_thread_id, member_body
+from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from ..resolve import chat_body, is_guid, is_thread_id, member_body
 
 HANDLERS = ("chat_create", "message_send_to_chat", "chat_list", "chat_member_list", "chat_add_user",
             "chat_message_list", "chat_update")
@@ -43,7 +48,8 @@ def _target_chat(ctx, name: str) -> dict:
     r = ctx.resolver
     if is_thread_id(name):
         return {"id": name}
-    chat = r.chat_by_topic(name)
+    # A mail address or an object id is a person, never a topic: no topic lookup for it.
+    chat = None if ("@" in name or is_guid(name)) else r.chat_by_topic(name)
     if chat:
         return chat
     try:
@@ -56,15 +62,91 @@ def _target_chat(ctx, name: str) -> dict:
     return chat
 
 
+READ_BACK_TOP = 20  # the chat's newest messages: ours, if it arrived, is among them
+
+
+def _send_to_chat(ctx, name: str, body: dict, scope: tuple) -> dict:
+    """One chat post under the outbox: sent once per delivery key; an ambiguous post (timeout,
+    dropped connection, 5xx) is looked for among the chat's newest messages before any resend."""
+    chat = _target_chat(ctx, name)
+    path = f"/chats/{seg(chat['id'])}/messages"
+    key = delivery_key(scope, chat["id"])
+    posted: dict = {}
+
+    def send():
+        posted["at"] = time.time()
+        msg = ctx.graph.post(path, body) or {}
+        return msg.get("id"), msg
+
+    def read_back():
+        me = ctx.resolver.me()["id"]
+        page = ctx.graph.get(path, params={"$top": READ_BACK_TOP}) or {}
+        for m in page.get("value") or []:
+            sender = ((m.get("from") or {}).get("user") or {}).get("id")
+            if sender == me and (m.get("body") or {}).get("content") == body["body"]["content"] \
+                    and _after(m.get("createdDateTime"), posted.get("at")):
+                return m.get("id")
+        return None
+
+    d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=chat.get("topic") or chat.get("label") or
+                                  chat["id"], resend_unknown=ctx.args.get("resend_unknown", False))
+    if d.state == "unknown":
+        raise UnknownDelivery(f"chat '{name}': outcome unknown: {d.reason}",
+                              hint="resend with resend_unknown=true if it did not arrive")
+    if d.state == "pending":
+        raise IntegrationError(f"chat '{name}': {d.reason}")
+    msg = dict(d.value or {"id": d.message_id})
+    msg.setdefault("chatId", chat["id"])
+    msg["deliveryStatus"] = "already sent" if d.reused else "sent"
+    msg["recipient"] = chat.get("topic") or chat.get("label") or chat["id"]
+    return msg
+
+
+def _text(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, IntegrationError) else f"internal error: {type(exc).__name__}"
+
+
+def _after(created: str | None, since: float | None) -> bool:
+    """Whether a message was created after our attempt began (a minute of clock skew allowed)."""
+    if not created or since is None:
+        return since is None
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return t >= since - 60
+
+
 def message_send_to_chat(ctx):
     args = ctx.args
-    chat = _target_chat(ctx, args["chat"])
+    names = ([args["chat"]] if args.get("chat") else []) + list(args.get("chats") or [])
+    if not names:
+        raise ArgumentError("chat", "give a chat (or several with chats)")
+    names = list(dict.fromkeys(n.strip() for n in names))
     # Text is sent as text (Teams shows it literally); html is the caller's own markup.
     body = {"body": {"contentType": args["content_type"], "content": args["content"]}}
-    msg = ctx.graph.post(f"/chats/{seg(chat['id'])}/messages", body)
-    msg.setdefault("chatId", chat["id"])
-    where = chat.get("topic") or chat.get("label") or chat["id"]
-    return ctx.result(msg, msg, message=f"Message sent to '{where}'.")
+    scope = delivery_scope(ctx)
+    if len(names) > 1:
+        ctx.resolver.prefetch_users([n for n in names if "@" in n])
+        ctx.resolver.me()
+    outcomes = fan_out(names, lambda n: _send_to_chat(ctx, n, body, scope), workers=getattr(ctx.cfg, "fanout_workers", 8))
+    sent = [o.value for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    if not sent:
+        raise failed[0].error
+    again = sum(m["deliveryStatus"] == "already sent" for m in sent)
+    if len(names) == 1:
+        note = (f"Message sent to '{sent[0]['recipient']}'." if not again else
+                f"Message already sent to '{sent[0]['recipient']}' under this delivery key: not sent again.")
+    else:
+        note = f"Message sent to {len(sent)} of {len(names)} chat(s)."
+        if again:
+            note += f" {again} had it already (same delivery key): not sent again."
+    if failed:
+        note += " Not sent: " + "; ".join(f"{o.item}: {redact.redact(_text(o.error))}" for o in failed)
+    return ctx.result(sent, sent, message=note)
 
 
 # ---------------------------------------------------------------------------- naming a chat

@@ -18,7 +18,7 @@ from .. import redact
 from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
 from ..fanout import fan_out
 from ..graph import seg
-from ..outbox import Outbox, UnknownDelivery, delivery_key
+from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
 from ..resolve import Resolver, is_guid, is_thread_id
 
 HANDLERS = ("send_notification", "message_update")
@@ -173,17 +173,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _delivery_scope(ctx) -> tuple:
-    """What makes two sends "the same message": the caller's dedupe_key, the playbook run's
-    step and item, or else this invocation alone (a retry inside it is still never a resend)."""
-    if ctx.args.get("dedupe_key"):
-        return ("dedupe", ctx.spec.name, ctx.args["dedupe_key"])
-    scope = getattr(ctx.runtime, "delivery_scope", None)
-    if scope:
-        return ("run", ctx.spec.name, *scope)
-    return ("once", str(uuid.uuid4()))
-
-
 def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:
     kind, name = target
     if kind == "user":
@@ -218,7 +207,7 @@ def send_notification(ctx):
     targets = _targets(ctx)
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)  # bad content fails here, before anything is sent
-    scope = _delivery_scope(ctx)
+    scope = delivery_scope(ctx)
     if lookups.resolver is not None:
         lookups.resolver.prefetch_users([t for k, t in targets if k == "user" and not is_guid(t)])
     ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
