@@ -84,3 +84,17 @@ def test_bot_fanout_through_429s_with_and_without_retry_after(emu, runtime, slee
     r = execute("send-notification", {"user": PEOPLE, "message": "bot-storm"}, runtime)
     assert [o["status"] for o in r.outputs] == ["sent"] * 3
     assert len(bot_messages(emu, "bot-storm")) == 3 and set(bot_messages(emu, "bot-storm").values()) == {1}
+
+
+def channel_messages(emu, content: str) -> int:
+    return sum(1 for t in emu.state.teams.values() for ch in t.channels.values() for m in ch.messages
+               if (m.body or {}).get("content") == content)
+
+
+def test_a_channel_post_applied_but_dropped_is_found_and_a_second_run_with_the_key_posts_nothing(emu, signed_in):
+    emu.faults.add(method="POST", path=r"/channels/[^/]+/messages$", drop=True, after=True, count=1)
+    args = {"team": "Security Operations", "channel": "General", "content": "chan-drop-after", "dedupe_key": "c1"}
+    execute("channel-message-send", args, signed_in)
+    assert channel_messages(emu, "chan-drop-after") == 1
+    again = execute("channel-message-send", args, signed_in)
+    assert "not sent again" in again.message and channel_messages(emu, "chan-drop-after") == 1

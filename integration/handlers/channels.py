@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ..errors import ArgumentError, NotFound, PermissionDenied, RequestRejected
 from ..graph import seg
+from ..outbox import delivery_key, delivery_scope
+from ..posting import post_once
 from ..resolve import member_body
 
 HANDLERS = ("channel_create", "channel_user_add", "channel_user_remove", "channel_message_send")
@@ -101,12 +103,15 @@ def channel_message_send(ctx):
     if args.get("reply_to"):
         path += f"/{seg(args['reply_to'])}/replies"
     body = {"body": {"contentType": args["content_type"], "content": args["content"]}}
+    where = f"channel '{chan.get('displayName')}'"
+    key = delivery_key(delivery_scope(ctx), team["id"], chan["id"], args.get("reply_to"))
     try:
-        msg = ctx.graph.post(path, body)
+        msg, reused = post_once(ctx, path, body, key, where)
     except PermissionDenied as exc:
         if not exc.permissions and chan.get("membershipType") in ("private", "shared"):
             exc.hint = (f"the signed-in account must be a member of the {chan['membershipType']} channel: "
                         "add it with `msteams channel-user-add`")
         raise
-    where = f"channel '{chan.get('displayName')}'"
+    if reused:
+        return ctx.result(msg, msg, message=f"Already sent to {where} under this delivery key: not sent again.")
     return ctx.result(msg, msg, message=(f"Reply sent in {where}." if args.get("reply_to") else f"Message sent to {where}."))

@@ -7,13 +7,12 @@ Topics and members are looked up among the signed-in account's chats, so with th
 (no account) a chat is named by its id."""
 from __future__ import annotations
 
-import time
-
 from .. import redact
 from ..errors import ArgumentError, IntegrationError, NotFound, RequestRejected
 from ..fanout import fan_out
 from ..graph import seg
-from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from ..outbox import delivery_key, delivery_scope
+from ..posting import post_once
 from ..resolve import chat_body, is_guid, is_thread_id, member_body
 
 HANDLERS = ("chat_create", "message_send_to_chat", "chat_list", "chat_member_list", "chat_add_user",
@@ -62,61 +61,17 @@ def _target_chat(ctx, name: str) -> dict:
     return chat
 
 
-READ_BACK_TOP = 20  # the chat's newest messages: ours, if it arrived, is among them
-
-
 def _send_to_chat(ctx, name: str, body: dict, scope: tuple) -> dict:
-    """One chat post under the outbox: sent once per delivery key; an ambiguous post (timeout,
-    dropped connection, 5xx) is looked for among the chat's newest messages before any resend."""
     chat = _target_chat(ctx, name)
-    path = f"/chats/{seg(chat['id'])}/messages"
-    key = delivery_key(scope, chat["id"])
-    posted: dict = {}
-
-    def send():
-        posted["at"] = time.time()
-        msg = ctx.graph.post(path, body) or {}
-        return msg.get("id"), msg
-
-    def read_back():
-        me = ctx.resolver.me()["id"]
-        page = ctx.graph.get(path, params={"$top": READ_BACK_TOP}) or {}
-        for m in page.get("value") or []:
-            sender = ((m.get("from") or {}).get("user") or {}).get("id")
-            if sender == me and (m.get("body") or {}).get("content") == body["body"]["content"] \
-                    and _after(m.get("createdDateTime"), posted.get("at")):
-                return m.get("id")
-        return None
-
-    d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=chat.get("topic") or chat.get("label") or
-                                  chat["id"], resend_unknown=ctx.args.get("resend_unknown", False))
-    if d.state == "unknown":
-        raise UnknownDelivery(f"chat '{name}': outcome unknown: {d.reason}",
-                              hint="resend with resend_unknown=true if it did not arrive")
-    if d.state == "pending":
-        raise IntegrationError(f"chat '{name}': {d.reason}")
-    msg = dict(d.value or {"id": d.message_id})
+    label = chat.get("topic") or chat.get("label") or chat["id"]
+    msg, reused = post_once(ctx, f"/chats/{seg(chat['id'])}/messages", body, delivery_key(scope, chat["id"]), label)
     msg.setdefault("chatId", chat["id"])
-    msg["deliveryStatus"] = "already sent" if d.reused else "sent"
-    msg["recipient"] = chat.get("topic") or chat.get("label") or chat["id"]
+    msg.update(deliveryStatus="already sent" if reused else "sent", recipient=label)
     return msg
 
 
 def _text(exc: BaseException) -> str:
     return exc.message if isinstance(exc, IntegrationError) else f"internal error: {type(exc).__name__}"
-
-
-def _after(created: str | None, since: float | None) -> bool:
-    """Whether a message was created after our attempt began (a minute of clock skew allowed)."""
-    if not created or since is None:
-        return since is None
-    from datetime import datetime
-
-    try:
-        t = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return t >= since - 60
 
 
 def message_send_to_chat(ctx):
