@@ -1,0 +1,238 @@
+"""Fan-out at the throttle limit: one message to 1,000 users of a 1,200-user fake tenant that
+throttles at Microsoft's published limits (times --speed), in four cases: bot notification
+cold and warm, delegated chat message cold and warm; beside a naive sequential sender (one
+request after another, 429s absorbed by retries, nothing cached) in the same run.
+
+For each it prints the wall time over the throttle lower bound of the requests the case
+really sent (the busiest limit class: its requests beyond one window's worth, at its rate),
+requests per recipient, 429s that reached the caller, failures and duplicates (from the fake
+tenant's own state). Goals: wall <= 1.10x the lower bound; warm <= 1.02 requests per
+recipient; cold bot <= 2.1; 0 surfaced 429s, 0 failures, 0 duplicates.
+
+    .venv/bin/python benchmarks/fanout.py [--recipients 1000] [--speed 4]
+
+The fake tenant runs in its own process on loopback (so it does not share the client's GIL);
+every loop is bounded and the run stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import requests  # noqa: E402
+
+from integration import config as config_mod  # noqa: E402
+from integration.dispatch import Runtime, execute  # noqa: E402
+from integration.pacer import bot_windows, graph_windows  # noqa: E402
+
+
+class Tenant:
+    """`msteams emulator serve` in a subprocess, read through its admin endpoints."""
+
+    def __init__(self, users: int, speed: float, workdir: str):
+        self.cfg_path = os.path.join(workdir, "emu.yml")
+        self.proc = subprocess.Popen([sys.executable, "-m", "fake_tenant", "serve", "--users", str(users),
+                                      "--speed", str(speed), "--write-config", self.cfg_path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while not (os.path.exists(self.cfg_path) and os.path.getsize(self.cfg_path)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the fake tenant did not start: {self.proc.stdout.read()}")
+            time.sleep(0.05)
+        self.cfg = config_mod.load(self.cfg_path)
+        self.admin = self.cfg.graph_url.split("/v1.0")[0] + "/_emulator"
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.http.verify = self.cfg.ca_bundle
+
+    def get(self, what: str) -> dict:
+        return self.http.get(f"{self.admin}/{what}", timeout=60).json()
+
+    def requests_since(self, n: int) -> list[dict]:
+        return self.get("requests")["requests"][n:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def runtime(tenant: Tenant, store: str, speed: float, paced: bool = True) -> Runtime:
+    cfg = config_mod.load(tenant.cfg_path)
+    cfg.store_path = store
+    rt = Runtime(cfg)
+    rt.echo = lambda s: None
+    rt.pacer.speed = speed  # the same switch as the fake tenant's
+    rt.pacer.enabled = paced
+    return rt
+
+
+def lower_bound(log: list[dict], speed: float) -> float:
+    """Seconds the busiest limit class needs for the requests in ``log`` at the published rates."""
+    spent: dict[str, list] = {}
+    for e in log:
+        path = e["path"]
+        if path.startswith("/botframework"):
+            wins = bot_windows(e["method"], path[len("/botframework"):])
+        elif path.startswith("/v1.0"):
+            if e["path"] == "/v1.0/$batch":
+                continue
+            wins = graph_windows(e["method"], path)
+        else:
+            continue  # sign-in
+        for w in wins:
+            s = spent.setdefault(w.key, [0.0, w])
+            s[0] += w.cost
+    best = 0.0
+    for total, w in spent.values():
+        rate = w.capacity / w.seconds * speed
+        best = max(best, max(0.0, total - w.capacity) / rate)
+    return best
+
+
+def duplicates_bot(state: dict, text: str) -> int:
+    c = collections.Counter(a["conversationId"] for a in state["activities"] if a["activity"].get("text") == text)
+    return sum(n - 1 for n in c.values() if n > 1)
+
+
+def duplicates_chat(state: dict, content: str) -> int:
+    c = collections.Counter(cid for cid, ch in state["chats"].items() for m in ch["messages"]
+                            if (m.get("body") or {}).get("content") == content)
+    return sum(n - 1 for n in c.values() if n > 1)
+
+
+def measure(tenant: Tenant, name: str, speed: float, n: int, run, dup) -> dict:
+    before = len(tenant.get("requests")["requests"])
+    t0 = time.perf_counter()
+    sent, failed, surfaced = run()
+    wall = time.perf_counter() - t0
+    log = tenant.requests_since(before)
+    api = [e for e in log if e["path"].startswith(("/v1.0", "/botframework")) and not e.get("batch_item")]
+    throttled = sum(1 for e in api if e["status"] == 429)
+    lb = lower_bound([e for e in log if e["status"] != 429], speed)
+    return {"case": name, "wall_s": round(wall, 2), "lower_bound_s": round(lb, 2),
+            "ratio": round(wall / lb, 3) if lb else None, "requests_per_recipient": round(len(api) / n, 3),
+            "429s_seen_by_service": throttled, "429s_surfaced": surfaced, "failures": failed, "sent": sent,
+            "duplicates": dup(tenant.get("state"))}
+
+
+def ours(rt: Runtime, command: str, args: dict):
+    def run():
+        r = execute(command, args, rt)
+        rows = r.outputs
+        status = [row.get("status") or row.get("deliveryStatus") for row in rows]
+        ok = sum(s in ("sent", "already sent") for s in status)
+        errors = [row.get("error") or "" for row in rows if row.get("error")]
+        return ok, len(args.get("user") or args.get("chats") or []) - ok, sum("throttled" in e for e in errors)
+    return run
+
+
+def naive(rt: Runtime, kind: str, mails: list[str], text: str):
+    """One recipient after another, every lookup and conversation asked for again."""
+    def run():
+        from integration.errors import IntegrationError, ThrottledError
+
+        app, ok, failed, surfaced = rt.client("app"), 0, 0, 0
+        tenant_id = rt.cfg.tenant_id
+        for mail in mails:
+            try:
+                if kind == "bot":
+                    uid = app.get(f"/users/{mail}")["id"]
+                    bot = rt.client("bot")
+                    conv = bot.post("/v3/conversations", {"bot": {"id": rt.cfg.bot_id}, "members": [{"id": uid}],
+                                                          "isGroup": False, "tenantId": tenant_id})
+                    bot.post(f"/v3/conversations/{conv['id']}/activities", {"type": "message", "text": text})
+                else:
+                    g = rt.client("delegated")
+                    uid = g.get(f"/users/{mail}")["id"]
+                    me = g.get("/me")["id"]
+                    from integration.resolve import chat_body
+
+                    chat = g.post("/chats", chat_body("oneOnOne", [me, uid], rt.cfg.graph_url))
+                    g.post(f"/chats/{chat['id']}/messages", {"body": {"contentType": "text", "content": text}})
+                ok += 1
+            except ThrottledError:
+                surfaced += 1
+                failed += 1
+            except IntegrationError:
+                failed += 1
+        return ok, failed, surfaced
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipients", type=int, default=1000)
+    ap.add_argument("--users", type=int, default=1200)
+    ap.add_argument("--speed", type=float, default=4.0, help="the fake tenant's limits x this (and the pacer's)")
+    ap.add_argument("--skip-naive", action="store_true")
+    ns = ap.parse_args()
+    n = ns.recipients
+    with tempfile.TemporaryDirectory() as work:
+        tenant = Tenant(ns.users, ns.speed, work)
+        try:
+            mails = _directory_mails(tenant, n)
+            results = []
+            store = os.path.join(work, "store.sqlite3")
+            rt = runtime(tenant, store, ns.speed)
+            execute("auth-login", {}, rt)
+            results.append(measure(tenant, "bot cold", ns.speed, n,
+                                   ours(rt, "send-notification", {"user": mails, "message": "cold bot"}),
+                                   lambda s: duplicates_bot(s, "cold bot")))
+            results.append(measure(tenant, "bot warm", ns.speed, n,
+                                   ours(rt, "send-notification", {"user": mails, "message": "warm bot"}),
+                                   lambda s: duplicates_bot(s, "warm bot")))
+            results.append(measure(tenant, "delegated cold", ns.speed, n,
+                                   ours(rt, "message-send-to-chat", {"chats": mails, "content": "cold chat"}),
+                                   lambda s: duplicates_chat(s, "cold chat")))
+            results.append(measure(tenant, "delegated warm", ns.speed, n,
+                                   ours(rt, "message-send-to-chat", {"chats": mails, "content": "warm chat"}),
+                                   lambda s: duplicates_chat(s, "warm chat")))
+            rt.close()
+            if not ns.skip_naive:
+                nrt = runtime(tenant, os.path.join(work, "naive.sqlite3"), ns.speed, paced=False)
+                execute("auth-login", {}, nrt)
+                results.append(measure(tenant, "naive bot (sequential)", ns.speed, n,
+                                       naive(nrt, "bot", mails, "naive bot"), lambda s: duplicates_bot(s, "naive bot")))
+                results.append(measure(tenant, "naive delegated (sequential)", ns.speed, n,
+                                       naive(nrt, "chat", mails, "naive chat"),
+                                       lambda s: duplicates_chat(s, "naive chat")))
+                nrt.close()
+        finally:
+            tenant.stop()
+    print(f"fan-out to {n} recipients of a {ns.users}-user fake tenant throttling at the published limits x{ns.speed:g}")
+    head = f"{'case':30} {'wall s':>8} {'bound s':>8} {'ratio':>6} {'req/rcpt':>8} {'429 svc':>7} {'429 out':>7} {'fail':>5} {'dup':>4}"
+    print(head)
+    for r in results:
+        print(f"{r['case']:30} {r['wall_s']:8.2f} {r['lower_bound_s']:8.2f} {r['ratio'] or 0:6.3f} "
+              f"{r['requests_per_recipient']:8.3f} {r['429s_seen_by_service']:7d} {r['429s_surfaced']:7d} "
+              f"{r['failures']:5d} {r['duplicates']:4d}")
+    goals = {"bot cold": 2.1, "bot warm": 1.02, "delegated warm": 1.02}
+    for r in results[:4]:
+        met = (r["ratio"] or 0) <= 1.10 and r["429s_surfaced"] == 0 and r["failures"] == 0 and r["duplicates"] == 0
+        if r["case"] in goals:
+            met = met and r["requests_per_recipient"] <= goals[r["case"]]
+        print(f"goal {r['case']}: {'met' if met else 'NOT met'}")
+    print(json.dumps(results))
+    return 0
+
+
+def _directory_mails(tenant: Tenant, n: int) -> list[str]:
+    rt = runtime(tenant, os.path.join(os.path.dirname(tenant.cfg_path), "dir.sqlite3"), 1.0, paced=False)
+    try:
+        page = rt.client("app").paged("/users", params={"$select": "mail"}, page_size=999, limit=n + 50)
+    finally:
+        rt.close()
+    mails = sorted(u["mail"] for u in page.items if u.get("mail") and "service" not in u["mail"])
+    return mails[:n]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
