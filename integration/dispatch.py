@@ -35,6 +35,7 @@ class Runtime:
         self._auth = None
         self._clients: dict[str, Client] = {}
         self._pacer = None
+        self.quiet = False  # no progress lines (the CLI's --quiet, and --output json)
         self._scope = threading.local()
 
     @property
@@ -79,6 +80,12 @@ class Runtime:
             yield
         finally:
             self._scope.value = prev
+
+    def progress(self, label: str, total: int | None = None):
+        """A progress line on stderr for a long fan-out (silent unless stderr is a terminal)."""
+        from .progress import Progress
+
+        return Progress(label, total, enabled=not self.quiet, pacer=self._pacer)
 
     @property
     def pacer(self):

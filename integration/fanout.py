@@ -29,7 +29,7 @@ class Outcome:
 
 
 def fan_out(items: Iterable[Any], job: Callable[[Any], Any], *, workers: int = 1,
-            on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            on_done: Callable[[Outcome], None] | None = None, progress=None) -> list[Outcome]:
     """``job(item)`` for every item, at most ``workers`` at a time; outcomes in input order.
 
     An IntegrationError (or any other exception) from one item is that item's outcome. A
@@ -48,19 +48,25 @@ def fan_out(items: Iterable[Any], job: Callable[[Any], Any], *, workers: int = 1
         if on_done is not None:
             with lock:
                 on_done(o)
+        if progress is not None:
+            progress.add("sent" if o.ok else "failed")
 
     workers = max(1, min(int(workers or 1), MAX_WORKERS, len(items) or 1))
-    if workers == 1:
-        for o in outcomes:
-            run(o)
+    try:
+        if workers == 1:
+            for o in outcomes:
+                run(o)
+            return outcomes
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
+            futures = [pool.submit(run, o) for o in outcomes]
+            try:
+                for f in futures:
+                    f.result()
+            except KeyboardInterrupt:
+                for f in futures:
+                    f.cancel()
+                raise
         return outcomes
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
-        futures = [pool.submit(run, o) for o in outcomes]
-        try:
-            for f in futures:
-                f.result()
-        except KeyboardInterrupt:
-            for f in futures:
-                f.cancel()
-            raise
-    return outcomes
+    finally:
+        if progress is not None:
+            progress.done()

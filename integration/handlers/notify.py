@@ -212,7 +212,8 @@ def send_notification(ctx):
         lookups.resolver.prefetch_users([t for k, t in targets if k == "user" and not is_guid(t)])
     ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
     outcomes = fan_out(targets, lambda t: _notify_one(ctx, lookups, activity, tenant, scope, t),
-                       workers=getattr(ctx.cfg, "fanout_workers", 8))
+                       workers=getattr(ctx.cfg, "fanout_workers", 8),
+                       progress=ctx.runtime.progress("notifying", len(targets)) if len(targets) > 1 else None)
     rows, errors = [], []
     for o in outcomes:
         if o.ok:
