@@ -131,3 +131,27 @@ def test_parallel_foreach_keeps_input_order(tenant, tmp_path):
     assert [i["item"] for i in items] == users[:12]
     assert len(set(r.step("notify")["outputs"]["ref"])) == 12
     assert len(emu.state.activities) == 12
+
+
+def test_runs_and_resume_from_the_command_line(tenant, tmp_path):
+    from integration.cli import main
+
+    emu, cfg, pb, users = tenant
+    out, err = [], []
+    emu.faults.add(method="POST", path=r"/activities$", status=403, count=1)
+    code = main(["--config", str(cfg), "playbook", "run", str(pb), "--input", f"users={','.join(users[:3])}"],
+                out=out.append, err=err.append)
+    assert code == 4
+    started = next(line for line in err if line.startswith("run ") and "started" in line)
+    run_id = started.split()[1]
+    assert any(f"msteams playbook resume {run_id}" in line for line in err)
+    out.clear()
+    assert main(["--config", str(cfg), "playbook", "runs"], out=out.append, err=err.append) == 0
+    assert run_id in out[0] and "failed" in out[0]
+    out.clear()
+    assert main(["--config", str(cfg), "playbook", "resume", run_id], out=out.append, err=err.append) == 0
+    assert "Playbook fanout: ok" in out[0]
+    assert len(emu.state.activities) == 3 and max(per_conversation(emu).values()) == 1
+    missing = []
+    assert main(["--config", str(cfg), "playbook", "resume", "nosuchrun"], out=out.append, err=missing.append) == 5
+    assert "no playbook run 'nosuchrun'" in missing[0]

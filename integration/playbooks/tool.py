@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Callable
 
-from ..errors import FileError, InputError
+from ..errors import FileError, InputError, IntegrationError
 
-USAGE = "usage: msteams playbook {validate FILE..., run FILE [--input NAME=VALUE ...] [--dry-run] [--output json]}"
+USAGE = ("usage: msteams playbook {validate FILE..., run FILE|NAME [--input NAME=VALUE ...] [--run-key KEY] "
+         "[--dry-run] [--output json], runs [--status S], resume RUN_ID, list}")
 
 
 def _inputs(pairs: list[str]) -> dict:
@@ -65,8 +67,16 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
 def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None = None,
          output: str | None = None) -> int:
     action = argv[0] if argv else None
-    if action not in ("validate", "run"):
+    if action not in ("validate", "run", "runs", "resume", "list"):
         raise InputError(USAGE)
+    if action == "list":
+        from .loader import shipped
+
+        for name, path in shipped().items():
+            out(f"{name}  ({path})")
+        return 0
+    if action in ("runs", "resume"):
+        return _runs(action, argv[1:], out=out, err=err, config=config, output=output)
     if action == "validate":
         p = argparse.ArgumentParser(prog="msteams playbook validate", description="Check playbooks without running them.")
         p.add_argument("files", nargs="+", metavar="FILE")
@@ -78,6 +88,8 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     p.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE",
                    help="an input value (repeat the option; a name given twice makes a list)")
     p.add_argument("--dry-run", action="store_true", help="print each step's arguments and HTTP calls; send nothing")
+    p.add_argument("--run-key", metavar="KEY", help="a key of yours for this run: running again with the same key "
+                                                    "resumes that run instead of starting a new one")
     ns = p.parse_args(argv[1:])
     as_json = output == "json"
     inputs = _inputs(ns.input)
@@ -97,10 +109,51 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     runtime = Runtime(config_path=config)
     runtime.echo = err  # device-code prompts must not mix with the JSON on stdout
     try:
-        result = run_playbook(ns.file, inputs, runtime, out=err)
+        result = run_playbook(ns.file, inputs, runtime, out=err, run_key=ns.run_key)
     finally:
         runtime.close()
+    return _finish(result, out, as_json)
+
+
+def _finish(result, out, as_json: bool) -> int:
     out(result.to_json() if as_json else _summary(result))
     if not result.ok:
+        if result.run_id and isinstance(result.error, IntegrationError):
+            then = f"msteams playbook resume {result.run_id}"
+            result.error.hint = f"{result.error.hint}; then: {then}" if result.error.hint else f"fix the cause, then: {then}"
         raise result.error
+    return 0
+
+
+def _runs(action: str, argv: list[str], *, out, err, config: str | None, output: str | None) -> int:
+    """`playbook runs` lists the persisted runs; `playbook resume RUN_ID` continues one."""
+    from ..dispatch import Runtime
+
+    p = argparse.ArgumentParser(prog=f"msteams playbook {action}")
+    if action == "runs":
+        p.add_argument("--status", choices=("running", "failed", "ok"), help="only runs with this status")
+        p.add_argument("--limit", type=int, default=50)
+    else:
+        p.add_argument("run_id", metavar="RUN_ID")
+    ns = p.parse_args(argv)
+    runtime = Runtime(config_path=config)
+    runtime.echo = err
+    try:
+        if action == "resume":
+            from .runner import resume_playbook
+
+            return _finish(resume_playbook(ns.run_id, runtime, out=err), out, output == "json")
+        rows = runtime.store.run_list(ns.status, ns.limit)
+    finally:
+        runtime.close()
+    from ..results import markdown_table
+
+    for r in rows:
+        for k in ("created", "updated"):
+            r[k] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r[k]))
+    if output == "json":
+        out(json.dumps(rows, indent=2))
+    else:
+        out(markdown_table(rows, ["id", "name", "status", "run_key", "created", "updated", "owner"], "Playbook runs")
+            if rows else "No playbook runs in the context store.")
     return 0
