@@ -96,6 +96,9 @@ def _common(p: argparse.ArgumentParser, top: bool = False, skip: set = frozenset
     if "verbose" not in skip:
         p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
                        help="log more (-vv: debug)")
+    if "quiet" not in skip:
+        p.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                       help="no progress line for long fan-outs")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -117,11 +120,12 @@ def _print_error(exc: BaseException, err: Callable[[str], None]) -> None:
 
 
 def run_command(name: str, args: dict, *, config: str | None, output: str, flow: str | None,
-                out: Callable[[str], None], runtime=None) -> int:
+                out: Callable[[str], None], runtime=None, quiet: bool = False) -> int:
     from .dispatch import Runtime, execute
 
     rt = runtime or Runtime(config_path=config)
     rt.echo = out
+    rt.quiet = quiet or output == "json"  # progress lines never mix with JSON
     try:
         result = execute(name, args, rt, flow=flow)
         out(result.render(output or "table"))
@@ -187,7 +191,8 @@ def _main(argv: list[str], out, err) -> int:
         from .arguments import parse_warroom
 
         name, args = parse_warroom(" ".join(rest) if len(rest) > 1 else head)
-        return run_command(name, args, config=opts.config, output=opts.output, flow=opts.flow, out=out)
+        return run_command(name, args, config=opts.config, output=opts.output, flow=opts.flow, out=out,
+                           quiet=opts.quiet)
     if head == "help":
         return help_command(_registry(), rest[1] if len(rest) > 1 else None, out)
     if head == "auth":
@@ -253,7 +258,8 @@ def _main(argv: list[str], out, err) -> int:
         if key.startswith("arg_"):
             args[key[4:]] = value
     return run_command(ns.command, args, config=getattr(ns, "config", None) or opts.config,
-                       output=getattr(ns, "output", None) or opts.output, flow=getattr(ns, "flow", None) or opts.flow, out=out)
+                       output=getattr(ns, "output", None) or opts.output, flow=getattr(ns, "flow", None) or opts.flow, out=out,
+                       quiet=opts.quiet or getattr(ns, "quiet", False))
 
 
 def _doc_tool(tool: str, argv: list[str], out) -> int:
