@@ -114,8 +114,9 @@ def _setup_logging(verbosity: int) -> None:
 
 def _print_error(exc: BaseException, err: Callable[[str], None]) -> None:
     from .redact import redact
+    from .untrusted import escape_controls
 
-    text = str(exc)
+    text = escape_controls(str(exc))  # last guard: no message may drive the terminal
     err(redact(f"error: {text}"))
 
 
@@ -143,7 +144,9 @@ def help_command(reg, name: str | None, out: Callable[[str], None]) -> int:
         return 0
     spec = reg.get(name)
     if spec is None:
-        raise InputError(f"unknown command '{name}'", hint="`msteams --help` lists the commands")
+        from .untrusted import quote
+
+        raise InputError(f"unknown command {quote(name)}", hint="`msteams --help` lists the commands")
     from .docs import command_help
 
     out(command_help(spec))
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
     from .errors import IntegrationError, exit_code_for
 
     try:
-        return _main(argv, out, err)
+        from .untrusted import decode_argv
+
+        return _main(decode_argv(argv), out, err)  # invalid UTF-8 fails here, naming the argument
     except IntegrationError as exc:
         _print_error(exc, err)
         return exit_code_for(exc)
@@ -171,8 +176,9 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
         return 1
     except Exception as exc:  # a bug, not a user mistake: say so without dumping internals
         from .redact import redact
+        from .untrusted import escape_controls
 
-        err(redact(f"internal error: {type(exc).__name__}: {exc}"))
+        err(redact(escape_controls(f"internal error: {type(exc).__name__}: {exc}")))
         err("this is a bug; rerun with -vv for details and report it")
         logging.getLogger("msteams").debug("internal error", exc_info=True)
         return 1
@@ -239,9 +245,10 @@ def _main(argv: list[str], out, err) -> int:
             import difflib
 
             from .errors import InputError
+            from .untrusted import quote
 
             close = difflib.get_close_matches(head, reg.all_names() + list(TOOLS), n=3)
-            raise InputError(f"unknown command '{head}'", hint=f"did you mean: {', '.join(close)}?" if close
+            raise InputError(f"unknown command {quote(head)}", hint=f"did you mean: {', '.join(close)}?" if close
                              else "`msteams --help` lists the commands")
         rest[0] = spec.name  # aliases (XSOAR's names) run the command they name
     parser = _auth_parser(reg) if head and head.startswith("auth-") else build_parser(reg)

@@ -1,0 +1,91 @@
+"""The boundary for untrusted text: what a user, a pipe or a file hands us, and what we echo
+back in messages.
+
+- :func:`decode` turns argv strings (decoded by Python with surrogateescape) and raw stdin
+  lines into text, or raises an InputError naming where the invalid UTF-8 is, so bad bytes
+  fail as a user mistake (exit 2) instead of a UnicodeEncodeError deep in a request.
+- :func:`quote` is how a message shows a user value: control characters, bidi overrides and
+  lone surrogates escaped visibly, long values cut with the full length given.
+- :func:`escape_controls` is the CLI's last guard on whatever it prints as an error: a message
+  that echoed a value without :func:`quote` still cannot drive the terminal.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import InputError
+
+LIMIT = 200
+
+# C0 (but tab and newline, which messages use for layout), DEL, C1, bidi embeddings/overrides
+# and isolates (they reorder what the reader sees: "\u202egnp.exe"), line/paragraph separators,
+# and lone surrogates (left by surrogateescape; they cannot be printed or encoded).
+_GUARD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# In a quoted value tab and newline are escaped too: the value must read as one visible token.
+_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """Every character that could drive or mislead a terminal, written as a visible escape
+    (`\\x1b`, `\\x00`, `\\u202e`); tab and newline are kept."""
+    return _GUARD.sub(lambda m: _escape_char(m.group()), text)
+
+
+def _shorten(text: str, limit: int) -> tuple[str, bool]:
+    parts: list[str] = []
+    size = 0
+    # Walk only as far as the limit: a 600 KB value costs no more than a short one.
+    for ch in text:
+        piece = _escape_char(ch) if _ANY_CONTROL.match(ch) else ch
+        if size + len(piece) > limit:
+            return "".join(parts) + "…", True
+        parts.append(piece)
+        size += len(piece)
+    return "".join(parts), False
+
+
+def clean(value, limit: int = LIMIT) -> str:
+    """`value` as printable text, escaped and cut to `limit` characters (a trailing `…` when
+    cut). For names embedded in a message that adds its own quotes."""
+    return _shorten(value if isinstance(value, str) else str(value), limit)[0]
+
+
+def quote(value, limit: int = LIMIT) -> str:
+    """A user value as a message shows it: `'O\\x1b[31m'`, or `'aaaa…' (600000 characters)`
+    when it was cut, so the reader knows how much they sent."""
+    text = value if isinstance(value, str) else str(value)
+    shown, cut = _shorten(text, limit)
+    return f"'{shown}' ({len(text)} characters)" if cut else f"'{shown}'"
+
+
+def decode(value: bytes | str, where: str) -> str:
+    """Text from bytes, or from a str Python decoded with surrogateescape (argv); an
+    InputError saying `<where> is not valid UTF-8 (byte 0xff at position 0)` otherwise."""
+    if isinstance(value, str):
+        bad = _SURROGATE.search(value)
+        if bad is None:
+            return value
+        try:
+            raw = os.fsencode(value)  # undo surrogateescape: the bytes as they were given
+        except UnicodeEncodeError:  # a lone surrogate that never was a byte (e.g. JSON "\ud800")
+            raise InputError(f"{where} contains an invalid character "
+                             f"(U+{ord(bad.group()):04X} at position {bad.start()})") from None
+    else:
+        raw = bytes(value)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})",
+                         hint="pass text encoded as UTF-8") from None
+
+
+def decode_argv(argv: list) -> list[str]:
+    """Every argument checked; the first bad one named by its position (1 = first after the program)."""
+    return [decode(arg, f"argument {i}") for i, arg in enumerate(argv, 1)]
