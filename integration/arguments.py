@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from .errors import ArgumentError, InputError
 from .registry import CommandSpec, thaw
+from .untrusted import clean, quote
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
@@ -39,52 +40,69 @@ def _coerce(name: str, value: Any, schema: dict) -> Any:
             return True
         if low in _FALSE:
             return False
-        raise ArgumentError(name, f"expected true or false, got {value!r}")
+        raise ArgumentError(name, f"expected true or false, got {quote(value)}")
     if typ == "integer":
         try:
             return int(value.strip())
         except ValueError:
-            raise ArgumentError(name, f"expected a whole number, got {value!r}") from None
+            raise ArgumentError(name, f"expected a whole number, got {quote(value)}") from None
     if typ == "number":
         try:
             return float(value.strip())
         except ValueError:
-            raise ArgumentError(name, f"expected a number, got {value!r}") from None
+            raise ArgumentError(name, f"expected a number, got {quote(value)}") from None
     if typ == "object":
         import json
 
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: '[[[[...' nested past Python's limit
             raise ArgumentError(name, "expected a JSON object") from None
     return value
 
 
 def _describe(error) -> tuple[str, str]:
-    """(argument, message) for a jsonschema error, in words a user reads."""
+    """(argument, message) for a jsonschema error, in words a user reads. jsonschema's own
+    messages embed the whole offending value, so every case is phrased here and a value is
+    only ever shown through quote()."""
     path = [str(p) for p in error.absolute_path]
     arg = path[0] if path else ""
-    v = error.validator
+    # Inside an object argument (routes): say where, the keys being the user's own text.
+    at = f"at {quote('/'.join(path[1:]), 60)}: " if len(path) > 1 else ""
+    v, want = error.validator, error.validator_value
     if v == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return missing, "is required"
+        missing = [name for name in want if isinstance(error.instance, dict) and name not in error.instance]
+        return (missing[0] if missing else arg), "is required"
     if v == "additionalProperties":
-        return "", error.message
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {}))) if isinstance(
+            error.instance, dict) else []
+        return arg, f"{at}unexpected key {quote(extra[0], 60) if extra else ''}".rstrip()
     if v == "enum":
-        return arg, f"expected one of {', '.join(map(str, error.validator_value))}, got {error.instance!r}"
-    if v == "minLength" and error.validator_value == 1:
-        return arg, "must not be empty"
+        return arg, f"{at}expected one of {', '.join(map(str, want))}, got {quote(error.instance)}"
+    if v == "minLength":
+        return arg, f"{at}must not be empty" if want == 1 else f"{at}must be at least {want} characters"
     if v == "maxLength":
-        return arg, f"must be at most {error.validator_value} characters"
+        return arg, f"{at}must be at most {want} characters (got {len(error.instance)})"
     if v == "minItems":
-        return arg, f"needs at least {error.validator_value} value(s)"
+        return arg, f"{at}needs at least {want} value(s)"
     if v == "maxItems":
-        return arg, f"takes at most {error.validator_value} value(s)"
+        return arg, f"{at}takes at most {want} value(s)"
     if v in ("minimum", "maximum"):
-        return arg, f"must be {'at least' if v == 'minimum' else 'at most'} {error.validator_value}"
+        return arg, f"{at}must be {'at least' if v == 'minimum' else 'at most'} {want}"
     if v == "type":
-        return arg, f"expected {error.validator_value}, got {type(error.instance).__name__}"
-    return arg, error.message
+        return arg, f"{at}expected {want}, got {type(error.instance).__name__}"
+    if v in ("anyOf", "oneOf"):
+        return arg, f"{at}expected {' or '.join(_kind(s) for s in want)}, got {type(error.instance).__name__}"
+    if v == "pattern":
+        return arg, f"{at}{quote(error.instance)} does not match the pattern {want}"
+    return arg, f"{at}{quote(error.instance)} is not valid here ({v})"
+
+
+def _kind(schema) -> str:
+    """'a string' / 'a list' for one alternative of an anyOf, in a user's words."""
+    typ = schema.get("type") if isinstance(schema, dict) else None
+    return {"string": "a string", "array": "a list", "object": "an object", "integer": "a whole number",
+            "number": "a number", "boolean": "true or false"}.get(typ, "another form")
 
 
 def validate(spec: CommandSpec, raw: dict) -> dict:
@@ -98,7 +116,7 @@ def validate(spec: CommandSpec, raw: dict) -> dict:
         name = key.replace("-", "_")
         if name not in props:
             valid = ", ".join(props) or "none"
-            raise ArgumentError(name, f"unknown argument for '{spec.name}' (valid: {valid})")
+            raise ArgumentError(clean(name, 60), f"unknown argument for '{spec.name}' (valid: {valid})")
         if value is None:
             continue
         args[name] = _coerce(name, value, props[name])
@@ -131,8 +149,8 @@ def parse_warroom(line: str) -> tuple[str, dict]:
     name, args = tokens[0], {}
     for tok in tokens[1:]:
         if "=" not in tok:
-            raise InputError(f"expected name=value, got {tok!r}",
-                             hint=f'quote values with spaces: {tok.split("=")[0]}="..."')
+            raise InputError(f"expected name=value, got {quote(tok)}",
+                             hint=f'quote values with spaces: {clean(tok.split("=")[0], 60)}="..."')
         k, v = tok.split("=", 1)
         if k in args:
             args[k] = split_list([args[k], v]) if isinstance(args[k], str | list) else v
@@ -146,7 +164,7 @@ def to_argv_pairs(values: Iterable[str]) -> dict:
     out = {}
     for item in values:
         if "=" not in item:
-            raise InputError(f"expected name=value, got {item!r}")
+            raise InputError(f"expected name=value, got {quote(item)}")
         k, v = item.split("=", 1)
         out[k.strip()] = v
     return out

@@ -59,3 +59,46 @@ def test_warroom_errors():
         arguments.parse_warroom("!chat-create oops")
     with pytest.raises(InputError, match="cannot parse"):
         arguments.parse_warroom('!chat-create a="unclosed')
+
+
+# Hostile values (issue 9): an error echoes a value only through quote(), so no escape
+# sequence or NUL reaches the terminal and a huge value is cut, with its length given.
+HUGE = "\x1b[2J" + "a" * 600_000
+
+
+@pytest.mark.parametrize("command,raw,argument", [
+    ("chat-create", {"member": "a@x", "chat_type": HUGE}, "chat_type"),  # enum
+    ("cache-reset", {"include_tokens": HUGE}, "include_tokens"),  # boolean
+    ("auth-login", {"port": HUGE}, "port"),  # integer
+    ("chat-create", {"member": "a@x", "chat_name": HUGE}, "chat_name"),  # maxLength
+    ("chat-create", {HUGE: "x"}, "\\x1b[2J"),  # the argument name itself
+])
+def test_errors_escape_and_shorten_the_value(command, raw, argument):
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(REG.get(command), raw)
+    text = str(e.value)
+    assert "\x1b" not in text and len(text) < 500, text[:600]
+    assert f"argument '{argument}" in text
+
+
+def test_enum_error_shows_the_escaped_value_and_its_length():
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(REG.get("chat-create"), {"member": "a@x", "chat_type": "\x00" + "g" * 1000})
+    assert "got '\\x00ggg" in str(e.value) and "(1001 characters)" in str(e.value)
+
+
+def test_object_argument_errors_say_where_without_jsonschema_echoing_the_value():
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(REG.get("recipients-resolve"), {"routes": '{"admin\\u001b": 5}'})
+    assert str(e.value) == "argument 'routes': at 'admin\\x1b': expected a string or a list, got int"
+    with pytest.raises(ArgumentError, match="expected a JSON object"):  # nested past the recursion limit
+        arguments.validate(REG.get("recipients-resolve"), {"routes": "[" * 100_000})
+
+
+def test_warroom_and_pair_errors_quote_the_token():
+    with pytest.raises(InputError) as e:
+        arguments.parse_warroom("!chat-create " + "\x1b" * 5000)
+    assert "\x1b" not in str(e.value) and len(str(e.value)) < 600
+    with pytest.raises(InputError) as e:
+        arguments.to_argv_pairs(["\x00" * 10])
+    assert str(e.value) == "expected name=value, got '" + "\\x00" * 10 + "'"
