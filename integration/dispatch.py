@@ -217,7 +217,9 @@ def _resolve_declared(ctx: CommandContext) -> None:
 
             chat = {"id": raw} if is_thread_id(raw) else r.chat_by_topic(raw)
             if not chat:
-                raise NotFound(f"chat '{raw}' not found")
+                from .untrusted import quote
+
+                raise NotFound(f"chat {quote(raw)} not found")
             ctx.extra[pname] = chat["id"]
 
 
@@ -244,7 +246,9 @@ def execute(name: str, args: dict | None = None, runtime: Runtime | None = None,
         import difflib
 
         close = difflib.get_close_matches(name, runtime.registry.all_names(), n=3)
-        raise InputError(f"unknown command '{name}'", hint=f"did you mean: {', '.join(close)}?" if close else
+        from .untrusted import quote
+
+        raise InputError(f"unknown command {quote(name)}", hint=f"did you mean: {', '.join(close)}?" if close else
                          "`msteams --help` lists the commands")
     values = arguments.validate(spec, args or {})
     ctx = CommandContext(spec, values, runtime)

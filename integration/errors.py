@@ -45,8 +45,10 @@ class ArgumentError(InputError):
 
 class AmbiguousError(InputError):
     def __init__(self, what: str, name: str, candidates: list[str]):
+        from .untrusted import quote  # here, not at the top: untrusted imports this module
+
         listing = "; ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
-        super().__init__(f"{what} '{name}' is ambiguous: {len(candidates)} match ({listing})",
+        super().__init__(f"{what} {quote(name)} is ambiguous: {len(candidates)} match ({listing})",
                          hint=f"pass the {what}'s id instead")
         self.candidates = candidates
 

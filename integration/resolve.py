@@ -10,6 +10,7 @@ import re
 from urllib.parse import quote
 
 from .errors import AmbiguousError, NotFound
+from .untrusted import quote as quoted  # how a message shows a user's value
 from .graph import Client, odata_literal, seg
 from .store import Store
 
@@ -68,7 +69,7 @@ class Resolver:
             found = self._user_filter(f"displayName eq {odata_literal(name)}")
             user = self._one("user", name, found, lambda u: f"{u['displayName']} <{u.get('mail') or u.get('userPrincipalName')}>")
         if user is None:
-            raise NotFound(f"user '{name}' not found", hint="use the user's mail, UPN or object id")
+            raise NotFound(f"user {quoted(name)} not found", hint="use the user's mail, UPN or object id")
         user = _user_view(user)
         self.store.put("user", name, user)
         self.store.put("user", user["id"], user)
@@ -105,7 +106,7 @@ class Resolver:
             found = [t for t in found if (t.get("displayName") or "").casefold() == name.casefold()] or found
             team = self._one("team", name, found, lambda t: t.get("displayName", "?"))
             if team is None:
-                raise NotFound(f"team '{name}' not found", hint="check the name with `msteams team-list`, or pass the team id")
+                raise NotFound(f"team {quoted(name)} not found", hint="check the name with `msteams team-list`, or pass the team id")
             team = {"id": team["id"], "displayName": team.get("displayName")}
         self.store.put("team", name, team)
         return team
@@ -124,7 +125,7 @@ class Resolver:
             found = [c for c in page.items if (c.get("displayName") or "").casefold() == name.casefold()]
             c = self._one("channel", name, found, lambda c: c.get("displayName", "?"))
             if c is None:
-                raise NotFound(f"channel '{name}' not found in the team",
+                raise NotFound(f"channel {quoted(name)} not found in the team",
                                hint="list them with `msteams channel-list team=...`")
             chan = {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
         self.store.put("channel", key, chan)
