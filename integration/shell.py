@@ -5,8 +5,10 @@ run through `execute()` with one Runtime for the session; results print as table
 At a terminal: readline history (kept under the user's data dir, best effort) and TAB
 completion of command names, aliases, argument names (`name=`) and enum values from the
 registry; `help [COMMAND]`; `exit`, `quit` or EOF leave. A failing line prints the error and
-the shell goes on. With stdin not a terminal, lines run one after another, each result
-printed, and the exit code is 0 only if every line succeeded (else the last failure's code).
+the shell goes on, whatever the failure (a bug included). With stdin not a terminal, lines
+(read as bytes, each checked for UTF-8 on its own) run one after another, each result printed
+and each failure reported as `line N: error: ...`; the exit code is 0 only if every line
+succeeded (else the last failure's code).
 Blank lines and `#` comments are skipped either way.
 """
 from __future__ import annotations
@@ -36,20 +38,23 @@ class Shell:
         self.flow = flow
 
     # -- one line
-    def run_line(self, line: str) -> int | None:
-        """Run one line; its exit code, or None for a blank line or comment. Never raises for
-        a user mistake (only _Leave, for exit/quit)."""
+    def run_line(self, line: str | bytes, number: int | None = None) -> int | None:
+        """Run one line (text, or raw bytes from a pipe); its exit code, or None for a blank
+        line or comment. Never raises but _Leave (exit/quit) and Ctrl-C: whatever goes wrong,
+        a user mistake or a bug, is reported for this line alone (`line N: error: ...` when
+        `number` is given) so the session or batch goes on."""
         from .errors import IntegrationError, exit_code_for
-        from .redact import redact
 
-        text = line.strip()
-        if not text or text.startswith("#"):
-            return None
-        words = text.lstrip("!").split()
-        if words[0] in ("exit", "quit"):
-            raise _Leave
         try:
-            if words[0] in ("help", "?"):
+            from .untrusted import decode
+
+            text = decode(line, "the line").strip()
+            if not text or text.startswith("#"):
+                return None
+            words = text.lstrip("!").split()  # empty for a line of just "!" or "!!"
+            if words and words[0] in ("exit", "quit"):
+                raise _Leave
+            if words and words[0] in ("help", "?"):
                 return self.help(words[1] if len(words) > 1 else None)
             from .arguments import parse_warroom
             from .dispatch import execute
@@ -58,15 +63,27 @@ class Shell:
             result = execute(name, args, self.runtime, flow=self.flow)
             self.out(result.render(self.output))
             return 0
+        except (_Leave, BrokenPipeError):  # leaving, or nobody reads the output any more
+            raise
         except IntegrationError as exc:
-            self.err(redact(f"error: {exc}"))
+            self._report(number, f"error: {exc}")
             return exit_code_for(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must not end the analyst's session
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the analyst's session or the batch
             import logging
 
+            from .untrusted import clean
+
             logging.getLogger("msteams.shell").debug("internal error", exc_info=True)
-            self.err(redact(f"internal error: {type(exc).__name__}: {exc} (this is a bug; -vv shows details)"))
+            self._report(number, f"internal error: {type(exc).__name__}: {clean(str(exc), 300)} "
+                                 "(this is a bug; -vv shows details)")
             return 1
+
+    def _report(self, number: int | None, message: str) -> None:
+        from .redact import redact
+        from .untrusted import escape_controls
+
+        # Values in messages go through quote(); escaping the whole line is the last guard.
+        self.err(redact(escape_controls(f"line {number}: {message}" if number else message)))
 
     def help(self, name: str | None) -> int:
         from .errors import InputError
@@ -86,7 +103,9 @@ class Shell:
             import difflib
 
             close = difflib.get_close_matches(name, self.registry.all_names(), n=3)
-            raise InputError(f"unknown command '{name}'", hint=f"did you mean: {', '.join(close)}?" if close
+            from .untrusted import quote
+
+            raise InputError(f"unknown command {quote(name)}", hint=f"did you mean: {', '.join(close)}?" if close
                              else "`help` lists the commands")
         from .docs import command_help
 
@@ -129,11 +148,13 @@ class Shell:
         return self._matches[state] if state < len(self._matches) else None
 
     # -- loops
-    def batch(self, lines: Iterable[str]) -> int:
+    def batch(self, lines: Iterable[str | bytes]) -> int:
+        """Every line runs, whatever the ones before did; 0 if all succeeded, else the last
+        failing line's exit code."""
         failed = 0
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             try:
-                code = self.run_line(line)
+                code = self.run_line(line, number)
             except _Leave:
                 break
             if code:
@@ -147,6 +168,10 @@ class Shell:
             while True:
                 try:
                     line = input(PROMPT)
+                except UnicodeDecodeError as exc:  # bytes typed or pasted that are not UTF-8
+                    self.err(f"error: the line is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                             f"at position {exc.start})")
+                    continue
                 except EOFError:
                     self.out("")
                     break
@@ -219,6 +244,7 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
         if stdin.isatty():
             history = None if ns.no_history else Path(ns.history) if ns.history else default_history()
             return shell.interactive(history)
-        return shell.batch(stdin)
+        # Raw bytes where there are any, so one line of invalid UTF-8 fails alone, by its number.
+        return shell.batch(getattr(stdin, "buffer", stdin))
     finally:
         runtime.close()

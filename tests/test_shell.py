@@ -122,3 +122,70 @@ def test_pseudo_terminal_completes_a_command_name(tmp_path):
     history = tmp_path / "data" / "msteams-soar" / "shell_history"
     assert "chat-create member=" in history.read_text()
     assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+
+def pipe_bytes(tmp_path, cfg, data: bytes):
+    return subprocess.run([sys.executable, "-m", "integration.cli", "shell"], input=data, capture_output=True,
+                          env=shell_env(tmp_path, cfg), timeout=60, cwd=ROOT)
+
+
+def test_a_bad_line_fails_alone_and_the_batch_goes_on(tmp_path, cfg_file):
+    """Issue 9: lines found by fuzzing that used to stop the batch with an internal error."""
+    huge = "a" * 600_000
+    lines = [
+        b"!",  # 1
+        b"!!",  # 2
+        b"! ",  # 3
+        b'!"',  # 4
+        b"!user-get user=\xff\xfe",  # 5: not UTF-8
+        '!user-get user="\x1b[31mred\x00"'.encode(),  # 6: an escape sequence and a NUL
+        f"!chat-create member=a@x chat_type={huge}".encode(),  # 7: a 600 KB value
+        b"help \x1b[2J",  # 8
+        b'!channel-list team="Security Operations"',  # 9: a good line still runs
+    ]
+    r = pipe_bytes(tmp_path, cfg_file, b"\n".join(lines) + b"\n")
+    err = r.stderr.decode("utf-8")
+    assert "| Incident Response |" in r.stdout.decode("utf-8"), err[:2000]
+    assert r.returncode == 2, err[:2000]  # the last failure: line 8, an input mistake
+    assert "Traceback" not in err and "internal error" not in err
+    for number in range(1, 9):
+        assert f"line {number}: error: " in err, (number, err[:2000])
+    assert "line 5: error: the line is not valid UTF-8 (byte 0xff at position 15)" in err
+    assert "line 6: error: user '\\x1b[31mred\\x00' not found" in err
+    assert "line 7: error: argument 'chat_type': expected one of group, oneOnOne, got 'aaaa" in err
+    assert "…' (600000 characters)" in err
+    assert "line 8: error: unknown command '\\x1b[2J'" in err
+    assert "\x1b" not in err and "\x00" not in err
+    assert len(err) < 3000  # the 600 KB value is not echoed
+
+
+def test_a_bug_in_one_line_is_contained_to_that_line(tmp_path, monkeypatch):
+    import io
+
+    from integration import dispatch
+    from integration.shell import Shell
+
+    def broken(name, args, runtime, flow=None):
+        if name == "boom":
+            raise KeyError("\x1b]0;pwned\x07")
+        return types.SimpleNamespace(render=lambda output: f"ran {name}")
+
+    monkeypatch.setattr(dispatch, "execute", broken)
+    out, err = [], []
+    rt = types.SimpleNamespace(registry=registry.default_registry())
+    sh = Shell(rt, out=out.append, err=err.append)
+    code = sh.batch(io.BytesIO(b"boom x=1\nchannel-list\n"))
+    assert code == 1 and out == ["ran channel-list"]
+    assert err[0].startswith("line 1: internal error: KeyError") and "\x1b" not in err[0] and "\x07" not in err[0]
+
+
+def test_user_get_with_invalid_utf8_in_argv_is_an_input_error(tmp_path):
+    """Real argv bytes: Python decodes them with surrogateescape; the CLI must say which
+    argument is bad (exit 2), not fail later with a UnicodeEncodeError."""
+    r = subprocess.run([sys.executable, "-c", "import sys, integration.cli as c; sys.exit(c.main())",
+                        "user-get", "--user", os.fsencode("x\udcff")], capture_output=True,
+                       env=shell_env(tmp_path), timeout=30, cwd=ROOT)
+    err = r.stderr.decode("utf-8")
+    assert r.returncode == 2, err
+    assert err.startswith("error: argument 3 is not valid UTF-8 (byte 0xff at position 1)"), err
+    assert "internal error" not in err and "Traceback" not in err
