@@ -1,6 +1,8 @@
 """How fast the emulator starts and how many simple Graph GETs per second it serves, next to a
 trivial loopback HTTPS server measured the same way in the same run (so the ratio says how
-much the emulator's pipeline costs beyond Python's HTTP and TLS stack).
+much the emulator's pipeline costs beyond Python's HTTP and TLS stack); and how many Bot
+Connector sends per second it serves with throttling off and on (on at a speed so high that
+nothing is refused, so the difference is the cost of the bot's limit windows).
 
     .venv/bin/python benchmarks/emulator_bench.py [--seconds 3] [--starts 5] [--max-requests 20000]
 
@@ -112,6 +114,33 @@ def app_token(emu: Emulator, s: requests.Session) -> str:
     return app.acquire_token_for_client(["https://graph.microsoft.com/.default"])["access_token"]
 
 
+def bot_send_rate(emu: Emulator, s: requests.Session, seconds: float, max_requests: int) -> tuple[float, int]:
+    """Bot activity POSTs per second, round robin over 1:1 conversations with every seeded user."""
+    cfg = emu.config()
+    app = msal.ConfidentialClientApplication(cfg["bot_id"], client_credential=cfg["bot_secret"],
+                                             authority=cfg["authority"], instance_discovery=False, http_client=s)
+    hdr = {"Authorization": "Bearer " + app.acquire_token_for_client(
+        ["https://api.botframework.com/.default"])["access_token"]}
+    url = emu.bot_service_url + "v3/conversations"
+    convs = []
+    for uid in list(emu.state.users)[:20]:
+        body = {"bot": {"id": "28:" + cfg["bot_id"]}, "members": [{"id": "29:" + uid}],
+                "tenantId": cfg["tenant_id"], "isGroup": False}
+        r = s.post(url, headers=hdr, json=body)
+        r.raise_for_status()
+        convs.append(f"{url}/{r.json()['id']}/activities")
+    activity = {"type": "message", "text": "benchmark"}
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while n < max_requests and time.perf_counter() < deadline:
+        r = s.post(convs[n % len(convs)], headers=hdr, json=activity)
+        if r.status_code != 201:
+            raise SystemExit(f"unexpected {r.status_code} from a bot send: {r.text[:200]}")
+        n += 1
+    return n / (time.perf_counter() - t0), n
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
@@ -153,6 +182,14 @@ def main(argv=None) -> int:
                            args.max_requests)
             print(f"emulator GET /v1.0/users/{{id}} ({label}): {raw:,.0f} GETs/s "
                   f"({raw / base_raw:.2f}x baseline) with http.client")
+
+    for throttling in (False, True):
+        # speed 1e6: every window holds a million times its published size, so nothing is
+        # refused and the run measures only what checking the windows costs.
+        with Emulator(throttling=throttling, speed=1e6) as emu, session(emu.ca_bundle) as s:
+            rps, n = bot_send_rate(emu, s, args.seconds, args.max_requests)
+            print(f"emulator bot sends, throttling {'on' if throttling else 'off'}: {rps:,.0f} POSTs/s "
+                  f"({n} requests, {rps / base:.2f}x baseline) with requests")
     return 0
 
 

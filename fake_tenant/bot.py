@@ -10,7 +10,10 @@ proactively. A bot signs in with client credentials for scope
   thread that Graph then lists as a channel message; ``{channel};messageid={id}`` replies.
 - ``PUT /v3/conversations/{id}/activities/{activityId}`` updates a sent message in place.
 - ``GET /v3/conversations/{id}/members`` lists who is in it.
-Errors use the Bot Framework shape ``{"error": {"code": ..., "message": ...}}``.
+Errors use the Bot Framework shape ``{"error": {"code": ..., "message": ...}}``. With throttling
+on, every request counts against the published bot limits (``throttle.py``, ``limits.py``) and
+is refused with 429 ``Throttled`` (and ``Retry-After``) beyond them; :meth:`conversation_of`
+says which conversation a request counts in.
 
 Emulator choice: Teams user ids are given as ``29:<AAD object id>`` so they round-trip.
 """
@@ -107,6 +110,41 @@ class BotConnector:
             raise _BotError(405 if rest else 404, "BadArgument", f"{method} is not supported here.")
         except _BotError as e:
             return self.error(e.status, e.code, e.message)
+
+    # ---- throttling ----
+    def conversation_of(self, method: str, path: str, body: bytes, claims: Claims) -> str | None:
+        """The conversation a request acts in, for the per-conversation limits: the one in the
+        path (a channel thread ``{channel};messageid={root}`` counts as its channel), or the one
+        a conversation-creating request posts its first message to; None for a request that
+        acts in none (creating a conversation without a message) or that will be refused."""
+        segs = [urllib.parse.unquote(s) for s in path.strip("/").split("/") if s]
+        if len(segs) < 2 or segs[:2] != ["v3", "conversations"]:
+            return None
+        if len(segs) > 2:
+            return segs[2].partition(";messageid=")[0]
+        if method != "POST" or not body:
+            return None
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not data.get("activity"):
+                return None
+            channel = ((data.get("channelData") or {}).get("channel") or {}).get("id")
+            if channel:
+                return str(channel)
+            members = data.get("members") or []
+            if len(members) != 1:
+                return None
+            with self.state.lock:
+                user = self._resolve_user(members[0])
+            return self._personal_conversation_id(claims.app_id, user["id"])
+        except (ValueError, TypeError, AttributeError, RecursionError, _BotError):
+            return None  # the handler answers the error; the request counts against the app only
+
+    @staticmethod
+    def _personal_conversation_id(app_id: str, user_id: str) -> str:
+        """One 1:1 conversation per bot and user, so get-or-create finds it again."""
+        digest = base64.urlsafe_b64encode(hashlib.sha256(f"{app_id}/{user_id}".encode()).digest()).decode()
+        return f"a:1{digest.rstrip('=')[:40]}"
 
     # ---- helpers ----
     def _resolve_user(self, member: dict) -> dict:
@@ -232,9 +270,7 @@ class BotConnector:
                                 "Teams bots can only create one-on-one conversations (exactly one member, isGroup false) "
                                 "or post to a channel (channelData.channel.id).")
             user = self._resolve_user(members[0])
-            digest = base64.urlsafe_b64encode(
-                hashlib.sha256(f"{claims.app_id}/{user['id']}".encode()).digest()).decode().rstrip("=")
-            conv_id = f"a:1{digest[:40]}"
+            conv_id = self._personal_conversation_id(claims.app_id, user["id"])
             created = conv_id not in self.state.bot_conversations
             if created:
                 self.state.bot_conversations[conv_id] = {

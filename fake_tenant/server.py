@@ -5,6 +5,8 @@ and the admin API (``/_emulator/...``).
 
 A Graph request goes through: route match (404/405) -> bearer token (401) -> ``/me`` needs a
 delegated token (400) -> permission (403) -> throttling (429) -> injected faults -> handler.
+A Bot Connector request goes through: bearer token (401) -> throttling (429) -> injected
+faults -> handler.
 ``$batch`` items re-enter the same pipeline through :meth:`_Context.dispatch`, so every item
 is checked, throttled and fault-injected on its own.
 
@@ -561,6 +563,13 @@ class Emulator:
             claims = self.bot.authenticate(headers)
         except GraphError as e:
             return self.bot.error(e.status, "Unauthorized", e.message), None
+        if self.throttle.enabled:
+            try:
+                self.throttle.check_bot(claims.app_id, self.bot.conversation_of(method, path, body, claims))
+            except GraphError as e:
+                resp = self.bot.error(e.status, e.code, e.message)
+                resp.headers.update(e.headers)
+                return resp, claims
         fault = self.faults.take(method, (path, "/botframework" + path), "api") if len(self.faults) else None
         if fault is not None and not fault.after:
             self._apply_fault_delay(fault)

@@ -1,7 +1,9 @@
-"""Graph throttling for the emulator: token buckets with Microsoft's published Teams and
-identity limits (see graph-facts.md), answering 429 ``TooManyRequests`` with ``Retry-After``.
+"""Throttling for the emulator, at Microsoft's published limits (the numbers live in
+``limits.py``; see graph-facts.md): Graph answers 429 ``TooManyRequests``, the Bot Connector
+429 ``Throttled``, both with ``Retry-After``.
 
-Buckets, per app (the emulator hosts a single tenant, so "per app per tenant" is per app):
+Graph: token buckets, per app (the emulator hosts a single tenant, so "per app per tenant" is
+per app):
 - one per Teams category (POST chat message 20 rps, POST channel message 50, GET chat/channel
   message 20, GET team members/channels/channel members 60, GET team/channel 30, POST /teams 10,
   other POST/PUT/PATCH on teams 30, DELETE 15, other Teams calls such as creating chats and
@@ -14,46 +16,46 @@ Buckets, per app (the emulator hosts a single tenant, so "per app per tenant" is
 - global: 130,000 requests per 10 s.
 Online meetings and calls have no rps bucket beyond the global one.
 
-``speed`` multiplies every limit (rate and burst alike): ``speed=10`` lets ten times as many
-requests through per second, so a benchmark finishes ten times sooner while every ratio between
-limits holds. ``Retry-After`` is the whole number of seconds (at least 1) until the emptiest
-bucket has room again; ``retry_after=False`` drops the header, as some Teams endpoints do.
+Bot Connector: sliding windows (N requests in any W seconds), as Microsoft publishes them
+(``limits.BOT_LIMITS``): every request of a bot app draws from the app's window (50 per
+second); a request in a conversation also from that bot's windows in the conversation (7 per
+1 s, 8 per 2 s, 60 per 30 s, 1,800 per hour) and from the conversation's windows for all bots
+(14 per 1 s, 16 per 2 s). Creating a 1:1 conversation draws from the app's window only, unless
+it also posts a first message. A channel's reply chains (``{channel};messageid={root}``) are
+the channel's conversation (emulator choice: the channel id is what Teams calls the thread).
+
+``speed`` scales every limit: Graph's rates and bursts are multiplied by it, the bot windows'
+lengths divided by it (the same rate, as the client-side pacer does). ``speed=10`` lets ten
+times as many requests through per second, so a benchmark finishes ten times sooner while
+every ratio between limits holds. ``Retry-After`` is the whole number of seconds (at least 1)
+until every bucket or window the request needs has room again; ``retry_after=False`` drops the
+header, as some Teams endpoints do. A refused request takes nothing from any bucket or window.
 """
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from . import limits
 from .core import GraphError
+from .limits import GLOBAL_PER_10S, PER_RESOURCE_RPS, TEAMS_LIMITS, identity_units_per_10s  # noqa: F401 (re-exported)
 
-# category -> (requests per second, burst in seconds of rate, label)
-TEAMS_LIMITS = {
-    "chat_message_post": (20.0, "POST chat message"),
-    "channel_message_post": (50.0, "POST channel message"),
-    "message_get": (20.0, "GET chat or channel message"),
-    "team_list_get": (60.0, "GET team members, channels or channel members"),
-    "team_get": (30.0, "GET team or channel"),
-    "team_create": (10.0, "POST /teams"),
-    "teams_write": (30.0, "POST/PUT/PATCH team or channel"),
-    "teams_delete": (15.0, "DELETE"),
-    "teams_other": (30.0, "other Teams calls"),
+_TEAMS_SEGMENTS = limits.TEAMS_SEGMENTS
+_IDENTITY_ROOTS = limits.IDENTITY_ROOTS
+# Stamps within this much of a window's edge count as outside it: fake clocks advanced by
+# window/speed must free the slot despite float rounding.
+_EPSILON = 1e-9
+# Every this many bot checks, windows of conversations no longer written to are dropped.
+_BOT_SWEEP_EVERY = 4096
+_BOT_CLASS_LABELS = {
+    "app": "requests per app per tenant",
+    "conversation": "requests per bot per conversation",
+    "conversation_all_bots": "requests per conversation for all bots",
 }
-PER_RESOURCE_RPS = 4.0
-GLOBAL_PER_10S = 130_000
-_TEAMS_SEGMENTS = {"chats", "teams", "channels", "joinedteams", "teamwork", "installedapps", "tabs",
-                   "allchannels", "primarychannel", "team"}
-_IDENTITY_ROOTS = {"users", "me", "groups"}
-
-
-def identity_units_per_10s(n_users: int) -> int:
-    if n_users < 50:
-        return 3500
-    if n_users <= 500:
-        return 5000
-    return 8000
 
 
 @dataclass
@@ -98,24 +100,7 @@ def classify(method: str, permission_key: str, path: str, n_users: int = 0) -> l
         return specs
     if not teamsy:
         return specs  # meetings, calls: global limit only
-    last = low[-1]
-    in_channel = "channels" in low
-    if method == "POST" and last in ("messages", "replies"):
-        cat = "channel_message_post" if in_channel else "chat_message_post"
-    elif method == "GET" and ("messages" in low[-2:] or "replies" in low[-2:]):
-        cat = "message_get"
-    elif method == "GET" and low[0] == "teams" and last in ("members", "channels"):
-        cat = "team_list_get"
-    elif method == "GET" and low[0] == "teams":
-        cat = "team_get"  # team, channel, tab, installed app
-    elif method == "POST" and low == ["teams"]:
-        cat = "team_create"
-    elif method == "DELETE":
-        cat = "teams_delete"
-    elif method in ("POST", "PUT", "PATCH") and low[0] == "teams":
-        cat = "teams_write"
-    else:
-        cat = "teams_other"
+    cat = limits.teams_category(method, low)
     rate, label = TEAMS_LIMITS[cat]
     specs.append(BucketSpec(cat, rate, rate, 1.0, label))
     # At most 4 rps per app on any one team or channel.
@@ -139,6 +124,9 @@ class Throttler:
         self.n_users = n_users
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        # Bot limit class key -> stamps (clock times) of the requests it let through, oldest first.
+        self._bot_logs: dict[tuple, collections.deque] = {}
+        self._bot_checks = 0
 
     def configure(self, enabled: bool | None = None, speed: float | None = None,
                   retry_after: bool | None = None) -> None:
@@ -150,6 +138,7 @@ class Throttler:
                     raise ValueError("speed must be positive")
                 if float(speed) != self.speed:
                     self._buckets.clear()  # capacities change with speed
+                    self._bot_logs.clear()  # and so do window lengths
                 self.speed = float(speed)
             if retry_after is not None:
                 self.retry_after = bool(retry_after)
@@ -160,6 +149,7 @@ class Throttler:
     def reset(self) -> None:
         with self._lock:
             self._buckets.clear()
+            self._bot_logs.clear()
 
     def check(self, app_id: str, method: str, permission_key: str, path: str) -> None:
         """Take tokens for one call or raise the 429 (nothing is taken from any bucket then)."""
@@ -190,3 +180,52 @@ class Throttler:
         raise GraphError(429, "TooManyRequests",
                          f"Too many requests: the application exceeded the limit for {spec.label}. "
                          f"Please retry after {seconds} seconds.", headers)
+
+    # ---- Bot Connector ----
+    def check_bot(self, app_id: str, conversation: str | None = None) -> None:
+        """Count one Bot Connector request of ``app_id`` (in ``conversation``, when it acts in
+        one) or raise the 429 (``GraphError`` with code ``Throttled``; nothing is counted then)."""
+        if not self.enabled:
+            return
+        classes = [(("app", app_id), limits.BOT_LIMITS["app"])]
+        if conversation:
+            classes.append((("conversation", app_id, conversation), limits.BOT_LIMITS["conversation"]))
+            classes.append((("conversation_all_bots", conversation), limits.BOT_LIMITS["conversation_all_bots"]))
+        with self._lock:
+            now = self.clock()
+            self._bot_checks += 1
+            if self._bot_checks % _BOT_SWEEP_EVERY == 0:
+                self._sweep_bot_logs(now)
+            logs = []
+            waits = []  # (seconds until a slot frees, class, requests, published seconds)
+            for key, windows in classes:
+                log = self._bot_logs.get(key)
+                if log is None:
+                    log = self._bot_logs[key] = collections.deque()
+                longest = max(w for _, w in windows) / self.speed
+                while log and log[0] <= now - longest + _EPSILON:
+                    log.popleft()
+                for n, seconds in windows:
+                    # Full when the n-th newest stamp is still inside the window; a slot frees
+                    # when that stamp leaves it.
+                    if len(log) >= n and log[-n] > now - seconds / self.speed + _EPSILON:
+                        waits.append((log[-n] + seconds / self.speed - now, key[0], n, seconds))
+                logs.append(log)
+            if not waits:
+                for log in logs:
+                    log.append(now)
+                return
+        wait, cls, n, seconds = max(waits)
+        retry = max(1, math.ceil(wait - _EPSILON))
+        headers = {"Retry-After": str(retry)} if self.retry_after else {}
+        per = "second" if seconds == 1 else f"{seconds:g} seconds"
+        raise GraphError(429, "Throttled",
+                         f"Too many requests: over {n} {_BOT_CLASS_LABELS[cls]} per {per}. "
+                         f"Retry after {retry} seconds.", headers)
+
+    def _sweep_bot_logs(self, now: float) -> None:
+        """Drop the windows in which nothing happened for longer than the class's longest window
+        (a long fan-out would otherwise keep one log per conversation it ever touched)."""
+        for key in [k for k, log in self._bot_logs.items()
+                    if not log or log[-1] <= now - max(w for _, w in limits.BOT_LIMITS[k[0]]) / self.speed]:
+            del self._bot_logs[key]
