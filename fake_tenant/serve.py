@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
                    help="multiply every throttling limit by X (default 1)")
     p.add_argument("--throttling", dest="throttling", action="store_true", default=True,
-                   help="enforce Graph throttling limits (default)")
+                   help="enforce the published Graph and bot rate limits (default)")
     p.add_argument("--no-throttling", dest="throttling", action="store_false", help="never answer 429")
     p.add_argument("--no-retry-after", dest="retry_after", action="store_false", default=True,
                    help="send 429 without a Retry-After header")

@@ -215,7 +215,7 @@ class Throttler:
                 for log in logs:
                     log.append(now)
                 return
-        wait, cls, n, seconds = max(waits)
+        wait, cls, n, seconds = max(waits, key=lambda w: w[0])  # ties: the app, then the conversation
         retry = max(1, math.ceil(wait - _EPSILON))
         headers = {"Retry-After": str(retry)} if self.retry_after else {}
         per = "second" if seconds == 1 else f"{seconds:g} seconds"

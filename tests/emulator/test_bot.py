@@ -170,3 +170,113 @@ def test_plain_text_channel_post_is_escaped_in_the_graph_view(emu, http, bot_tok
     assert r.status_code in (200, 201), r.text
     bodies = [m.body["content"] for m in channel.messages] + [x.body["content"] for m in channel.messages for x in m.replies]
     assert any("&lt;script&gt;alert(1)&lt;/script&gt; &amp; <at>Bob</at>" in b for b in bodies), bodies
+
+
+# ---- throttling at the published bot limits (fake clock: no real waits) ----
+
+class _Clock:
+    def __init__(self, t: float = 5000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _throttled(emu) -> _Clock:
+    clock = _Clock()
+    emu.throttle.clock = clock
+    emu.set_throttling(True)
+    return clock
+
+
+def test_eighth_send_to_one_conversation_in_a_second_is_429_throttled(emu, bot):
+    clock = _throttled(emu)
+    conv = bot.open(emu.state.user("bob.smith@contoso.example")["id"]).json()["id"]
+    sent = len(emu.state.activities)
+    rs = [bot.post(f"/{conv}/activities", {"type": "message", "text": f"update {i}"}) for i in range(8)]
+    assert [r.status_code for r in rs] == [201] * 7 + [429]
+    assert rs[7].headers["Retry-After"] == "1"
+    assert rs[7].json() == {"error": {"code": "Throttled", "message": rs[7].json()["error"]["message"]}}
+    assert "per bot per conversation" in rs[7].json()["error"]["message"]
+    assert len(emu.state.activities) == sent + 7  # the refused send was not applied
+    # Updating an activity counts in the same conversation.
+    aid = rs[0].json()["id"]
+    assert bot.put(f"/{conv}/activities/{aid}", {"type": "message", "text": "edited"}).status_code == 429
+    emu.set_throttling(True, retry_after=False)
+    r = bot.post(f"/{conv}/activities", {"type": "message", "text": "again"})
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+    clock.t += 1
+    assert bot.put(f"/{conv}/activities/{aid}", {"type": "message", "text": "edited"}).status_code == 200
+    statuses = [e["status"] for e in emu.request_log if e["path"].startswith("/botframework/v3/conversations/a:")]
+    assert statuses[-4:] == [429, 429, 429, 200]
+
+
+def test_channel_threads_and_first_messages_count_in_their_conversation(emu, bot):
+    _throttled(emu)
+    _, ch = _channel(emu, "Security Operations", "Incident Response")
+    first = bot.post("", {"isGroup": True, "bot": {"id": bot.cfg["bot_id"]}, "tenantId": bot.cfg["tenant_id"],
+                          "channelData": {"channel": {"id": ch.id}},
+                          "activity": {"type": "message", "text": "New incident"}})
+    assert first.status_code == 201
+    thread = first.json()["id"]
+    assert [bot.post(f"/{ch.id}/activities", {"type": "message", "text": "x"}).status_code for _ in range(3)] == [201] * 3
+    # Replies in the thread are messages in the channel: the 8th request in it is refused.
+    codes = [bot.post(f"/{thread}/activities", {"type": "message", "text": "y"}).status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    # Opening 1:1 conversations (no message) counts against the app only...
+    bob = emu.state.user("bob.smith@contoso.example")["id"]
+    assert [bot.open(bob).status_code for _ in range(8)] == [201] * 8
+    # ...opening with a first message counts in that conversation.
+    codes = [bot.open(bob, activity={"type": "message", "text": "hi"}).status_code for _ in range(8)]
+    assert codes == [201] * 7 + [429]
+
+
+def test_51_requests_in_a_second_across_conversations_are_429_per_app(emu, bot, http, bot_token):
+    clock = _throttled(emu)
+    users = list(emu.state.users)
+    convs = [bot.open(u).json()["id"] for u in users]
+    n = len(convs)
+    codes = [bot.post(f"/{convs[i % n]}/activities", {"type": "message", "text": str(i)}).status_code
+             for i in range(50 - n)]
+    assert codes == [201] * (50 - n) and (50 - n) / n <= 7
+    r = http.get(f"{bot.url}/{convs[-1]}/members", headers=bearer(bot_token))
+    assert r.status_code == 429 and "per app per tenant" in r.json()["error"]["message"]
+    assert r.headers["Retry-After"] == "1"
+    clock.t += 1
+    assert http.get(f"{bot.url}/{convs[-1]}/members", headers=bearer(bot_token)).status_code == 200
+
+
+def test_throttling_off_never_refuses_a_bot(emu, bot):
+    assert emu.throttling is False
+    conv = bot.open(emu.state.user("bob.smith@contoso.example")["id"]).json()["id"]
+    assert {bot.post(f"/{conv}/activities", {"type": "message", "text": "x"}).status_code for _ in range(20)} == {201}
+
+
+def test_each_bot_app_has_its_own_budget_in_a_conversation():
+    from fake_tenant import Emulator
+    from fake_tenant.tenant import read_seed
+
+    seed = read_seed()
+    seed["apps"].append({"name": "Second Bot", "kind": "bot", "app_id": "5b0d9e2a-7c41-4f3e-8a6d-1e2f3a4b5c6d",
+                         "secret": "emu~Second.Bot-Secret-1"})
+    with Emulator(tenant=seed, throttling=True) as emu:
+        clock = _Clock()
+        emu.throttle.clock = clock
+        s = mh.http_session(emu.ca_bundle)
+        tokens = [mh.confidential_app(emu, app_id, secret, http=s).acquire_token_for_client(mh.BOT_DEFAULT)["access_token"]
+                  for app_id, secret in ((emu.config()["bot_id"], emu.config()["bot_secret"]),
+                                         ("5b0d9e2a-7c41-4f3e-8a6d-1e2f3a4b5c6d", "emu~Second.Bot-Secret-1"))]
+        _, ch = _channel(emu, "Security Operations", "Incident Response")
+        url = f"{emu.bot_service_url}v3/conversations/{ch.id}/activities"
+
+        def send(token):
+            return s.post(url, headers=bearer(token), json={"type": "message", "text": "x"}).status_code
+
+        # Each bot gets its own 7 per second in the channel (with two bots the 14 per second for
+        # all bots together is reached only with both; tests/emulator/test_throttle.py has three).
+        assert [send(tokens[0]) for _ in range(8)] == [201] * 7 + [429]
+        assert [send(tokens[1]) for _ in range(8)] == [201] * 7 + [429]
+        clock.t += 1
+        assert [send(tokens[0]) for _ in range(2)] == [201, 429]  # 8 per 2 s
+        assert [send(tokens[1]) for _ in range(2)] == [201, 429]
+        s.close()
