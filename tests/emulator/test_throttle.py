@@ -342,3 +342,14 @@ def test_bot_windows_of_idle_conversations_are_dropped():
         th.check_bot("bot-a", None)
         clock.advance(0.05)
     assert before > 4096 and list(th._bot_logs) == [("app", "bot-a")]
+
+
+def test_the_integrations_pacer_table_matches_the_fake_tenants():
+    """Two copies of the published numbers exist until the pacer reads fake_tenant.limits; they
+    must not drift apart (a pacer looser than the tenant would run into 429s)."""
+    integration_limits = pytest.importorskip("integration.limits")
+    from fake_tenant import limits
+    for name in ("TEAMS_LIMITS", "PER_RESOURCE_RPS", "GLOBAL_PER_10S", "TEAMS_SEGMENTS", "IDENTITY_ROOTS",
+                 "IDENTITY_UNITS_PER_10S_SMALLEST", "BOT_PER_APP", "BOT_PER_CONVERSATION", "BOT_RETRY_STATUSES"):
+        if hasattr(integration_limits, name):
+            assert getattr(integration_limits, name) == getattr(limits, name), name
