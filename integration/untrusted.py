@@ -27,7 +27,12 @@ _ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def _escape_char(ch: str) -> str:
+    if ch in _NAMED:
+        return _NAMED[ch]
     code = ord(ch)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
@@ -36,6 +41,14 @@ def escape_controls(text: str) -> str:
     """Every character that could drive or mislead a terminal, written as a visible escape
     (`\\x1b`, `\\x00`, `\\u202e`); tab and newline are kept."""
     return _GUARD.sub(lambda m: _escape_char(m.group()), text)
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """A whole message made safe to print: :func:`escape_controls`, and cut at `limit`
+    characters (with the full length) for messages built from values not passed through
+    :func:`quote`, such as a file's own text quoted back by a loader."""
+    text = escape_controls(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _shorten(text: str, limit: int) -> tuple[str, bool]:

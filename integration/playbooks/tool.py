@@ -6,23 +6,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from typing import Callable
 
 from ..errors import FileError, InputError, IntegrationError
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # the playbook schema's pattern for input names
 USAGE = ("usage: msteams playbook {validate FILE..., run FILE|NAME [--input NAME=VALUE ...] [--run-key KEY] "
          "[--dry-run] [--output json], runs [--status S], resume RUN_ID, list}")
 
 
 def _inputs(pairs: list[str]) -> dict:
     """--input k=v, repeated; a name given twice collects a list (for array inputs)."""
+    from ..untrusted import decode, quote
+
     values: dict = {}
-    for item in pairs:
+    for number, item in enumerate(pairs, 1):
+        # cli.main checks argv already; this keeps direct callers (tests, the API) as strict.
+        item = decode(item, f"--input {number}")
         if "=" not in item:
-            raise InputError(f"--input expects NAME=VALUE, got {item!r}")
+            raise InputError(f"--input {number} expects NAME=VALUE, got {quote(item)}")
         k, v = item.split("=", 1)
         k = k.strip()
+        if not k:
+            raise InputError(f"--input {number} has no name before '=' (got {quote(item)})")
+        if not _NAME.match(k):  # the playbook schema allows no other input name
+            raise InputError(f"--input {number}: {quote(k, 60)} is not an input name "
+                             "(letters, digits and _, not starting with a digit)")
         if k in values:
             values[k] = (values[k] if isinstance(values[k], list) else [values[k]]) + [v]
         else:
@@ -45,6 +56,8 @@ def _summary(result) -> str:
 
 
 def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
+    from ..redact import redact
+    from ..untrusted import printable
     from .loader import load
 
     bad = 0
@@ -54,10 +67,12 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
         except FileError as exc:
             bad += 1
             for problem in getattr(exc, "problems", None) or [exc]:
-                err(str(problem))  # FILE:LINE: message, one per line (editors jump to them)
+                # FILE:LINE: message, one per line (editors jump to them); the messages quote
+                # the file's own text back, so they are escaped and cut here.
+                err(redact(printable(str(problem))))
             continue
         inputs = ", ".join(f"{k}{'*' if d.get('required') else ''}" for k, d in pb.inputs.items()) or "none"
-        out(f"{path}: ok ({len(pb.steps)} step{'s' if len(pb.steps) != 1 else ''}; inputs: {inputs})")
+        out(f"{printable(path)}: ok ({len(pb.steps)} step{'s' if len(pb.steps) != 1 else ''}; inputs: {inputs})")
     if bad:
         raise InputError(f"{bad} of {len(paths)} playbook{'s' if len(paths) > 1 else ''} "
                          f"{'has' if bad == 1 else 'have'} problems")
