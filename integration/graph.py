@@ -14,7 +14,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from .errors import (AuthError, GraphError, NotFound, PermissionDenied, RequestRejected, ThrottledError)
@@ -244,6 +244,20 @@ class Client:
             page.items.extend(items)
             url = data.get("@odata.nextLink")
         return page
+
+    def pages(self, path: str, *, params: dict | None = None, page_size: int | None = None,
+              next_link: str | None = None) -> Iterator[list]:
+        """Each page's items as it arrives, following @odata.nextLink verbatim: for callers
+        that handle a page and let it go (a whole directory never sits in memory)."""
+        params = dict(params or {})
+        if page_size:
+            params["$top"] = page_size
+        url, first = (next_link, False) if next_link else (path, True)
+        while url:
+            data = self.request("GET", url, params=params if first else None).json() or {}
+            first = False
+            url = data.get("@odata.nextLink")
+            yield data.get("value", [])
 
     def batch(self, requests_: list[dict]) -> list[dict]:
         """Run Graph requests through `$batch` in packs of 20; throttled items are retried

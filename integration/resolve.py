@@ -1,7 +1,9 @@
 """Names to ids: users (mail, UPN, display name, id), teams (name or id), channels (name or
 id within a team) and chats (id, topic, or a member's 1:1 chat). The context store answers
 first; Graph second. A name that matches several objects is an error listing the candidates,
-never a silent pick. Untrusted names reach Graph only as escaped OData literals or encoded
+never a silent pick. Display names are cached as the list of everyone with that name (kinds
+``user_name``, ``team_name``, ``channel_name``), so an ambiguous name is reported from the
+store as well as a unique one is answered from it. Untrusted names reach Graph only as escaped OData literals or encoded
 path segments.
 """
 from __future__ import annotations
@@ -26,8 +28,21 @@ def is_thread_id(value: str) -> bool:
     return value.strip().startswith("19:")
 
 
-def _user_view(u: dict) -> dict:
+def user_view(u: dict) -> dict:
     return {k: u.get(k) for k in ("id", "displayName", "mail", "userPrincipalName")}
+
+
+def _describe_user(u: dict) -> str:
+    return f"{u.get('displayName')} <{u.get('mail') or u.get('userPrincipalName')}>"
+
+
+def _describe_named(x: dict) -> str:
+    return x.get("displayName") or "?"
+
+
+def _is_address(name: str) -> bool:
+    """An object id or a mail/UPN: looked up as a key, never as a display name."""
+    return is_guid(name) or "@" in name
 
 
 class Resolver:
@@ -42,22 +57,42 @@ class Resolver:
             self.from_cache.append((kind, key))
         return value
 
+    def _named(self, kind: str, key: str, what: str, name: str, describe) -> dict | None:
+        """The one object a cached name stands for; AmbiguousError (with every candidate) when
+        the store knows several; None when the name is not cached."""
+        cands = self.store.get(kind, key)
+        if not isinstance(cands, list) or not cands:
+            return None
+        if len(cands) > 1:
+            raise AmbiguousError(what, name, [f"{describe(x)} [{x.get('id')}]" for x in cands])
+        self.from_cache.append((kind, key))
+        return cands[0]
+
     def forget_cached(self) -> bool:
         """Drop what this command took from the store (after a 404 on a cached id). True if anything was."""
         had = bool(self.from_cache)
-        for kind, key in self.from_cache:
-            self.store.delete(kind, key)
+        with self.store.transaction():
+            for kind, key in self.from_cache:
+                # Both entries a name can have (an object, and the list of everyone with the
+                # name), so the retry asks Graph instead of the other stale half.
+                base = kind[:-len("_name")] if kind.endswith("_name") else kind
+                self.store.delete(base, key)
+                self.store.delete(base + "_name", key)
         self.from_cache.clear()
         return had
 
     # ---- users ----
     def user(self, name: str) -> dict:
         name = name.strip()
-        hit = self._cached("user", name)
+        hit = self._cached("user", name)  # ids, mails and UPNs
         if hit:
             return hit
+        if not _is_address(name):
+            hit = self._named("user_name", name, "user", name, _describe_user)
+            if hit:
+                return hit
         user = None
-        if is_guid(name) or "@" in name:
+        if _is_address(name):
             try:
                 user = self.client.get(f"/users/{seg(name)}", params={"$select": USER_SELECT})
             except NotFound:
@@ -66,13 +101,17 @@ class Resolver:
                 found = self._user_filter(f"mail eq {odata_literal(name)}")
                 user = self._one("user", name, found, lambda u: f"{u['displayName']} <{u.get('mail')}>")
         else:
-            found = self._user_filter(f"displayName eq {odata_literal(name)}")
-            user = self._one("user", name, found, lambda u: f"{u['displayName']} <{u.get('mail') or u.get('userPrincipalName')}>")
+            found = [user_view(u) for u in self._user_filter(f"displayName eq {odata_literal(name)}")]
+            if found:  # namesakes too: the next lookup of this name is answered by the store
+                self.store.put("user_name", name, found)
+            user = self._one("user", name, found, _describe_user)
         if user is None:
             raise NotFound(f"user {quoted(name)} not found", hint="use the user's mail, UPN or object id")
-        user = _user_view(user)
-        self.store.put("user", name, user)
-        self.store.put("user", user["id"], user)
+        user = user_view(user)
+        with self.store.transaction():
+            if _is_address(name):
+                self.store.put("user", name, user)
+            self.store.put("user", user["id"], user)
         return user
 
     def _user_filter(self, flt: str) -> list[dict]:
@@ -88,7 +127,7 @@ class Resolver:
         hit = self._cached("user", "@me")
         if hit:
             return hit
-        me = _user_view(self.client.get("/me", params={"$select": USER_SELECT}))
+        me = user_view(self.client.get("/me", params={"$select": USER_SELECT}))
         self.store.put("user", "@me", me)
         return me
 
@@ -102,13 +141,18 @@ class Resolver:
             t = self.client.get(f"/teams/{seg(name)}")
             team = {"id": t["id"], "displayName": t.get("displayName")}
         else:
+            hit = self._named("team_name", name, "team", name, _describe_named)
+            if hit:
+                return hit
             found = self.client.get("/teams", params={"$filter": f"displayName eq {odata_literal(name)}"}).get("value", [])
             found = [t for t in found if (t.get("displayName") or "").casefold() == name.casefold()] or found
-            team = self._one("team", name, found, lambda t: t.get("displayName", "?"))
+            found = [{"id": t["id"], "displayName": t.get("displayName")} for t in found]
+            if found:
+                self.store.put("team_name", name, found)
+            team = self._one("team", name, found, _describe_named)
             if team is None:
                 raise NotFound(f"team {quoted(name)} not found", hint="check the name with `msteams team-list`, or pass the team id")
-            team = {"id": team["id"], "displayName": team.get("displayName")}
-        self.store.put("team", name, team)
+        self.store.put("team", team["id"], team)
         return team
 
     def channel(self, team_id: str, name: str) -> dict:
@@ -119,16 +163,19 @@ class Resolver:
             return hit
         if is_thread_id(name):
             c = self.client.get(f"/teams/{seg(team_id)}/channels/{seg(name)}")
-            chan = {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
-        else:
-            page = self.client.paged(f"/teams/{seg(team_id)}/channels")
-            found = [c for c in page.items if (c.get("displayName") or "").casefold() == name.casefold()]
-            c = self._one("channel", name, found, lambda c: c.get("displayName", "?"))
-            if c is None:
-                raise NotFound(f"channel {quoted(name)} not found in the team",
-                               hint="list them with `msteams channel-list team=...`")
-            chan = {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
-        self.store.put("channel", key, chan)
+            chan = channel_view(c)
+            self.store.put("channel", key, chan)
+            return chan
+        hit = self._named("channel_name", key, "channel", name, _describe_named)
+        if hit:
+            return hit
+        views = [channel_view(c) for c in self.client.paged(f"/teams/{seg(team_id)}/channels").items]
+        remember_channels(self.store, team_id, views)  # the whole listing: every name of the team
+        found = [c for c in views if (c.get("displayName") or "").strip().casefold() == name.casefold()]
+        chan = self._one("channel", name, found, _describe_named)
+        if chan is None:
+            raise NotFound(f"channel {quoted(name)} not found in the team",
+                           hint="list them with `msteams channel-list team=...`")
         return chan
 
     # ---- chats ----
@@ -182,7 +229,8 @@ class Resolver:
         fan-out to many recipients does not pay one lookup request each. Names that match no
         one or several people are left for `user()` to report. Returns how many were cached."""
         todo = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
-        todo = [n for n in todo if self.store.get("user", n) is None]
+        todo = [n for n in todo if self.store.get("user", n) is None
+                and (_is_address(n) or self.store.get("user_name", n) is None)]
         if len(todo) < 2:
             return 0  # one lookup costs the same request either way
         reqs = []
@@ -193,18 +241,41 @@ class Resolver:
                 url = (f"/users?$filter={quote('displayName eq ' + odata_literal(name), safe='')}"
                        f"&$select={USER_SELECT}&$top=2")
             reqs.append({"id": str(i), "method": "GET", "url": url})
-        entries = []
+        entries, named, resolved = [], [], 0
         for r in self.client.batch(reqs):
             if r.get("status") != 200 or not isinstance(r.get("body"), dict):
                 continue
             body = r["body"]
             found = body.get("value") if "value" in body else [body]
             if isinstance(found, list) and len(found) == 1 and isinstance(found[0], dict) and found[0].get("id"):
-                user = _user_view(found[0])
-                entries += [(todo[int(r["id"])], user), (user["id"], user)]
-        if entries:
+                user = user_view(found[0])
+                name = todo[int(r["id"])]
+                resolved += 1
+                entries.append((user["id"], user))
+                if _is_address(name):
+                    entries.append((name, user))
+                else:
+                    named.append((name, [user]))
+        with self.store.transaction():
             self.store.put_many("user", entries)
-        return len(entries) // 2
+            self.store.put_many("user_name", named)
+        return resolved
+
+
+def channel_view(c: dict) -> dict:
+    return {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
+
+
+def remember_channels(store: Store, team_id: str, views: list[dict]) -> None:
+    """Cache a team's complete channel listing: by id, and every name with all its channels."""
+    by_name: dict[str, list] = {}
+    for c in views:
+        n = (c.get("displayName") or "").strip()
+        if n:
+            by_name.setdefault(n.casefold(), []).append(c)
+    with store.transaction():
+        store.put_many("channel", [(f"{team_id}/{c['id']}", c) for c in views])
+        store.put_many("channel_name", [(f"{team_id}/{n}", cs) for n, cs in by_name.items()])
 
 
 def member_body(user_id: str, bind_base: str, roles: list | None = None) -> dict:

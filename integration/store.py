@@ -1,7 +1,12 @@
 """The context store: one SQLite file (WAL mode, mode 0600) holding cached directory data
 (users, teams, channels, members, chats) with TTLs, MSAL's serialized token caches, and
 references to messages the integration sent (so they can be edited later). Several
-processes may share it: every write is its own short transaction.
+processes may share it: every write is one short transaction (a bulk write too: all its rows
+or none).
+
+Display names live in their own kinds (``user_name``, ``team_name``, ``channel_name``) whose
+value is the list of every object with that name, so a name shared by two people is answered
+as ambiguous from the store instead of being left for Graph.
 """
 from __future__ import annotations
 
@@ -10,13 +15,26 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError
 
 DEFAULT_TTL = 24 * 3600.0
-DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member")
+NAME_KINDS = ("user_name", "team_name", "channel_name")  # value: [candidate, ...]
+DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member") + NAME_KINDS
+
+# Adds one candidate to a name's list. A list written before ``since`` (the start of this
+# preload) is replaced, not extended, so people who left drop out. The merge is plain text
+# on the compact JSON this module writes (an element starts with '{"id":...'): parsing the
+# list for every namesake made a 100,000-user preload several times slower.
+_ADD_NAME = """INSERT INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?)
+ON CONFLICT(kind,key) DO UPDATE SET
+  value = CASE WHEN cache.updated < ? OR substr(cache.value, 1, 1) != '[' THEN excluded.value
+               WHEN instr(cache.value, ?) THEN cache.value
+               ELSE substr(cache.value, 1, length(cache.value) - 1) || ',' || substr(excluded.value, 2) END,
+  updated = excluded.updated, expires = excluded.expires"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
@@ -37,6 +55,9 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL, updated REAL NOT NULL
 );
 """
+
+
+_GET = "SELECT value, expires FROM cache WHERE kind=? AND key=?"
 
 
 class Store:
@@ -82,6 +103,10 @@ class Store:
             self._local.conn = None
 
     # ---- directory cache ----
+    def now(self) -> float:
+        """The store's clock (injectable in tests): what ``updated`` and TTLs are measured in."""
+        return self._clock()
+
     @staticmethod
     def norm(key: str) -> str:
         return key.strip().casefold()
@@ -89,15 +114,73 @@ class Store:
     def put(self, kind: str, key: str, value: Any, ttl: float | None = DEFAULT_TTL) -> None:
         self.put_many(kind, [(key, value)], ttl)
 
-    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
-        now = self._clock()
-        rows = [(kind, self.norm(k), json.dumps(v), now, now + ttl if ttl else None) for k, v in items]
+    @contextmanager
+    def transaction(self):
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT; rolled back on any error). Writes
+        inside it join it: a preload page is one commit, not one per row (the connection is in
+        autocommit mode, where each statement of an executemany commits on its own)."""
         with self._conn() as c:
-            c.executemany("INSERT OR REPLACE INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?)", rows)
+            if c.in_transaction:
+                yield c
+                return
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
+        """Write (key, value) pairs: all of them, or none when one fails."""
+        now = self._clock()
+        expires = now + ttl if ttl else None
+        norm, dumps = self.norm, json.dumps
+        with self.transaction() as c:
+            # A generator, so the rows are not held twice; it runs inside the transaction.
+            c.executemany("INSERT OR REPLACE INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?)",
+                          ((kind, norm(k), dumps(v), now, expires) for k, v in items))
+
+    def add_names(self, kind: str, items: Iterable[tuple[str, dict]], *, since: float,
+                  ttl: float | None = DEFAULT_TTL) -> None:
+        """Add (name, candidate) pairs to name lists (``kind`` is one of NAME_KINDS), merging
+        with the candidates already written for the same name since ``since``; a candidate
+        (by id) is listed once. One transaction, so a page of a preload is one commit."""
+        now = self._clock()
+        expires = now + ttl if ttl else None
+        rows = []
+        for name, cand in items:
+            name = self.norm(name or "")
+            if not name or not cand.get("id"):
+                continue
+            cand = {"id": cand["id"], **{k: v for k, v in cand.items() if k != "id"}}  # id first: see _ADD_NAME
+            rows.append((kind, name, json.dumps([cand], separators=(",", ":")), now, expires, since,
+                         '{"id":' + json.dumps(cand["id"]) + ","))
+        with self.transaction() as c:
+            c.executemany(_ADD_NAME, rows)
+
+    def prune(self, kind: str, *, before: float, prefix: str | None = None) -> int:
+        """Drop ``kind`` entries (with keys under ``prefix``) last written before ``before``:
+        after a complete preload, the names it did not see are names nobody has any more."""
+        with self.transaction() as c:
+            if prefix is None:
+                return c.execute("DELETE FROM cache WHERE kind=? AND updated<?", (kind, before)).rowcount
+            p = self.norm(prefix)
+            # A key range instead of LIKE, so the primary key index serves it and no '%' or '_'
+            # in a name is a wildcard.
+            return c.execute("DELETE FROM cache WHERE kind=? AND key>=? AND key<? AND updated<?",
+                             (kind, p, p + "\U0010ffff", before)).rowcount
 
     def get(self, kind: str, key: str) -> Any | None:
-        with self._conn() as c:
-            row = c.execute("SELECT value, expires FROM cache WHERE kind=? AND key=?", (kind, self.norm(key))).fetchone()
+        # The hot path of every name lookup: no per-call objects beyond the query itself; the
+        # statement text is constant, so sqlite3's statement cache reuses the prepared
+        # statement, and (kind, key) is the primary key, so its index answers it.
+        conn = getattr(self._local, "conn", None) or self._conn().conn
+        try:
+            row = conn.execute(_GET, (kind, key.strip().casefold())).fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"context store error: {exc}") from None
         if row is None or (row[1] is not None and row[1] < self._clock()):
             return None
         return json.loads(row[0])

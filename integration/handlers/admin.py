@@ -41,8 +41,15 @@ def cache_reset(ctx):
 def cache_show(ctx):
     kind = ctx.args.get("kind")
     if kind:
-        rows = [{"kind": kind, "key": e["key"], "id": (e["value"] or {}).get("id"), "ageSeconds": e["age_seconds"],
+        rows = [{"kind": kind, "key": e["key"], "id": _ids(e["value"]), "ageSeconds": e["age_seconds"],
                  "expired": e["expired"]} for e in ctx.store.entries(kind)]
         return ctx.result(rows, rows, title=f"Cached {kind} entries")
     rows = [{"kind": k, "entries": n} for k, n in ctx.store.counts().items()]
     return ctx.result(rows, rows, title=f"Context store {ctx.cfg.resolved_store_path}")
+
+
+def _ids(value) -> str | None:
+    """An entry's id; a display name's entry (a list of everyone with it) shows all their ids."""
+    if isinstance(value, list):
+        return ", ".join(str((v or {}).get("id")) for v in value)
+    return value.get("id") if isinstance(value, dict) else None

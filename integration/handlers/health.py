@@ -12,7 +12,7 @@ from ..auth import FLOW_SETUP, FLOWS, jwt_claims
 from ..docs import permissions_by_flow
 from ..errors import IntegrationError, PermissionDenied
 from ..graph import seg
-from ..resolve import USER_SELECT
+from ..resolve import USER_SELECT, user_view, channel_view, remember_channels
 
 HANDLERS = ("integration_health", "token_permissions_list", "cache_preload")
 
@@ -133,13 +133,14 @@ class _Progress:
             self.stream.flush()
 
 
-def _unique_names(items: list[dict], name_key: str = "displayName") -> set[str]:
-    seen: dict[str, int] = {}
+def _by_name(items: list[dict]) -> dict[str, list[dict]]:
+    """Display name -> everything with that name (a list of one when the name is unique)."""
+    out: dict[str, list[dict]] = {}
     for i in items:
-        n = (i.get(name_key) or "").strip().casefold()
+        n = (i.get("displayName") or "").strip()
         if n:
-            seen[n] = seen.get(n, 0) + 1
-    return {n for n, c in seen.items() if c == 1}
+            out.setdefault(n.casefold(), []).append(i)
+    return out
 
 
 def cache_preload(ctx):
@@ -149,16 +150,17 @@ def cache_preload(ctx):
     progress = _Progress()
     counts = {k: 0 for k in ("teams", "channels", "members", "users") if k in include}
     skipped: list[str] = []
+    since = store.now()  # name lists written before this run are replaced, not extended
     try:
         if include & {"teams", "channels", "members"}:
+            # Teams are few and each is visited below, so their listing is held; users are not.
             page = g.paged("/teams", params={"$select": "id,displayName"}, page_size=size)
             teams = [{"id": t["id"], "displayName": t.get("displayName")} for t in page.items]
             if "teams" in include:
-                unique = _unique_names(teams)
-                entries = [(t["id"], t) for t in teams]
-                entries += [(t["displayName"].strip(), t) for t in teams
-                            if (t.get("displayName") or "").strip().casefold() in unique]
-                store.put_many("team", entries)
+                with store.transaction():
+                    store.put_many("team", [(t["id"], t) for t in teams])
+                    store.put_many("team_name", _by_name(teams).items())
+                    store.prune("team_name", before=since)  # names no team has any more
                 counts["teams"] = len(teams)
                 progress.add("teams", len(teams))
             for t in teams:
@@ -169,23 +171,7 @@ def cache_preload(ctx):
                         raise
                     skipped.append(t.get("displayName") or t["id"])  # the caller may not see this team
         if "users" in include:
-            by_name: dict[str, list] = {}
-            next_link, first = None, True
-            while first or next_link:  # page by page, so progress moves as pages arrive
-                page = g.paged("/users", params={"$select": USER_SELECT}, page_size=size, limit=size,
-                               next_link=next_link)
-                first, next_link = False, page.next_link
-                views = [{k: u.get(k) for k in ("id", "displayName", "mail", "userPrincipalName")} for u in page.items]
-                store.put_many("user", [(key, v) for v in views
-                                        for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key])
-                for v in views:
-                    if (v.get("displayName") or "").strip():
-                        by_name.setdefault(v["displayName"].strip().casefold(), []).append(v)
-                counts["users"] += len(views)
-                progress.add("users", len(views))
-            # A display name is cached only when one user has it: a cached name never silently
-            # picks one of two namesakes (the resolver reports those as ambiguous).
-            store.put_many("user", [(vs[0]["displayName"].strip(), vs[0]) for vs in by_name.values() if len(vs) == 1])
+            _preload_users(g, store, size, since, counts, progress)
     finally:
         progress.done()
     rows = [{"kind": k, "count": v} for k, v in counts.items()]
@@ -196,17 +182,31 @@ def cache_preload(ctx):
                       title="Directory preloaded into the context store")
 
 
+def _preload_users(g, store, size: int, since: float, counts: dict, progress: "_Progress") -> None:
+    """Users page by page, one transaction a page, nothing kept between pages: each user by id,
+    mail and UPN, and by display name into ``user_name``, where the store appends namesakes
+    from later pages to the same list (so a shared name is cached with all its people)."""
+    for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
+        views = [user_view(u) for u in items if u.get("id")]
+        with store.transaction():
+            store.put_many("user", ((key, v) for v in views
+                                    for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
+            store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
+        counts["users"] += len(views)
+        progress.add("users", len(views))
+    # The whole directory was read: a name not written in this run belongs to nobody now.
+    store.prune("user_name", before=since)
+
+
 def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress: "_Progress") -> None:
-    """A team's channels (by id, and by name when unique in the team) and members into the store."""
+    """A team's channels (by id, and every name with all its channels) and members into the store."""
     if "channels" in include:
         chans = g.paged(f"/teams/{seg(t['id'])}/channels").items  # Graph takes no $top here
-        views = [{"id": c["id"], "displayName": c.get("displayName"),
-                  "membershipType": c.get("membershipType")} for c in chans]
-        unique = _unique_names(views)
-        entries = [(f"{t['id']}/{c['id']}", c) for c in views]
-        entries += [(f"{t['id']}/{c['displayName'].strip()}", c) for c in views
-                    if (c.get("displayName") or "").strip().casefold() in unique]
-        store.put_many("channel", entries)
+        views = [channel_view(c) for c in chans]
+        since = store.now()
+        with store.transaction():
+            remember_channels(store, t["id"], views)
+            store.prune("channel_name", before=since, prefix=f"{t['id']}/")
         counts["channels"] += len(views)
         progress.add("channels", len(views))
     if "members" in include:
