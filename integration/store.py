@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 _GET = "SELECT value, expires FROM cache WHERE kind=? AND key=?"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact: see _ADD_NAME
 
 
 class Store:
@@ -134,13 +135,19 @@ class Store:
 
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
         """Write (key, value) pairs: all of them, or none when one fails."""
-        now = self._clock()
-        expires = now + ttl if ttl else None
-        norm, dumps = self.norm, json.dumps
         with self.transaction() as c:
             # A generator, so the rows are not held twice; it runs inside the transaction.
             c.executemany("INSERT OR REPLACE INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?)",
-                          ((kind, norm(k), dumps(v), now, expires) for k, v in items))
+                          self._rows(kind, items, ttl))
+
+    def _rows(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None):
+        now = self._clock()
+        expires = now + ttl if ttl else None
+        last, text = None, ""
+        for k, v in items:
+            if v is not last:  # one object under several keys (id, mail, UPN) is encoded once
+                last, text = v, _dumps(v)
+            yield kind, k.strip().casefold(), text, now, expires
 
     def add_names(self, kind: str, items: Iterable[tuple[str, dict]], *, since: float,
                   ttl: float | None = DEFAULT_TTL) -> None:
@@ -151,12 +158,12 @@ class Store:
         expires = now + ttl if ttl else None
         rows = []
         for name, cand in items:
-            name = self.norm(name or "")
+            name = (name or "").strip().casefold()
             if not name or not cand.get("id"):
                 continue
-            cand = {"id": cand["id"], **{k: v for k, v in cand.items() if k != "id"}}  # id first: see _ADD_NAME
-            rows.append((kind, name, json.dumps([cand], separators=(",", ":")), now, expires, since,
-                         '{"id":' + json.dumps(cand["id"]) + ","))
+            if next(iter(cand)) != "id":  # the id first: _ADD_NAME finds a candidate by its prefix
+                cand = {"id": cand["id"], **{k: v for k, v in cand.items() if k != "id"}}
+            rows.append((kind, name, "[" + _dumps(cand) + "]", now, expires, since, '{"id":' + _dumps(cand["id"]) + ","))
         with self.transaction() as c:
             c.executemany(_ADD_NAME, rows)
 

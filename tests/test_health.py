@@ -10,8 +10,10 @@ import pytest
 from engine_fixtures import make_config
 from integration import registry
 from integration.dispatch import Runtime, execute
-from integration.errors import PermissionDenied
+from integration.errors import AmbiguousError, PermissionDenied
 from integration.handlers.health import covers
+from integration.resolve import Resolver
+from teams_helpers import duplicate_team
 
 
 def rows_by_check(result):
@@ -133,6 +135,85 @@ def test_cache_preload_pages_and_fills_the_store(emu, runtime, capsys):
     assert [e["path"] for e in emu.request_log[before:]] == [f"/v1.0/teams/{team.id}/channels"]
 
 
+
+
+BOB_TWIN = "11111111-2222-3333-4444-555555555555"
+
+
+def add_bob_twin(emu) -> dict:
+    twin = dict(emu.state.user("bob.smith@contoso.example"), id=BOB_TWIN, mail="bob.smith2@contoso.example",
+                userPrincipalName="bob.smith2@contoso.example")
+    with emu.state.lock:
+        emu.state.users[twin["id"]] = twin
+    return twin
+
+
+def test_cache_preload_caches_namesakes_with_every_candidate(emu, runtime):
+    twin = add_bob_twin(emu)
+    bob = emu.state.user("bob.smith@contoso.example")
+    execute("cache-preload", {"include": "users", "page_size": 2}, runtime)  # the two on different pages
+    assert sorted(u["id"] for u in runtime.store.get("user_name", "Bob Smith")) == sorted([bob["id"], twin["id"]])
+    assert runtime.store.get("user", "bob.smith2@contoso.example")["id"] == twin["id"]
+    shown = execute("cache-show", {"kind": "user_name"}, runtime).outputs
+    row = next(r for r in shown if r["key"] == "bob smith")
+    assert set(row["id"].split(", ")) == {bob["id"], twin["id"]}
+    # a later preload replaces the list: a namesake who left drops out of it
+    with emu.state.lock:
+        del emu.state.users[twin["id"]]
+    execute("cache-preload", {"include": "users"}, runtime)
+    assert [u["id"] for u in runtime.store.get("user_name", "Bob Smith")] == [bob["id"]]
+
+
+def test_preloaded_names_resolve_without_a_graph_request(emu, runtime):
+    add_bob_twin(emu)
+    execute("cache-preload", {"include": "users,teams"}, runtime)
+    resolver = Resolver(runtime.client("app"), runtime.store)
+    before = len(emu.request_log)
+    assert resolver.user("Zoë Müller")["mail"] == "zoe.muller@contoso.example"
+    with pytest.raises(AmbiguousError) as e:
+        resolver.user("bob smith")
+    assert len(e.value.candidates) == 2 and any("bob.smith2@contoso.example" in c for c in e.value.candidates)
+    with pytest.raises(AmbiguousError) as e:  # a command reports it the same way, before any request
+        execute("user-get", {"user": "Bob Smith"}, runtime)
+    assert e.value.exit_code == 2
+    assert resolver.team("Security Operations")["displayName"] == "Security Operations"
+    assert emu.request_log[before:] == []
+
+
+def test_a_same_named_team_is_ambiguous_from_the_cache(emu, runtime):
+    tid = duplicate_team(emu, "Security Operations")
+    execute("cache-preload", {"include": "teams"}, runtime)
+    before = len(emu.request_log)
+    with pytest.raises(AmbiguousError) as e:
+        Resolver(runtime.client("app"), runtime.store).team("Security Operations")
+    assert len(e.value.candidates) == 2 and any(tid in c for c in e.value.candidates)
+    assert emu.request_log[before:] == []
+
+
+def test_a_name_resolved_through_graph_is_cached_with_its_namesakes(emu, runtime):
+    add_bob_twin(emu)
+    with pytest.raises(AmbiguousError):
+        execute("user-get", {"user": "Bob Smith"}, runtime)
+    before = len(emu.request_log)
+    with pytest.raises(AmbiguousError) as e:
+        Resolver(runtime.client("app"), runtime.store).user("Bob Smith")
+    assert len(e.value.candidates) == 2 and emu.request_log[before:] == []
+
+
+def test_a_stale_preloaded_name_is_looked_up_again(emu, runtime):
+    from integration.errors import NotFound
+
+    execute("cache-preload", {"include": "users"}, runtime)
+    old = emu.state.user("zoe.muller@contoso.example")
+    with emu.state.lock:  # she left: the cached id is stale
+        del emu.state.users[old["id"]]
+    before = len(emu.request_log)
+    with pytest.raises(NotFound) as e:
+        execute("user-get", {"user": "Zoë Müller"}, runtime)
+    assert "Zoë Müller" in str(e.value) and "not found" in str(e.value)  # the resolver's word, after Graph
+    calls = [(r["path"], r["status"]) for r in emu.request_log[before:]]
+    assert calls == [(f"/v1.0/users/{old['id']}", 404), ("/v1.0/users", 200)]  # the cached id, then a fresh lookup
+    assert runtime.store.get("user_name", "Zoë Müller") is None
 
 
 def test_cache_preload_progress_on_a_terminal(emu, runtime, monkeypatch):

@@ -62,3 +62,86 @@ def test_several_processes_share_the_store(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert Store(path).counts()["user"] == 300
+
+
+# ---- bulk writes and display-name lists ----
+import pytest  # noqa: E402
+
+
+def test_put_many_is_one_transaction_all_or_nothing(tmp_path):
+    s = Store(tmp_path / "s.db")
+    rows = [("a", {"id": "1"}), ("b", {"id": "2"}), ("c", object()), ("d", {"id": "4"})]  # the third cannot be encoded
+    with pytest.raises(TypeError):
+        s.put_many("user", iter(rows))
+    assert s.counts()["user"] == 0  # the two rows before the bad one were rolled back
+    s.put_many("user", [("a", {"id": "1"})])  # and the connection is usable again
+    assert s.get("user", "A") == {"id": "1"}
+
+
+def test_writes_inside_a_transaction_commit_together_or_not_at_all(tmp_path):
+    s = Store(tmp_path / "s.db")
+    with pytest.raises(RuntimeError):
+        with s.transaction():
+            s.put_many("user", [("a", {"id": "1"})])
+            s.add_names("user_name", [("Ann", {"id": "1"})], since=0)
+            raise RuntimeError("interrupted")
+    assert s.get("user", "a") is None and s.get("user_name", "ann") is None
+
+
+def test_add_names_merges_candidates_and_a_new_run_replaces_the_old_list(tmp_path):
+    now = [1000.0]
+    s = Store(tmp_path / "s.db", clock=lambda: now[0])
+    run = s.now()
+    s.add_names("user_name", [("Bob Smith", {"id": "1", "mail": "b1@x"}), ("Ann", {"mail": "a@x", "id": "2"})], since=run)
+    s.add_names("user_name", [("bob smith ", {"id": "3", "mail": "b3@x"}), ("Bob Smith", {"id": "1", "mail": "b1@x"})],
+                since=run)  # a later page: a namesake, and a candidate seen before
+    assert [c["id"] for c in s.get("user_name", "BOB SMITH")] == ["1", "3"]
+    assert s.get("user_name", "ann") == [{"id": "2", "mail": "a@x"}]
+    now[0] += 10
+    run2 = s.now()
+    s.add_names("user_name", [("Bob Smith", {"id": "3", "mail": "b3@x"})], since=run2)
+    assert [c["id"] for c in s.get("user_name", "Bob Smith")] == ["3"]  # "1" left the directory
+    assert s.prune("user_name", before=run2) == 1  # Ann was not seen by the second run
+    assert s.get("user_name", "ann") is None
+
+
+def test_prune_by_prefix_keeps_other_teams(tmp_path):
+    now = [1000.0]
+    s = Store(tmp_path / "s.db", clock=lambda: now[0])
+    s.put_many("channel_name", [("t1/General", [{"id": "c1"}]), ("t1/Old", [{"id": "c2"}]), ("t2/Old", [{"id": "c3"}])])
+    now[0] += 1
+    s.put_many("channel_name", [("t1/General", [{"id": "c1"}])])
+    assert s.prune("channel_name", before=now[0], prefix="t1/") == 1
+    assert s.get("channel_name", "t1/old") is None and s.get("channel_name", "t2/old") == [{"id": "c3"}]
+
+
+def test_lookup_uses_the_primary_key_index(tmp_path):
+    s = Store(tmp_path / "s.db")
+    with s._conn() as c:
+        plan = c.execute("EXPLAIN QUERY PLAN SELECT value, expires FROM cache WHERE kind=? AND key=?",
+                         ("user", "a@x")).fetchall()
+    assert "USING INDEX" in plan[0][-1] and "(kind=? AND key=?)" in plan[0][-1]
+
+
+def _name_writer(path, tag, since):
+    s = Store(path)
+    for i in range(50):
+        with s.transaction():
+            s.put_many("user", [(f"{tag}-{i}@x", {"id": f"{tag}{i}"})])
+            s.add_names("user_name", [("Same Name", {"id": f"{tag}{i}"})], since=since)
+
+
+def test_several_processes_adding_namesakes_lose_none(tmp_path):
+    path = tmp_path / "shared.db"
+    since = Store(path).now()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_name_writer, args=(path, t, since)) for t in ("a", "b", "c")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    s = Store(path)
+    ids = [c["id"] for c in s.get("user_name", "same name")]
+    assert sorted(ids) == sorted(f"{t}{i}" for t in "abc" for i in range(50))
+    assert s.counts()["user"] == 150
