@@ -133,6 +133,18 @@ class Store:
                 raise
             c.execute("COMMIT")
 
+    @contextmanager
+    def bulk(self):
+        """Many page-sized transactions in a row (a preload): the WAL is checkpointed every
+        ~16 MB instead of every ~4 MB, since each checkpoint's fsyncs cost more than the page
+        writes, and random keys make every commit touch most index pages."""
+        with self._conn() as c:
+            c.execute("PRAGMA wal_autocheckpoint=4000")
+            try:
+                yield
+            finally:
+                c.execute("PRAGMA wal_autocheckpoint=1000")
+
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
         """Write (key, value) pairs: all of them, or none when one fails."""
         with self.transaction() as c:

@@ -186,14 +186,15 @@ def _preload_users(g, store, size: int, since: float, counts: dict, progress: "_
     """Users page by page, one transaction a page, nothing kept between pages: each user by id,
     mail and UPN, and by display name into ``user_name``, where the store appends namesakes
     from later pages to the same list (so a shared name is cached with all its people)."""
-    for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
-        views = [user_view(u) for u in items if u.get("id")]
-        with store.transaction():
-            store.put_many("user", ((key, v) for v in views
-                                    for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
-            store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
-        counts["users"] += len(views)
-        progress.add("users", len(views))
+    with store.bulk():
+        for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
+            views = [user_view(u) for u in items if u.get("id")]
+            with store.transaction():
+                store.put_many("user", ((key, v) for v in views
+                                        for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
+                store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
+            counts["users"] += len(views)
+            progress.add("users", len(views))
     # The whole directory was read: a name not written in this run belongs to nobody now.
     store.prune("user_name", before=since)
 
