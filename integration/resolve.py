@@ -242,7 +242,13 @@ class Resolver:
                        f"&$select={USER_SELECT}&$top=2")
             reqs.append({"id": str(i), "method": "GET", "url": url})
         entries, named, resolved = [], [], 0
-        for r in self.client.batch(reqs):
+        # Several packs of 20 at once: lookups are the serial prelude of every cold fan-out.
+        from .fanout import fan_out
+        from .graph import BATCH_MAX
+
+        packs = [reqs[i:i + BATCH_MAX] for i in range(0, len(reqs), BATCH_MAX)]
+        replies = [r for o in fan_out(packs, self.client.batch, workers=4) if o.ok for r in o.value]
+        for r in replies:
             if r.get("status") != 200 or not isinstance(r.get("body"), dict):
                 continue
             body = r["body"]
