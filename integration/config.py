@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import redact
 from .errors import ConfigError, FileError
+from .untrusted import quote
 
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
 PUBLIC_GRAPH_URL = "https://graph.microsoft.com/v1.0"
@@ -107,7 +108,7 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
     data: dict = {}
     source = "environment"
     if path:
-        import yaml
+        from . import yamlfile
 
         p = Path(os.path.expanduser(path))
         try:
@@ -115,12 +116,7 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
         except OSError as exc:
             raise ConfigError(f"config file {str(p)!r}: cannot read ({exc.strerror})",
                               hint="pass --config PATH or set MSTEAMS_CONFIG; `msteams emulator serve --write-config PATH` writes one") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise FileError(str(p), f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                            line=mark.line + 1 if mark else None) from None
+        data = yamlfile.parse(text, str(p))[0] or {}
         if not isinstance(data, dict):
             raise FileError(str(p), "expected a mapping of settings")
         source = str(p)
@@ -128,7 +124,7 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
         if key.endswith("_file") and key[:-5] in _SECRET_KEYS:
             data[key[:-5]] = _read_secret_file(str(data.pop(key)), key[:-5], source)
         elif key not in _KEYS:
-            raise ConfigError(f"{source}: unknown setting '{key}'", hint=f"valid settings: {', '.join(sorted(_KEYS))}")
+            raise ConfigError(f"{source}: unknown setting {quote(key)}", hint=f"valid settings: {', '.join(sorted(_KEYS))}")
     for key in _KEYS:
         v = env.get(f"MSTEAMS_{key.upper()}")
         if v:

@@ -55,8 +55,10 @@ class AmbiguousError(InputError):
 
 class FileError(InputError):
     def __init__(self, path: str, message: str, line: int | None = None):
+        from .untrusted import printable  # a file's own text is quoted back: make it safe to print
+
         where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {message}")
+        super().__init__(printable(f"{where}: {message}", limit=4000))
         self.path = str(path)
         self.line = line
 

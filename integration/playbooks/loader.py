@@ -17,6 +17,8 @@ from typing import Any
 from ..errors import ArgumentError, FileError, InputError
 from ..registry import CommandSpec, Registry, thaw
 from . import templates as T
+from .. import yamlfile
+from ..yamlfile import LineMap
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 # The playbooks shipped with the package (also at ./playbooks in a checkout), runnable by name.
@@ -57,35 +59,6 @@ class Playbook:
         return next((s for s in self.steps if s.id == step_id), None)
 
 
-class LineMap:
-    """Line numbers of the nodes of a YAML document, looked up by JSON path."""
-
-    def __init__(self, node):
-        self.node = node
-
-    def line(self, path) -> int | None:
-        import yaml
-
-        node, best = self.node, None
-        if node is None:
-            return None
-        best = node.start_mark.line + 1
-        for part in path:
-            if isinstance(node, yaml.MappingNode):
-                for k, v in node.value:
-                    if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                        best, node = k.start_mark.line + 1, v
-                        break
-                else:
-                    return best
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-                node = node.value[part]
-                best = node.start_mark.line + 1
-            else:
-                return best
-        return best
-
-
 def shipped() -> dict[str, Path]:
     """The shipped playbooks by name (file name without .yml), examples included."""
     found = {p.stem: p for p in sorted(LIBRARY_DIR.glob("examples/*.yml"))}
@@ -113,40 +86,6 @@ def _read(source) -> tuple[str, str]:
         raise FileError(path, f"cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise FileError(path, "cannot read: not UTF-8 text") from None
-
-
-def _parse_yaml(text: str, path: str):
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        node = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FileError(path, f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                        line=mark.line + 1 if mark else None) from None
-    return node, data
-
-
-def _duplicate_keys(node, problems: list, path: str) -> None:
-    """PyYAML keeps the last of two equal keys silently; a playbook would lose a step's args."""
-    import yaml
-
-    stack = [node] if node is not None else []
-    while stack:
-        n = stack.pop()
-        if isinstance(n, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode):
-                    line = k.start_mark.line + 1
-                    if k.value in seen:
-                        problems.append(FileError(path, f"duplicate key '{k.value}' (first at line {seen[k.value]})", line))
-                    seen.setdefault(k.value, line)
-                stack.append(v)
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
 
 
 @functools.lru_cache(maxsize=1)
@@ -476,10 +415,9 @@ def load(source: str | Path | dict, registry: Registry | None = None) -> Playboo
         problems: list[FileError] = []
     else:
         path, text = _read(source)
-        node, data = _parse_yaml(text, path)
+        data, node = yamlfile.parse(text, path)
         lines = LineMap(node)
         problems = []
-        _duplicate_keys(node, problems, path)
     if not isinstance(data, dict):
         raise FileError(path, "a playbook is a mapping with at least 'steps:'", line=1 if lines else None)
     problems += _schema_problems(data, lines, path)
