@@ -4,7 +4,8 @@ error names the argument and what was expected.
 """
 from __future__ import annotations
 
-import shlex
+import re
+
 from typing import Any, Iterable
 
 from .errors import ArgumentError, InputError
@@ -132,6 +133,41 @@ def validate(spec: CommandSpec, raw: dict) -> dict:
     return args
 
 
+_WORD = re.compile(r"""([ \t\r\n]+)|([^ \t\r\n'"\\]+)|'([^']*)'|"([^"\\]*(?:\\.[^"\\]*)*)"|\\(.)|(.)""", re.S)
+_DQ_ESCAPE = re.compile(r'\\(["\\])')
+
+
+def split_words(text: str) -> list[str]:
+    """shlex.split(text) semantics (POSIX quoting, no comments) in linear time: shlex builds
+    each word a character at a time, which takes seconds on a 600 KB value."""
+    words: list[str] = []
+    current: list[str] | None = None
+    for m in _WORD.finditer(text):
+        space, plain, single, double, escaped, stray = m.groups()
+        if space is not None:
+            if current is not None:
+                words.append("".join(current))
+                current = None
+            continue
+        if current is None:
+            current = []
+        if plain is not None:
+            current.append(plain)
+        elif single is not None:
+            current.append(single)
+        elif double is not None:
+            current.append(_DQ_ESCAPE.sub(r"\1", double))
+        elif escaped is not None:
+            current.append(escaped)
+        elif stray == "\\":
+            raise ValueError("No escaped character")
+        else:
+            raise ValueError("No closing quotation")
+    if current is not None:
+        words.append("".join(current))
+    return words
+
+
 def parse_warroom(line: str) -> tuple[str, dict]:
     """`!chat-create chat_type=group member="a@x,b@y"` -> ('chat-create', {...}).
 
@@ -141,7 +177,7 @@ def parse_warroom(line: str) -> tuple[str, dict]:
     if text.startswith("!"):
         text = text[1:]
     try:
-        tokens = shlex.split(text, posix=True)
+        tokens = split_words(text)
     except ValueError as exc:
         raise InputError(f"cannot parse command line: {exc}") from None
     if not tokens:

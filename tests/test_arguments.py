@@ -1,5 +1,7 @@
 """Argument coercion and validation: defaults, lists, booleans, and errors naming the argument."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integration import arguments, registry
 from integration.errors import ArgumentError, InputError
@@ -102,3 +104,23 @@ def test_warroom_and_pair_errors_quote_the_token():
     with pytest.raises(InputError) as e:
         arguments.to_argv_pairs(["\x00" * 10])
     assert str(e.value) == "expected name=value, got '" + "\\x00" * 10 + "'"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab =\t\n\"'\\x\u00e9")), max_size=30))
+@settings(max_examples=400, deadline=None, derandomize=True)
+def test_split_words_splits_as_shlex_does(text):
+    """The war-room splitter keeps shlex's POSIX quoting (without its quadratic cost)."""
+    import shlex
+
+    try:
+        expected = shlex.split(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            arguments.split_words(text)
+        return
+    assert arguments.split_words(text) == expected
+
+
+def test_a_600_kb_value_is_split_in_linear_time():
+    words = arguments.split_words('chat-create chat_type="' + "a" * 600_000 + '" x=\\"')
+    assert [len(w) for w in words] == [11, 600_010, 3]
