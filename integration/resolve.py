@@ -18,6 +18,10 @@ from .store import Store
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 USER_SELECT = "id,displayName,mail,userPrincipalName"
+# A name that matched no one is remembered briefly, so a fan-out (or a retried playbook) that
+# names a departed user does not look them up again for every message; short, because the
+# user may be created or fixed in the directory any moment.
+MISS_TTL = 60.0
 
 
 def is_guid(value: str) -> bool:
@@ -87,6 +91,8 @@ class Resolver:
         hit = self._cached("user", name)  # ids, mails and UPNs
         if hit:
             return hit
+        if self.store.get("user_miss", name) is not None:
+            raise _user_not_found(name, recently=True)
         if not _is_address(name):
             hit = self._named("user_name", name, "user", name, _describe_user)
             if hit:
@@ -106,7 +112,8 @@ class Resolver:
                 self.store.put("user_name", name, found)
             user = self._one("user", name, found, _describe_user)
         if user is None:
-            raise NotFound(f"user {quoted(name)} not found", hint="use the user's mail, UPN or object id")
+            self.store.put("user_miss", name, True, ttl=MISS_TTL)
+            raise _user_not_found(name)
         user = user_view(user)
         with self.store.transaction():
             if _is_address(name):
@@ -229,7 +236,7 @@ class Resolver:
         fan-out to many recipients does not pay one lookup request each. Names that match no
         one or several people are left for `user()` to report. Returns how many were cached."""
         todo = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
-        todo = [n for n in todo if self.store.get("user", n) is None
+        todo = [n for n in todo if self.store.get("user", n) is None and self.store.get("user_miss", n) is None
                 and (_is_address(n) or self.store.get("user_name", n) is None)]
         if len(todo) < 2:
             return 0  # one lookup costs the same request either way
@@ -241,7 +248,7 @@ class Resolver:
                 url = (f"/users?$filter={quote('displayName eq ' + odata_literal(name), safe='')}"
                        f"&$select={USER_SELECT}&$top=2")
             reqs.append({"id": str(i), "method": "GET", "url": url})
-        entries, named, resolved = [], [], 0
+        entries, named, missed, resolved = [], [], [], 0
         # Several packs of 20 at once: lookups are the serial prelude of every cold fan-out.
         from .fanout import fan_out
         from .graph import BATCH_MAX
@@ -249,6 +256,10 @@ class Resolver:
         packs = [reqs[i:i + BATCH_MAX] for i in range(0, len(reqs), BATCH_MAX)]
         replies = [r for o in fan_out(packs, self.client.batch, workers=4) if o.ok for r in o.value]
         for r in replies:
+            if r.get("status") == 404 or (r.get("status") == 200 and isinstance(r.get("body"), dict)
+                                          and r["body"].get("value") == [] and "@" not in todo[int(r["id"])]):
+                missed.append((todo[int(r["id"])], True))  # no one: a mail may still match by $filter in user()
+                continue
             if r.get("status") != 200 or not isinstance(r.get("body"), dict):
                 continue
             body = r["body"]
@@ -265,7 +276,15 @@ class Resolver:
         with self.store.transaction():
             self.store.put_many("user", entries)
             self.store.put_many("user_name", named)
+            self.store.put_many("user_miss", [m for m in missed if not _is_address(m[0]) or is_guid(m[0])], ttl=MISS_TTL)
         return resolved
+
+
+def _user_not_found(name: str, recently: bool = False) -> NotFound:
+    hint = "use the user's mail, UPN or object id"
+    if recently:
+        hint += f"; this name matched no one less than {MISS_TTL:.0f} s ago (`msteams cache-reset` to look again now)"
+    return NotFound(f"user {quoted(name)} not found", hint=hint)
 
 
 def channel_view(c: dict) -> dict:
