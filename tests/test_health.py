@@ -225,7 +225,8 @@ def test_cache_preload_progress_on_a_terminal(emu, runtime, monkeypatch):
     monkeypatch.setattr(sys, "stderr", tty)
     execute("cache-preload", {"include": "teams,users", "page_size": 3}, runtime)
     text = tty.getvalue()
-    assert text.startswith("\rpreloading: teams") and "users" in text and text.endswith("\n")
+    assert text.startswith("\rpreloading: ") and "teams" in text and "users" in text and text.endswith("\n")
+    assert "/s" in text  # the shared progress line: counts and rate
 
 
 def test_cache_preload_missing_permission_fails_with_exit_4(emu, runtime):

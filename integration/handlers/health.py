@@ -4,7 +4,6 @@ directory (teams, channels, members, users) into the store."""
 from __future__ import annotations
 
 import re
-import sys
 import time
 
 from .. import redact
@@ -113,26 +112,6 @@ def token_permissions_list(ctx):
     return ctx.result(rows, rows, title="Permissions in each flow's token")
 
 
-class _Progress:
-    """One self-overwriting status line on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.counts: dict[str, int] = {}
-
-    def add(self, kind: str, n: int) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + n
-        if self.on:
-            self.stream.write("\rpreloading: " + ", ".join(f"{k} {v}" for k, v in self.counts.items()) + " ")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.on and self.counts:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def _by_name(items: list[dict]) -> dict[str, list[dict]]:
     """Display name -> everything with that name (a list of one when the name is unique)."""
     out: dict[str, list[dict]] = {}
@@ -147,7 +126,7 @@ def cache_preload(ctx):
     include = set(ctx.args["include"])
     size = ctx.args["page_size"]
     g, store = ctx.graph, ctx.store
-    progress = _Progress()
+    progress = ctx.runtime.progress("preloading")
     counts = {k: 0 for k in ("teams", "channels", "members", "users") if k in include}
     skipped: list[str] = []
     since = store.now()  # name lists written before this run are replaced, not extended
@@ -182,7 +161,7 @@ def cache_preload(ctx):
                       title="Directory preloaded into the context store")
 
 
-def _preload_users(g, store, size: int, since: float, counts: dict, progress: "_Progress") -> None:
+def _preload_users(g, store, size: int, since: float, counts: dict, progress) -> None:
     """Users page by page, one transaction a page, nothing kept between pages: each user by id,
     mail and UPN, and by display name into ``user_name``, where the store appends namesakes
     from later pages to the same list (so a shared name is cached with all its people)."""
@@ -199,7 +178,7 @@ def _preload_users(g, store, size: int, since: float, counts: dict, progress: "_
     store.prune("user_name", before=since)
 
 
-def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress: "_Progress") -> None:
+def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress) -> None:
     """A team's channels (by id, and every name with all its channels) and members into the store."""
     if "channels" in include:
         chans = g.paged(f"/teams/{seg(t['id'])}/channels").items  # Graph takes no $top here
