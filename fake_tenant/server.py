@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import pkgutil
 import socket
@@ -39,6 +40,7 @@ from .faults import Faults
 from .tenant import load_tenant
 from .throttle import Throttler
 from .tls import TlsMaterial
+from .teams_channel import ChannelError, TeamsChannel
 from .tokens import GRAPH_AUDIENCE, TokenError, TokenService
 
 log = logging.getLogger("fake_tenant")
@@ -240,7 +242,7 @@ class Emulator:
 
     def __init__(self, tenant: str | dict | None = None, users: int | None = None, throttling: bool = False,
                  speed: float = 1.0, port: int = 0, token_lifetime: int = 3600, host: str = "127.0.0.1",
-                 retry_after: bool = True):
+                 retry_after: bool = True, messaging_endpoint: str | None = None):
         self.state = load_tenant(tenant, users)
         self.host = host
         self.port = port
@@ -256,6 +258,8 @@ class Emulator:
         self.tokens: TokenService | None = None
         self.entra: Entra | None = None
         self.bot: BotConnector | None = None
+        self.teams: TeamsChannel | None = None  # the Teams side: simulated users writing to the bot
+        self._messaging_endpoint = messaging_endpoint
         self.base_url = self.authority = self.graph_url = self.bot_service_url = ""
         self.ca_bundle = ""
 
@@ -280,6 +284,9 @@ class Emulator:
         self.tokens = TokenService(f"{self.authority}/v2.0", self.state.tenant_id, self.token_lifetime)
         self.entra = Entra(self.state, self.tokens, self.base_url)
         self.bot = BotConnector(self.state, self.tokens)
+        self.teams = TeamsChannel(self.state, self.base_url, self.bot_service_url, self.ca_bundle)
+        if self._messaging_endpoint:
+            self.teams.register(self._messaging_endpoint)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"msteams-emulator:{self.port}", daemon=True)
         self._thread.start()
@@ -325,6 +332,8 @@ class Emulator:
         self.request_log.clear()
         self.faults.clear()
         self.throttle.reset()
+        if self.teams is not None:
+            self.teams.reset()
 
     def expire_tokens(self) -> None:
         """Every access token issued so far now fails with 401."""
@@ -377,7 +386,12 @@ class Emulator:
             "graph_url": self.graph_url,
             "bot_service_url": self.bot_service_url,
             "ca_bundle": self.ca_bundle,
+            "bot_openid_metadata_url": self.teams.metadata_url if self.teams else None,
             "service_account": sa["userPrincipalName"] if sa else None,
+            # The client's pacer keeps to this tenant's limits: x speed when it runs faster (or
+            # slower) than Microsoft's.
+            **({"pacing_speed": self.throttle.speed}
+               if self.throttle.speed != 1.0 and math.isfinite(self.throttle.speed) else {}),
         }
 
     def write_config(self, path: str) -> str:
@@ -429,6 +443,11 @@ class Emulator:
             return resp
         if path.startswith("/_emulator/"):
             return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body)
+        if path.startswith("/botframework-login/"):
+            resp = self.teams.handle(method, path) or Response(404, {"error": {"code": "NotFound",
+                                                                              "message": "Not found"}})
+            self._log(method, path, resp.status, None, started)
+            return resp
         client_id = None
         if method == "POST" and body and "form-urlencoded" in headers.get("content-type", ""):
             try:  # for the log only: which app asked (never the secret, code or token)
@@ -633,6 +652,8 @@ class Emulator:
                 return Response(200, self.throttle.settings())
             if method == "POST" and what == "revoke":
                 return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
+            if what in ("messaging-endpoint", "user-says", "install-bot", "deliveries"):
+                return self._teams_admin(method, what, data)
             if method == "POST" and what == "expire":
                 self.expire_tokens()
                 return Response(200, {"expired": True})
@@ -646,4 +667,28 @@ class Emulator:
                                       "delegated": sorted(app.delegated_permissions)})
         except (TypeError, ValueError, KeyError) as e:
             return Response(400, {"error": str(e)})
+        return Response(404, {"error": f"no admin endpoint {method} /_emulator/{what}"})
+
+    def _teams_admin(self, method: str, what: str, data: dict) -> Response:
+        """The Teams side: the bot's messaging endpoint setting, and simulated users acting."""
+        teams = self.teams
+        try:
+            if what == "messaging-endpoint":
+                if method == "POST":
+                    teams.register(data.get("url"), data.get("ca_bundle"))
+                elif method == "DELETE":
+                    teams.register(None)
+                return Response(200, {"url": teams.messaging_endpoint})
+            if what == "deliveries" and method == "GET":
+                return Response(200, {"deliveries": list(teams.deliveries)})
+            if what == "user-says" and method == "POST":
+                unknown = set(data) - {"user", "text", "team", "channel", "chat"}
+                if unknown or not data.get("user") or not data.get("text"):
+                    return Response(400, {"error": "user-says takes user and text, and team + channel or chat"})
+                return Response(200, teams.user_says(data["user"], data["text"], team=data.get("team"),
+                                                     channel=data.get("channel"), chat=data.get("chat")))
+            if what == "install-bot" and method == "POST":
+                return Response(200, teams.install_bot(user=data.get("user"), team=data.get("team")))
+        except ChannelError as e:
+            return Response(e.status, {"error": str(e)})
         return Response(404, {"error": f"no admin endpoint {method} /_emulator/{what}"})

@@ -2,16 +2,23 @@
 variables. Secrets may come from the environment, a file path (`client_secret_file`), or the
 file itself. Endpoints are overridable, which is how the emulator and national clouds plug in.
 
-Read when a command runs, never at import.
+Read when a command runs, never at import. Every value, from the file or the environment, is
+checked against config.schema.json; an error names the file and line (or the variable) and the
+setting, and never echoes a secret.
 """
 from __future__ import annotations
 
+import functools
+import json
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import redact
-from .errors import ConfigError, FileError
+from .errors import ConfigError, ConfigFileError, FileError
 from .untrusted import quote
 
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -48,6 +55,12 @@ class Config:
     timeout: float = 30.0
     max_retries: int = 5
     retry_budget_seconds: float = 120.0
+    fanout_workers: int = 8  # parallel senders of a fan-out
+    pacing_speed: float = 1.0  # the pacer's limits x this (a fake tenant run at --speed)
+    # The bot's messaging endpoint (msteams bot serve): where the inbound tokens' signing keys are
+    # published (default: the Bot Framework's OpenID metadata), and the access policy file.
+    bot_openid_metadata_url: str | None = None
+    bot_access_file: str | None = None
     source: str = "environment"
 
     # ---- derived ----
@@ -92,64 +105,257 @@ class Config:
 
 _KEYS = {f.name for f in fields(Config)} - {"source"}
 _SECRET_KEYS = ("client_secret", "bot_secret")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def _read_secret_file(path: str, key: str, source: str) -> str:
+# ---- the schema (config.schema.json), checked by hand ----
+# jsonschema costs ~150 ms to import and every command reads its config, so the few keywords the
+# schema uses are interpreted here; tests/test_config.py checks jsonschema agrees with this.
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(Path(__file__).with_name("config.schema.json").read_text(encoding="utf-8"))
+
+
+def setting_names() -> list[str]:
+    return sorted(schema()["properties"])
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable endpoint URL (format "msteams-url"), or None."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "must be a URL without spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:
+        return "is not a valid URL"
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.netloc:
+        return "must be an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password"
+    if not parts.hostname:
+        return "must be an https:// URL with a host"
+    if scheme == "http" and parts.hostname.lower() not in LOOPBACK_HOSTS:
+        return "must be an https:// URL (http:// only on a loopback host: 127.0.0.1, localhost, [::1])"
+    return None
+
+
+FORMATS = {"msteams-url": url_problem}
+
+
+def _resolve(sub: dict) -> dict:
+    while "$ref" in sub:
+        ref = sub["$ref"]
+        if not ref.startswith("#/$defs/"):
+            raise ValueError(f"config schema: unsupported $ref {ref}")
+        sub = {**schema()["$defs"][ref[len("#/$defs/"):]], **{k: v for k, v in sub.items() if k != "$ref"}}
+    return sub
+
+
+_TYPE_NAMES = {"string": "text", "number": "a number", "integer": "a whole number"}
+_KNOWN_KEYWORDS = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "not",
+                   "pattern", "writeOnly", "errorMessage", "description", "default", "$comment"}
+
+
+def _is_type(value, typ: str) -> bool:
+    if typ == "null":
+        return value is None
+    if typ == "string":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return typ == "number" or isinstance(value, int) or value.is_integer()
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a yes/no value)"
+    if isinstance(value, (int, float)):
+        return quote(repr(value) if isinstance(value, float) and not math.isfinite(value) else value)
+    if isinstance(value, str):
+        return f"text {quote(value)}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a YAML {type(value).__name__}"
+
+
+def _number(n) -> str:
+    return f"{n:g}" if isinstance(n, float) else str(n)
+
+
+def check_value(sub: dict, value, secret: bool = False):
+    """`value` checked against one property's schema: (value, None) with whole numbers as int,
+    or (None, problem). A writeOnly (secret) value is never echoed."""
+    sub = _resolve(sub)
+    unknown = set(sub) - _KNOWN_KEYWORDS
+    if unknown:
+        raise ValueError(f"config schema: keyword(s) not interpreted by config.py: {sorted(unknown)}")
+    secret = secret or sub.get("writeOnly", False)
+    got = "" if secret else f", got {_describe(value)}"
+    types = sub.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        if not any(_is_type(value, t) for t in types):
+            wanted = " or ".join(_TYPE_NAMES[t] for t in types if t != "null")
+            hint = " (put it in quotes)" if "string" in types and isinstance(value, (int, float)) else ""
+            return None, f"must be {wanted}{got}{hint}"
+    if value is None:
+        return None, None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return None, f"must be a finite number{got}"
+        if "minimum" in sub and value < sub["minimum"]:
+            return None, f"must be at least {_number(sub['minimum'])}{got}"
+        if "exclusiveMinimum" in sub and value <= sub["exclusiveMinimum"]:
+            return None, f"must be greater than {_number(sub['exclusiveMinimum'])}{got}"
+        if "maximum" in sub and value > sub["maximum"]:
+            return None, f"must be at most {_number(sub['maximum'])}{got}"
+        if "exclusiveMaximum" in sub and value >= sub["exclusiveMaximum"]:
+            return None, f"must be less than {_number(sub['exclusiveMaximum'])}{got}"
+        if types and "number" in types:
+            value = float(value)
+        elif types and "integer" in types:
+            value = int(value)
+    if isinstance(value, str):
+        if "pattern" in sub and not re.search(sub["pattern"], value):
+            return None, sub.get("errorMessage") or "is not in the expected form"
+        if "format" in sub:
+            problem = FORMATS[sub["format"]](value)
+            if problem:
+                # A URL with a password in it is not echoed either.
+                return None, problem + ("" if secret or "@" in value else f", got {quote(value)}")
+    if "not" in sub and check_value(sub["not"], value, True)[1] is None:
+        return None, sub.get("errorMessage") or "is not allowed"
+    return value, None
+
+
+def _from_env(sub: dict, text: str):
+    """An environment variable's text as the setting's type (numbers parsed), for check_value."""
+    types = _resolve(sub).get("type") or []
+    types = [types] if isinstance(types, str) else types
+    if "string" in types:
+        return text
+    for parse in (int, float):  # int first: "-5" is echoed back as -5, not -5.0
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text  # check_value says what was expected
+
+
+def _problem(origin, key: str, message: str, hint: str | None = None) -> ConfigError:
+    """An error about one setting, named by where it came from: ("file", path, line) or ("env", var)."""
+    if origin[0] == "file":
+        return ConfigFileError(origin[1], f"setting '{key}': {message}", origin[2], key=key, hint=hint)
+    return ConfigError(f"environment variable {origin[1]} (setting '{key}'): {message}",
+                       hint=hint or f"fix or unset {origin[1]}")
+
+
+def _read_secret_file(path: str, key: str, origin) -> str:
     try:
         return Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read {key}_file {path!r}: {exc.strerror}") from None
+        raise _problem(origin, f"{key}_file", f"cannot read {quote(path)}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise _problem(origin, f"{key}_file", f"{quote(path)} is not UTF-8 text") from None
+
+
+def _unknown(key) -> str:
+    import difflib
+
+    name = key if isinstance(key, str) else str(key)
+    close = difflib.get_close_matches(name.lower(), setting_names(), n=1, cutoff=0.6)
+    return f"unknown setting {quote(name)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def _read_file(p: Path) -> tuple[dict, dict]:
+    """The file's settings, checked against the schema, and the line of each."""
+    from . import yamlfile
+
+    where = str(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {quote(where)}: cannot read ({exc.strerror or exc})",
+                          hint="pass --config PATH or set MSTEAMS_CONFIG; `msteams emulator serve --write-config PATH` "
+                               "writes one") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigFileError(where, f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", line) from None
+    try:
+        data, node = yamlfile.parse(text, where)
+    except FileError as exc:
+        raise ConfigFileError(where, exc.detail, exc.line) from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(where, "expected a mapping of settings (key: value lines)",
+                              node.start_mark.line + 1 if node is not None else None)
+    lines = yamlfile.LineMap(node)
+    props = schema()["properties"]
+    problems: list[tuple[int | None, str, str]] = []
+    values: dict = {}
+    line_of: dict = {}
+    for key, value in data.items():
+        line = lines.line([key])
+        if not isinstance(key, str) or key not in props:
+            problems.append((line, str(key), _unknown(key)))
+            continue
+        value, problem = check_value(props[key], value, key in _SECRET_KEYS)
+        if problem:
+            problems.append((line, key, f"setting '{key}': {problem}"))
+        elif value is not None:
+            values[key], line_of[key] = value, line
+    if problems:
+        (line, key, first), rest = problems[0], problems[1:]
+        hint = None
+        if first.startswith("unknown setting") and "did you mean" not in first:
+            hint = f"valid settings: {', '.join(setting_names())}"
+        raise ConfigFileError(where, first, line, key=key, hint=hint, also=[(ln, msg) for ln, _, msg in rest])
+    return values, line_of
 
 
 def load(path: str | None = None, env: dict | None = None) -> Config:
-    """The file (if any) overlaid by MSTEAMS_<KEY> variables; unknown keys are refused."""
+    """The file (if any) overlaid by MSTEAMS_<KEY> variables, each checked against
+    config.schema.json; errors name the file and line, or the variable, and the setting."""
     env = os.environ if env is None else env
     path = path or env.get("MSTEAMS_CONFIG")
-    data: dict = {}
     source = "environment"
+    data: dict = {}
+    origin: dict = {}  # setting -> ("file", path, line) or ("env", variable), for later messages
     if path:
-        from . import yamlfile
-
         p = Path(os.path.expanduser(path))
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"config file {str(p)!r}: cannot read ({exc.strerror})",
-                              hint="pass --config PATH or set MSTEAMS_CONFIG; `msteams emulator serve --write-config PATH` writes one") from None
-        data = yamlfile.parse(text, str(p))[0] or {}
-        if not isinstance(data, dict):
-            raise FileError(str(p), "expected a mapping of settings")
         source = str(p)
-    for key in list(data):
-        if key.endswith("_file") and key[:-5] in _SECRET_KEYS:
-            data[key[:-5]] = _read_secret_file(str(data.pop(key)), key[:-5], source)
-        elif key not in _KEYS:
-            raise ConfigError(f"{source}: unknown setting {quote(key)}", hint=f"valid settings: {', '.join(sorted(_KEYS))}")
-    for key in _KEYS:
-        v = env.get(f"MSTEAMS_{key.upper()}")
-        if v:
-            data[key] = v
-        vf = env.get(f"MSTEAMS_{key.upper()}_FILE") if key in _SECRET_KEYS else None
-        if vf:
-            data[key] = _read_secret_file(vf, key, "environment")
-    for key in ("timeout", "retry_budget_seconds"):
-        if key in data:
-            try:
-                data[key] = float(data[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: setting '{key}' must be a number") from None
-    if "max_retries" in data:
-        try:
-            data["max_retries"] = int(data["max_retries"])
-        except (TypeError, ValueError):
-            raise ConfigError(f"{source}: setting 'max_retries' must be a whole number") from None
-    for key in data:
-        if key not in ("timeout", "retry_budget_seconds", "max_retries") and data[key] is not None:
-            data[key] = str(data[key])
+        data, lines = _read_file(p)
+        origin = {k: ("file", source, ln) for k, ln in lines.items()}
+    props = schema()["properties"]
+    for key in sorted(props):  # "client_secret" before "client_secret_file"
+        var = f"MSTEAMS_{key.upper()}"
+        text = env.get(var)
+        if not text:
+            continue
+        value, problem = check_value(props[key], _from_env(props[key], text), key in _SECRET_KEYS)
+        if problem:
+            raise _problem(("env", var), key, problem,
+                           hint=f"fix or unset {var}" + (f" (it overrides {source})" if path else ""))
+        data[key], origin[key] = value, ("env", var)
+        if key.endswith("_file"):
+            data.pop(key[:-5], None)  # the variable's file wins over a secret given directly
+        elif key in _SECRET_KEYS:
+            data.pop(f"{key}_file", None)  # the variable wins over the config file's secret file
+    for key in _SECRET_KEYS:
+        if f"{key}_file" in data:
+            data[key] = _read_secret_file(data.pop(f"{key}_file"), key, origin[f"{key}_file"])
     cfg = Config(**data, source=source)
     for key in _SECRET_KEYS:
         redact.register(getattr(cfg, key))
     if cfg.ca_bundle and not Path(cfg.ca_bundle).is_file():
-        raise ConfigError(f"{source}: ca_bundle {cfg.ca_bundle!r} does not exist",
-                          hint="is the emulator that wrote this config still running?")
+        raise _problem(origin["ca_bundle"], "ca_bundle", f"{quote(cfg.ca_bundle)} does not exist",
+                       hint="is the emulator that wrote this config still running?")
     return cfg

@@ -93,7 +93,8 @@ class Runtime:
         if self._pacer is None:
             from .pacer import Pacer
 
-            self._pacer = Pacer(sleep=self.sleep)
+            # pacing_speed matches a fake tenant run faster than Microsoft's limits (--speed).
+            self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
         return self._pacer
 
     def client(self, flow: str) -> Client:

@@ -6,6 +6,7 @@
     │   ├── AmbiguousError                    a name matched several objects (lists candidates)
     │   └── FileError                         names the file (and line, when known)
     ├── ConfigError                   exit 3  configuration missing or invalid
+    │   └── ConfigFileError                   names the config file, the setting and the line
     ├── AuthError                     exit 3  sign-in failed / no usable flow / token refused
     ├── PermissionDenied              exit 4  Graph said 403: names the permission(s) to grant
     ├── NotFound                      exit 5  a user, team, channel, chat... that does not exist
@@ -61,11 +62,29 @@ class FileError(InputError):
         super().__init__(printable(f"{where}: {message}", limit=4000))
         self.path = str(path)
         self.line = line
+        self.detail = message  # without the file and line, for a caller that re-raises it
 
 
 class ConfigError(IntegrationError):
     exit_code = 3
     kind = "config"
+
+
+class ConfigFileError(ConfigError):
+    """A problem in the config file: `path:line: message` (exit 3, not FileError's 2: what needs
+    fixing is the configuration). `also` holds further problems as (line, message) pairs, one
+    line each after the first."""
+
+    def __init__(self, path: str, message: str, line: int | None = None, *, key: str | None = None,
+                 hint: str | None = None, also: list | None = None):
+        from .untrusted import printable
+
+        text = "\n".join(f"{path}:{ln}: {msg}" if ln else f"{path}: {msg}"
+                         for ln, msg in [(line, message), *(also or [])])
+        super().__init__(printable(text, limit=4000), hint=hint)
+        self.path = str(path)
+        self.line = line
+        self.key = key
 
 
 class AuthError(IntegrationError):

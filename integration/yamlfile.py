@@ -30,7 +30,13 @@ def parse(text: str, path: str, *, check_duplicates: bool = True) -> tuple[Any, 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise FileError(path, f"not valid YAML: {problem}", line=mark.line + 1 if mark else None) from None
+        line = mark.line + 1 if mark else None
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses (NUL, ESC...)
+            problem = f"character U+{exc.character:04X} is not allowed"
+            # libyaml counts UTF-8 bytes, PyYAML's reader characters.
+            head = text.encode("utf-8", "surrogatepass") if loader is not yaml.SafeLoader else text
+            line = head[:exc.position].count(b"\n" if isinstance(head, bytes) else "\n") + 1
+        raise FileError(path, f"not valid YAML: {problem}", line=line) from None
     if node is None:
         return None, None
     _check(node, path, check_duplicates)

@@ -2,7 +2,7 @@
 import pytest
 
 from integration import config
-from integration.errors import ConfigError, FileError
+from integration.errors import ConfigError, ConfigFileError
 
 
 def test_file_env_overlay_and_secret_file(tmp_path):
@@ -22,7 +22,7 @@ def test_unknown_key_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting 'tenant'"):
         config.load(str(p), env={})
     p.write_text("a: [\n")
-    with pytest.raises(FileError, match="not valid YAML"):
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
         config.load(str(p), env={})
 
 

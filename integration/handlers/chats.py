@@ -86,7 +86,7 @@ def message_send_to_chat(ctx):
     if len(names) > 1:
         ctx.resolver.prefetch_users([n for n in names if "@" in n])
         ctx.resolver.me()
-    outcomes = fan_out(names, lambda n: _send_to_chat(ctx, n, body, scope), workers=getattr(ctx.cfg, "fanout_workers", 8),
+    outcomes = fan_out(names, lambda n: _send_to_chat(ctx, n, body, scope), workers=ctx.cfg.fanout_workers,
                        progress=ctx.runtime.progress("sending", len(names)) if len(names) > 1 else None)
     sent = [o.value for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
