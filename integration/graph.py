@@ -111,19 +111,22 @@ class Client:
             if headers:
                 hdrs.update(headers)
             windows = self._windows(method, url) if self.pacer is not None else ()
-            if windows:
-                self.pacer.acquire(windows)
+            ticket = self.pacer.acquire(windows) if windows else None
             t0 = time.monotonic()
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=hdrs,
                                             timeout=self.timeout, verify=self.verify)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if ticket is not None:
+                    self.pacer.done(ticket)
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 if method in IDEMPOTENT and attempt < self.max_retries and self._wait(None, attempt, waited):
                     attempt += 1
                     continue
                 hint = None if method in IDEMPOTENT else "the write may still have been applied: check before retrying"
                 raise GraphError(f"{self.service} {method} {self._short(url)}: {kind}", hint=hint) from None
+            if ticket is not None:
+                self.pacer.done(ticket)
             status = resp.status_code
             self.calls.append((method, self._short(url), status))
             log.debug("%s %s -> %s in %.0f ms", method, self._short(url), status, (time.monotonic() - t0) * 1000)

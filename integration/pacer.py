@@ -22,9 +22,10 @@ from urllib.parse import unquote, urlsplit
 
 from . import limits
 
-# Requests stamped exactly one window apart here may land a little closer together at the
-# service (network jitter): widen every window a little.
-SAFETY = 1.015
+# Requests count from their answers (Pacer.done), so the service never counted one later than
+# this side does; what is left (two clocks, the service's own rounding) is covered by widening
+# every window a little.
+SAFETY = 1.005
 SAFETY_SECONDS = 0.005
 # Windows this short are sent at an even pace past a small burst; in longer ones (30 s, an
 # hour) network jitter is negligible and a burst costs nothing.
@@ -44,17 +45,31 @@ def burst(w: "Window") -> float:
     return max(2.0, w.capacity / 2)
 
 
+@dataclass
+class Ticket:
+    """What one acquire spent: the seconds it waited, and its ledger entries ([time, cost])."""
+    waited: float = 0.0
+    entries: list = None  # type: ignore[assignment]
+
+
 class _Ledger:
     """What one class spent in its current window: (time, cost) pairs, oldest first."""
 
-    __slots__ = ("spent", "total", "paused_until")
+    __slots__ = ("spent", "total", "paused_until", "next_slot")
 
     def __init__(self):
         self.spent: collections.deque = collections.deque()
         self.total = 0.0
         self.paused_until = 0.0
+        # The even pace's schedule, kept apart from the stamps: a sender that wakes a little late
+        # for its slot does not push every later slot back (oversleeping 0.5 ms in a 10 ms
+        # interval would otherwise cost 5% of the rate).
+        self.next_slot = 0.0
 
     def trim(self, now: float, seconds: float) -> None:
+        # Entries are restamped when their answer comes (Pacer.done), so the deque is only
+        # roughly in time order: trimming stops at the first entry still inside the window,
+        # which can only keep an entry longer than needed, never drop one early.
         while self.spent and self.spent[0][0] <= now - seconds:
             self.total -= self.spent.popleft()[1]
 
@@ -68,7 +83,7 @@ class _Ledger:
             # Past a small burst, keep an even pace: bursts that fill a window at once meet the
             # service's window edges out of step (network jitter) and draw 429s.
             if w.seconds <= EVEN_PACE_WINDOW and self.total + w.cost > burst(w) and self.spent:
-                return max(0.0, self.spent[-1][0] + seconds * w.cost / w.capacity - now)
+                return max(0.0, self.next_slot - now)
             return 0.0
         # The oldest entries leave the window first; wait until enough of them have.
         need, freed = self.total + w.cost - w.capacity, 0.0
@@ -117,28 +132,49 @@ class Pacer:
             return list(windows)
         return [Window(w.key, w.capacity, w.seconds / self.speed, w.cost) for w in windows]
 
-    def acquire(self, windows: Iterable[Window]) -> float:
-        """Block until every window has room, then spend it there. Returns the seconds waited."""
+    def acquire(self, windows: Iterable[Window]) -> "Ticket":
+        """Block until every window has room, then spend it there. The ticket says how long it
+        waited; hand it to :meth:`done` when the response is in."""
         if not self.enabled:
-            return 0.0
+            return Ticket()
         windows = self._scaled(windows)
         if not windows:
-            return 0.0
+            return Ticket()
         waited = 0.0
         while True:
             with self._lock:
                 now = self.now()
                 delay = max(self._ledger(w.key).wait(now, w) for w in windows)
                 if delay <= 0:
+                    entries = []
                     for w in windows:
                         led = self._ledger(w.key)
-                        led.spent.append((now, w.cost))
+                        entry = [now, w.cost]
+                        led.spent.append(entry)
                         led.total += w.cost
+                        entries.append(entry)
+                        step = (w.seconds * SAFETY + SAFETY_SECONDS) * w.cost / w.capacity
+                        # A sender up to half an interval late keeps the schedule; later than
+                        # that (an idle class, a full window) starts it again from now, so no
+                        # pause is saved up as a burst.
+                        late = now - led.next_slot
+                        led.next_slot = (led.next_slot if 0 <= late < step / 2 else now) + step
                     self.waited += waited
-                    return waited
+                    return Ticket(waited, entries)
             # Sleep outside the lock: other senders on other classes go on meanwhile.
             self.sleep_for(delay)
             waited += delay
+
+    def done(self, ticket: "Ticket") -> None:
+        """The response is in: count the request from now. The service counted it somewhere
+        between sending and answering, so a stamp taken at the answer is never early, however
+        long the request waited for a connection or a TLS handshake on the way."""
+        if not ticket.entries:
+            return
+        with self._lock:
+            now = self.now()
+            for entry in ticket.entries:
+                entry[0] = max(entry[0], now)
 
     def pause(self, windows: Iterable[Window], seconds: float) -> None:
         """A 429 said to wait: nobody in this process spends from these classes until then."""

@@ -287,6 +287,42 @@ def _user_not_found(name: str, recently: bool = False) -> NotFound:
     return NotFound(f"user {quoted(name)} not found", hint=hint)
 
 
+class Prefetch:
+    """`prefetch_users` in chunks on a thread of its own, ahead of a fan-out that goes through
+    the names in the same order: the first sends start after one chunk's lookups instead of
+    after the whole list's. A worker calls `wait(name)` before looking its name up."""
+
+    CHUNK = 80  # four `$batch` requests, sent together
+
+    def __init__(self, resolver: "Resolver", names: list[str]):
+        import threading
+
+        todo = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+        self._chunks = [todo[i:i + self.CHUNK] for i in range(0, len(todo), self.CHUNK)]
+        self._ready = {n: threading.Event() for n in todo}
+        self._resolver = resolver
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for chunk in self._chunks:
+            try:
+                self._resolver.prefetch_users(chunk)
+            except Exception:  # noqa: BLE001 - a failed prefetch only costs the workers their own lookups
+                pass
+            finally:
+                for n in chunk:
+                    self._ready[n].set()
+
+    def wait(self, name: str, timeout: float = 120.0) -> None:
+        ev = self._ready.get((name or "").strip())
+        if ev is not None:
+            ev.wait(timeout)
+
+    def close(self) -> None:
+        self._thread.join()
+
+
 def channel_view(c: dict) -> dict:
     return {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
 

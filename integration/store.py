@@ -54,6 +54,16 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, owner TEXT, lease_until REAL, state TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bot_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, activity_id TEXT UNIQUE,
+    tenant_id TEXT, sender_id TEXT, sender_name TEXT, conversation_type TEXT, conversation_id TEXT,
+    place TEXT, command TEXT, text TEXT, decision TEXT NOT NULL, outcome TEXT, detail TEXT,
+    duration_ms REAL, updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bot_audit_time ON bot_audit(time);
 """
 
 
@@ -376,6 +386,65 @@ class Store:
             rows = (c.execute(f"SELECT {cols} FROM runs WHERE status=? ORDER BY created DESC LIMIT ?", (status, limit))
                     if status else c.execute(f"SELECT {cols} FROM runs ORDER BY created DESC LIMIT ?", (limit,))).fetchall()
         return [dict(zip(("id", "run_key", "name", "status", "owner", "created", "updated"), r)) for r in rows]
+
+
+    # ---- bot conversation references (learned from inbound activities; see bot/conversations.py) ----
+    # Kept apart from the directory cache: cache-reset must not forget where the bot may write.
+    def conversation_put(self, key: str, kind: str, value: dict) -> None:
+        with self._conn() as c:
+            c.execute("INSERT OR REPLACE INTO conversations(key, kind, value, updated) VALUES (?,?,?,?)",
+                      (key, kind, _dumps(value), self._clock()))
+
+    def conversation_get(self, key: str) -> dict | None:
+        with self._conn() as c:
+            row = c.execute("SELECT value FROM conversations WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def conversation_list(self, kind: str | None = None, limit: int = 1000) -> list[dict]:
+        with self._conn() as c:
+            rows = (c.execute("SELECT key, kind, value, updated FROM conversations WHERE kind=? ORDER BY updated DESC "
+                              "LIMIT ?", (kind, limit)) if kind else
+                    c.execute("SELECT key, kind, value, updated FROM conversations ORDER BY updated DESC LIMIT ?",
+                              (limit,))).fetchall()
+        return [{"key": k, "kind": kd, "value": json.loads(v), "updated": u} for k, kd, v, u in rows]
+
+    # ---- bot audit log (every command received from Teams; see bot/activities.py) ----
+    AUDIT_COLS = ("id", "time", "activity_id", "tenant_id", "sender_id", "sender_name", "conversation_type",
+                  "conversation_id", "place", "command", "text", "decision", "outcome", "detail", "duration_ms")
+
+    def audit_add(self, row: dict) -> int | None:
+        """Record an inbound command; None when its activity id was recorded before (a
+        redelivery: the command must not run twice)."""
+        cols = [c for c in self.AUDIT_COLS if c not in ("id", "time") and c in row]
+        now = self._clock()
+        with self._conn() as c:
+            cur = c.execute(f"INSERT OR IGNORE INTO bot_audit(time, updated, {','.join(cols)}) "
+                            f"VALUES (?,?,{','.join('?' for _ in cols)})", (now, now, *(row[k] for k in cols)))
+            return cur.lastrowid if cur.rowcount else None
+
+    def audit_update(self, audit_id: int, **fields) -> None:
+        cols = [c for c in fields if c in self.AUDIT_COLS and c not in ("id", "time")]
+        if not cols:
+            return
+        with self._conn() as c:
+            c.execute(f"UPDATE bot_audit SET {','.join(f'{k}=?' for k in cols)}, updated=? WHERE id=?",
+                      (*(fields[k] for k in cols), self._clock(), audit_id))
+
+    def audit_list(self, *, limit: int = 50, sender: str | None = None, since: float | None = None) -> list[dict]:
+        """The newest entries first."""
+        where, params = [], []
+        if sender:
+            where.append("(sender_id=? OR lower(sender_name)=lower(?))")
+            params += [sender, sender]
+        if since is not None:
+            where.append("time>=?")
+            params.append(since)
+        sql = f"SELECT {','.join(self.AUDIT_COLS)} FROM bot_audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._conn() as c:
+            rows = c.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [dict(zip(self.AUDIT_COLS, r)) for r in rows]
 
 
 class _Tx:

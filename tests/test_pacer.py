@@ -139,3 +139,19 @@ def test_creating_a_conversation_counts_only_for_the_app():
     assert [w.key for w in bot_windows("POST", "/v3/conversations")] == ["bot:app:1.0"]
     keys = {w.key for w in bot_windows("PUT", "/v3/conversations/a%3Ab/activities/1")}
     assert "bot:conversation:a:b:1.0" in keys and "bot:conversation:a:b:3600.0" in keys
+
+
+def test_a_request_counts_from_its_answer_not_from_its_send():
+    """A request that waited 0.3 s for a connection reached the service up to 0.3 s after it was
+    stamped: once answered it counts from then, so the window frees 0.3 s later."""
+    ft = FakeTime()
+    p = Pacer(clock=ft.clock, sleep=ft.sleep)
+    wins = [Window("x", 2, 1.0)]
+    first = p.acquire(wins)
+    p.acquire(wins)
+    ft.t += 0.3
+    p.done(first)  # the first answer came 0.3 s after its send
+    start = ft.t
+    p.acquire(wins)
+    assert ft.t - start >= 1.0 - 0.01  # a full window after the answer, not 0.7 s
+    assert first.waited == 0.0 and first.entries

@@ -19,7 +19,7 @@ from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
 from ..fanout import fan_out
 from ..graph import seg
 from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
-from ..resolve import Resolver, is_guid, is_thread_id
+from ..resolve import Prefetch, Resolver, is_guid, is_thread_id
 
 HANDLERS = ("send_notification", "message_update")
 
@@ -71,6 +71,7 @@ class _Lookups:
         self.ctx = ctx
         self.flow = next((f for f, _ in ctx.spec.lookups if ctx.runtime.auth.ready(f)), None)
         self.resolver = Resolver(ctx.runtime.client(self.flow), ctx.store) if self.flow else None
+        self.prefetch = None  # a resolve.Prefetch running ahead of a fan-out
 
     def need(self, argument: str, what: str) -> Resolver:
         if self.resolver is None:
@@ -82,7 +83,10 @@ class _Lookups:
     def user(self, name: str, argument: str = "user") -> dict:
         if is_guid(name):
             return {"id": name.strip(), "displayName": None}
-        return self.need(argument, f"user '{name}'").user(name)
+        resolver = self.need(argument, f"user '{name}'")
+        if self.prefetch is not None:
+            self.prefetch.wait(name)
+        return resolver.user(name)
 
 
 def build_activity(ctx, lookups: _Lookups) -> dict:
@@ -208,12 +212,18 @@ def send_notification(ctx):
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)  # bad content fails here, before anything is sent
     scope = delivery_scope(ctx)
-    if lookups.resolver is not None:
-        lookups.resolver.prefetch_users([t for k, t in targets if k == "user" and not is_guid(t)])
-    ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
-    outcomes = fan_out(targets, lambda t: _notify_one(ctx, lookups, activity, tenant, scope, t),
-                       workers=getattr(ctx.cfg, "fanout_workers", 8),
-                       progress=ctx.runtime.progress("notifying", len(targets)) if len(targets) > 1 else None)
+    names = [t for k, t in targets if k == "user" and not is_guid(t)]
+    if lookups.resolver is not None and len(names) > 1:
+        # Lookups run ahead of the sends in chunks, instead of all of them before the first send.
+        lookups.prefetch = Prefetch(lookups.resolver, names)
+    try:
+        ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
+        outcomes = fan_out(targets, lambda t: _notify_one(ctx, lookups, activity, tenant, scope, t),
+                           workers=getattr(ctx.cfg, "fanout_workers", 8),
+                           progress=ctx.runtime.progress("notifying", len(targets)) if len(targets) > 1 else None)
+    finally:
+        if lookups.prefetch is not None:
+            lookups.prefetch.close()
     rows, errors = [], []
     for o in outcomes:
         if o.ok:

@@ -1,0 +1,311 @@
+"""The Teams side of the fake tenant: simulated users who write to the bot and install it,
+delivered to the bot's messaging endpoint as Teams delivers them.
+
+- Bot Framework-style signing: an RSA key of its own (not Entra's), published as OpenID
+  metadata (``/botframework-login/v1/.well-known/openidconfiguration``) and a key set whose key
+  is endorsed for ``msteams``, over the emulator's HTTPS; every activity goes out with
+  ``Authorization: Bearer <JWT>`` (issuer ``https://api.botframework.com``, audience the bot's
+  app id, ``serviceurl`` the emulator's Bot Connector, five minutes of life).
+- The messaging endpoint is a setting, as an Azure Bot's is: :meth:`register` (the admin API
+  ``POST /_emulator/messaging-endpoint``, ``msteams emulator serve --messaging-endpoint URL``,
+  or ``msteams bot serve`` itself against the emulator). https, or http on loopback only.
+- :meth:`user_says` posts a message as a user in the bot's 1:1 chat, a channel (a new thread,
+  the bot @mentioned) or a group chat; :meth:`install_bot` sends ``installationUpdate`` (and,
+  for a team, ``conversationUpdate`` with the bot among ``membersAdded``). The user's message
+  is also added to the channel or chat, so Graph lists it and the bot's reply threads under it.
+- :attr:`deliveries` records what was sent where and the endpoint's status (never the token).
+  The bot's answers arrive through the Bot Connector (``bot.py``) as any bot message does.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import ipaddress
+import threading
+import time
+import urllib.parse
+from typing import Callable
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from .bot import BotConnector, _activity_id, user_mri
+from .core import Response, utcnow_iso
+from .state import Message
+
+BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
+METADATA_PATH = "/botframework-login/v1/.well-known/openidconfiguration"
+KEYS_PATH = "/botframework-login/v1/.well-known/keys"
+TOKEN_LIFETIME = 300
+DELIVERY_TIMEOUT = 15.0  # Teams gives up on a bot after about 15 seconds
+
+
+class ChannelError(Exception):
+    """A simulated action that cannot happen (unknown user, team, endpoint); ``status`` for the admin API."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class TeamsChannel:
+    def __init__(self, state, base_url: str, bot_service_url: str, ca_bundle: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.state = state
+        self.base_url = base_url
+        self.bot_service_url = bot_service_url
+        self.ca_bundle = ca_bundle  # what https endpoints are checked against, besides the system's
+        self.clock = clock
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        self.kid = _b64url(hashlib.sha256((jwk["n"] + jwk["e"]).encode()).digest()[:20])
+        self._jwk = dict(jwk, kid=self.kid, x5t=self.kid, use="sig", alg="RS256", endorsements=["msteams"])
+        self.messaging_endpoint: str | None = None
+        self.deliveries: list[dict] = []
+        self._lock = threading.Lock()
+        self._session = None
+
+    # ---- the Bot Framework's OpenID metadata ----
+    @property
+    def metadata_url(self) -> str:
+        return self.base_url + METADATA_PATH
+
+    def openid_configuration(self) -> dict:
+        return {"issuer": BOT_FRAMEWORK_ISSUER, "authorization_endpoint": f"{self.base_url}/botframework-login/v1/auth",
+                "jwks_uri": self.base_url + KEYS_PATH, "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"]}
+
+    def jwks(self) -> dict:
+        return {"keys": [dict(self._jwk)]}
+
+    def handle(self, method: str, path: str) -> Response | None:
+        if path not in (METADATA_PATH, KEYS_PATH):
+            return None
+        if method != "GET":
+            return Response(405, {"error": {"code": "MethodNotAllowed", "message": "GET only"}})
+        body = self.openid_configuration() if path == METADATA_PATH else self.jwks()
+        return Response(200, body, {"Cache-Control": "max-age=86400"})
+
+    def sign(self, app_id: str, service_url: str | None = None, *, lifetime: int = TOKEN_LIFETIME) -> str:
+        """The token Teams sends with an activity for bot ``app_id``."""
+        now = int(self.clock())
+        claims = {"iss": BOT_FRAMEWORK_ISSUER, "aud": app_id, "iat": now, "nbf": now, "exp": now + lifetime,
+                  "serviceurl": service_url or self.bot_service_url}
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+
+    # ---- the messaging endpoint ----
+    def register(self, url: str | None, ca_bundle: str | None = None) -> str | None:
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ChannelError("the messaging endpoint must be an https:// URL")
+            if parts.scheme == "http" and not _loopback(parts.hostname):
+                raise ChannelError("the messaging endpoint must be https:// (http:// only on a loopback host)")
+        self.messaging_endpoint = url or None
+        if ca_bundle is not None:
+            self.ca_bundle = ca_bundle or None
+        return self.messaging_endpoint
+
+    def reset(self) -> None:
+        """Forget deliveries (the endpoint stays registered, as an Azure Bot setting does)."""
+        with self._lock:
+            self.deliveries.clear()
+
+    # ---- who and where ----
+    def _bot(self):
+        bots = [a for a in self.state.apps.values() if a.kind == "bot"]
+        if not bots:
+            raise ChannelError("the tenant has no bot app", 404)
+        return bots[0]
+
+    def _user(self, who: str) -> dict:
+        u = self.state.user(who)
+        if u is None:
+            u = next((x for x in self.state.users.values() if (x.get("mail") or "").lower() == who.lower()), None)
+        if u is None:
+            raise ChannelError(f"no user {who!r} in the tenant", 404)
+        return u
+
+    def _team(self, name: str):
+        t = self.state.teams.get(name) or next((t for t in self.state.teams.values()
+                                                if t.display_name.lower() == name.lower()), None)
+        if t is None:
+            raise ChannelError(f"no team {name!r} in the tenant", 404)
+        return t
+
+    def _channel(self, team, name: str | None):
+        if not name:
+            return next(iter(team.channels.values()))  # General
+        ch = team.channels.get(name) or next((c for c in team.channels.values()
+                                              if c.display_name.lower() == name.lower()), None)
+        if ch is None:
+            raise ChannelError(f"no channel {name!r} in team {team.display_name!r}", 404)
+        return ch
+
+    def _envelope(self, kind: str, user: dict, bot, conversation: dict, channel_data: dict) -> dict:
+        now = utcnow_iso()
+        return {"type": kind, "id": _activity_id(),
+                "timestamp": now, "localTimestamp": now, "serviceUrl": self.bot_service_url, "channelId": "msteams",
+                "from": {"id": user_mri(user["id"]), "name": user["displayName"], "aadObjectId": user["id"]},
+                "conversation": dict(conversation, tenantId=self.state.tenant_id),
+                "recipient": {"id": f"28:{bot.app_id}", "name": bot.name},
+                "locale": user.get("preferredLanguage") or "en-US",
+                "channelData": dict(channel_data, tenant={"id": self.state.tenant_id})}
+
+    def _personal(self, user: dict, bot) -> dict:
+        conv_id = BotConnector._personal_conversation_id(bot.app_id, user["id"])
+        with self.state.lock:
+            self.state.bot_conversations.setdefault(conv_id, {
+                "id": conv_id, "type": "personal", "isGroup": False, "tenantId": self.state.tenant_id,
+                "botId": bot.app_id, "members": [user["id"]], "created": utcnow_iso()})
+        return {"conversationType": "personal", "id": conv_id}
+
+    @staticmethod
+    def _team_data(team, ch) -> dict:
+        # As Teams says it: a team's id is its General channel's thread id; the group is aadGroupId.
+        general = next(iter(team.channels.values()))
+        return {"teamsTeamId": general.id, "teamsChannelId": ch.id,
+                "team": {"id": general.id, "name": team.display_name, "aadGroupId": team.id},
+                "channel": {"id": ch.id, "name": ch.display_name}}
+
+    # ---- simulated users ----
+    def user_says(self, user: str, text: str, *, team: str | None = None, channel: str | None = None,
+                  chat: str | None = None, mention_bot: bool = True) -> dict:
+        """A user writes ``text``: to the bot 1:1 (no team, no chat), in a team's channel (a new
+        thread, starting with an @mention of the bot unless ``mention_bot`` is false), or in a
+        group chat by id (the same). Returns the delivery record."""
+        if not isinstance(text, str) or not text:
+            raise ChannelError("text is required")
+        bot = self._bot()
+        u = self._user(user)
+        mention_text = f"<at>{html.escape(bot.name, quote=False)}</at>"
+        entities = [{"type": "clientInfo", "locale": "en-US", "country": "US", "platform": "Web"}]
+        if team or channel:
+            if not team:
+                raise ChannelError("a channel needs its team")
+            t = self._team(team)
+            ch = self._channel(t, channel)
+            with self.state.lock:
+                if not any(m.user_id == u["id"] for m in (ch.members if ch.membership_type != "standard" else t.members)):
+                    raise ChannelError(f"{u['displayName']} is not a member of {t.display_name} / {ch.display_name}",
+                                       403)
+            body = f"{mention_text} {text}" if mention_bot else text
+            activity = self._envelope("message", u, bot, {"conversationType": "channel", "isGroup": True, "id": ""},
+                                      self._team_data(t, ch))
+            activity["conversation"]["id"] = f"{ch.id};messageid={activity['id']}"
+            self._post_as_user(u, activity["id"], body, team_id=t.id, channel_id=ch.id)
+        elif chat:
+            c = self.state.chats.get(chat)
+            if c is None:
+                raise ChannelError(f"no chat {chat!r}", 404)
+            if not any(m.user_id == u["id"] for m in c.members):
+                raise ChannelError(f"{u['displayName']} is not a member of chat {chat}", 403)
+            body = f"{mention_text} {text}" if mention_bot else text
+            ctype = "personal" if c.chat_type == "oneOnOne" else "groupChat"
+            activity = self._envelope("message", u, bot, {"conversationType": ctype, "isGroup": ctype != "personal",
+                                                          "id": c.id}, {})
+            self._post_as_user(u, activity["id"], body, chat_id=c.id)
+        else:
+            body, mention_bot = text, False
+            activity = self._envelope("message", u, bot, self._personal(u, bot), {})
+        activity.update(text=body, textFormat="plain")
+        if mention_bot:
+            entities.append({"type": "mention", "text": mention_text,
+                             "mentioned": {"id": f"28:{bot.app_id}", "name": bot.name}})
+        activity["entities"] = entities
+        return self.deliver(activity, bot.app_id)
+
+    def install_bot(self, *, user: str | None = None, team: str | None = None,
+                    installer: str | None = None) -> dict:
+        """The bot installed for a user (personal scope) or in a team; returns the delivery
+        record (for a team, of the conversationUpdate that follows the installationUpdate)."""
+        if bool(user) == bool(team):
+            raise ChannelError("install the bot for a user or in a team (one of them)")
+        bot = self._bot()
+        if user:
+            u = self._user(user)
+            activity = self._envelope("installationUpdate", u, bot, self._personal(u, bot), {})
+            activity["action"] = "add"
+            return self.deliver(activity, bot.app_id)
+        t = self._team(team)
+        general = self._channel(t, None)
+        owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
+        u = self._user(installer) if installer else self.state.users[owner]
+        conv = {"conversationType": "channel", "isGroup": True, "id": general.id}
+        install = self._envelope("installationUpdate", u, bot, conv, self._team_data(t, general))
+        install["action"] = "add"
+        self.deliver(install, bot.app_id)
+        update = self._envelope("conversationUpdate", u, bot, conv,
+                                dict(self._team_data(t, general), eventType="teamMemberAdded"))
+        update["membersAdded"] = [{"id": f"28:{bot.app_id}"}] + [
+            {"id": user_mri(m.user_id), "aadObjectId": m.user_id} for m in t.members]
+        return self.deliver(update, bot.app_id)
+
+    def _post_as_user(self, user: dict, message_id: str, text: str, *, team_id: str | None = None,
+                      channel_id: str | None = None, chat_id: str | None = None) -> None:
+        msg = Message(id=message_id, created=utcnow_iso(),
+                      body={"contentType": "html", "content": html.escape(text, quote=False)
+                            .replace("&lt;at&gt;", "<at>").replace("&lt;/at&gt;", "</at>")},
+                      sender={"user": {"id": user["id"], "displayName": user["displayName"],
+                                       "userIdentityType": "aadUser"}, "application": None, "device": None},
+                      chat_id=chat_id, team_id=team_id, channel_id=channel_id)
+        with self.state.lock:
+            if chat_id:
+                self.state.chats[chat_id].messages.append(msg)
+            else:
+                self.state.teams[team_id].channels[channel_id].messages.append(msg)
+
+    # ---- delivery ----
+    def deliver(self, activity: dict, app_id: str, *, token: str | None = None, body: bytes | None = None,
+                headers: dict | None = None) -> dict:
+        """POST an activity to the messaging endpoint with a signed token (tests may pass their
+        own token, raw body or headers: forged deliveries). Returns the delivery record."""
+        url = self.messaging_endpoint
+        if not url:
+            raise ChannelError("no messaging endpoint is registered for the bot (msteams bot serve registers it; "
+                               "or msteams emulator serve --messaging-endpoint URL)", 409)
+        import json
+
+        import requests
+
+        hdrs = {"Content-Type": "application/json"}
+        tok = self.sign(app_id) if token is None else token
+        if tok:
+            hdrs["Authorization"] = f"Bearer {tok}"
+        hdrs.update(headers or {})
+        payload = json.dumps(activity).encode() if body is None else body
+        record = {"time": utcnow_iso(), "type": activity.get("type"), "activityId": activity.get("id"),
+                  "conversationId": (activity.get("conversation") or {}).get("id"),
+                  "from": (activity.get("from") or {}).get("aadObjectId"), "text": activity.get("text"),
+                  "endpoint": url, "status": None, "error": None}
+        try:
+            with self._lock:
+                if self._session is None:
+                    self._session = requests.Session()
+                    self._session.trust_env = False
+                session = self._session
+            resp = session.post(url, data=payload, headers=hdrs, timeout=DELIVERY_TIMEOUT,
+                                verify=self.ca_bundle or True)
+            record["status"] = resp.status_code
+        except requests.RequestException as exc:
+            record["error"] = f"{type(exc).__name__}: the endpoint could not be reached"
+        with self._lock:
+            self.deliveries.append(record)
+        return record

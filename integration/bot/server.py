@@ -1,0 +1,211 @@
+"""The endpoint's HTTP side: a Starlette app served by uvicorn (``msteams bot serve``).
+
+Routes are one table (:func:`routes`): ``POST /api/messages`` (Bot Framework activities) and
+``GET /healthz``; another endpoint (call notifications) is one more entry. For
+``/api/messages``, in this order and before anything is processed or stored:
+
+1. no ``Authorization`` header -> 401;
+2. a declared body over :data:`MAX_BODY` -> 413;
+3. the token (``verify.py``) -> 401 when anything is wrong;
+4. the body, read up to the cap -> 413 past it; not a JSON object -> 400;
+5. the activity's ``serviceUrl`` against the token's -> 401;
+6. the processor (``activities.py``) answers at once (200/202) and works in the background.
+
+A refusal is logged in one line (peer, path, reason), never with the token; no answer carries
+a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from typing import Callable
+
+log = logging.getLogger("msteams.bot.server")
+
+MAX_BODY = 256 * 1024  # Teams activities are far smaller (messages stop at ~28 KB)
+
+
+def _json(status: int, body: dict | None = None):
+    from starlette.responses import JSONResponse, Response
+
+    if body is None:
+        return Response(status_code=status)
+    return JSONResponse(body, status_code=status)
+
+
+class Endpoint:
+    """The verifier and processor the routes use."""
+
+    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY):
+        self.verifier = verifier
+        self.processor = processor
+        self.max_body = max_body
+        self.rejected = 0  # refused requests (health, tests)
+
+    def _refuse(self, request, status: int, reason: str):
+        self.rejected += 1
+        peer = request.client.host if request.client else "?"
+        log.warning("refused %s %s from %s: %d %s", request.method, request.url.path, peer, status, reason)
+        message = {401: "Unauthorized", 413: "Request body too large", 400: "Bad request"}.get(status, "Refused")
+        return _json(status, {"error": {"code": message.replace(" ", ""), "message": message}})
+
+    async def messages(self, request):
+        from starlette.concurrency import run_in_threadpool
+
+        from .verify import Rejected
+
+        try:
+            auth = request.headers.get("authorization")
+            if not auth:
+                return self._refuse(request, 401, "no Authorization header")
+            declared = request.headers.get("content-length")
+            if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
+                return self._refuse(request, 413, f"declared body of {declared[:20]} bytes")
+            try:
+                identity = await run_in_threadpool(self.verifier.verify, auth)
+            except Rejected as exc:
+                return self._refuse(request, 401, str(exc))
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    return self._refuse(request, 413, f"body over {self.max_body} bytes")
+            try:
+                activity = json.loads(bytes(body))
+            except (ValueError, RecursionError):
+                return self._refuse(request, 400, "body is not JSON")
+            if not isinstance(activity, dict):
+                return self._refuse(request, 400, "body is not a JSON object")
+            try:
+                self.verifier.check_activity(identity, activity)
+            except Rejected as exc:
+                return self._refuse(request, 401, str(exc))
+            status, payload = await run_in_threadpool(self.processor.accept, activity)
+            return _json(status, payload)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
+            log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+            log.debug("internal error", exc_info=True)
+            return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
+    async def healthz(self, request):
+        return _json(200, {"status": "ok"})
+
+
+def routes(endpoint: Endpoint) -> list:
+    """The endpoint's routes: add one line here for a new one."""
+    from starlette.routing import Route
+
+    return [
+        Route("/api/messages", endpoint.messages, methods=["POST"]),
+        Route("/healthz", endpoint.healthz, methods=["GET"]),
+    ]
+
+
+def create_app(endpoint: Endpoint):
+    from starlette.applications import Starlette
+
+    async def not_found(request, exc):
+        return _json(getattr(exc, "status_code", 404), {"error": {"code": "NotFound", "message": "Not found"}})
+
+    async def server_error(request, exc):
+        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+        return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
+    return Starlette(routes=routes(endpoint), exception_handlers={404: not_found, 405: not_found,
+                                                                   500: server_error})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), so the URL is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class BotServer:
+    """uvicorn serving the app on a socket of its own; ``start()`` in a thread (tests) or
+    ``run()`` in the foreground (``msteams bot serve``: Ctrl-C and SIGTERM stop it)."""
+
+    def __init__(self, endpoint: Endpoint, *, host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
+                 tls_key: str | None = None):
+        import uvicorn
+
+        self.endpoint = endpoint
+        self.sock = bind(host, port)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.tls = bool(tls_cert)
+        config = uvicorn.Config(create_app(endpoint), log_config=None, access_log=False, lifespan="off",
+                                ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=15,
+                                h11_max_incomplete_event_size=64 * 1024, server_header=False, http="h11")
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def messaging_endpoint(self) -> str:
+        return self.url + "/api/messages"
+
+    def run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.sock.close()
+
+    def start(self, timeout: float = 10.0) -> "BotServer":
+        self._thread = threading.Thread(target=self.run, name=f"msteams-bot:{self.port}", daemon=True)
+        self._thread.start()
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the bot endpoint did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.endpoint.processor.close()
+
+    def __enter__(self) -> "BotServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def build(runtime, *, workers: int = 4, clock: Callable[[], float] | None = None, verifier=None) -> Endpoint:
+    """The endpoint for a runtime's config: verifier, access policy, rate limiter, processor."""
+    import time
+
+    from .access import Access, GraphDirectory, RateLimiter, load_policy
+    from .activities import Processor
+    from .verify import InboundVerifier
+
+    cfg = runtime.cfg
+    verifier = verifier or InboundVerifier.from_config(cfg)
+    policy = load_policy(getattr(cfg, "bot_access_file", None), runtime.registry)
+    if policy.empty:
+        log.warning("no bot_access_file (or it allows nothing): every command from Teams will be refused")
+    clock = clock or time.monotonic
+    access = Access(policy, GraphDirectory(runtime), clock=clock)
+    limiter = RateLimiter(policy.per_minute, policy.burst, clock=clock)
+    return Endpoint(verifier, Processor(runtime, access, limiter, workers=workers, clock=clock))
