@@ -61,10 +61,6 @@ class Config:
     # published (default: the Bot Framework's OpenID metadata), and the access policy file.
     bot_openid_metadata_url: str | None = None
     bot_access_file: str | None = None
-    # The bot's messaging endpoint (msteams bot serve): where the inbound tokens' signing keys are
-    # published (default: the Bot Framework's OpenID metadata), and the access policy file.
-    bot_openid_metadata_url: str | None = None
-    bot_access_file: str | None = None
     source: str = "environment"
 
     # ---- derived ----
