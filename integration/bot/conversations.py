@@ -10,7 +10,8 @@ Keys (per bot, so two bots sharing a store do not mix):
   has the team's id);
 - ``team/{bot}/{group id}``: a team the bot is installed in (by its group's object id; its
   conversation is the General channel, whose thread id Teams calls the team id);
-- ``chat/{bot}/{chat id}``: a group chat the bot is in.
+- ``chat/{bot}/{chat id}``: a group chat the bot is in;
+- ``service/{bot}/{service url}``: a service URL Teams gave (the bot token may be sent there).
 
 Values carry ``conversationId``, ``serviceUrl``, ``tenantId`` and what else the activity said
 (names, team, users' object ids). Only activities whose token was verified reach here, so the
@@ -68,7 +69,10 @@ def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
         return []
     now = clock()
     common = {"serviceUrl": service_url, "tenantId": where["tenantId"], "botId": bot_id, "learnedAt": now}
-    written = []
+    skey = _service_key(bot_id, service_url)
+    if store.conversation_get(skey) is None:
+        store.conversation_put(skey, "service", {"serviceUrl": service_url, "botId": bot_id, "learnedAt": now})
+    written = [skey]
     sender = activity.get("from") if isinstance(activity.get("from"), dict) else {}
     oid = _user_oid(sender)
     members = [m for m in activity.get("membersAdded") or [] if isinstance(m, dict)]
@@ -119,12 +123,19 @@ def channel(store, bot_id: str, channel_id: str) -> dict | None:
     return store.conversation_get(f"channel/{bot_id}/{channel_id.strip()}")
 
 
+def _service_key(bot_id: str, service_url: str) -> str:
+    return f"service/{bot_id}/{service_url.rstrip('/')}"
+
+
 def bot_client_for(runtime, service_url: str | None):
-    """The Bot Connector client for a learned service URL: the runtime's own when the URL is on
-    the configured origin, else one for that URL with the same bot sign-in and pacer. Service
-    URLs reach the store only from verified activities."""
+    """The Bot Connector client for a service URL: the runtime's own when the URL is on the
+    configured origin or was never learned (that client then refuses to send the bot token
+    elsewhere), else one for that URL with the same bot sign-in and pacer. A service URL is
+    learned only from a verified activity (:func:`learn`)."""
     base = runtime.client("bot")
     if not service_url or service_url.startswith(base.origin + "/") or service_url.rstrip("/") == base.origin:
+        return base
+    if runtime.store.conversation_get(_service_key(runtime.cfg.bot_id, service_url)) is None:
         return base
     clients = runtime.__dict__.setdefault("_learned_bot_clients", {})
     key = service_url.rstrip("/")

@@ -19,6 +19,7 @@ from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
 from ..fanout import fan_out
 from ..graph import seg
 from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from ..bot import conversations
 from ..resolve import Prefetch, Resolver, is_guid, is_thread_id
 
 HANDLERS = ("send_notification", "message_update")
@@ -133,20 +134,25 @@ def _targets(ctx) -> list[tuple[str, str]]:
     return targets
 
 
-def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> tuple[str, str, str]:
-    """(conversation id, recipient id, label) of the bot's 1:1 conversation with a user. The
-    conversation id is cached per bot and user (Teams gives the same one each time); a user
-    answered from the cache whose id the Bot Connector no longer knows is looked up again once."""
+def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> tuple[str, str, str, str | None]:
+    """(conversation id, recipient id, label, learned service URL or None) of the bot's 1:1
+    conversation with a user: the one Teams told the bot endpoint about (bot/conversations.py),
+    else one opened through the Bot Connector, cached per bot and user (Teams gives the same one
+    each time); a user answered from the cache whose id the Bot Connector no longer knows is
+    looked up again once."""
     for attempt in (0, 1):
         r = lookups.resolver
         cached_before = len(r.from_cache) if r else 0
         user = lookups.user(name)
         label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
             if user.get("displayName") else user["id"]
+        learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"])
+        if learned and learned.get("conversationId"):
+            return learned["conversationId"], user["id"], label, learned.get("serviceUrl")
         conv_key = f"{ctx.cfg.bot_id}/{user['id']}"
         known = ctx.store.get("bot_conversation", conv_key)
         if known:
-            return known["id"], user["id"], label
+            return known["id"], user["id"], label, None
         body = {"bot": {"id": ctx.cfg.bot_id}, "members": [{"id": user["id"]}], "isGroup": False,
                 "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
         try:
@@ -156,21 +162,25 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
                 continue
             raise
         ctx.store.put("bot_conversation", conv_key, {"id": conv["id"]})
-        return conv["id"], user["id"], label
+        return conv["id"], user["id"], label, None
     raise AssertionError("unreachable")
 
 
-def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str]:
-    """(conversation id, channel id, label): a channel's conversation id is the channel id."""
+def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str, str | None]:
+    """(conversation id, channel id, label, learned service URL or None): a channel's
+    conversation id is the channel id."""
     channel, team = ctx.args["channel"].strip(), ctx.args.get("team")
     if is_thread_id(channel):
-        return channel, channel, f"channel {channel}"
+        learned = conversations.channel(ctx.store, ctx.cfg.bot_id, channel) or {}
+        return channel, channel, f"channel {channel}", learned.get("serviceUrl")
     if not team:
         raise ArgumentError("team", "is required when channel is a name (or pass the channel id 19:...)")
     r = lookups.need("channel", f"channel '{channel}'")
     t = r.team(team)
     ch = r.channel(t["id"], channel)
-    return ch["id"], ch["id"], f"{t.get('displayName') or t['id']} / {ch.get('displayName') or ch['id']}"
+    learned = conversations.channel(ctx.store, ctx.cfg.bot_id, ch["id"]) or {}
+    return (ch["id"], ch["id"], f"{t.get('displayName') or t['id']} / {ch.get('displayName') or ch['id']}",
+            learned.get("serviceUrl"))
 
 
 def _now() -> str:
@@ -180,16 +190,19 @@ def _now() -> str:
 def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:
     kind, name = target
     if kind == "user":
-        conv_id, rid, label = _open_user_conversation(ctx, lookups, name, tenant)
+        conv_id, rid, label, service_url = _open_user_conversation(ctx, lookups, name, tenant)
     else:
-        conv_id, rid, label = _channel_conversation(ctx, lookups)
+        conv_id, rid, label, service_url = _channel_conversation(ctx, lookups)
+    # Where Teams said the conversation lives (learned from a verified activity), else the configured URL.
+    service_url = service_url or ctx.cfg.bot_service_url
     key = delivery_key(scope, kind, rid)
     ref = str(uuid.UUID(key))  # the same delivery always has the same messageRef
 
     def send():
-        sent = ctx.bot.post(f"/v3/conversations/{seg(conv_id)}/activities", activity) or {}
+        client = conversations.bot_client_for(ctx.runtime, service_url)
+        sent = client.post(conversations.activities_url(service_url, conv_id), activity) or {}
         ctx.store.save_message_ref(ref, {
-            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": ctx.cfg.bot_service_url,
+            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
             "recipient": label, "recipientId": rid, "recipientType": kind, "botId": ctx.cfg.bot_id,
             "sentAt": _now(), "card": "attachments" in activity})
         return sent.get("id"), sent
@@ -264,11 +277,11 @@ def message_update(ctx):
     if ref is None:
         raise NotFound(f"message reference '{ref_id}' not found in the context store",
                        hint="use a messageRef returned by send-notification with the same store_path")
-    # The stored service URL must be the configured Bot Connector's origin: the client refuses
-    # to send the bot token anywhere else.
+    # The stored service URL is the configured one or one Teams gave in a verified activity
+    # (bot/conversations.py): the bot token goes nowhere else.
     base = (ref.get("serviceUrl") or ctx.cfg.bot_service_url).rstrip("/")
     url = f"{base}/v3/conversations/{seg(ref['conversationId'])}/activities/{seg(ref['activityId'])}"
-    ctx.bot.put(url, dict(activity, id=ref["activityId"]))
+    conversations.bot_client_for(ctx.runtime, base).put(url, dict(activity, id=ref["activityId"]))
     ref.update(updatedAt=_now(), edits=int(ref.get("edits") or 0) + 1, card="attachments" in activity)
     ctx.store.save_message_ref(ref_id, ref)
     row = {"messageRef": ref_id, "recipient": ref.get("recipient"), "status": "updated",
