@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send 429 without a Retry-After header")
     p.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS", help="access token lifetime")
     p.add_argument("--write-config", metavar="PATH", help="write the client config YAML here (mode 0600)")
+    p.add_argument("--messaging-endpoint", metavar="URL",
+                   help="the bot's messaging endpoint, where simulated Teams users' activities go "
+                        "(`msteams bot serve` sets it itself)")
     return p
 
 
@@ -85,19 +88,28 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
         return 2
 
     from .server import Emulator
+    from .teams_channel import ChannelError
     from .tenant import TenantFileError
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         emu = Emulator(tenant=args.tenant, users=args.users, throttling=args.throttling, speed=args.speed,
-                       port=args.port, token_lifetime=args.token_lifetime, retry_after=args.retry_after)
+                       port=args.port, token_lifetime=args.token_lifetime, retry_after=args.retry_after,
+                       messaging_endpoint=args.messaging_endpoint)
     except TenantFileError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a bad --messaging-endpoint (checked at start)
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     try:
         emu.start()
     except OSError as e:
         print(f"{PROG}: error: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except ChannelError as e:
+        emu.stop()
+        print(f"{PROG}: error: --messaging-endpoint: {e}", file=sys.stderr)
         return 2
 
     stop = stop_event or threading.Event()
@@ -122,6 +134,8 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
         print(f"  bot service      {emu.bot_service_url}")
         print(f"  CA bundle        {emu.ca_bundle}")
         print(f"  admin            {emu.base_url}/_emulator/state")
+        print(f"  bot token keys   {emu.teams.metadata_url}")
+        print(f"  bot endpoint     {emu.teams.messaging_endpoint or '(none yet: msteams bot serve registers it)'}")
         print(f"  config           {config_path or '(not written; pass --write-config PATH)'}")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):

@@ -24,6 +24,7 @@ TOOLS = {
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
     "docs": "print (or --write) docs/commands.md, generated from commands.yml",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
+    "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
 
@@ -210,11 +211,17 @@ def _main(argv: list[str], out, err) -> int:
         rest = [AUTH_ACTIONS[action]] + rest[2:]
         head = rest[0]
     if head == "emulator":
+        if rest[1:2] in (["user-says"], ["install-bot"]):  # a simulated Teams user acts (a running emulator)
+            from fake_tenant.drive import main as drive_main
+
+            return drive_main(rest[1:], out=out, err=err, config=opts.config)
         if rest[1:2] != ["serve"]:
             from .errors import InputError
 
             raise InputError("usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
-                             "[--write-config PATH]")
+                             "[--write-config PATH] [--messaging-endpoint URL] | emulator user-says --user MAIL "
+                             "[--team NAME --channel NAME | --chat ID] TEXT | emulator install-bot --user MAIL | "
+                             "--team NAME")
         from fake_tenant.serve import main as serve_main
 
         return serve_main(rest[2:])
@@ -226,6 +233,10 @@ def _main(argv: list[str], out, err) -> int:
         from .playbooks.tool import main as playbook_main
 
         return playbook_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "bot":
+        from .bot.tool import main as bot_main
+
+        return bot_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
     if head == "shell":
         from .shell import main as shell_main
 

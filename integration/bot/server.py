@@ -147,6 +147,11 @@ class BotServer:
         config = uvicorn.Config(create_app(endpoint), log_config=None, access_log=False, lifespan="off",
                                 ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=15,
                                 h11_max_incomplete_event_size=64 * 1024, server_header=False, http="h11")
+        try:
+            config.load()  # a bad certificate or key fails here, not once serving
+        except BaseException:
+            self.sock.close()
+            raise
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,154 @@
+"""``msteams emulator user-says`` and ``msteams emulator install-bot``: act as a Teams user
+against a running emulator (``msteams emulator serve``), through its admin API. The emulator is
+the one the config names (``--config`` or ``MSTEAMS_CONFIG``, as ``--write-config`` wrote it),
+or ``--emulator URL`` with ``--ca-bundle``.
+
+``user-says`` prints what the bot's endpoint answered and, with ``--wait SECONDS``, the bot's
+reply in the thread once it arrives (the text of its card).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from urllib.parse import urlsplit
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _target(ns) -> tuple[str, str | bool]:
+    if ns.emulator:
+        return ns.emulator.rstrip("/"), ns.ca_bundle or True
+    path = ns.config or os.environ.get("MSTEAMS_CONFIG")
+    if not path:
+        raise _UsageError("which emulator? pass --config FILE (as `msteams emulator serve --write-config` wrote it), "
+                          "set MSTEAMS_CONFIG, or pass --emulator URL")
+    import yaml
+
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise _UsageError(f"cannot read the config {path}: {exc}") from None
+    authority = data.get("authority") if isinstance(data, dict) else None
+    if not authority:
+        raise _UsageError(f"{path} names no emulator (no authority setting)")
+    parts = urlsplit(authority)
+    return f"{parts.scheme}://{parts.netloc}", ns.ca_bundle or data.get("ca_bundle") or True
+
+
+def _card_text(activity: dict) -> list[str]:
+    lines: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "TextRun" and isinstance(node.get("text"), str):
+                lines.append(node["text"])
+            elif node.get("type") == "TableRow":
+                cells = []
+                for cell in node.get("cells") or []:
+                    texts = []
+                    for item in cell.get("items") or []:
+                        for inline in item.get("inlines") or []:
+                            texts.append(str(inline.get("text", "")))
+                    cells.append(" ".join(texts))
+                lines.append(" | ".join(cells))
+                return
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    if activity.get("text"):
+        lines.append(str(activity["text"]))
+    walk(activity.get("attachments") or [])
+    return lines
+
+
+def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> int:
+    err = err or (lambda s: print(s, file=sys.stderr))
+    action = argv[0] if argv else None
+    p = _Parser(prog=f"msteams emulator {action}")
+    p.add_argument("--config", default=config, help="the config the emulator wrote (default: $MSTEAMS_CONFIG)")
+    p.add_argument("--emulator", metavar="URL", help="the emulator's base URL instead of the config's")
+    p.add_argument("--ca-bundle", metavar="PEM", help="the emulator's CA (with --emulator)")
+    if action == "user-says":
+        p.add_argument("--user", required=True, help="who writes (mail or UPN)")
+        p.add_argument("--team", help="in a channel of this team (with --channel; General without it)")
+        p.add_argument("--channel", help="the channel")
+        p.add_argument("--chat", metavar="ID", help="in this group chat")
+        p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                       help="wait this long for the bot's reply and print it")
+        p.add_argument("text", nargs="+", help="what the user writes (the bot is @mentioned in a channel or chat)")
+    elif action == "install-bot":
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--user", help="install for this user (personal scope)")
+        g.add_argument("--team", help="install in this team")
+    else:
+        err("usage: msteams emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
+            "msteams emulator install-bot --user MAIL | --team NAME")
+        return 2
+    try:
+        ns = p.parse_args(argv[1:])
+        if action == "user-says" and ns.chat and (ns.team or ns.channel):
+            raise _UsageError(f"{p.prog}: --chat or --team/--channel, not both")
+        if action == "user-says" and ns.channel and not ns.team:
+            raise _UsageError(f"{p.prog}: --channel needs --team")
+        base, verify = _target(ns)
+    except _UsageError as exc:
+        err(f"error: {exc}")
+        return 2
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    if action == "user-says":
+        body = {"user": ns.user, "text": " ".join(ns.text)}
+        body.update({k: getattr(ns, k) for k in ("team", "channel", "chat") if getattr(ns, k)})
+    else:
+        body = {"user": ns.user} if ns.user else {"team": ns.team}
+    try:
+        r = session.post(f"{base}/_emulator/{action}", json=body, verify=verify, timeout=30)
+    except requests.RequestException as exc:
+        err(f"error: cannot reach the emulator at {base}: {type(exc).__name__} (is `msteams emulator serve` running?)")
+        return 3
+    try:
+        data = r.json()
+    except ValueError:
+        data = {"error": r.text[:200]}
+    if r.status_code != 200:
+        err(f"error: {data.get('error')}")
+        return 2 if r.status_code in (400, 404, 403) else 1
+    if data.get("error") or not data.get("status"):
+        err(f"error: delivering to {data.get('endpoint')}: {data.get('error') or 'no answer'}")
+        return 1
+    out(f"{data.get('type')} delivered to {data.get('endpoint')}: HTTP {data['status']}")
+    if not 200 <= data["status"] < 300:
+        return 1
+    if action == "user-says" and ns.wait > 0:
+        deadline = time.monotonic() + ns.wait
+        while time.monotonic() < deadline:
+            state = session.get(f"{base}/_emulator/state", verify=verify, timeout=30).json()
+            replies = [a["activity"] for a in state.get("activities", [])
+                       if a.get("activity", {}).get("replyToId") == data.get("activityId")]
+            if replies:
+                for reply in replies:
+                    out("bot: " + "\n     ".join(_card_text(reply)))
+                return 0
+            time.sleep(0.2)
+        err(f"no reply from the bot within {ns.wait:g} s")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
