@@ -99,13 +99,14 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
     except TenantFileError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # a bad --messaging-endpoint (checked at start)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
     try:
         emu.start()
     except OSError as e:
         print(f"{PROG}: error: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except ChannelError as e:
+        emu.stop()
+        print(f"{PROG}: error: --messaging-endpoint: {e}", file=sys.stderr)
         return 2
     except ChannelError as e:
         emu.stop()
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
         print(f"  bot service      {emu.bot_service_url}")
         print(f"  CA bundle        {emu.ca_bundle}")
         print(f"  admin            {emu.base_url}/_emulator/state")
+        print(f"  bot token keys   {emu.teams.metadata_url}")
+        print(f"  bot endpoint     {emu.teams.messaging_endpoint or '(none yet: msteams bot serve registers it)'}")
         print(f"  bot token keys   {emu.teams.metadata_url}")
         print(f"  bot endpoint     {emu.teams.messaging_endpoint or '(none yet: msteams bot serve registers it)'}")
         print(f"  config           {config_path or '(not written; pass --write-config PATH)'}")
