@@ -108,10 +108,6 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
         emu.stop()
         print(f"{PROG}: error: --messaging-endpoint: {e}", file=sys.stderr)
         return 2
-    except ChannelError as e:
-        emu.stop()
-        print(f"{PROG}: error: --messaging-endpoint: {e}", file=sys.stderr)
-        return 2
 
     stop = stop_event or threading.Event()
     restore = {}
@@ -135,8 +131,6 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
         print(f"  bot service      {emu.bot_service_url}")
         print(f"  CA bundle        {emu.ca_bundle}")
         print(f"  admin            {emu.base_url}/_emulator/state")
-        print(f"  bot token keys   {emu.teams.metadata_url}")
-        print(f"  bot endpoint     {emu.teams.messaging_endpoint or '(none yet: msteams bot serve registers it)'}")
         print(f"  bot token keys   {emu.teams.metadata_url}")
         print(f"  bot endpoint     {emu.teams.messaging_endpoint or '(none yet: msteams bot serve registers it)'}")
         print(f"  config           {config_path or '(not written; pass --write-config PATH)'}")
