@@ -232,7 +232,7 @@ def send_notification(ctx):
     try:
         ctx.bot.tokens.token()  # one sign-in before the workers start, not one per worker
         outcomes = fan_out(targets, lambda t: _notify_one(ctx, lookups, activity, tenant, scope, t),
-                           workers=getattr(ctx.cfg, "fanout_workers", 8),
+                           workers=ctx.cfg.fanout_workers,
                            progress=ctx.runtime.progress("notifying", len(targets)) if len(targets) > 1 else None)
     finally:
         if lookups.prefetch is not None:
