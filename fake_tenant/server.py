@@ -628,6 +628,8 @@ class Emulator:
                 return Response(200, {"requests": list(self.request_log)})
             if method == "GET" and what == "info":
                 return Response(200, self.info())
+            if method == "GET" and what == "refresh-tokens":  # redeemed / refused (reused, revoked) / outstanding
+                return Response(200, self.tokens.refresh_stats())
             if method == "POST" and what == "reset":
                 self.reset()
                 return Response(200, {"reset": True})

@@ -72,6 +72,10 @@ class TokenService:
         self._generation = 0
         self._lock = threading.Lock()
         self._refresh: dict[str, RefreshGrant] = {}
+        # Refresh tokens redeemed, and presented again after use (or unknown, revoked, expired):
+        # what a test of concurrent refreshes counts.
+        self.refresh_redeemed = 0
+        self.refresh_refused = 0
         # Verifying an RS256 signature dominates a Graph request's cost; the same token is sent
         # many times, so remember the decoded payload (expiry/epoch are re-checked every time).
         self._verified: dict[tuple[str, str], dict] = {}
@@ -183,11 +187,19 @@ class TokenService:
         with self._lock:
             grant = self._refresh.get(rt)
             if grant is None or grant.app_id != app_id:
+                self.refresh_refused += 1
                 return None
-            del self._refresh[rt]
-        if self.clock() >= grant.expires:
-            return None
+            del self._refresh[rt]  # single use: rotated on every redemption
+            if self.clock() >= grant.expires:
+                self.refresh_refused += 1
+                return None
+            self.refresh_redeemed += 1
         return grant
+
+    def refresh_stats(self) -> dict:
+        with self._lock:
+            return {"redeemed": self.refresh_redeemed, "refused": self.refresh_refused,
+                    "outstanding": len(self._refresh)}
 
     def revoke_refresh_tokens(self, user_id: str | None = None) -> int:
         with self._lock:

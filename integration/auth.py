@@ -1,7 +1,15 @@
 """The three auth flows over MSAL: `app` (client credentials, secret or certificate),
 `delegated` (authorization code with PKCE through a local redirect listener, or device code;
 refresh token kept, silent refresh) and `bot` (Bot Framework token). MSAL's serializable
-token caches live in the context store and are saved only when MSAL changed them.
+token caches live in the context store.
+
+Several processes share the store, and refresh tokens are single-use, so every call to the
+token endpoint happens under the store's lock for that flow's cache (tokenlock.py): take it,
+re-read the cache from the store (another process may have got a token meanwhile), call MSAL
+only if still needed, write the cache back, release. A token still valid in the store is
+served without the lock and without MSAL. MSAL's HTTP goes through tokenhttp.RetryingHttp:
+429/503/504 retried like Graph's. `check()` asks the token endpoint for a fresh token,
+bypassing every cache (integration-health).
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import redact
 from .config import BOT_SCOPE, Config
-from .errors import AuthError, ConfigError
+from .errors import AuthError, ConfigError, IntegrationError
 from .store import Store
 
 log = logging.getLogger("msteams.auth")
@@ -30,6 +38,11 @@ FLOW_SETUP = {
     "delegated": "set client_id and tenant_id in the config, then run `msteams auth login`",
     "bot": "set bot_id and bot_secret in the config",
 }
+LOGIN_AGAIN = "sign in again with `msteams auth login` (`msteams auth login --device-code` on a host without a browser)"
+# An access token with less than this left is not served from the cache: MSAL's own margin
+# (it refreshes tokens within five minutes of expiry), so MSAL is never asked for one we
+# would have served.
+FRESH_MARGIN = 300
 
 
 def jwt_claims(token: str) -> dict:
@@ -65,10 +78,12 @@ class _Provider:
 
 
 class Auth:
-    def __init__(self, cfg: Config, store: Store, *, session_factory: Callable | None = None):
+    def __init__(self, cfg: Config, store: Store, *, session_factory: Callable | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.cfg = cfg
         self.store = store
         self._session_factory = session_factory
+        self.sleep = sleep  # sign-in retries wait through it (tests inject one that does not)
         self._apps: dict = {}
         self._caches: dict = {}
         self._memo: dict[str, TokenInfo] = {}
@@ -85,25 +100,55 @@ class Auth:
         s.verify = self.cfg.verify
         return s
 
+    def http_client(self):
+        """What MSAL sends its requests through: retries 429/503/504 like the Graph client."""
+        from .tokenhttp import RetryingHttp
+
+        cfg = self.cfg
+        return RetryingHttp(self.http_session(), timeout=cfg.timeout, max_retries=cfg.max_retries,
+                            budget=cfg.retry_budget_seconds, sleep=self.sleep)
+
     def _cache(self, flow: str):
         import msal
 
         if flow not in self._caches:
-            cache = msal.SerializableTokenCache()
-            blob = self.store.load_tokens(flow)
-            if blob:
-                try:
-                    cache.deserialize(blob)
-                except ValueError:
-                    log.warning("ignoring an unreadable %s token cache", flow)
-            self._caches[flow] = cache
+            self._caches[flow] = msal.SerializableTokenCache()
+            self._reload(flow)
         return self._caches[flow]
 
+    def _reload(self, flow: str) -> None:
+        """Replace the in-memory cache (in place: MSAL apps hold it) with the store's copy."""
+        cache = self._caches.get(flow)
+        if cache is None:
+            self._cache(flow)
+            return
+        blob = self.store.load_tokens(flow)
+        try:
+            cache.deserialize(blob)
+        except ValueError:
+            log.warning("ignoring an unreadable %s token cache", flow)
+            cache.deserialize(None)
+
     def _save(self, flow: str) -> None:
+        """Write the cache back: only while holding the flow's token lock (see token_lock)."""
         cache = self._caches.get(flow)
         if cache is not None and cache.has_state_changed:
             self.store.save_tokens(flow, cache.serialize())
             cache.has_state_changed = False
+
+    def lock_seconds(self) -> float:
+        """The longest a token request may take with all its retries: the lock's lease, and how
+        long a process waits for another's before giving up."""
+        cfg = self.cfg
+        return cfg.retry_budget_seconds + (cfg.max_retries + 2) * cfg.timeout + 30
+
+    def token_lock(self, flow: str):
+        """The cross-process lock on ``flow``'s token cache (one token request at a time)."""
+        from .tokenlock import StoreLock
+
+        seconds = self.lock_seconds()
+        return StoreLock(self.store, f"tokens:{flow}", lease=seconds, timeout=seconds,
+                         what=f"the {flow} token cache in {self.store.path}")
 
     def _credential(self, flow: str):
         cfg = self.cfg
@@ -122,30 +167,33 @@ class Auth:
             return {"private_key": key, "thumbprint": cfg.certificate_thumbprint}
         return None
 
-    def msal_app(self, flow: str):
+    def _new_app(self, flow: str, cache, *, public: bool = False):
         import msal
 
-        if flow in self._apps:
-            return self._apps[flow]
         cfg = self.cfg
         authority = cfg.bot_authority_url if flow == "bot" else cfg.authority_url
         client_id = cfg.bot_id if flow == "bot" else cfg.client_id
-        kwargs = dict(authority=authority, token_cache=self._cache(flow), http_client=self.http_session())
+        kwargs = dict(authority=authority, token_cache=cache, http_client=self.http_client())
         if cfg.authority:
             kwargs["instance_discovery"] = False  # a custom authority (emulator, sovereign cloud) is not in Microsoft's list
-        credential = self._credential(flow)
+        credential = None if public else self._credential(flow)
         try:
             if credential is not None:
-                app = msal.ConfidentialClientApplication(client_id, client_credential=credential, **kwargs)
-            else:
-                app = msal.PublicClientApplication(client_id, **kwargs)
+                return msal.ConfidentialClientApplication(client_id, client_credential=credential, **kwargs)
+            return msal.PublicClientApplication(client_id, **kwargs)
         except ValueError as exc:
             raise ConfigError(f"{flow} flow: invalid authority or credential: {redact.redact(str(exc))}") from None
+        except IntegrationError:  # the authority's metadata still throttled/unavailable after retries
+            raise
         except Exception as exc:  # network errors while MSAL reads the authority's metadata
             raise AuthError(f"{flow} flow: cannot reach the authority {authority}: {redact.redact(type(exc).__name__)}",
                             hint="check authority / tenant_id and network access") from None
-        self._apps[flow] = app
-        return app
+
+    def msal_app(self, flow: str):
+        """The flow's MSAL app, sharing its token cache with the store (see acquire)."""
+        if flow not in self._apps:
+            self._apps[flow] = self._new_app(flow, self._cache(flow))
+        return self._apps[flow]
 
     # ---- state ----
     def configured(self, flow: str) -> bool:
@@ -179,6 +227,9 @@ class Auth:
         return [BOT_SCOPE] if flow == "bot" else [self.cfg.graph_scope]
 
     def acquire(self, flow: str, *, force_refresh: bool = False) -> TokenInfo:
+        """A token for ``flow``: this process's copy, else one valid in the store's cache, else
+        from the token endpoint under the flow's lock. ``force_refresh``: the token last handed
+        out was refused; another is fetched unless another process has just fetched one."""
         with self._lock:
             memo = self._memo.get(flow)
             if memo and not force_refresh and memo.expires_on - 60 > time.time():
@@ -187,43 +238,104 @@ class Auth:
                 raise AuthError(f"the {flow} flow is not configured", hint=FLOW_SETUP[flow])
             app = self.msal_app(flow)
             try:
-                if flow == "delegated":
-                    result = self._acquire_delegated(app, force_refresh)
+                self._reload(flow)  # what other processes wrote since
+                hit = self._cached(flow, app)
+                if hit is not None and not force_refresh:
+                    result = hit
                 else:
-                    if force_refresh:  # acquire_token_for_client serves its cache; drop it to force
-                        for at in list(self._cache(flow).search(self._cache(flow).CredentialType.ACCESS_TOKEN)):
-                            self._cache(flow).remove_at(at)
-                    result = app.acquire_token_for_client(scopes=self._scopes(flow))
-            except (AuthError, ConfigError):
+                    stale = memo.token if memo else hit["access_token"] if hit else None
+                    result = self._fetch(flow, app, stale)
+            except IntegrationError:
                 raise
             except Exception as exc:
                 raise AuthError(f"{flow} flow: cannot reach the token endpoint ({type(exc).__name__})",
                                 hint="check authority, ca_bundle and network access") from None
-            finally:
-                self._save(flow)
             info = self._result(flow, result)
             self._memo[flow] = info
             return info
 
-    def _acquire_delegated(self, app, force_refresh: bool) -> dict:
+    def _fetch(self, flow: str, app, stale: str | None) -> dict:
+        """Under the flow's lock: the store's cache again, then MSAL only if it holds no valid
+        token other than ``stale`` (the one being replaced); the cache written back before the
+        lock is released."""
+        with self.token_lock(flow):
+            self._reload(flow)
+            hit = self._cached(flow, app)
+            if hit is not None and hit["access_token"] != stale:
+                return hit  # another process got one while we waited
+            try:
+                if flow == "delegated":
+                    result = app.acquire_token_silent_with_error(self._scopes(flow), account=self._account(app),
+                                                                 force_refresh=True)
+                    if result is None:
+                        raise AuthError("the delegated sign-in has expired", hint=LOGIN_AGAIN)
+                else:
+                    cache = self._cache(flow)  # acquire_token_for_client serves its cache: drop it to force
+                    for at in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
+                        cache.remove_at(at)
+                    result = app.acquire_token_for_client(scopes=self._scopes(flow))
+            finally:
+                self._save(flow)
+            return result
+
+    def _account(self, app) -> dict:
         accounts = app.get_accounts(username=self.cfg.service_account) if self.cfg.service_account else []
         accounts = accounts or app.get_accounts()
         if not accounts:
             raise AuthError("the delegated flow is not signed in", hint="run `msteams auth login`")
-        result = app.acquire_token_silent_with_error(self._scopes("delegated"), account=accounts[0],
-                                                     force_refresh=force_refresh)
-        if result is None:
-            raise AuthError("the delegated sign-in has expired", hint="run `msteams auth login` again")
-        return result
+        return accounts[0]
+
+    def _cached(self, flow: str, app) -> dict | None:
+        """A token response made from the in-memory cache, without MSAL or the network: an
+        access token for the flow's scope (and account) with more than FRESH_MARGIN left."""
+        cache = self._cache(flow)
+        query = {"client_id": app.client_id, "environment": app.authority.instance, "realm": app.authority.tenant}
+        if flow == "delegated":
+            svc = self.cfg.service_account
+            accounts = app.get_accounts(username=svc) if svc else []
+            accounts = accounts or app.get_accounts()
+            if not accounts:
+                return None
+            query["home_account_id"] = accounts[0].get("home_account_id")
+        now = time.time()
+        for entry in cache.search(cache.CredentialType.ACCESS_TOKEN, target=self._scopes(flow), query=query):
+            left = int(entry["expires_on"]) - now
+            if flow != "delegated" and entry.get("home_account_id"):
+                continue  # an app-only token has no account
+            if left < FRESH_MARGIN or ("refresh_on" in entry and int(entry["refresh_on"]) < now):
+                continue
+            return {"access_token": entry["secret"], "token_type": entry.get("token_type", "Bearer"),
+                    "expires_in": int(left)}
+        return None
+
+    def check(self, flow: str) -> TokenInfo:
+        """A token straight from the token endpoint, whatever is cached, so that a wrong or
+        expired secret or a revoked sign-in shows even while a cached token is still valid:
+        client credentials through a throwaway app with an empty cache (app, bot); a refresh
+        with the stored refresh token, under the lock (delegated)."""
+        import msal
+
+        if not self.configured(flow):
+            raise AuthError(f"the {flow} flow is not configured", hint=FLOW_SETUP[flow])
+        if flow == "delegated":
+            with self._lock:
+                self._memo.pop(flow, None)
+            return self.acquire(flow, force_refresh=True)
+        app = self._new_app(flow, msal.SerializableTokenCache())
+        try:
+            result = app.acquire_token_for_client(scopes=self._scopes(flow))
+        except IntegrationError:
+            raise
+        except Exception as exc:
+            raise AuthError(f"{flow} flow: cannot reach the token endpoint ({type(exc).__name__})",
+                            hint="check authority, ca_bundle and network access") from None
+        return self._result(flow, result)
 
     def _result(self, flow: str, result: dict) -> TokenInfo:
         if "access_token" not in result:
             err = result.get("error", "error")
             desc = redact.redact((result.get("error_description") or "").split("\r\n")[0])
-            hint = {"invalid_client": "check client_id and the client secret or certificate",
-                    "invalid_grant": "sign in again with `msteams auth login`",
-                    "unauthorized_client": "check that the app registration allows this flow"}.get(err)
-            raise AuthError(f"{flow} sign-in failed: {err}: {desc}", hint=hint)
+            raise AuthError(f"{flow} sign-in failed: {err}: {desc}", hint=self._hint(flow, err))
         token = result["access_token"]
         claims = jwt_claims(token)
         perms = claims.get("roles") or (claims.get("scp") or "").split()
@@ -231,23 +343,58 @@ class Auth:
         account = claims.get("upn") or claims.get("preferred_username") or claims.get("unique_name")
         return TokenInfo(token, expires, sorted(perms), account)
 
-    # ---- delegated sign-in ----
-    def public_app(self):
-        """A public client sharing the delegated cache (device code needs one)."""
-        import msal
+    def _hint(self, flow: str, err: str) -> str | None:
+        """What to do about a refused sign-in: which config key, which command."""
+        cfg = self.cfg
+        if err == "invalid_client":
+            if flow == "bot":
+                return ("the bot's secret was refused: check bot_secret (or bot_secret_file, or MSTEAMS_BOT_SECRET) "
+                        "and bot_id in the config; an expired secret needs a new one on the bot's app registration")
+            if cfg.client_secret:
+                return ("the client secret was refused: check client_secret (or client_secret_file, or "
+                        "MSTEAMS_CLIENT_SECRET) and client_id in the config; an expired secret needs a new one "
+                        "(app registration, Certificates & secrets)")
+            if cfg.certificate_path:
+                return ("the certificate was refused: check certificate_path and certificate_thumbprint (the "
+                        "certificate uploaded to the app registration) and client_id in the config")
+            return ("the app registration wants a credential: set client_secret (or certificate_path and "
+                    "certificate_thumbprint) in the config, or allow public client flows on the app registration")
+        if err == "invalid_grant":
+            return "the delegated sign-in has expired or was revoked: " + LOGIN_AGAIN
+        if err == "unauthorized_client":
+            return "check that the app registration allows this flow"
+        return None
 
-        kwargs = dict(authority=self.cfg.authority_url, token_cache=self._cache("delegated"),
-                      http_client=self.http_session())
-        if self.cfg.authority:
-            kwargs["instance_discovery"] = False
-        return msal.PublicClientApplication(self.cfg.client_id, **kwargs)
+    # ---- delegated sign-in ----
+    def public_app(self, cache=None):
+        """A public client (device code needs one), on the delegated cache unless given another."""
+        return self._new_app("delegated", cache if cache is not None else self._cache("delegated"), public=True)
+
+    def _adopt(self, flow: str, fresh) -> None:
+        """Merge a sign-in's tokens (made in a cache of their own) into the store's cache,
+        under the flow's lock, so that no process's concurrent refresh is overwritten."""
+        with self._lock, self.token_lock(flow):
+            self._reload(flow)
+            cache = self._cache(flow)
+            merged = json.loads(cache.serialize() or "{}")
+            for section, entries in json.loads(fresh.serialize() or "{}").items():
+                if isinstance(entries, dict):
+                    merged.setdefault(section, {}).update(entries)  # same account: its new tokens replace the old
+            cache.deserialize(json.dumps(merged))
+            self.store.save_tokens(flow, cache.serialize())
 
     def login(self, *, device_code: bool = False, port: int = 0, login_hint: str | None = None,
               redirect_url: str | None = None, out: Callable[[str], None] = print,
               timeout: float = 300.0) -> TokenInfo:
         if not self.cfg.delegated_configured:
             raise AuthError("the delegated flow is not configured", hint=FLOW_SETUP["delegated"])
-        app = self.msal_app("delegated")
+        import msal
+
+        # The sign-in's tokens go to a cache of their own, merged into the store's under the
+        # lock once it succeeds: a device-code sign-in waits minutes, and must not hold the
+        # lock (nor overwrite a refresh another process makes) meanwhile.
+        fresh = msal.SerializableTokenCache()
+        app = self._new_app("delegated", fresh)
         hint = login_hint or self.cfg.service_account
         scopes = self._scopes("delegated")
         try:
@@ -255,7 +402,7 @@ class Auth:
                 result = self._complete_pending(app, redirect_url)
             elif device_code:
                 # Device code is a public-client flow ("Allow public client flows" on the app).
-                app = self.public_app()
+                app = self.public_app(fresh)
                 flow = app.initiate_device_flow(scopes=scopes)
                 if "user_code" not in flow:
                     raise AuthError(f"device-code sign-in failed: {flow.get('error')}: "
@@ -264,15 +411,14 @@ class Auth:
                 result = app.acquire_token_by_device_flow(flow)
             else:
                 result = self._auth_code_login(app, scopes, port, hint, out, timeout)
-        except (AuthError, ConfigError):
+        except IntegrationError:
             raise
         except Exception as exc:
             raise AuthError(f"delegated sign-in failed: {redact.redact(str(exc))[:200]}") from None
-        finally:
-            self._save("delegated")
-        self._memo.pop("delegated", None)
         info = self._result("delegated", result)
-        self._memo["delegated"] = info
+        self._adopt("delegated", fresh)
+        with self._lock:
+            self._memo["delegated"] = info
         return info
 
     def _auth_code_login(self, app, scopes, port, hint, out, timeout) -> dict:
@@ -349,7 +495,7 @@ class Auth:
                     row.update(signedIn=True if flow == "delegated" else None, account=info.account,
                                expiresOn=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.expires_on)),
                                permissions=info.permissions, detail="ready")
-                except AuthError as exc:
+                except IntegrationError as exc:
                     row["detail"] = exc.message
             rows.append(row)
         return rows

@@ -131,7 +131,7 @@ def run_command(name: str, args: dict, *, config: str | None, output: str, flow:
     try:
         result = execute(name, args, rt, flow=flow)
         out(result.render(output or "table"))
-        return 0
+        return result.exit_code  # 0, or what a report found (integration-health)
     finally:
         if runtime is None:
             rt.close()

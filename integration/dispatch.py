@@ -63,7 +63,7 @@ class Runtime:
         if self._auth is None:
             from .auth import Auth
 
-            self._auth = Auth(self.cfg, self.store)
+            self._auth = Auth(self.cfg, self.store, sleep=self.sleep)
         return self._auth
 
     @property

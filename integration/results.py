@@ -74,6 +74,8 @@ class Result:
     message: str | None = None  # a sentence for results without a table
     next_link: str | None = None
     flow: str | None = None
+    # The CLI's exit code for a result that reports a problem without failing (integration-health).
+    exit_code: int = 0
 
     @property
     def readable(self) -> str:

@@ -62,7 +62,7 @@ class Shell:
             name, args = parse_warroom(text)
             result = execute(name, args, self.runtime, flow=self.flow)
             self.out(result.render(self.output))
-            return 0
+            return result.exit_code  # a report that found a problem (integration-health) counts as failing
         except (_Leave, BrokenPipeError):  # leaving, or nobody reads the output any more
             raise
         except IntegrationError as exc:

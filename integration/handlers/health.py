@@ -1,6 +1,12 @@
 """Admin commands about the integration itself: a health check of every auth flow, the bot
 and the context store; the permissions each flow's token carries; and preloading the
-directory (teams, channels, members, users) into the store."""
+directory (teams, channels, members, users) into the store.
+
+The health check asks the token endpoint for a fresh token per configured flow, bypassing
+the caches (Auth.check), so a wrong or expired secret or a revoked sign-in is found even while
+a cached token is still valid. Its exit code says what it found: 0 all well, 3 a flow cannot
+get a token or the store is unusable, 4 only missing permissions; the table lists every check
+either way."""
 from __future__ import annotations
 
 import re
@@ -46,17 +52,18 @@ def _flow_row(ctx, flow: str, needs: dict[str, list[str]]) -> dict:
         row.update(status="not signed in", detail=auth.why_not_ready(flow))
         return row
     try:
-        info = auth.acquire(flow)
+        info = auth.check(flow)  # from the token endpoint, not from a cache
     except IntegrationError as exc:
-        row.update(status="token error", detail=redact.redact(exc.message))
+        detail = redact.redact(exc.message + (f"; {exc.hint}" if exc.hint else ""))
+        row.update(status="token error", detail=detail)
         return row
     granted = set(info.permissions)
     missing = [p for p in needed if not covers(granted, p)]
     affected = sorted(c for c, perms in needs.items() if any(p in missing for p in perms))
     row.update(account=info.account, expiresOn=_expires(info.expires_on), granted=sorted(granted), missing=missing,
                affectedCommands=affected, status="missing permissions" if missing else "ok",
-               detail=(f"token obtained; grant {', '.join(missing)} for {', '.join(affected)}" if missing
-                       else "token obtained" + (f"; {len(needed)} needed permissions granted" if needed else "")))
+               detail=(f"fresh token obtained; grant {', '.join(missing)} for {', '.join(affected)}" if missing
+                       else "fresh token obtained" + (f"; {len(needed)} needed permissions granted" if needed else "")))
     return row
 
 
@@ -83,10 +90,15 @@ def integration_health(ctx):
     rows.append(_store_row(ctx))
     problems = [r for r in rows if r["status"] not in ("ok", "not configured", "not signed in")]
     usable = [r["check"] for r in rows if r["check"] in FLOWS and r["status"] in ("ok", "missing permissions")]
+    # The CLI's exit codes (errors.py): 3 configuration or auth, 4 missing permission.
+    exit_code = (3 if any(r["status"] != "missing permissions" for r in problems)
+                 else 4 if problems else 0)
     msg = (f"Flows with a token: {', '.join(usable) or 'none'}. "
            + (f"{len(problems)} problem(s): " + "; ".join(f"{r['check']}: {r['status']}" for r in problems)
-              if problems else "No problems found."))
-    return ctx.result(rows, rows, message=msg, title="Integration health")
+              + f" (exit {exit_code})" if problems else "No problems found."))
+    result = ctx.result(rows, rows, message=msg, title="Integration health")
+    result.exit_code = exit_code
+    return result
 
 
 def token_permissions_list(ctx):
