@@ -127,7 +127,7 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
         data = {"error": r.text[:200]}
     if r.status_code != 200:
         err(f"error: {data.get('error')}")
-        return 2 if r.status_code in (400, 404, 403) else 1
+        return 2 if r.status_code in (400, 404, 403) else 3 if r.status_code == 409 else 1
     if data.get("error") or not data.get("status"):
         err(f"error: delivering to {data.get('endpoint')}: {data.get('error') or 'no answer'}")
         return 1

@@ -124,9 +124,13 @@ class TeamsChannel:
         return self.messaging_endpoint
 
     def reset(self) -> None:
-        """Forget deliveries (the endpoint stays registered, as an Azure Bot setting does)."""
+        """Forget deliveries and close kept-alive connections to the endpoint (the endpoint
+        stays registered, as an Azure Bot setting does)."""
         with self._lock:
             self.deliveries.clear()
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     # ---- who and where ----
     def _bot(self):
@@ -191,6 +195,13 @@ class TeamsChannel:
         """A user writes ``text``: to the bot 1:1 (no team, no chat), in a team's channel (a new
         thread, starting with an @mention of the bot unless ``mention_bot`` is false), or in a
         group chat by id (the same). Returns the delivery record."""
+        activity = self.message(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot)
+        return self.deliver(activity, self._bot().app_id)
+
+    def message(self, user: str, text: str, *, team: str | None = None, channel: str | None = None,
+                chat: str | None = None, mention_bot: bool = True) -> dict:
+        """The activity :meth:`user_says` delivers (the user's message is posted in the channel
+        or chat already), for tests that deliver it their own way."""
         if not isinstance(text, str) or not text:
             raise ChannelError("text is required")
         bot = self._bot()
@@ -230,7 +241,7 @@ class TeamsChannel:
             entities.append({"type": "mention", "text": mention_text,
                              "mentioned": {"id": f"28:{bot.app_id}", "name": bot.name}})
         activity["entities"] = entities
-        return self.deliver(activity, bot.app_id)
+        return activity
 
     def install_bot(self, *, user: str | None = None, team: str | None = None,
                     installer: str | None = None) -> dict:

@@ -132,6 +132,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping on SIGINT/SIGTERM without raising the signal again after
+        the graceful shutdown (uvicorn does, to end the process by it): `msteams bot serve` says
+        it stopped and exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            sigs = [s for s in (signal.SIGINT, signal.SIGTERM)]
+            original = {s: signal.signal(s, self.handle_exit) for s in sigs}
+            try:
+                yield
+            finally:
+                for s, handler in original.items():
+                    signal.signal(s, handler)
+
+    return Server
+
+
+def _Server(config):
+    return _server_class()(config)
+
+
 class BotServer:
     """uvicorn serving the app on a socket of its own; ``start()`` in a thread (tests) or
     ``run()`` in the foreground (``msteams bot serve``: Ctrl-C and SIGTERM stop it)."""
@@ -146,13 +177,14 @@ class BotServer:
         self.tls = bool(tls_cert)
         config = uvicorn.Config(create_app(endpoint), log_config=None, access_log=False, lifespan="off",
                                 ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=15,
+                                timeout_graceful_shutdown=5,  # a TLS peer that never closes cannot hold us
                                 h11_max_incomplete_event_size=64 * 1024, server_header=False, http="h11")
         try:
             config.load()  # a bad certificate or key fails here, not once serving
         except BaseException:
             self.sock.close()
             raise
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         self._thread: threading.Thread | None = None
 
     @property
