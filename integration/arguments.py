@@ -106,20 +106,55 @@ def _kind(schema) -> str:
             "number": "a number", "boolean": "true or false"}.get(typ, "another form")
 
 
+def canonical_name(spec: CommandSpec, key: str) -> str | None:
+    """The argument a name given by a user stands for: itself, or the argument it is an alias
+    of (XSOAR's names: `channel_name` for `channel`); dashes read as underscores. None when
+    the command has no such argument."""
+    name = str(key).replace("-", "_")
+    if name in spec.arguments.get("properties", {}):
+        return name
+    return spec.argument_aliases.get(name)
+
+
+def valid_names(spec: CommandSpec) -> str:
+    """'team (or team_id), member (or user_id), owner' for an unknown-argument message."""
+    aliases: dict[str, list[str]] = {}
+    for alias, canon in spec.argument_aliases.items():
+        aliases.setdefault(canon, []).append(alias)
+    return ", ".join(n + (f" (or {', '.join(aliases[n])})" if n in aliases else "")
+                     for n in spec.arguments.get("properties", {})) or "none"
+
+
+def canonical(spec: CommandSpec, raw: dict, *, skip_none: bool = True) -> dict:
+    """``raw`` with every alias replaced by the argument it stands for. An unknown name, or one
+    argument given under two of its names (`channel` and `channel_name`), is an ArgumentError.
+    Values of None count as not given (``skip_none``)."""
+    out: dict = {}
+    given_as: dict[str, str] = {}
+    for key, value in raw.items():
+        name = canonical_name(spec, key)
+        if name is None:
+            raise ArgumentError(clean(str(key).replace("-", "_"), 60),
+                                f"unknown argument for '{spec.name}' (valid: {valid_names(spec)})")
+        if value is None and skip_none:
+            continue
+        if name in given_as:
+            first, second = (clean(str(k), 60) for k in (given_as[name], key))
+            raise ArgumentError(name, f"given twice, as '{first}' and as '{second}' (the same argument under "
+                                      "two names): give it once")
+        given_as[name] = key
+        out[name] = value
+    return out
+
+
 def validate(spec: CommandSpec, raw: dict) -> dict:
-    """Coerce, apply defaults, validate. Unknown arguments are refused with the valid names."""
+    """Map aliases, coerce, apply defaults, validate. Unknown arguments are refused with the valid names."""
     import jsonschema
 
     schema = thaw(spec.arguments)
     props: dict = schema.get("properties", {})
     args: dict = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        if name not in props:
-            valid = ", ".join(props) or "none"
-            raise ArgumentError(clean(name, 60), f"unknown argument for '{spec.name}' (valid: {valid})")
-        if value is None:
-            continue
+    for name, value in canonical(spec, raw).items():
         args[name] = _coerce(name, value, props[name])
     for name, p in props.items():
         if name not in args and "default" in p:

@@ -72,16 +72,21 @@ def _add_spec_parser(sub, spec) -> None:
                         argument_default=argparse.SUPPRESS)
     # A command argument may share a global option's name (token-permissions-list --flow):
     # after the command name, the command's own argument wins.
-    _common(sp, skip=set(spec.arguments.get("properties", {})))
+    _common(sp, skip=set(spec.arguments.get("properties", {})) | set(spec.argument_aliases))
     for name, prop in spec.arguments.get("properties", {}).items():
-        kwargs: dict = {"help": _describe_arg(prop), "dest": f"arg_{name}"}
-        if prop.get("type") == "boolean":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif prop.get("type") == "array":
-            kwargs.update(action="append", metavar="VALUE")
-        else:
-            kwargs["metavar"] = "VALUE"
-        sp.add_argument(_flag(name), **kwargs)
+        aliases = list(prop.get("aliases", ()))
+        text = _describe_arg(prop) + (f" Also {', '.join(map(_flag, aliases))}." if aliases else "")
+        # An alias is a flag of its own (its own dest), so that giving both names is reported
+        # by the argument check rather than one value silently winning.
+        for flag, dest, help_text in [(name, name, text)] + [(a, a, argparse.SUPPRESS) for a in aliases]:
+            kwargs: dict = {"help": help_text, "dest": f"arg_{dest}"}
+            if prop.get("type") == "boolean":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif prop.get("type") == "array":
+                kwargs.update(action="append", metavar="VALUE")
+            else:
+                kwargs["metavar"] = "VALUE"
+            sp.add_argument(_flag(flag), **kwargs)
     sp.add_argument("pairs", nargs="*", metavar="name=value", help="arguments in war-room form")
 
 

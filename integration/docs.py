@@ -22,7 +22,8 @@ def _arg_rows(spec: CommandSpec) -> list[str]:
         if "default" in p:
             extra.append(f"default `{p['default']}`")
         desc = p.get("description", "") + (f" ({'; '.join(extra)})" if extra else "")
-        rows.append(f"| `{name}` | {typ} | {'yes' if name in required else 'no'} | {desc} |")
+        also = f" (alias {', '.join(f'`{a}`' for a in p['aliases'])})" if p.get("aliases") else ""
+        rows.append(f"| `{name}`{also} | {typ} | {'yes' if name in required else 'no'} | {desc} |")
     return rows
 
 
@@ -71,6 +72,7 @@ def command_help(spec: CommandSpec) -> str:
         flag = "required" if name in required else "optional"
         extra = f" [one of: {', '.join(map(str, p['enum']))}]" if "enum" in p else ""
         extra += f" [default: {p['default']}]" if "default" in p else ""
+        extra += f" [alias: {', '.join(p['aliases'])}]" if p.get("aliases") else ""
         lines.append(f"  {name} ({p.get('type', 'string')}, {flag}): {p.get('description', '')}{extra}")
     if spec.example:
         lines.append(f"example: msteams '{spec.example}'")

@@ -27,6 +27,82 @@ IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 BATCH_MAX = 20
 _PERM_RE = re.compile(r"requires one of '([^']*)'")
 
+# The most items one page of a listing may hold ($top), from Microsoft's Graph documentation.
+# A listing not named here is sent no $top: Graph does not page it (channels, chat and channel
+# members, joined teams) or pages it its own way; a limit then ends within Graph's page.
+PAGE_MAX = (
+    (re.compile(r"^/(?:me|users/[^/]+)/chats$"), 50),
+    (re.compile(r"^/chats/[^/]+/messages$"), 50),
+    (re.compile(r"^/teams/[^/]+/channels/[^/]+/messages(?:/[^/]+/replies)?$"), 50),
+    (re.compile(r"^/(?:users|groups|teams)$"), 999),
+    (re.compile(r"^/teams/[^/]+/members$"), 999),
+)
+# Our own resumable link for a limit that ended inside Graph's page: the URL of that page, and
+# after '#' where to resume in it (the fragment never reaches Graph).
+_CURSOR_MARK = "#msteams:"
+
+
+def page_max(path: str) -> int | None:
+    """The largest $top the listing at ``path`` (relative to the Graph base) takes, or None."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    return next((top for rx, top in PAGE_MAX if rx.match(bare)), None)
+
+
+def page_top(path: str, limit: int | None = None, page_size: int | None = None) -> int | None:
+    """The $top a listing is asked for: the page size or the limit, whichever is smaller, within
+    the endpoint's maximum; None when neither is given or the listing takes no $top."""
+    most = page_max(path)
+    wanted = [n for n in (limit, page_size) if n]
+    return min(min(wanted), most) if most and wanted else None
+
+
+def make_cursor(page_url: str, skip: int, after_id: str | None) -> str:
+    """A next link resuming inside the page at ``page_url``: after the item ``after_id`` when
+    it is still there, else after the first ``skip`` items. Other tools that follow it as a
+    plain Graph link see the page again from its start (items repeated, never lost)."""
+    frag = f"skip={int(skip)}" + (f"&after={quote(str(after_id), safe='')}" if after_id else "")
+    return page_url.split("#", 1)[0] + _CURSOR_MARK + frag
+
+
+def parse_cursor(link: str) -> tuple[str, int, str | None]:
+    """(URL to request, items of its page to skip, id of the last item returned before)."""
+    from urllib.parse import parse_qs
+
+    url, mark, frag = link.partition(_CURSOR_MARK)
+    if not mark:
+        return link.split("#", 1)[0], 0, None
+    q = parse_qs(frag)
+    try:
+        skip = max(0, int((q.get("skip") or ["0"])[0]))
+    except ValueError:
+        skip = 0
+    return url, skip, (q.get("after") or [None])[0]
+
+
+def items_of(data: Any, what: str = "the reply") -> list:
+    """The items of a Graph collection reply: ``value`` as a list, with null items dropped.
+    ``{"value": null}`` and a reply without ``value`` are empty; anything that is not a JSON
+    object (an empty body, a list) is a GraphError naming ``what``."""
+    if not isinstance(data, dict):
+        raise GraphError(f"{what}: Graph answered without a collection "
+                         f"({'an empty body' if data is None else type(data).__name__})")
+    value = data.get("value")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise GraphError(f"{what}: Graph's 'value' is not a list ({type(value).__name__})")
+    return [v for v in value if v is not None]
+
+
+def need_id(obj: Any, what: str) -> str:
+    """The ``id`` of a Graph object, or a GraphError saying the reply is unusable without it."""
+    oid = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(oid, str) or not oid:
+        raise GraphError(f"{what}: Graph's reply has no id "
+                         f"({'an empty body' if obj is None else 'keys: ' + ', '.join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__})",
+                         hint="try again; if it persists, the object may be incomplete on Microsoft's side")
+    return oid
+
 
 def seg(value: str) -> str:
     """Percent-encode one URL path segment (ids such as '19:abc@thread.v2', names with '/')."""
@@ -226,41 +302,74 @@ class Client:
 
     def paged(self, path: str, *, params: dict | None = None, limit: int | None = None,
               page_size: int | None = None, next_link: str | None = None) -> Page:
-        """Follow @odata.nextLink verbatim until done or ``limit`` items; the returned
-        ``next_link`` resumes where this stopped."""
-        params = dict(params or {})
-        if page_size:
-            params["$top"] = page_size
+        """Up to ``limit`` items of a listing, following @odata.nextLink verbatim. ``$top`` is
+        the smaller of the limit and ``page_size``, within the endpoint's maximum (PAGE_MAX),
+        so a small limit costs one small page. The returned ``next_link`` resumes right after
+        the last item returned: Graph's own link when the limit ended with a page, else our
+        cursor into that page (``make_cursor``). With ``next_link`` and ``page_size``, exactly
+        one page is fetched (one request) and at most ``page_size`` of its items returned."""
         page = Page()
-        url, first = (next_link, False) if next_link else (path, True)
+        if next_link:
+            url, skip, after = parse_cursor(next_link)
+            query, one_page = None, bool(page_size)
+            wanted = [n for n in (limit, page_size) if n]
+            want = min(wanted) if wanted else None
+        else:
+            url, skip, after = path, 0, None
+            query, one_page, want = dict(params or {}), False, limit
+            top = page_top(path, limit, page_size)
+            if top:
+                query["$top"] = top
         while url:
-            data = self.request("GET", url, params=params if first else None).json() or {}
-            first = False
-            items = data.get("value", [])
-            room = None if limit is None else limit - len(page.items)
-            if room is not None and len(items) >= room:
-                # Resuming continues with the next page: a limit that ends mid-page skips the
-                # rest of that page, so callers that resume pick a page_size dividing the limit.
-                page.items.extend(items[:room])
-                page.next_link = data.get("@odata.nextLink")
+            page_url = url if "://" in url else self.page_url(url, query)
+            data = self.request("GET", url, params=query).json()
+            items = items_of(data, f"{self.service} GET {self._short(self.url(url))}")
+            nxt = data.get("@odata.nextLink")
+            nxt = nxt if isinstance(nxt, str) and nxt else None
+            start = _resume_at(items, skip, after)
+            rest = items[start:]
+            room = None if want is None else want - len(page.items)
+            if room is not None and len(rest) > room:
+                taken = rest[:room]
+                page.items.extend(taken)
+                last = taken[-1] if taken else None
+                page.next_link = make_cursor(page_url, start + room, last.get("id") if isinstance(last, dict) else None)
                 return page
-            page.items.extend(items)
-            url = data.get("@odata.nextLink")
+            page.items.extend(rest)
+            if one_page or (room is not None and len(rest) == room):
+                page.next_link = nxt
+                return page
+            url, query, skip, after = nxt, None, 0, None
         return page
+
+    def page_url(self, path: str, params: dict | None) -> str:
+        """The absolute URL of a GET with these query parameters (for a resumable cursor)."""
+        from urllib.parse import urlencode
+
+        url = self.url(path)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode({k: str(v) for k, v in params.items()},
+                                                            quote_via=quote, safe="$'(),:@")
+        return url
 
     def pages(self, path: str, *, params: dict | None = None, page_size: int | None = None,
               next_link: str | None = None) -> Iterator[list]:
         """Each page's items as it arrives, following @odata.nextLink verbatim: for callers
         that handle a page and let it go (a whole directory never sits in memory)."""
         params = dict(params or {})
-        if page_size:
-            params["$top"] = page_size
-        url, first = (next_link, False) if next_link else (path, True)
+        top = page_top(path, None, page_size)
+        if top:
+            params["$top"] = top
+        url, skip, after = parse_cursor(next_link) if next_link else (path, 0, None)
+        first = not next_link
         while url:
-            data = self.request("GET", url, params=params if first else None).json() or {}
+            data = self.request("GET", url, params=params if first else None).json()
+            items = items_of(data, f"{self.service} GET {self._short(self.url(url))}")
             first = False
-            url = data.get("@odata.nextLink")
-            yield data.get("value", [])
+            nxt = data.get("@odata.nextLink")
+            url = nxt if isinstance(nxt, str) and nxt else None
+            yield items[_resume_at(items, skip, after):]
+            skip, after = 0, None
 
     def batch(self, requests_: list[dict]) -> list[dict]:
         """Run Graph requests through `$batch` in packs of 20; throttled items are retried
@@ -290,6 +399,16 @@ class Client:
                 results[r["id"]] = {"id": r["id"], "status": 429, "body": {"error": {"code": "TooManyRequests"}}}
             pending = []
         return [results[r["id"]] for r in requests_ if r["id"] in results]
+
+
+def _resume_at(items: list, skip: int, after: str | None) -> int:
+    """Where in a re-read page to resume: right after the item ``after`` when it is still
+    there (items added before it do not shift us), else after the first ``skip`` items."""
+    if after:
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and item.get("id") == after:
+                return i + 1
+    return min(skip, len(items))
 
 
 class Reply:

@@ -48,6 +48,11 @@ class CommandSpec:
     def argument_names(self) -> list[str]:
         return list(self.arguments.get("properties", {}))
 
+    @property
+    def argument_aliases(self) -> dict[str, str]:
+        """{alias: argument} from each argument's `aliases` (XSOAR's names for it)."""
+        return {a: name for name, p in self.arguments.get("properties", {}).items() for a in p.get("aliases", ())}
+
 
 class Registry:
     def __init__(self, specs: dict[str, CommandSpec], source: str):
@@ -194,6 +199,15 @@ def _validate(commands: dict, text: str, path: str) -> None:
         for pname, r in body.get("resolve", {}).items():
             if r["from"] not in props:
                 fail(name, f"field 'resolve.{pname}.from': '{r['from']}' is not an argument")
+        taken: dict[str, str] = {}  # an argument alias must name one argument only
+        for pname, p in props.items():
+            for alias in p.get("aliases", []):
+                if alias in props:
+                    fail(name, f"field 'arguments.properties.{pname}.aliases': '{alias}' is already an argument")
+                if alias in taken:
+                    fail(name, f"field 'arguments.properties.{pname}.aliases': '{alias}' is already an alias "
+                               f"of '{taken[alias]}'")
+                taken[alias] = pname
         for alias in body.get("aliases", []):
             other = seen_aliases.get(alias) or (alias if alias in commands else None)
             if other:

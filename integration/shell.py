@@ -127,14 +127,19 @@ class Shell:
         spec = self.registry.get(first)
         if spec is None:
             return []
+        from .arguments import canonical_name
+
         props = spec.arguments.get("properties", {})
         if "=" in text:  # a value: offer the argument's enum (or true/false)
             key, partial = text.split("=", 1)
-            prop = props.get(key.replace("-", "_"), {})
+            prop = props.get(canonical_name(spec, key) or "", {})
             values = list(prop.get("enum", ())) or (["true", "false"] if prop.get("type") == "boolean" else [])
             return [f"{key}={v} " for v in map(str, values) if v.startswith(partial)]
-        used = {tok.split("=", 1)[0].replace("-", "_") for tok in before.split()[1:] if "=" in tok}
-        return [f"{a}=" for a in props if a.startswith(text) and a not in used]
+        used = {canonical_name(spec, tok.split("=", 1)[0]) for tok in before.split()[1:] if "=" in tok}
+        names = [a for a in props if a.startswith(text) and a not in used]
+        # XSOAR's names too, once a first letter is typed (an empty word offers ours only)
+        names += [a for a, c in spec.argument_aliases.items() if text and a.startswith(text) and c not in used]
+        return [f"{a}=" for a in names]
 
     def complete(self, text: str, state: int) -> str | None:
         """The readline completer: called with state 0, 1, ... until it returns None."""

@@ -64,8 +64,13 @@ def test_user_list_pages_and_resumes(emu, runtime):
     first = execute("user-list", {"limit": 5, "page_size": 5}, runtime)
     assert len(first.outputs) == 5 and first.next_link
     assert first.context()["MicrosoftTeams.UserNextLink"] == first.next_link
-    rest = execute("user-list", {"next_link": first.next_link, "limit": 100, "page_size": 5}, runtime)
-    ids = [u["id"] for u in first.outputs + rest.outputs]
+    # With next_link, page_size means one page (one request), as in XSOAR: follow page by page.
+    ids, link = [u["id"] for u in first.outputs], first.next_link
+    while link:
+        rest = execute("user-list", {"next_link": link, "limit": 100, "page_size": 5}, runtime)
+        assert 0 < len(rest.outputs) <= 5
+        ids += [u["id"] for u in rest.outputs]
+        link = rest.next_link
     assert len(ids) == len(set(ids)) == len(emu.state.users)
 
 

@@ -338,18 +338,29 @@ class _Checker:
                     line=self.lines.line(base) if self.lines else None)
 
     def check_args(self, i: int, sid: str, spec: CommandSpec, args: dict) -> None:
+        from ..arguments import canonical_name, valid_names
+
         props = dict(spec.arguments.get("properties", {}))
         original = {}
+        canon = {}  # each argument key -> the argument it names (an alias: XSOAR's name for it)
         for key in args:
-            name = str(key).replace("-", "_")
-            original[name] = key
-            if name not in props:
+            name = canonical_name(spec, key)
+            if name is None:
+                name = str(key).replace("-", "_")
                 self.problem(["steps", i, "args", key], f"step '{sid}': unknown argument '{key}' for '{spec.name}'"
-                             + (_suggest(name, list(props)) or f" (valid: {', '.join(props) or 'none'})"))
+                             + (_suggest(name, list(props) + list(spec.argument_aliases))
+                                or f" (valid: {valid_names(spec)})"))
+                continue
+            if name in original:
+                self.problem(["steps", i, "args", key], f"step '{sid}': argument '{name}' given twice, as "
+                                                        f"'{original[name]}' and as '{key}': give it once")
+                continue
+            original[name] = key
+            canon[key] = name
         try:
-            templated = {str(k).replace("-", "_") for k, v in args.items() if T.has_template(v)}
-            static = {str(k).replace("-", "_"): T.render(v, _no_refs) for k, v in args.items()
-                      if not T.has_template(v) and str(k).replace("-", "_") in props}
+            templated = {canon[k] for k, v in args.items() if k in canon and T.has_template(v)}
+            static = {canon[k]: T.render(v, _no_refs) for k, v in args.items()
+                      if k in canon and not T.has_template(v)}
         except InputError:
             return  # template syntax is reported by check_value
         check_static_args(spec, static, templated, lambda arg, msg: self.problem(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..arguments import canonical_name
 from ..errors import IntegrationError, InputError, exit_code_for
 from ..registry import CommandSpec, Registry
 from . import templates as T
@@ -567,13 +568,14 @@ class _Run:
             for n, item in enumerate(items):
                 resolve = self.resolver(item)
                 args = T.render(step.args, resolve)
-                unknown = {str(k).replace("-", "_") for k, v in step.args.items()
+                # XSOAR's names (aliases) stand for the arguments they name; the loader refused unknown ones
+                name = lambda k: canonical_name(step.spec, k) or str(k).replace("-", "_")  # noqa: E731
+                unknown = {name(k) for k, v in step.args.items()
                            if any(isinstance(resolve(r), T.Unknown) for r in T.refs_in(v))}
-                known = {str(k).replace("-", "_"): v for k, v in args.items()
-                         if str(k).replace("-", "_") not in unknown}
+                known = {name(k): v for k, v in args.items() if name(k) not in unknown}
                 bad: list[str] = []
                 check_static_args(step.spec, known, unknown, lambda arg, msg: bad.append(msg))
-                calls = planned_calls(step.spec, {str(k).replace("-", "_"): v for k, v in args.items()}, self.registry)
+                calls = planned_calls(step.spec, {name(k): v for k, v in args.items()}, self.registry)
                 pre = f"    [{n + 1}/{len(items)}] " if step.foreach is not None else "    "
                 self.out(f"{pre}args: {json.dumps(args, ensure_ascii=False, default=str)}")
                 for c in calls:
