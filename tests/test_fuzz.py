@@ -6,7 +6,9 @@ raw control character.
 
 CI runs a fixed, small budget of examples. For a long local run:
 
-    MSTEAMS_FUZZ_EXAMPLES=10000 .venv/bin/python -m pytest -q tests/test_fuzz.py
+    MSTEAMS_FUZZ_EXAMPLES=3000 .venv/bin/python -m pytest -q -s tests/test_fuzz.py
+
+(3,000 examples make about 11,000 war-room lines in 3,000 shell batches; -s prints the counts.)
 """
 from __future__ import annotations
 
@@ -26,6 +28,20 @@ DOCUMENTED_EXIT = {0, 1, 2, 3, 4, 5}
 RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Commands that would sign the account out or wait for a person: not for a fuzzer.
 SKIP = {"auth-login", "auth-reset", "auth-status", "generate-login-url", "cache-reset", "cache-preload"}
+
+
+SEEN: dict[str, int] = {}  # what the long mode tried, printed at the end of the module (run with -s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_long_mode():
+    yield
+    if EXAMPLES:
+        print("\nfuzz long mode:", ", ".join(f"{v:,} {k}" for k, v in sorted(SEEN.items())))
+
+
+def _seen(kind: str, n: int = 1) -> None:
+    SEEN[kind] = SEEN.get(kind, 0) + n
 
 
 def budget(small: int):
@@ -89,6 +105,7 @@ def _clean(text: str) -> None:
 @budget(400)
 @given(line=warroom_lines())
 def test_the_warroom_parser_answers_or_refuses_cleanly(line):
+    _seen("war-room lines parsed")
     try:
         name, args = arguments.parse_warroom(line)
     except IntegrationError as exc:
@@ -102,6 +119,7 @@ def test_the_warroom_parser_answers_or_refuses_cleanly(line):
 @given(case=command_args(names=[s.name for s in REG]))
 def test_argument_coercion_against_every_schema(case):
     spec, args = case
+    _seen("argument sets coerced")
     try:
         values = arguments.validate(spec, args)
     except IntegrationError as exc:
@@ -181,6 +199,8 @@ def test_a_shell_batch_runs_every_line_whatever_it_holds(signed_cfg, lines):
     from integration.shell import main
 
     lines = [ln.replace("\n", " ").replace("\r", " ") for ln in lines]
+    _seen("war-room lines in shell batches", len(lines))
+    _seen("shell batches")
     stdin = io.StringIO("\n".join(lines + ["!cache-show"]) + "\n")
     out, err = [], []
     code = main(["--no-history"], out=out.append, err=err.append, config=str(signed_cfg), stdin=stdin)
@@ -195,6 +215,7 @@ def test_the_cli_answers_or_refuses_every_command_cleanly(signed_cfg, case):
     from integration.cli import main
 
     spec, args = case
+    _seen("CLI argument sets")
     argv = ["--config", str(signed_cfg), spec.name]
     for k, v in args.items():
         argv += [f"--{k.replace('_', '-')}", v] if not k.endswith(" ") else [f"{k}={v}"]
