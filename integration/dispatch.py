@@ -37,17 +37,24 @@ class Runtime:
         self._pacer = None
         self.quiet = False  # no progress lines (the CLI's --quiet, and --output json)
         self._scope = threading.local()
+        # Guards the parts built on first use, so that threads sharing one runtime (fan-outs,
+        # the Python API's callers) build each exactly once.
+        self._lock = threading.RLock()
 
     @property
     def cfg(self) -> config_mod.Config:
         if self._cfg is None:
-            self._cfg = config_mod.load(self._config_path)
+            with self._lock:
+                if self._cfg is None:
+                    self._cfg = config_mod.load(self._config_path)
         return self._cfg
 
     @property
     def registry(self) -> registry.Registry:
         if self._registry is None:
-            self._registry = registry.default_registry()
+            with self._lock:
+                if self._registry is None:
+                    self._registry = registry.default_registry()
         return self._registry
 
     @property
@@ -55,7 +62,9 @@ class Runtime:
         if self._store is None:
             from .store import Store
 
-            self._store = Store(self.cfg.resolved_store_path)
+            with self._lock:
+                if self._store is None:
+                    self._store = Store(self.cfg.resolved_store_path)
         return self._store
 
     @property
@@ -63,7 +72,9 @@ class Runtime:
         if self._auth is None:
             from .auth import Auth
 
-            self._auth = Auth(self.cfg, self.store, sleep=self.sleep)
+            with self._lock:
+                if self._auth is None:
+                    self._auth = Auth(self.cfg, self.store, sleep=self.sleep)
         return self._auth
 
     @property
@@ -93,11 +104,19 @@ class Runtime:
         if self._pacer is None:
             from .pacer import Pacer
 
-            # pacing_speed matches a fake tenant run faster than Microsoft's limits (--speed).
-            self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
+            with self._lock:
+                if self._pacer is None:
+                    # pacing_speed matches a fake tenant run faster than Microsoft's limits (--speed).
+                    self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
         return self._pacer
 
     def client(self, flow: str) -> Client:
+        if flow not in self._clients:
+            with self._lock:
+                return self._client(flow)
+        return self._clients[flow]
+
+    def _client(self, flow: str) -> Client:
         if flow not in self._clients:
             cfg = self.cfg
             base, service = (cfg.bot_service_url, "Bot Connector") if flow == "bot" else (cfg.graph_url, "Graph")
@@ -121,6 +140,14 @@ class Runtime:
                         hint=f"permissions to grant per flow: {needs}")
 
     def close(self) -> None:
+        """Close the store (this thread's connection) and the clients' HTTP connections. Both
+        reopen if the runtime is used again (the Python API's Client refuses to be, instead)."""
+        with self._lock:
+            clients = list(self._clients.values())
+        for c in clients:
+            session = getattr(c, "session", None)
+            if session is not None:
+                session.close()
         if self._store is not None:
             self._store.close()
 

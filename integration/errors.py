@@ -1,18 +1,23 @@
 """The integration's one error hierarchy, and the one place it maps to exit codes.
 
-    IntegrationError                  exit 1  anything not listed below
-    ├── InputError                    exit 2  a user mistake in what they typed or wrote
-    │   ├── ArgumentError                     names the argument
-    │   ├── AmbiguousError                    a name matched several objects (lists candidates)
-    │   └── FileError                         names the file (and line, when known)
-    ├── ConfigError                   exit 3  configuration missing or invalid
-    │   └── ConfigFileError                   names the config file, the setting and the line
-    ├── AuthError                     exit 3  sign-in failed / no usable flow / token refused
-    ├── PermissionDenied              exit 4  Graph said 403: names the permission(s) to grant
-    ├── NotFound                      exit 5  a user, team, channel, chat... that does not exist
-    └── GraphError                    exit 1  any other Graph / Bot Connector error (status, code, request id)
-        ├── RequestRejected           exit 2  Graph refused what was asked (400, 409): the input needs changing
-        └── ThrottledError                    429s that outlasted the retry budget
+                                      exit    kind (`code` in JSON errors)
+    IntegrationError                  1       error      anything not listed below
+    ├── InputError                    2       input      a user mistake in what they typed or wrote
+    │   ├── ArgumentError                     input      names the argument
+    │   ├── AmbiguousError                    input      a name matched several objects (lists candidates)
+    │   └── FileError                         input      names the file (and line, when known)
+    ├── ConfigError                   3       config     configuration missing or invalid
+    │   └── ConfigFileError                   config     names the config file, the setting and the line
+    ├── AuthError                     3       auth       sign-in failed / no usable flow / token refused
+    ├── PermissionDenied              4       permission Graph said 403: names the permission(s) to grant
+    ├── NotFound                      5       not_found  a user, team, channel, chat... that does not exist
+    └── GraphError                    1       graph      any other Graph / Bot Connector error (status, code, request id)
+        ├── RequestRejected           2       graph      Graph refused what was asked (400, 409): the input needs changing
+        └── ThrottledError            1       throttled  429s that outlasted the retry budget
+
+:meth:`IntegrationError.to_dict` is the error as data (kind, message, hint, exit code and the
+class's details), escaped and redacted: `msteams --output json` prints it, the Python API
+(integration/api.py) documents it.
 
 Messages never carry secrets: callers pass only what the user may see, and the CLI runs every
 message through :func:`integration.redact.redact` as a last guard.
@@ -32,6 +37,33 @@ class IntegrationError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def details(self) -> dict:
+        """What a program may want besides the message: the argument, file and line, missing
+        permissions, HTTP status... (subclasses add theirs; values are not escaped here)."""
+        return {}
+
+    def to_dict(self) -> dict:
+        """The error as data, safe to print or store: what `msteams --output json` writes to
+        stderr under "error" and what the Python API's callers may log. Keys: code (the kind),
+        message, hint (or None), exit_code, then any details. Strings have control characters
+        escaped (untrusted.escape_controls) and secrets masked (redact.redact)."""
+        out = {"code": self.kind, "message": _safe(self.message), "hint": _safe(self.hint),
+               "exit_code": self.exit_code}
+        out.update({k: _safe(v) for k, v in self.details().items() if v not in (None, [], "")})
+        return out
+
+
+def _safe(value):
+    """Strings escaped and redacted, recursively (lists of candidates or permissions)."""
+    if isinstance(value, str):
+        from .redact import redact
+        from .untrusted import escape_controls
+
+        return redact(escape_controls(value))
+    if isinstance(value, list | tuple):
+        return [_safe(v) for v in value]
+    return value
+
 
 class InputError(IntegrationError):
     exit_code = 2
@@ -43,6 +75,9 @@ class ArgumentError(InputError):
         super().__init__(f"argument '{argument}': {message}", hint=hint)
         self.argument = argument
 
+    def details(self) -> dict:
+        return {"argument": self.argument}
+
 
 class AmbiguousError(InputError):
     def __init__(self, what: str, name: str, candidates: list[str]):
@@ -52,6 +87,9 @@ class AmbiguousError(InputError):
         super().__init__(f"{what} {quote(name)} is ambiguous: {len(candidates)} match ({listing})",
                          hint=f"pass the {what}'s id instead")
         self.candidates = candidates
+
+    def details(self) -> dict:
+        return {"candidates": list(self.candidates[:50])}
 
 
 class FileError(InputError):
@@ -63,6 +101,9 @@ class FileError(InputError):
         self.path = str(path)
         self.line = line
         self.detail = message  # without the file and line, for a caller that re-raises it
+
+    def details(self) -> dict:
+        return {"path": self.path, "line": self.line}
 
 
 class ConfigError(IntegrationError):
@@ -86,6 +127,9 @@ class ConfigFileError(ConfigError):
         self.line = line
         self.key = key
 
+    def details(self) -> dict:
+        return {"path": self.path, "line": self.line, "setting": self.key}
+
 
 class AuthError(IntegrationError):
     exit_code = 3
@@ -101,6 +145,9 @@ class PermissionDenied(IntegrationError):
         super().__init__(message, hint=hint)
         self.permissions = permissions or []
         self.flow = flow
+
+    def details(self) -> dict:
+        return {"permissions": list(self.permissions), "flow": self.flow}
 
 
 class NotFound(IntegrationError):
@@ -119,8 +166,11 @@ class GraphError(IntegrationError):
             detail += f", request-id {request_id})" if request_id else ")"
         super().__init__(detail, hint=hint)
         self.status = status
-        self.code = code
+        self.code = code  # Graph's or the Bot Connector's error code ("Forbidden"), not the kind
         self.request_id = request_id
+
+    def details(self) -> dict:
+        return {"status": self.status, "graph_code": self.code, "request_id": self.request_id}
 
 
 class RequestRejected(GraphError):
