@@ -149,12 +149,17 @@ def canonical(spec: CommandSpec, raw: dict, *, skip_none: bool = True) -> dict:
 
 def validate(spec: CommandSpec, raw: dict) -> dict:
     """Map aliases, coerce, apply defaults, validate. Unknown arguments are refused with the valid names."""
+    given = canonical(spec, raw)
+    if not given and getattr(spec, "bare_ok", False):
+        # Nothing given, and the registry check found the defaults alone valid: the answer is
+        # known without importing jsonschema (~150 ms), as for `msteams cache-show`.
+        return {name: thaw(p["default"]) for name, p in spec.arguments.get("properties", {}).items() if "default" in p}
     import jsonschema
 
     schema = thaw(spec.arguments)
     props: dict = schema.get("properties", {})
     args: dict = {}
-    for name, value in canonical(spec, raw).items():
+    for name, value in given.items():
         args[name] = _coerce(name, value, props[name])
     for name, p in props.items():
         if name not in args and "default" in p:

@@ -7,9 +7,9 @@ Heavy modules (requests, msal, jsonschema) are imported only when a command runs
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
-from typing import Callable
+from collections.abc import Callable  # not typing: its import costs more than a help page
 
 from . import __version__
 
@@ -29,10 +29,13 @@ TOOLS = {
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
 
 
-def _registry(validate: bool = False):
+def _registry(validate: bool = True):
+    """The registry, checked in full on every path (the check is cached per content, so help
+    stays fast); a broken one is a FileError naming file and line (exit 2). ``validate`` is
+    accepted for older callers and changes nothing."""
     from . import registry
 
-    return registry.default_registry() if validate else registry.load(validate=False)
+    return registry.default_registry()
 
 
 def _flag(name: str) -> str:
@@ -48,28 +51,79 @@ def _describe_arg(prop: dict) -> str:
     return text
 
 
-def build_parser(reg) -> argparse.ArgumentParser:
+def _width() -> int:
+    """What argparse's HelpFormatter computes (shutil.get_terminal_size().columns - 2), without
+    importing shutil (~5 ms of a help page)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
+
+
+class _Help(argparse.HelpFormatter):
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        super().__init__(prog, indent_increment, max_help_position, _width() if width is None else width)
+
+
+class _RawHelp(argparse.RawDescriptionHelpFormatter, _Help):
+    pass
+
+
+class _Listed:
+    """A subcommand as `msteams --help` lists it (name and help line) without the parser behind
+    it: building ~50 argparse parsers costs more than the rest of the help page. It never parses:
+    a command given on the line gets its real parser (build_parser's ``full``)."""
+
+    def __init__(self, **kwargs):
+        self.prog = kwargs.get("prog", "msteams")
+
+    def parse_known_args(self, args=None, namespace=None):
+        from .errors import InputError
+
+        raise InputError(f"usage: {self.prog} ... (give the command first: `msteams --help` lists them)")
+
+
+def build_parser(reg, full: set | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. ``full=None``: every tool and command with its flags. ``full`` a set of
+    command names: only those commands (what running one needs). ``full`` empty: the list of
+    tools and commands that --help prints, without a parser per command."""
     p = argparse.ArgumentParser(
         prog="msteams",
         description="Microsoft Teams for security automation: run commands against Microsoft Graph "
                     "(or the built-in emulator). War-room form: msteams '!chat-create member=a@x'.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=_RawHelp)
     p.add_argument("--version", action="version", version=f"msteams {__version__}")
     _common(p, top=True)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for tool, text in TOOLS.items():
-        sub.add_parser(tool, help=text, add_help=False)
+    listing = full is not None and not full
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", **({"parser_class": _Listed} if listing else {}))
+    if full is None or listing:
+        for tool, text in TOOLS.items():
+            sub.add_parser(tool, help=text, add_help=False)
     for spec in reg:
         if spec.name.startswith("auth-"):
             continue
-        _add_spec_parser(sub, spec)
+        if listing:
+            sub.add_parser(spec.name, help=_summary(spec))
+        elif full is None or spec.name in full:
+            _add_spec_parser(sub, spec)
     return p
+
+
+def _summary(spec) -> str:
+    return spec.description.split(". ")[0].rstrip(".")
 
 
 def _add_spec_parser(sub, spec) -> None:
     """One subcommand whose flags come from the command's JSON Schema arguments."""
-    sp = sub.add_parser(spec.name, help=spec.description.split(". ")[0].rstrip("."), description=spec.description,
-                        argument_default=argparse.SUPPRESS)
+    sp = sub.add_parser(spec.name, help=_summary(spec), description=spec.description,
+                        argument_default=argparse.SUPPRESS, formatter_class=_Help)
     # A command argument may share a global option's name (token-permissions-list --flow):
     # after the command name, the command's own argument wins.
     _common(sp, skip=set(spec.arguments.get("properties", {})) | set(spec.argument_aliases))
@@ -108,6 +162,8 @@ def _common(p: argparse.ArgumentParser, top: bool = False, skip: set = frozenset
 
 
 def _setup_logging(verbosity: int) -> None:
+    import logging
+
     from .redact import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)
@@ -186,6 +242,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
 
         err(redact(escape_controls(f"internal error: {type(exc).__name__}: {exc}")))
         err("this is a bug; rerun with -vv for details and report it")
+        import logging
+
         logging.getLogger("msteams").debug("internal error", exc_info=True)
         return 1
 
@@ -193,11 +251,15 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
 def _main(argv: list[str], out, err) -> int:
     # Global options may precede the command; pull out the few that apply everywhere.
     # No abbreviations: a command's own option (app-package --out) must not read as --output.
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, formatter_class=_Help)
     _common(pre, top=True)
     opts, rest = pre.parse_known_args(argv)
-    _setup_logging(opts.verbose)
     head = rest[0] if rest else None
+    # Help prints and leaves: no logging to set up (the logging module alone costs a quarter of
+    # `msteams --help`). Everything else logs through the redacting handler.
+    quick = head is None or head == "help" or (head.startswith("-") and "--" not in rest)
+    if not quick:
+        _setup_logging(opts.verbose)
 
     if head and head.startswith("!"):  # war-room form: one argument, or split across several
         from .arguments import parse_warroom
@@ -235,6 +297,8 @@ def _main(argv: list[str], out, err) -> int:
 
         return demo_main(rest[1:], out=out)
     if head == "playbook":
+        if rest[1:2] in (["validate"], ["run"], ["resume"]):
+            _registry()  # a broken registry is its own error, not "the playbook has problems"
         from .playbooks.tool import main as playbook_main
 
         return playbook_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
@@ -243,6 +307,7 @@ def _main(argv: list[str], out, err) -> int:
 
         return bot_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
     if head == "shell":
+        _registry()
         from .shell import main as shell_main
 
         return shell_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output, flow=opts.flow)
@@ -267,7 +332,9 @@ def _main(argv: list[str], out, err) -> int:
             raise InputError(f"unknown command {quote(head)}", hint=f"did you mean: {', '.join(close)}?" if close
                              else "`msteams --help` lists the commands")
         rest[0] = spec.name  # aliases (XSOAR's names) run the command they name
-    parser = _auth_parser(reg) if head and head.startswith("auth-") else build_parser(reg)
+    # Flags are built for the command given only (any word naming one, to be safe).
+    full = {spec.name for word in rest if not word.startswith("-") and (spec := reg.get(word))}
+    parser = _auth_parser(reg) if head and head.startswith("auth-") else build_parser(reg, full)
     ns = parser.parse_args(rest)
     if not getattr(ns, "command", None):
         parser.print_help()
@@ -288,11 +355,11 @@ def _main(argv: list[str], out, err) -> int:
 def _doc_tool(tool: str, argv: list[str], out) -> int:
     from . import docs
 
-    p = argparse.ArgumentParser(prog=f"msteams {tool}")
+    p = argparse.ArgumentParser(prog=f"msteams {tool}", formatter_class=_Help)
     if tool == "docs":
         p.add_argument("--write", metavar="PATH", nargs="?", const="docs/commands.md", help="write the file instead of printing")
     ns = p.parse_args(argv)
-    reg = _registry(validate=True)
+    reg = _registry()
     if tool == "permissions":
         out(docs.permissions_markdown(reg))
         return 0
@@ -313,7 +380,7 @@ def _doc_tool(tool: str, argv: list[str], out) -> int:
 
 def _auth_parser(reg) -> argparse.ArgumentParser:
     """`msteams auth login|status|reset`: the auth-* registry commands under their short names."""
-    p = argparse.ArgumentParser(prog="msteams auth")
+    p = argparse.ArgumentParser(prog="msteams auth", formatter_class=_Help)
     _common(p, top=True)
     sub = p.add_subparsers(dest="command", metavar="ACTION")
     for spec in reg:

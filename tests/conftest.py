@@ -3,11 +3,23 @@ test freshly reset (``emu``), plus HTTP and token helpers against it. Throttling
 a test turns it on; faults, throttling, clocks and permissions are restored after every test."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import pytest
+
+# The registry's validated-content cache (and anything else keyed on XDG_CACHE_HOME) goes to a
+# directory of this session, never the user's ~/.cache; subprocesses inherit it. Set at import,
+# before collection: some test modules load the registry at import time. A registry named by
+# the outer environment would change what every test sees.
+_CACHE_HOME = tempfile.mkdtemp(prefix="msteams-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+os.environ.pop("MSTEAMS_REGISTRY", None)
+atexit.register(shutil.rmtree, _CACHE_HOME, True)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 for _p in (os.path.dirname(_HERE), _HERE):  # the repo (for `integration`) and tests/ (for helpers)

@@ -1,13 +1,16 @@
 """The msteams CLI: generated subcommands, war-room form, aliases, exit codes, and no secret
 or traceback in anything it prints."""
 import logging
+import os
 import subprocess
 import sys
 
 import pytest
 import yaml
+from registry_helpers import KINDS, write_broken
 
 from integration.cli import main
+from integration.playbooks.loader import shipped as _shipped_playbooks
 
 
 def run(argv):
@@ -94,3 +97,67 @@ def test_docs_write_to_unwritable_path_is_a_clear_error(tmp_path):
     target = tmp_path / "missing-dir" / "commands.md"
     code, _, err = run(["docs", "--write", str(target)])
     assert code == 2 and f"{target}: cannot write" in err and "internal error" not in err
+
+
+# ---------------------------------------------------------------- a broken registry on every entry point
+
+PLAYBOOK = str(_shipped_playbooks()["alert-notify"])
+ENTRY_POINTS = {
+    "help COMMAND": ["help", "chat-create"],
+    "help": ["help"],
+    "--help": ["--help"],
+    "no arguments": [],
+    "a command": ["cache-show"],
+    "a command by alias, with flags": ["microsoft-teams-chat-create", "--member", "a@x"],
+    "war-room form": ["!cache-show"],
+    "shell": ["shell", "--no-history"],
+    "playbook validate": ["playbook", "validate", PLAYBOOK],
+    "playbook run --dry-run": ["playbook", "run", PLAYBOOK, "--dry-run", "--input", "title=x"],
+    "docs": ["docs"],
+    "permissions": ["permissions"],
+    "auth status": ["auth", "status"],
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_broken_registry_is_exit_2_with_file_and_line_everywhere(tmp_path, monkeypatch, kind, entry):
+    path, line, fragment = write_broken(tmp_path, kind)
+    monkeypatch.setenv("MSTEAMS_REGISTRY", str(path))
+    code, out, err = run(ENTRY_POINTS[entry])
+    assert code == 2, (code, out, err)
+    assert f"error: {path}:{line}: " in err and fragment in err
+    assert "internal error" not in err + out and "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_broken_registry_in_a_real_process(tmp_path, kind):
+    path, line, fragment = write_broken(tmp_path, kind)
+    env = dict(os.environ, MSTEAMS_REGISTRY=str(path))
+    for argv in (["--help"], ["help", "chat-create"], ["!cache-show"]):
+        r = subprocess.run([sys.executable, "-m", "integration.cli", *argv], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and f"{path}:{line}: " in r.stderr and fragment in r.stderr, (argv, r.stderr)
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr and not r.stdout
+
+
+def test_help_paths_import_no_heavy_module(tmp_path):
+    """With the registry cache warm, help needs neither PyYAML nor jsonschema, requests or msal."""
+    code = ("import sys; from integration.cli import main; rc = main(sys.argv[1:], out=lambda s: None); "
+            "print(rc, sorted(m for m in ('yaml', 'jsonschema', 'requests', 'msal') if m in sys.modules))")
+    for argv in (["--help"], ["help", "chat-create"], ["help", "chat-create"]):
+        r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "0 []", r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert r.stdout.strip().endswith("[]"), r.stdout + r.stderr
+
+
+def test_help_lists_every_command_and_a_command_gets_its_own_flags():
+    from integration.registry import default_registry
+
+    r = subprocess.run([sys.executable, "-m", "integration.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for spec in default_registry():
+        if not spec.name.startswith("auth-"):
+            assert f"    {spec.name}" in r.stdout, spec.name
+    r = subprocess.run([sys.executable, "-m", "integration.cli", "channel-list", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--team VALUE" in r.stdout and "--channel-name" not in r.stdout

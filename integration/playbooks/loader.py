@@ -6,7 +6,6 @@ references to inputs and steps that do not exist or have not run yet, duplicate 
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import json
@@ -385,7 +384,7 @@ def check_static_args(spec: CommandSpec, static: dict, templated: set, report) -
     for name in templated:
         props.pop(name, None)
     schema["required"] = [r for r in schema.get("required", []) if r not in templated]
-    partial = dataclasses.replace(spec, arguments=schema)
+    partial = spec.replace(arguments=schema)
     try:
         arguments.validate(partial, {k: v for k, v in static.items() if k in props})
     except ArgumentError as exc:
