@@ -174,12 +174,68 @@ def _setup_logging(verbosity: int) -> None:
     root.setLevel(logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
 
 
-def _print_error(exc: BaseException, err: Callable[[str], None]) -> None:
+def _print_error(exc: BaseException, err: Callable[[str], None], as_json: bool = False) -> None:
+    """An error as text (`error: MESSAGE` and `  hint: ...`), or with --output json as one line
+    of JSON, `{"error": {"code": KIND, "message": ..., "hint": ..., "exit_code": N, ...}}`
+    (IntegrationError.to_dict). Either way escaped and redacted: the last guard."""
     from .redact import redact
     from .untrusted import escape_controls
 
+    if as_json:
+        from .errors import IntegrationError
+
+        if isinstance(exc, IntegrationError):
+            payload = exc.to_dict()
+        elif isinstance(exc, KeyboardInterrupt):
+            payload = {"code": "interrupted", "message": "interrupted", "hint": None, "exit_code": 130}
+        else:  # a bug
+            payload = {"code": "internal", "message": redact(escape_controls(f"internal error: {type(exc).__name__}: {exc}")),
+                       "hint": "this is a bug; rerun with -vv for details and report it", "exit_code": 1}
+        import json
+
+        err(json.dumps({"error": payload}, ensure_ascii=False))
+        return
     text = escape_controls(str(exc))  # last guard: no message may drive the terminal
     err(redact(f"error: {text}"))
+
+
+def _json_requested(argv: list[str]) -> bool:
+    """Whether the command line asks for --output json (-o json, --output=json, -ojson), read
+    before any parsing so that even a parse error can be reported as JSON."""
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word in ("-o", "--output") and argv[i + 1:i + 2] == ["json"]:
+            return True
+        if word in ("--output=json", "-ojson", "-o=json"):
+            return True
+    return False
+
+
+_ARGPARSE_RAISES = None  # a ContextVar, made when --output json is first asked for
+
+
+def _argparse_raises():
+    """While set on this thread, argparse's usage errors (from any parser: the CLI's, a tool's)
+    raise an InputError (exit 2) instead of printing usage text and exiting, so that with
+    --output json they come out as JSON like every other error. Unset, argparse is unchanged."""
+    global _ARGPARSE_RAISES
+    if _ARGPARSE_RAISES is None:
+        import contextvars
+
+        flag = contextvars.ContextVar("msteams_argparse_raises", default=False)
+        original = argparse.ArgumentParser.error
+
+        def error(self, message):
+            if flag.get():
+                from .errors import InputError
+
+                raise InputError(f"{self.prog}: {message}", hint=" ".join(self.format_usage().split()))
+            return original(self, message)
+
+        argparse.ArgumentParser.error = error
+        _ARGPARSE_RAISES = flag
+    return _ARGPARSE_RAISES
 
 
 def run_command(name: str, args: dict, *, config: str | None, output: str, flow: str | None,
@@ -222,15 +278,18 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
     err = err or (lambda s: print(s, file=sys.stderr, flush=True))
     from .errors import IntegrationError, exit_code_for
 
+    # --output json: every error is one line of JSON on stderr (argparse's included).
+    as_json = _json_requested(argv)
+    raising = _argparse_raises().set(True) if as_json else None
     try:
         from .untrusted import decode_argv
 
         return _main(decode_argv(argv), out, err)  # invalid UTF-8 fails here, naming the argument
     except IntegrationError as exc:
-        _print_error(exc, err)
+        _print_error(exc, err, as_json)
         return exit_code_for(exc)
-    except KeyboardInterrupt:
-        err("interrupted")
+    except KeyboardInterrupt as exc:
+        _print_error(exc, err, True) if as_json else err("interrupted")
         return 130
     except SystemExit as exc:  # argparse has already printed its usage message
         return exc.code if isinstance(exc.code, int) else 2
@@ -240,12 +299,18 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
         from .redact import redact
         from .untrusted import escape_controls
 
-        err(redact(escape_controls(f"internal error: {type(exc).__name__}: {exc}")))
-        err("this is a bug; rerun with -vv for details and report it")
+        if as_json:
+            _print_error(exc, err, True)
+        else:
+            err(redact(escape_controls(f"internal error: {type(exc).__name__}: {exc}")))
+            err("this is a bug; rerun with -vv for details and report it")
         import logging
 
         logging.getLogger("msteams").debug("internal error", exc_info=True)
         return 1
+    finally:
+        if raising is not None:
+            _ARGPARSE_RAISES.reset(raising)
 
 
 def _main(argv: list[str], out, err) -> int:

@@ -161,3 +161,139 @@ def test_help_lists_every_command_and_a_command_gets_its_own_flags():
             assert f"    {spec.name}" in r.stdout, spec.name
     r = subprocess.run([sys.executable, "-m", "integration.cli", "channel-list", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--team VALUE" in r.stdout and "--channel-name" not in r.stdout
+
+
+# ---------------------------------------------------------------- --output json: errors as JSON on stderr
+
+def _json_error(err: str) -> dict:
+    """stderr holds exactly one line, a JSON object with the documented fields."""
+    import json
+
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    doc = json.loads(lines[0])
+    assert set(doc) == {"error"}
+    e = doc["error"]
+    assert {"code", "message", "hint", "exit_code"} <= set(e)
+    assert isinstance(e["code"], str) and isinstance(e["message"], str) and isinstance(e["exit_code"], int)
+    assert "Traceback" not in err
+    return e
+
+
+@pytest.mark.parametrize("argv,exit_code,kind,text", [
+    (["nonsense-cmd"], 2, "input", "unknown command 'nonsense-cmd'"),
+    (["!chat-creat member=a"], 2, "input", "unknown command"),
+    (["!chat-create chat_type=triple member=a"], 2, "input", "argument 'chat_type'"),
+    (['!channel-list team="Nope Team"'], 5, "not_found", "team 'Nope Team' not found"),
+    (["channel-list", "--bogus"], 2, "input", "unrecognized arguments: --bogus"),  # argparse
+    (["channel-list", "--team"], 2, "input", "expected one argument"),  # argparse, in the subcommand
+    (["playbook", "run"], 2, "input", "the following arguments are required"),  # a tool's own parser
+    (["docs", "--nope"], 2, "input", "unrecognized arguments: --nope"),
+    (["auth", "nope"], 2, "input", "usage: msteams auth"),
+])
+@pytest.mark.parametrize("form", [["-o", "json"], ["--output=json"], ["-ojson"], "after"])
+def test_output_json_errors_are_one_json_object_on_stderr(cfg_file, argv, exit_code, kind, text, form):
+    full = ["--config", str(cfg_file)] + (argv + ["--output", "json"] if form == "after" else form + argv)
+    got, out, err = run(full)
+    e = _json_error(err)
+    assert got == exit_code == e["exit_code"] and e["code"] == kind and text in e["message"], err
+    assert out == ""
+
+
+def test_output_json_error_details(cfg_file):
+    _, _, err = run(["--config", str(cfg_file), "-o", "json", "!chat-create chat_type=triple member=a"])
+    e = _json_error(err)
+    assert e["argument"] == "chat_type"
+    _, _, err = run(["--config", str(cfg_file), "-o", "json", "channel-list", "--bogus"])
+    assert _json_error(err)["hint"].startswith("usage: msteams")  # argparse's usage line, on one line
+
+
+def test_output_json_config_and_auth_errors(cfg_file, tmp_path):
+    code, _, err = run(["-o", "json", "--config", str(tmp_path / "missing.yml"), "!ring-user username=x"])
+    e = _json_error(err)
+    assert code == 3 and e["code"] == "config" and e["exit_code"] == 3 and "cannot read" in e["message"]
+    wrong = "Wr0ng-Secret-Value-That-Must-Not-Leak"
+    data = yaml.safe_load(cfg_file.read_text())
+    data["client_secret"] = wrong
+    cfg_file.write_text(yaml.safe_dump(data))
+    code, out, err = run(["-o", "json", "--config", str(cfg_file), '!channel-list team="Security Operations"'])
+    e = _json_error(err)
+    assert code == 3 and e["code"] == "auth" and "invalid_client" in e["message"]
+    assert wrong not in out + err and "emu~Graph.Secret" not in out + err
+
+
+def test_output_json_error_text_is_escaped_and_redacted():
+    """The JSON is the last guard as the text is: no control character survives parsing, and a
+    registered secret or a token is masked, in the message, the hint and the details."""
+    import json
+
+    from integration import redact
+    from integration.cli import _print_error
+    from integration.errors import ArgumentError, IntegrationError
+
+    secret = "Sup3r-Secret-For-The-Json-Test"
+    redact.register(secret)
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0xxxx.c2lnbmF0dXJlLXBhcnQ"
+    lines: list[str] = []
+    _print_error(IntegrationError(f"bad \x1b[2J\x07 \u202egnp.exe {secret}", hint=f"\x00 token {jwt}"), lines.append, True)
+    _print_error(ArgumentError(f"a\x1b{secret}", "value \x9b1m"), lines.append, True)
+    for line in lines:
+        assert "\x1b" not in line and secret not in line and jwt not in line
+        e = json.loads(line)["error"]
+        for value in (e["message"], e["hint"] or "", e.get("argument", "")):
+            assert not any(c in value for c in "\x00\x07\x1b\x9b\u202e"), value
+            assert secret not in value and jwt not in value
+    first = json.loads(lines[0])["error"]
+    assert "\\x1b[2J" in first["message"] and "\\u202e" in first["message"] and "***" in first["message"]
+    assert first == {"code": "error", "message": first["message"], "hint": first["hint"], "exit_code": 1}
+
+
+def test_output_json_escapes_a_user_value_end_to_end(cfg_file):
+    code, _, err = run(["--config", str(cfg_file), "-o", "json", '!channel-list team="\x1b[31mNope\u202e"'])
+    e = _json_error(err)
+    assert code == 5 and e["code"] == "not_found" and "\x1b" not in e["message"] and "\u202e" not in e["message"]
+    assert "\\x1b[31mNope\\u202e" in e["message"]
+
+
+def test_output_json_internal_error_and_interrupt(monkeypatch):
+    import integration.cli as cli
+
+    def boom(argv, out, err):
+        raise ValueError("something \x1b[0m broke")
+
+    monkeypatch.setattr(cli, "_main", boom)
+    code, out, err = run(["-o", "json", "cache-show"])
+    e = _json_error(err)
+    assert code == 1 and e["code"] == "internal" and e["exit_code"] == 1 and "ValueError" in e["message"]
+    assert "\x1b" not in e["message"] and "bug" in e["hint"]
+
+    def interrupted(argv, out, err):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_main", interrupted)
+    code, _, err = run(["-o", "json", "cache-show"])
+    assert code == 130 and _json_error(err) == {"code": "interrupted", "message": "interrupted", "hint": None,
+                                                  "exit_code": 130}
+    code, _, err = run(["cache-show"])
+    assert code == 130 and err == "interrupted"
+
+
+def test_without_json_errors_stay_text_and_argparse_is_untouched(cfg_file, capsys):
+    run(["--config", str(cfg_file), "-o", "json", "channel-list", "--bogus"])  # turns the hook on, then off
+    code, out, err = run(["--config", str(cfg_file), "nonsense-cmd"])
+    assert code == 2 and err.startswith("error: unknown command") and "{" not in err
+    capsys.readouterr()
+    code, out, err = run(["--config", str(cfg_file), "channel-list", "--bogus"])
+    printed = capsys.readouterr().err  # argparse writes its usage to sys.stderr itself
+    assert code == 2 and "usage: msteams" in printed and "unrecognized arguments: --bogus" in printed
+    assert not printed.lstrip().startswith("{")
+    code, _, err = run(["--config", str(cfg_file), "-o", "table", "nonsense-cmd"])
+    assert code == 2 and err.startswith("error: ")
+
+
+def test_output_json_in_a_real_process(cfg_file):
+    for argv, exit_code in ((["-o", "json", "channel-list", "--bogus"], 2),
+                            (["-o", "json", "--config", str(cfg_file), '!channel-list team="Nope Team"'], 5)):
+        r = subprocess.run([sys.executable, "-m", "integration.cli", *argv], capture_output=True, text=True)
+        assert r.returncode == exit_code and r.stdout == "", r.stderr
+        assert _json_error(r.stderr.strip())["exit_code"] == exit_code
