@@ -297,3 +297,13 @@ def test_output_json_in_a_real_process(cfg_file):
         r = subprocess.run([sys.executable, "-m", "integration.cli", *argv], capture_output=True, text=True)
         assert r.returncode == exit_code and r.stdout == "", r.stderr
         assert _json_error(r.stderr.strip())["exit_code"] == exit_code
+
+
+def test_the_readme_json_error_example_is_what_the_cli_prints(cfg_file):
+    import json
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = json.loads(readme.split("```json\n")[1].split("```")[0])
+    code, _, err = run(["--config", str(cfg_file), "-o", "json", '!channel-list team="Nope Team"'])
+    assert code == 5 and json.loads(err) == example
