@@ -62,6 +62,8 @@ def _safe(value):
         return redact(escape_controls(value))
     if isinstance(value, list | tuple):
         return [_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _safe(v) for k, v in value.items()}
     return value
 
 

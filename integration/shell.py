@@ -66,7 +66,10 @@ class Shell:
         except (_Leave, BrokenPipeError):  # leaving, or nobody reads the output any more
             raise
         except IntegrationError as exc:
-            self._report(number, f"error: {exc}")
+            if self.output == "json":
+                self._report_json(number, exc.to_dict())
+            else:
+                self._report(number, f"error: {exc}")
             return exit_code_for(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not end the analyst's session or the batch
             import logging
@@ -74,8 +77,12 @@ class Shell:
             from .untrusted import clean
 
             logging.getLogger("msteams.shell").debug("internal error", exc_info=True)
-            self._report(number, f"internal error: {type(exc).__name__}: {clean(str(exc), 300)} "
-                                 "(this is a bug; -vv shows details)")
+            what = f"internal error: {type(exc).__name__}: {clean(str(exc), 300)}"
+            if self.output == "json":
+                self._report_json(number, {"code": "internal", "message": what,
+                                           "hint": "this is a bug; -vv shows details", "exit_code": 1})
+            else:
+                self._report(number, f"{what} (this is a bug; -vv shows details)")
             return 1
 
     def _report(self, number: int | None, message: str) -> None:
@@ -84,6 +91,19 @@ class Shell:
 
         # Values in messages go through quote(); escaping the whole line is the last guard.
         self.err(redact(escape_controls(f"line {number}: {message}" if number else message)))
+
+    def _report_json(self, number: int | None, error: dict) -> None:
+        """--output json: the CLI's JSON error (IntegrationError.to_dict, already escaped and
+        redacted), one line each, with the number of the input line when reading a batch."""
+        import json
+
+        from .redact import redact
+        from .untrusted import escape_controls
+
+        error = {k: redact(escape_controls(v)) if isinstance(v, str) else v for k, v in error.items()}
+        if number:
+            error["input_line"] = number
+        self.err(json.dumps({"error": error}, ensure_ascii=False))
 
     def help(self, name: str | None) -> int:
         from .errors import InputError

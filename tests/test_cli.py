@@ -307,3 +307,29 @@ def test_the_readme_json_error_example_is_what_the_cli_prints(cfg_file):
     example = json.loads(readme.split("```json\n")[1].split("```")[0])
     code, _, err = run(["--config", str(cfg_file), "-o", "json", '!channel-list team="Nope Team"'])
     assert code == 5 and json.loads(err) == example
+
+
+def test_output_json_playbook_validate_problems_travel_in_the_error(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\nsteps:\n  - id: a\n    command: \"nope\\x1b[2J\"\n")
+    code, out, err = run(["-o", "json", "playbook", "validate", str(bad), PLAYBOOK])
+    e = _json_error(err)
+    assert code == 2 and e["code"] == "input" and e["message"] == "1 of 2 playbooks has problems"
+    [problem] = e["problems"]
+    assert problem["path"] == str(bad) and problem["line"] == 4 and "unknown command" in problem["message"]
+    assert "\x1b" not in err and "ok (" in out  # the good one is still reported on stdout
+    code, _, err = run(["playbook", "validate", str(bad)])  # text: FILE:LINE lines, then the error
+    assert code == 2 and f"{bad}:4: " in err and err.splitlines()[-1] == "error: 1 of 1 playbook has problems"
+
+
+def test_output_json_shell_batch_reports_each_failed_line(cfg_file):
+    import json
+
+    lines = '!channel-list team="Nope Team"\n!chat-creat\n!channel-list team="IT Helpdesk"\n!ring-user\n'
+    r = subprocess.run([sys.executable, "-m", "integration.cli", "--config", str(cfg_file), "-o", "json", "shell",
+                        "--no-history"], input=lines, capture_output=True, text=True)
+    errors = [json.loads(line)["error"] for line in r.stderr.splitlines()]
+    assert [(e["input_line"], e["code"], e["exit_code"]) for e in errors] == [
+        (1, "not_found", 5), (2, "input", 2), (4, "input", 2)]
+    assert errors[2]["argument"] == "username" and r.returncode != 0
+    assert "Escalations" in r.stdout  # line 3 ran

@@ -55,18 +55,36 @@ def _summary(result) -> str:
     return "\n".join(lines)
 
 
-def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
+class ValidationFailed(InputError):
+    """Playbooks with problems; with --output json the problems travel in the one JSON error
+    (`problems`: path, line, message each) instead of as lines of text before it."""
+
+    def __init__(self, message: str, problems: list[dict]):
+        super().__init__(message)
+        self.problems = problems
+
+    def details(self) -> dict:
+        return {"problems": self.problems}
+
+
+def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[str], None],
+                   as_json: bool = False) -> int:
     from ..redact import redact
     from ..untrusted import printable
     from .loader import load
 
     bad = 0
+    problems: list[dict] = []
     for path in paths:
         try:
             pb = load(path)
         except FileError as exc:
             bad += 1
             for problem in getattr(exc, "problems", None) or [exc]:
+                if as_json:
+                    problems.append({"path": getattr(problem, "path", path), "line": getattr(problem, "line", None),
+                                     "message": printable(str(problem))})
+                    continue
                 # FILE:LINE: message, one per line (editors jump to them); the messages quote
                 # the file's own text back, so they are escaped and cut here.
                 err(redact(printable(str(problem))))
@@ -74,8 +92,8 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
         inputs = ", ".join(f"{k}{'*' if d.get('required') else ''}" for k, d in pb.inputs.items()) or "none"
         out(f"{printable(path)}: ok ({len(pb.steps)} step{'s' if len(pb.steps) != 1 else ''}; inputs: {inputs})")
     if bad:
-        raise InputError(f"{bad} of {len(paths)} playbook{'s' if len(paths) > 1 else ''} "
-                         f"{'has' if bad == 1 else 'have'} problems")
+        raise ValidationFailed(f"{bad} of {len(paths)} playbook{'s' if len(paths) > 1 else ''} "
+                               f"{'has' if bad == 1 else 'have'} problems", problems)
     return 0
 
 
@@ -96,7 +114,7 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
         p = argparse.ArgumentParser(prog="msteams playbook validate", description="Check playbooks without running them.")
         p.add_argument("files", nargs="+", metavar="FILE")
         ns = p.parse_args(argv[1:])
-        return validate_files(ns.files, out, err)
+        return validate_files(ns.files, out, err, as_json=output == "json")
 
     p = argparse.ArgumentParser(prog="msteams playbook run", description="Run a playbook (or plan it with --dry-run).")
     p.add_argument("file", metavar="FILE")
