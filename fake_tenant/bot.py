@@ -175,6 +175,12 @@ class BotConnector:
         """(conversation record, thread root message id for channel replies)."""
         base, _, tail = conv_id.partition(";messageid=")
         conv = self.state.bot_conversations.get(base)
+        if conv is None and base in self.state.chats and self.state.chats[base].chat_type != "oneOnOne":
+            # A group chat the bot was added to (a user wrote to it there): a conversation too.
+            conv = {"id": base, "type": "groupChat", "isGroup": True, "tenantId": self.state.tenant_id,
+                    "chatId": base, "members": [m.user_id for m in self.state.chats[base].members], "botId": None,
+                    "created": utcnow_iso()}
+            self.state.bot_conversations[base] = conv
         if conv is None:
             team, ch = self._channel(base)
             if ch is None:
@@ -310,6 +316,12 @@ class BotConnector:
                 stored["replyToId"] = reply_to
             else:
                 ch.messages.append(msg)
+        elif conv["type"] == "groupChat" and conv.get("chatId") in self.state.chats:
+            msg = self._graph_message(aid, activity, claims, None, None, None)
+            msg.chat_id, msg.team_id, msg.channel_id = conv["chatId"], None, None
+            self.state.chats[conv["chatId"]].messages.append(msg)
+            if reply_to:
+                stored["replyToId"] = reply_to
         elif reply_to:
             stored["replyToId"] = reply_to
         self.state.activities[aid] = {"conversationId": conv["id"], "activity": stored, "edits": 0,

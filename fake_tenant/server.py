@@ -285,11 +285,11 @@ class Emulator:
         self.entra = Entra(self.state, self.tokens, self.base_url)
         self.bot = BotConnector(self.state, self.tokens)
         self.teams = TeamsChannel(self.state, self.base_url, self.bot_service_url, self.ca_bundle)
-        if self._messaging_endpoint:
-            self.teams.register(self._messaging_endpoint)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"msteams-emulator:{self.port}", daemon=True)
         self._thread.start()
+        if self._messaging_endpoint:
+            self.teams.register(self._messaging_endpoint)  # a ChannelError here: stop() works
         return self
 
     def stop(self) -> None:

@@ -185,6 +185,26 @@ def test_channel_message_must_mention_the_bot_and_the_reply_threads_under_it(rig
     assert row["text"] == '!team-member-list team="Security Operations"'
 
 
+def test_group_chat_message_mentioning_the_bot(rig):
+    from fake_tenant.state import Chat, Membership
+
+    emu = rig.emu
+    ids = [emu.state.user(u)["id"] for u in (BOB, CONOR)]
+    chat = Chat("19:ir7group@thread.v2", "group", "IR 7", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+                [Membership(f"m{i}", uid) for i, uid in enumerate(ids)])
+    emu.state.chats[chat.id] = chat
+    rec = rig.says(CONOR, f"!user-get user={BOB}", chat=chat.id)
+    assert "Bob Smith" in rig.reply_text(rec)
+    assert [m.sender.get("user") and m.sender["user"]["displayName"] or m.sender["application"]["id"]
+            for m in chat.messages] == ["Conor O'Brien", rig.bot_id]
+    [row] = rig.audit()
+    assert row["place"] == f"group chat {chat.id}" and row["conversation_type"] == "groupChat"
+    ref = rig.runtime.store.conversation_get(f"chat/{rig.bot_id}/{chat.id}")
+    assert ref["conversationId"] == chat.id and ids[1] in ref["userIds"]
+    assert rig.says(BOB, "!team-list", chat=chat.id, mention_bot=False)["status"] == 202
+    assert len(rig.audit()) == 1  # not addressed to the bot
+
+
 def test_help_unknown_commands_bad_lines_and_escaping(rig):
     assert "channel-list" in rig.reply_text(rig.says(BOB, "help"))
     assert "cache-reset" not in rig.reply_text(rig.says(BOB, "help"))
@@ -314,11 +334,14 @@ def test_forged_tokens_are_refused_before_anything_happens(rig, forgery, caplog)
             assert part not in caplog.text
 
 
-def test_activity_serviceurl_must_match_the_token(rig):
+def test_activity_serviceurl_and_channel_must_match_the_token(rig):
     since = len(rig.emu.request_log)
     activity = rig.activity()
     activity["serviceUrl"] = "https://evil.example/teams/"
     assert rig.deliver(activity)["status"] == 401  # a genuine token, for the emulator's service URL
+    activity = rig.activity()
+    activity["channelId"] = "webchat"  # the key is endorsed for msteams
+    assert rig.deliver(activity)["status"] == 401
     rig.assert_nothing_happened(since)
 
 

@@ -211,10 +211,10 @@ class Processor:
             fields.update(outcome="ok", detail=redact(result.message or f"{rows} result(s)")[:500])
             reply = render.result_reply(text, result)
         except IntegrationError as exc:
-            message = redact(str(exc))
+            message = redact(exc.message)
             fields.update(outcome="error", detail=message[:500])
             reply = render.text_reply(f"{fields.get('command') or 'The command'} failed.",
-                                      message + (f"\n{exc.hint}" if getattr(exc, "hint", None) else ""))
+                                      message + (f"\nhint: {redact(exc.hint)}" if exc.hint else ""))
         except Exception as exc:  # noqa: BLE001 - a bug: say so, without internals
             log.debug("internal error running a command from Teams", exc_info=True)
             fields.update(outcome="error", detail=f"internal error: {type(exc).__name__}")

@@ -97,6 +97,13 @@ class KeySource:
                 self._refresh(now)
             return self._keys.get(kid)
 
+    def ensure_loaded(self) -> None:
+        """Fetch the document and keys once if never fetched (to learn the issuer)."""
+        with self._lock:
+            if self._fetched is None and (self._attempted is None or
+                                          self._clock() - self._attempted >= self.min_refresh):
+                self._refresh(self._clock())
+
     def _refresh(self, now: float) -> None:
         self._attempted = now
         try:
@@ -229,8 +236,7 @@ class InboundVerifier:
         if iss == BOT_FRAMEWORK_ISSUER:
             return self.botframework, "botframework", {BOT_FRAMEWORK_ISSUER}
         if self.tenant is not None and isinstance(iss, str):
-            if self.tenant.issuer is None:
-                self.tenant.key("")  # first use: learn the tenant's issuer from its metadata
+            self.tenant.ensure_loaded()  # first use: learn the tenant's issuer from its metadata
             issuers = _tenant_issuers(self.tenant.issuer, self.tenant_id, self._authority_host)
             if iss in issuers:
                 return self.tenant, "tenant", issuers
@@ -239,7 +245,10 @@ class InboundVerifier:
     # ---- the activity ----
     @staticmethod
     def check_activity(identity: Identity, activity: dict) -> None:
-        """The activity's serviceUrl must be the one the token was issued for."""
+        """The activity comes from Teams (the channel the key is endorsed for) and its
+        serviceUrl is the one the token was issued for."""
+        if activity.get("channelId") != CHANNEL:
+            raise Rejected(f"activity from channel {str(activity.get('channelId'))[:40]!r}, not {CHANNEL}")
         url = activity.get("serviceUrl")
         if not isinstance(url, str) or not url:
             raise Rejected("activity has no serviceUrl")
