@@ -12,10 +12,12 @@ handler must exist in `integration/handlers`, and every function a handlers modu
 That check costs ~0.3 s (PyYAML, jsonschema, the handler modules), so its result is cached per
 content: the parsed commands as JSON in ``$XDG_CACHE_HOME/msteams-soar/`` (or
 ``~/.cache/msteams-soar/``), under a sha256 of the file's bytes, the package version, the
-meta-schema and the code that does the checking (this module, yamlfile, the handler modules). A
-changed byte in any of them means a full check again. A cache file that cannot be read, is not the
-user's own, or does not hold what is expected is ignored and rebuilt; without a writable cache
-directory every load checks in full. A warm load imports neither PyYAML nor jsonschema.
+meta-schema's bytes and the size and time of the code that does the checking (this module,
+yamlfile, the handler modules). A changed byte of the registry or meta-schema, or a changed code
+file, means a full check again. A cache file that cannot be read, is not the user's own, or does
+not hold what is expected is ignored and rebuilt; without a writable cache directory every load
+checks in full. A warm load imports neither PyYAML nor jsonschema, and freezes only the commands
+used.
 
 The registry used is `integration/commands.yml`, or the file ``$MSTEAMS_REGISTRY`` names.
 """
@@ -104,23 +106,41 @@ class CommandSpec:
 
 
 class Registry:
-    def __init__(self, specs: dict[str, CommandSpec], source: str):
-        self.specs = specs
+    """The commands by name. Built from specs, or from checked plain data (``commands``), each
+    command then frozen into its spec when first asked for (a command starts with only its own)."""
+
+    def __init__(self, specs: dict[str, CommandSpec] | None, source: str, *, commands: dict | None = None,
+                 bare_ok=()):
         self.source = source
-        self._aliases = {a: s.name for s in specs.values() for a in s.aliases}
+        self._specs: dict[str, CommandSpec] = dict(specs or {})
+        self._commands = commands or {}
+        self._bare = frozenset(bare_ok)
+        self._order = list(self._specs) + [n for n in self._commands if n not in self._specs]  # file order
+        self._aliases = {a: s.name for s in self._specs.values() for a in s.aliases}
+        self._aliases.update({a: n for n, body in self._commands.items() for a in body.get("aliases", ())})
+
+    def _spec(self, name: str) -> CommandSpec | None:
+        spec = self._specs.get(name)
+        if spec is None and name in self._commands:
+            spec = self._specs[name] = _spec_of(name, self._commands[name], name in self._bare)
+        return spec
+
+    @property
+    def specs(self) -> dict[str, CommandSpec]:
+        return {n: self._spec(n) for n in self._order}
 
     def get(self, name: str) -> CommandSpec | None:
         name = name.strip()
-        return self.specs.get(name) or self.specs.get(self._aliases.get(name, ""))
+        return self._spec(name) or self._spec(self._aliases.get(name, ""))
 
     def names(self) -> list[str]:
-        return sorted(self.specs)
+        return sorted(self._order)
 
     def all_names(self) -> list[str]:
-        return sorted(list(self.specs) + list(self._aliases))
+        return sorted(self._order + list(self._aliases))
 
     def __iter__(self):
-        return iter(self.specs[n] for n in self.names())
+        return iter(self._spec(n) for n in self.names())
 
 
 def _freeze(value):
@@ -190,7 +210,7 @@ def load(path: str | Path | None = None, *, cache: bool = True, check_handlers: 
         cached = _cache_read(key)
         if cached is not None:
             try:
-                return _build(cached["commands"], cached["bare_ok"], source)
+                return _build(cached["commands"], cached["bare_ok"], source, lazy=True)
             except (KeyError, TypeError, ValueError, AttributeError):
                 pass  # not what this version writes: check the file again
     commands, bare_ok = check(raw, source)
@@ -201,28 +221,43 @@ def load(path: str | Path | None = None, *, cache: bool = True, check_handlers: 
     return reg
 
 
-def _build(commands: dict, bare_ok, source: str) -> Registry:
+# What _spec_of reads from a command, as a check leaves it: (field, types, default when absent).
+_SHAPE = (("description", str, None), ("arguments", dict, None), ("flows", dict, {}), ("lookups", dict, {}),
+          ("category", str, ""), ("aliases", list, []), ("local", bool, False), ("handler", str | None, None),
+          ("resolve", dict, {}), ("request", dict | None, None), ("outputs", dict, {}), ("example", str | None, None),
+          ("calls", list, []))
+
+
+def _spec_of(name: str, body: dict, bare_ok: bool) -> CommandSpec:
+    return CommandSpec(
+        name=name,
+        description=body["description"].strip(),
+        arguments=_freeze(body["arguments"]),
+        flows=tuple((f, tuple(p)) for f, p in body.get("flows", {}).items()),
+        lookups=tuple((f, tuple(p)) for f, p in body.get("lookups", {}).items()),
+        category=body.get("category", "admin"),
+        aliases=tuple(body.get("aliases", [])),
+        local=bool(body.get("local", False)),
+        handler=body.get("handler"),
+        resolve=_freeze(body.get("resolve", {})),
+        request=_freeze(body.get("request")),
+        outputs=_freeze(body.get("outputs", {})),
+        example=body.get("example"),
+        calls=tuple(body.get("calls", ())),
+        bare_ok=bare_ok,
+    )
+
+
+def _build(commands: dict, bare_ok, source: str, *, lazy: bool = False) -> Registry:
+    """The registry of checked commands: every spec built now, or (``lazy``, from the cache,
+    whose content a full check once passed) each on first use."""
+    if lazy:
+        for body in commands.values():
+            if not all(isinstance(body.get(k, default), kinds) for k, kinds, default in _SHAPE):
+                raise TypeError("not the shape a check leaves")
+        return Registry(None, source, commands=commands, bare_ok=bare_ok)
     bare = set(bare_ok)
-    specs: dict[str, CommandSpec] = {}
-    for name, body in commands.items():
-        specs[name] = CommandSpec(
-            name=name,
-            description=body["description"].strip(),
-            arguments=_freeze(body["arguments"]),
-            flows=tuple((f, tuple(p)) for f, p in body.get("flows", {}).items()),
-            lookups=tuple((f, tuple(p)) for f, p in body.get("lookups", {}).items()),
-            category=body.get("category", "admin"),
-            aliases=tuple(body.get("aliases", [])),
-            local=bool(body.get("local", False)),
-            handler=body.get("handler"),
-            resolve=_freeze(body.get("resolve", {})),
-            request=_freeze(body.get("request")),
-            outputs=_freeze(body.get("outputs", {})),
-            example=body.get("example"),
-            calls=tuple(body.get("calls", ())),
-            bare_ok=name in bare,
-        )
-    return Registry(specs, source)
+    return Registry({name: _spec_of(name, body, name in bare) for name, body in commands.items()}, source)
 
 
 _loaded: dict = {}
@@ -260,21 +295,26 @@ def _sha256():
     return sha256
 
 
-def _checker_files() -> list[Path]:
-    """What a full check depends on besides the registry file itself."""
-    here = Path(__file__).resolve()
-    handlers = here.parent / "handlers"
-    return [META_SCHEMA_FILE, here, here.with_name("yamlfile.py")] + sorted(
-        handlers / n for n in os.listdir(handlers) if n.endswith(".py"))
+def _checker_files() -> list[str]:
+    """The code a full check runs besides the meta-schema: this module, yamlfile, the handlers."""
+    here = os.path.realpath(__file__)
+    handlers = os.path.join(os.path.dirname(here), "handlers")
+    return [here, os.path.join(os.path.dirname(here), "yamlfile.py")] + sorted(
+        os.path.join(handlers, n) for n in os.listdir(handlers) if n.endswith(".py"))
 
 
 def _cache_key(raw: bytes) -> str | None:
+    """sha256 over the registry's bytes, the package version, the meta-schema's bytes, and the
+    size and modification time of each file of checking code (hashing their ~100 KB on every
+    start would cost more than the rest of the key)."""
     sha256 = _sha256()
     h = sha256(f"{CACHE_FORMAT}\0{__version__}\0".encode())
     h.update(sha256(raw).digest())
     try:
+        h.update(sha256(META_SCHEMA_FILE.read_bytes()).digest())
         for p in _checker_files():
-            h.update(p.name.encode() + b"\0" + sha256(p.read_bytes()).digest())
+            st = os.stat(p)
+            h.update(f"{os.path.basename(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     except OSError:
         return None  # cannot tell what checked it: no cache
     return h.hexdigest()

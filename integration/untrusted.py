@@ -47,6 +47,8 @@ def _escape_char(ch: str) -> str:
 def escape_controls(text: str) -> str:
     """Every character that could drive or mislead a terminal, written as a visible escape
     (`\\x1b`, `\\x00`, `\\u202e`); tab and newline are kept."""
+    if text.isascii() and text.isprintable():  # nothing to escape (and no regex to compile)
+        return text
     return _compiled(_GUARD).sub(lambda m: _escape_char(m.group()), text)
 
 
@@ -59,6 +61,8 @@ def printable(text: str, limit: int = 2000) -> str:
 
 
 def _shorten(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit and text.isascii() and text.isprintable():  # the common case, at once
+        return text, False
     parts: list[str] = []
     size = 0
     control = _compiled(_ANY_CONTROL)

@@ -7,9 +7,14 @@ to themselves (`&a [*a]`, which hangs whatever walks the result) nor expand past
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from .errors import FileError
+
+# typing's import costs ~4 ms of every command's start: only type checkers read these.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Far above any real playbook or registry (the shipped registry expands to a few thousand nodes).
 MAX_EXPANDED_NODES = 200_000
@@ -23,6 +28,9 @@ def _yaml():
 
 def parse(text: str, path: str, *, check_duplicates: bool = True) -> tuple[Any, Any]:
     """(data, root node) of one YAML document; FileError with the line for anything unsafe."""
+    flat = _flat(text)
+    if flat is not None:  # `key: value` lines only (a typical config): no PyYAML import needed
+        return flat
     yaml = _yaml()
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
@@ -50,6 +58,113 @@ def parse(text: str, path: str, *, check_duplicates: bool = True) -> tuple[Any, 
     finally:
         constructor.dispose()
     return data, node
+
+
+# ---- flat documents without PyYAML
+# Importing PyYAML costs ~20 ms, more than the rest of a command like `msteams cache-show`. A
+# document of nothing but `key: value` lines at column 0 (printable ASCII; comments and blank
+# lines allowed), with unique keys and each value a quoted string without escapes or a plain
+# scalar whose type PyYAML's resolver would decide the same way as below, is read here. Anything
+# else, or any doubt (booleans, nulls, numbers beyond plain decimals, timestamps, duplicates,
+# indentation, flow collections, anchors, tags, directives), goes to PyYAML, which then also gives
+# the error. tests/test_yamlfile_flat.py checks the two agree on generated documents.
+
+_BOOL_OR_NULL = frozenset("yes Yes YES no No NO true True TRUE false False FALSE on On ON off Off OFF "
+                          "~ null Null NULL".split())
+
+
+class _Mark:
+    __slots__ = ("line",)
+
+    def __init__(self, line: int):
+        self.line = line  # 0-based, as PyYAML's marks
+
+
+class FlatNode:
+    """The root "node" of a flat document read without PyYAML: the line of each key (for
+    LineMap) and a start mark like PyYAML's mapping node (the first key's line)."""
+
+    def __init__(self, key_lines: dict, first_line: int):
+        self.key_lines = key_lines
+        self.start_mark = _Mark(first_line - 1)
+
+
+@functools.cache
+def _flat_patterns():
+    import re
+
+    entry = re.compile(r"([A-Za-z_][A-Za-z0-9_]*): +(?:'([^']*)'|\"([^\"\\]*)\"|([A-Za-z0-9_/.~+-][A-Za-z0-9_./:@+~=%,-]*))"
+                       r"(?: +#.*)? *")
+    skip = re.compile(r" *(?:#.*)?")
+    not_ascii = re.compile(r"[^\n -~]")
+    simple_int = re.compile(r"-?(?:0|[1-9][0-9]*)")
+    simple_float = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+    return entry, skip, not_ascii, simple_int, simple_float
+
+
+@functools.cache
+def _typed_pattern():
+    import re
+
+    # PyYAML's own resolver patterns for plain scalars starting with - + . or a digit
+    # (yaml/resolver.py: float, int, timestamp): a value matching none of them is a string.
+    return re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN)
+                    |[-+]?0b[0-1_]+
+                    |[-+]?0[0-7_]+
+                    |[-+]?(?:0|[1-9][0-9_]*)
+                    |[-+]?0x[0-9a-fA-F_]+
+                    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+                    |[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+                     (?:[Tt]|[ \t]+)[0-9][0-9]?
+                     :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+                     (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$""", re.X)
+
+
+def _flat(text: str) -> tuple[dict, FlatNode] | None:
+    """(data, FlatNode) of a flat `key: value` document, or None for PyYAML to read it."""
+    if len(text) > 65536:
+        return None
+    entry, skip, not_ascii, simple_int, simple_float = _flat_patterns()
+    if not_ascii.search(text):
+        return None
+    data: dict = {}
+    lines: dict = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        m = entry.fullmatch(line)
+        if m is None:
+            if skip.fullmatch(line):
+                continue
+            return None
+        key, single, double, plain = m.groups()
+        if key in _BOOL_OR_NULL or key in data:
+            return None
+        if single is not None:
+            value = single
+        elif double is not None:
+            value = double
+        elif plain in _BOOL_OR_NULL or plain.endswith(":") or plain == "-":
+            return None
+        elif plain[0] in "-+.0123456789":
+            if simple_int.fullmatch(plain):
+                value = int(plain)
+            elif simple_float.fullmatch(plain):
+                value = float(plain)
+            elif _typed_pattern().match(plain):
+                return None
+            else:
+                value = plain
+        else:
+            value = plain
+        data[key] = value
+        lines[key] = number
+    if not data:
+        return None
+    return data, FlatNode(lines, min(lines.values()))
 
 
 def _check(root, path: str, check_duplicates: bool) -> None:
@@ -112,10 +227,13 @@ class LineMap:
         self.node = node
 
     def line(self, path) -> int | None:
-        yaml = _yaml()
         node = self.node
         if node is None:
             return None
+        if isinstance(node, FlatNode):
+            first = node.start_mark.line + 1
+            return node.key_lines.get(str(path[0]), first) if len(path) else first
+        yaml = _yaml()
         best = node.start_mark.line + 1
         for part in path:
             if isinstance(node, yaml.MappingNode):
