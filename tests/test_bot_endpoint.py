@@ -314,6 +314,7 @@ FORGERIES = {
     "alg none": lambda r: jwt.encode(r.claims(), None, algorithm="none", headers={"kid": r.emu.teams.kid}),
     "HS256 signed with the public key": _hs256_with_public_key,
     "garbage": lambda r: "not.a.jwt",
+    "issuer with a line break": lambda r: r.sign(r.claims(iss="https://x.example/\nINFO forged log line")),
     "no header": lambda r: "",
 }
 
@@ -329,6 +330,7 @@ def test_forged_tokens_are_refused_before_anything_happens(rig, forgery, caplog)
     rig.assert_nothing_happened(since)
     lines = [r.getMessage() for r in caplog.records if r.name == "msteams.bot.server"]
     assert len(lines) == 1 and "refused POST /api/messages" in lines[0] and " 401 " in lines[0]
+    assert "\n" not in lines[0]
     for part in token.split("."):
         if len(part) > 8:  # header, claims and signature of the token appear in no log line
             assert part not in caplog.text

@@ -47,7 +47,11 @@ class Endpoint:
     def _refuse(self, request, status: int, reason: str):
         self.rejected += 1
         peer = request.client.host if request.client else "?"
-        log.warning("refused %s %s from %s: %d %s", request.method, request.url.path, peer, status, reason)
+        from ..untrusted import clean
+
+        # The reason may quote what the caller sent (an issuer, an algorithm): escaped, one line.
+        log.warning("refused %s %s from %s: %d %s", request.method, clean(request.url.path, 100), peer, status,
+                    clean(reason, 300))
         message = {401: "Unauthorized", 413: "Request body too large", 400: "Bad request"}.get(status, "Refused")
         return _json(status, {"error": {"code": message.replace(" ", ""), "message": message}})
 
