@@ -106,23 +106,24 @@ def build_parser(reg, full: set | None = None) -> argparse.ArgumentParser:
     if full is None or listing:
         for tool, text in TOOLS.items():
             sub.add_parser(tool, help=text, add_help=False)
-    for spec in reg:
-        if spec.name.startswith("auth-"):
-            continue
-        if listing:
-            sub.add_parser(spec.name, help=_summary(spec))
-        elif full is None or spec.name in full:
+    if listing:
+        for name, description in reg.descriptions():
+            if not name.startswith("auth-"):
+                sub.add_parser(name, help=_summary(description))
+        return p
+    for spec in reg if full is None else [reg.get(name) for name in sorted(full)]:
+        if not spec.name.startswith("auth-"):
             _add_spec_parser(sub, spec)
     return p
 
 
-def _summary(spec) -> str:
-    return spec.description.split(". ")[0].rstrip(".")
+def _summary(description: str) -> str:
+    return description.split(". ")[0].rstrip(".")
 
 
 def _add_spec_parser(sub, spec) -> None:
     """One subcommand whose flags come from the command's JSON Schema arguments."""
-    sp = sub.add_parser(spec.name, help=_summary(spec), description=spec.description,
+    sp = sub.add_parser(spec.name, help=_summary(spec.description), description=spec.description,
                         argument_default=argparse.SUPPRESS, formatter_class=_Help)
     # A command argument may share a global option's name (token-permissions-list --flow):
     # after the command name, the command's own argument wins.

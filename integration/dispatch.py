@@ -197,7 +197,9 @@ class CommandContext:
         return self.extra["_resolver"]
 
     def result(self, items: list | dict | None, raw: Any = None, *, message: str | None = None,
-               title: str | None = None, next_link: str | None = None) -> Result:
+               title: str | None = None, next_link: str | None = None, context: dict | None = None) -> Result:
+        """The command's result: each item projected through `outputs.fields` (and each `also`),
+        XSOAR's nesting and next-link path from the registry; ``context`` adds more paths."""
         out = self.spec.outputs
         if isinstance(items, dict):
             items = [items]
@@ -205,13 +207,20 @@ class CommandContext:
         fields = out.get("fields")
         values = {**self.args, **{k: v for k, v in self.extra.items() if not k.startswith("_")}}
         rows = [project(i, fields, values) for i in items] if fields else list(items)
+        also = []
+        for more in out.get("also") or ():
+            extra_rows = [project(i, more["fields"], values) for i in items]
+            if more.get("key"):
+                extra_rows = [r for r in extra_rows if r.get(more["key"]) is not None]
+            also.append((more["prefix"], extra_rows))
         t = title or out.get("title")
         if t:
             t = _fill(t, values)
         if message is None and out.get("message"):
             message = _fill(out["message"], values)
         return Result(self.spec.name, rows, out.get("prefix"), out.get("key"), t, list(out.get("columns") or []) or None,
-                      raw, message, next_link, self.flow)
+                      raw, message, next_link, self.flow, nest=out.get("nest"), next_link_path=out.get("next_link"),
+                      also=also, extra_context=dict(context or {}))
 
 
 _TEMPLATE = re.compile(r"\{(\w+)\}")

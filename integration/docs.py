@@ -27,6 +27,22 @@ def _arg_rows(spec: CommandSpec) -> list[str]:
     return rows
 
 
+def context_path(prefix: str, key: str, nest: str | None = None) -> str:
+    """A field's context path as XSOAR documents it ('*' merges the item into the entry)."""
+    if key == "*":
+        return f"{prefix}.*"
+    return f"{prefix}.{key}"
+
+
+def field_source(source: str) -> str:
+    """What an output field is taken from, for the docs."""
+    if source == "*":
+        return "the whole Graph object"
+    if source.startswith("$"):
+        return f"argument or resolved id `{source[1:]}`"
+    return ", else ".join(f"`{alt}`" for alt in source.split("|"))
+
+
 def command_markdown(spec: CommandSpec) -> str:
     lines = [f"### {spec.name}", "", spec.description, ""]
     if spec.aliases:
@@ -47,10 +63,19 @@ def command_markdown(spec: CommandSpec) -> str:
         lines += ["| Argument | Type | Required | Description |", "|---|---|---|---|"] + rows + [""]
     out = spec.outputs
     if out.get("prefix"):
-        lines += [f"Context: `{out['prefix']}` (key `{out.get('key', '-')}`)"]
+        nest = f"; one entry per `{out['key']}` holding its `{out['nest']}` as a list" if out.get("nest") else ""
+        lines += [f"Context: `{out['prefix']}` (key `{out.get('key', '-')}`{nest})"]
         if out.get("fields"):
             lines += ["", "| Context path | From |", "|---|---|"]
-            lines += [f"| `{out['prefix']}.{k}` | `{v}` |" for k, v in out["fields"].items()]
+            lines += [f"| `{context_path(out['prefix'], k, out.get('nest'))}` | "
+                      f"{'a list, each: ' if k == out.get('nest') else ''}{field_source(v)} |"
+                      for k, v in out["fields"].items()]
+        for more in out.get("also") or ():
+            lines += ["", f"Also: `{more['prefix']}` (key `{more.get('key', '-')}`)", "",
+                      "| Context path | From |", "|---|---|"]
+            lines += [f"| `{more['prefix']}.{k}` | {field_source(v)} |" for k, v in more["fields"].items()]
+        if out.get("next_link") or "next_link" in spec.argument_names:
+            lines += ["", f"Next link: `{out.get('next_link') or out['prefix'] + 'NextLink'}`"]
         lines.append("")
     if spec.example:
         lines += ["Example:", "", "```", spec.example, "```", ""]

@@ -6,19 +6,24 @@ setup installs :class:`RedactingFilter`, so a secret that slips into an exceptio
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
 _secrets: set[str] = set()
 MASK = "***"
 
-# JWTs (three base64url parts) and the parameter forms in which grants travel.
-_PATTERNS = [
-    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(?i)\b(client_secret|access_token|refresh_token|id_token|code|code_verifier|assertion|password)"
-               r"(=|\"\s*:\s*\"|':\s*')([^&\s\"',]+)"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{12,}"),
-]
+
+@functools.cache
+def _patterns() -> list:
+    """JWTs (three base64url parts) and the parameter forms in which grants travel; compiled on
+    first use (every CLI start imports this module, few runs print anything to redact)."""
+    return [
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+        re.compile(r"(?i)\b(client_secret|access_token|refresh_token|id_token|code|code_verifier|assertion|password)"
+                   r"(=|\"\s*:\s*\"|':\s*')([^&\s\"',]+)"),
+        re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{12,}"),
+    ]
 
 
 def register(secret: str | None) -> None:
@@ -32,9 +37,10 @@ def redact(text: str) -> str:
         return text
     for s in sorted(_secrets, key=len, reverse=True):
         text = text.replace(s, MASK)
-    text = _PATTERNS[0].sub(MASK, text)
-    text = _PATTERNS[1].sub(lambda m: m.group(1) + m.group(2) + MASK, text)
-    text = _PATTERNS[2].sub(lambda m: m.group(1) + MASK, text)
+    jwt, grant, bearer = _patterns()
+    text = jwt.sub(MASK, text)
+    text = grant.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    text = bearer.sub(lambda m: m.group(1) + MASK, text)
     return text
 
 

@@ -142,6 +142,11 @@ class Registry:
     def __iter__(self):
         return iter(self._spec(n) for n in self.names())
 
+    def descriptions(self) -> list[tuple[str, str]]:
+        """(name, description) of every command, sorted, without building the specs (--help)."""
+        return [(n, self._specs[n].description if n in self._specs else self._commands[n]["description"].strip())
+                for n in self.names()]
+
 
 def _freeze(value):
     if isinstance(value, dict):

@@ -29,16 +29,85 @@ def _set(out: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     cur = out
     for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):  # absent, or null in the item: a nested field makes it an object
+            nxt = cur[p] = {}
+        cur = nxt
     cur[parts[-1]] = value
 
 
+def _copy(value: Any) -> Any:
+    """A copy of JSON data, so that a context entry never shares its objects with the raw reply."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def whole(item: Any) -> Any:
+    """A Graph object as XSOAR keeps it in the context: all of it, without its top-level OData
+    annotations (@odata.context, @odata.type, @odata.etag); nested ones stay (eventDetail's type)."""
+    if not isinstance(item, dict):
+        return _copy(item)
+    return {k: _copy(v) for k, v in item.items() if not (isinstance(k, str) and k.startswith("@odata."))}
+
+
+def source(item: Any, path: str, extra: dict | None = None) -> Any:
+    """One output field's value: '$name' an argument or resolved id, '*' the whole item (see
+    :func:`whole`), 'a.b|c.d' the first of the dotted paths that is not null."""
+    if path.startswith("$"):
+        return (extra or {}).get(path[1:])
+    if path == "*":
+        return whole(item)
+    for alt in path.split("|"):
+        value = dig(item, alt.strip())
+        if value is not None:
+            return value
+    return None
+
+
 def project(item: dict, fields: dict, extra: dict | None = None) -> dict:
-    """Map one response item to its context entry; '$name' takes a resolved parameter."""
+    """Map one response item to its context entry. A field's source is a dotted path into the
+    item, '$name' (a resolved parameter), '*' (the whole item) or 'a|b' (the first not null);
+    the key '*' puts the whole item's keys at the top of the entry, before the other fields."""
     out: dict = {}
     for key, path in fields.items():
-        value = (extra or {}).get(path[1:]) if path.startswith("$") else dig(item, path)
+        value = source(item, path, extra)
+        if key == "*":
+            if isinstance(value, dict):
+                out.update(value)
+            continue
         _set(out, key, value)
+    return out
+
+
+def nest_rows(rows: list, key: str | None, nest: str) -> list:
+    """XSOAR's shape of a listing inside a parent (a chat's or a channel's members or
+    messages): one entry per parent (rows with the same ``key`` value), holding the rows'
+    ``nest`` objects as a list. Rows without a key value stay entries of their own."""
+    out: list = []
+    by_key: dict = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        k = row.get(key) if key else None
+        inner = row.get(nest)
+        entry = by_key.get(k) if k is not None else None
+        if entry is None:
+            entry = {f: v for f, v in row.items() if f != nest}
+            entry[nest] = []
+            out.append(entry)
+            if k is not None:
+                by_key[k] = entry
+        else:
+            for f, v in row.items():
+                if f != nest and entry.get(f) is None:
+                    entry[f] = v
+        if isinstance(inner, list):
+            entry[nest].extend(inner)
+        elif inner is not None:
+            entry[nest].append(inner)
     return out
 
 
@@ -80,6 +149,14 @@ class Result:
     flow: str | None = None
     # The CLI's exit code for a result that reports a problem without failing (integration-health).
     exit_code: int = 0
+    # XSOAR's shapes (commands.yml `outputs`): `nest` gathers each row's object of that name into
+    # one list per key value; `next_link_path` is where the next link goes (default
+    # prefix + "NextLink"); `also` more (prefix, entries) written beside; `extra_context` more
+    # paths a handler writes (a listing's counts).
+    nest: str | None = None
+    next_link_path: str | None = None
+    also: list = field(default_factory=list)
+    extra_context: dict = field(default_factory=dict)
 
     @property
     def readable(self) -> str:
@@ -93,11 +170,17 @@ class Result:
         return "\n\n".join(parts)
 
     def context(self) -> dict:
+        """The context entries as XSOAR writes them (see `nest`, `also`, `next_link_path`)."""
         if not self.prefix:
-            return {}
-        ctx: dict = {self.prefix: self.outputs}
+            return dict(self.extra_context)
+        entries = nest_rows(self.outputs, self.key, self.nest) if self.nest else self.outputs
+        ctx: dict = {self.prefix: entries}
+        for prefix, rows in self.also:
+            if rows:
+                ctx[prefix] = rows
         if self.next_link:
-            ctx[self.prefix + "NextLink"] = self.next_link
+            ctx[self.next_link_path or self.prefix + "NextLink"] = self.next_link
+        ctx.update(self.extra_context)
         return ctx
 
     def to_dict(self) -> dict:

@@ -150,7 +150,7 @@ def test_chat_message_list_orders_and_pages(emu, signed_in, chats):
     add_message(emu, chats["ir"], BOB, "third", "2024-01-01T12:00:00.000Z")
     r = execute("chat-message-list", {"chat": "IR 42", "order_by": "createdDateTime"}, signed_in)
     assert [m["messages"]["content"] for m in r.outputs] == ["third", "second", "first"]
-    assert r.outputs[0]["chatId"] == chats["ir"] and r.outputs[0]["messages"]["from"] == "Bob Smith"
+    assert r.outputs[0]["chatId"] == chats["ir"] and r.outputs[0]["messages"]["fromName"] == "Bob Smith"
     page = execute("microsoft-teams-chat-message-list", {"chat": "IR 42", "limit": 2, "page_size": 2}, signed_in)
     assert len(page.outputs) == 2 and page.next_link
     rest = execute("chat-message-list", {"chat": "IR 42", "next_link": page.next_link}, signed_in)

@@ -14,20 +14,22 @@ def test_channel_messages_newest_first_with_paging(emu, signed_in):
     for text in ("one", "two", "three"):
         add_channel_message(emu, SECOPS, "Incident Response", BOB, text)
     r = execute("message-list", {"team": SECOPS, "channel": "Incident Response"}, signed_in)
-    assert [m["content"] for m in r.outputs] == ["three", "two", "one"]
+    assert [m["messages"]["content"] for m in r.outputs] == ["three", "two", "one"]
     ch = channel_of(emu, SECOPS, "Incident Response")
-    assert r.prefix == "MicrosoftTeams.Message" and r.outputs[0]["channelId"] == ch.id and r.outputs[0]["from"] == "Bob Smith"
+    assert r.prefix == "MicrosoftTeams.MessagesList" and r.outputs[0]["channelId"] == ch.id
+    assert r.outputs[0]["messages"]["fromName"] == "Bob Smith" and r.outputs[0]["chatId"] == ch.id
+    assert [m["body"]["content"] for m in r.context()["MicrosoftTeams.MessagesList"][0]["messages"]] == ["three", "two", "one"]
     first = execute("message-list", {"team": SECOPS, "channel": "Incident Response", "limit": 2, "page_size": 2}, signed_in)
     assert len(first.outputs) == 2 and first.next_link
     rest = execute("message-list", {"team": SECOPS, "channel": "Incident Response", "next_link": first.next_link},
                    signed_in)
-    assert [m["content"] for m in rest.outputs] == ["one"]
+    assert [m["messages"]["content"] for m in rest.outputs] == ["one"]
 
 
 def test_private_channel_messages_sent_by_the_integration(emu, signed_in):
     execute("channel-message-send", {"team": SECOPS, "channel": "Threat Intel", "content": "IOC list"}, signed_in)
     r = execute("message-list", {"team": SECOPS, "channel": "Threat Intel"}, signed_in)
-    assert r.outputs[0]["content"] == "IOC list" and r.outputs[0]["from"] == "SOAR Service Account"
+    assert r.outputs[0]["messages"]["content"] == "IOC list" and r.outputs[0]["messages"]["fromName"] == "SOAR Service Account"
 
 
 def test_private_channel_the_account_is_not_in(emu, signed_in):
@@ -42,9 +44,9 @@ def test_chat_messages_by_topic_member_and_id(emu, signed_in):
     one = make_chat(emu, [SVC, BOB], chat_type="oneOnOne")
     add_message(emu, group, ALICE, "in the group")
     add_message(emu, one, BOB, "just us")
-    assert [m["content"] for m in execute("message-list", {"chat": "IR 42"}, signed_in).outputs] == ["in the group"]
+    assert [m["messages"]["content"] for m in execute("message-list", {"chat": "IR 42"}, signed_in).outputs] == ["in the group"]
     r = execute("message-list", {"chat": BOB}, signed_in)
-    assert [(m["content"], m["chatId"]) for m in r.outputs] == [("just us", one)]
+    assert [(m["messages"]["content"], m["chatId"]) for m in r.outputs] == [("just us", one)]
     assert execute("message-list", {"chat": group}, signed_in, flow="app").outputs[0]["chatId"] == group
 
 
@@ -72,5 +74,5 @@ def test_shared_channel_post_and_list(emu, signed_in):
             flow="delegated")
     execute("channel-message-send", {"team": SECOPS, "channel": "Partners", "content": "hello partners"}, signed_in)
     r = execute("message-list", {"team": SECOPS, "channel": "Partners"}, signed_in)
-    assert [m["content"] for m in r.outputs] == ["hello partners"]
+    assert [m["messages"]["content"] for m in r.outputs] == ["hello partners"]
     assert channel_of(emu, SECOPS, "Partners").membership_type == "shared"

@@ -32,7 +32,7 @@ def test_hostile_input_is_stored_literally(emu, signed_in):
     chat = emu.state.chats[r.outputs["chat"]]
     assert chat.topic == "IR IR-7" and "The chat 'IR IR-7' is ready." in r.step("room")["readable"]
     assert chat.messages[-1].body == {"contentType": "text", "content": HOSTILE}
-    assert r.context["MicrosoftTeams.ChatList"][0]["messages"]["content"] == HOSTILE
+    assert r.context["MicrosoftTeams.ChatList"][0]["messages"][0]["content"] == HOSTILE
     assert r.step("ring")["status"] == "skipped" and r.step("dm")["status"] == "skipped"
     assert ("POST", f"/v1.0/chats/{chat.id}/messages") in graph_calls(emu)
 
@@ -77,7 +77,7 @@ def test_cli_run_prints_progress_and_context_and_exit_codes(emu, cfg_file, tmp_p
                               "--input", f"note={HOSTILE}", "--output", "json"])
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["status"] == "ok" and doc["context"]["MicrosoftTeams.ChatList"][0]["messages"]["content"] == HOSTILE
+    assert doc["status"] == "ok" and doc["context"]["MicrosoftTeams.ChatList"][0]["messages"][0]["body"]["content"] == HOSTILE
     assert "[1/4] room (chat-create) ok in" in err and "[2/4] brief (message-send-to-chat) ok in" in err
     code, out, err = run_cli(["--config", str(cfg_file), "playbook", "run", str(EXAMPLE), "--input", "incident=IR-11"])
     assert code == 0 and "### Playbook example-notify: ok" in out and '"MicrosoftTeams.ChatList"' in out

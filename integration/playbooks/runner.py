@@ -180,8 +180,36 @@ def _deep_update(target: dict, new: dict) -> None:
     for k, v in new.items():
         if isinstance(v, dict) and isinstance(target.get(k), dict):
             _deep_update(target[k], v)
+        elif isinstance(v, list) and isinstance(target.get(k), list) and \
+                any(isinstance(x, dict) for x in v + target[k]):  # a list of objects (scalars: replaced)
+            _merge_list(target[k], v)
         elif v is not None or k not in target:
             target[k] = v
+
+
+_ITEM_KEYS = ("id", "userId", "messageRef")  # what identifies an object of a nested list
+
+
+def _same_item(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in _ITEM_KEYS:
+            if a.get(k) is not None and b.get(k) is not None:
+                return a[k] == b[k]
+    return a == b
+
+
+def _merge_list(target: list, new: list) -> None:
+    """A nested list (a chat's members, a channel's messages) merged, never replaced: objects
+    already there (same id, else same userId) are updated, others appended, so no entry a
+    playbook collected is dropped by a later result about the same parent."""
+    for item in new:
+        match = next((i for i, old in enumerate(target) if _same_item(old, item)), None)
+        if match is None:
+            target.append(item)
+        elif isinstance(item, dict) and isinstance(target[match], dict):
+            _deep_update(target[match], item)
+        else:
+            target[match] = item
 
 
 # ------------------------------------------------------------------ dry-run call descriptions
