@@ -38,9 +38,10 @@ REGISTRY_ENV = "MSTEAMS_REGISTRY"  # another registry file (tests, a site's own 
 CACHE_FORMAT = "msteams-soar registry cache 1"
 CACHE_KEEP = 8  # cache files kept (one per registry content seen); older ones are removed
 
-_COMMAND_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
-_ARGUMENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
-_TEMPLATE = re.compile(r"\{(\w+)\}")  # as dispatch fills them
+# Patterns of the full check (compiled there, through re's own cache: a warm start needs none).
+_COMMAND_NAME = r"[a-z0-9][a-z0-9-]*"
+_ARGUMENT_NAME = r"[a-z][a-z0-9_]*"
+_TEMPLATE = r"\{(\w+)\}"  # as dispatch fills them
 
 
 class CommandSpec:
@@ -460,7 +461,7 @@ def _template_names(value, where: list):
     while stack:
         v, at = stack.pop()
         if isinstance(v, str):
-            for m in _TEMPLATE.finditer(v):
+            for m in re.finditer(_TEMPLATE, v):
                 yield m.group(1), at
         elif isinstance(v, dict):
             stack.extend((x, at + [k]) for k, x in v.items())
@@ -501,7 +502,7 @@ def _check_commands(commands: dict, path: str, lines) -> set:
         return ".".join(str(p) for p in where)
 
     for name, body in commands.items():
-        if not _COMMAND_NAME.fullmatch(name):
+        if not re.fullmatch(_COMMAND_NAME, name):
             raise FileError(path, f"command name {_show(name)}: use lowercase letters, digits and dashes",
                             line=lines.line(["commands", name]))
         errors = list(validator.iter_errors(body))
@@ -534,7 +535,7 @@ def _check_commands(commands: dict, path: str, lines) -> set:
                               "(only references starting with '#' are allowed)")
         props = args["properties"]
         for pname in props:
-            if not _ARGUMENT_NAME.fullmatch(pname):
+            if not re.fullmatch(_ARGUMENT_NAME, pname):
                 fail(name, ["arguments", "properties", pname],
                      f"argument name {_show(pname)}: use lowercase letters, digits and underscores")
         for i, req in enumerate(args.get("required", [])):
