@@ -61,6 +61,9 @@ class Config:
     # published (default: the Bot Framework's OpenID metadata), and the access policy file.
     bot_openid_metadata_url: str | None = None
     bot_access_file: str | None = None
+    # Where Teams reaches that endpoint: the public HTTPS base URL in front of `msteams bot serve`
+    # (create-messaging-endpoint prints it with /api/messages, for the Azure Bot's setting).
+    bot_public_url: str | None = None
     source: str = "environment"
 
     # ---- derived ----
