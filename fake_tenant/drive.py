@@ -1,4 +1,4 @@
-"""``msteams emulator user-says`` and ``msteams emulator install-bot``: act as a Teams user
+"""``msteams emulator user-says``, ``install-bot`` and ``answer-call``: act as a Teams user
 against a running emulator (``msteams emulator serve``), through its admin API. The emulator is
 the one the config names (``--config`` or ``MSTEAMS_CONFIG``, as ``--write-config`` wrote it),
 or ``--emulator URL`` with ``--ca-bundle``.
@@ -89,13 +89,18 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
         p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                        help="wait this long for the bot's reply and print it")
         p.add_argument("text", nargs="+", help="what the user writes (the bot is @mentioned in a channel or chat)")
+    elif action == "answer-call":
+        p.add_argument("--user", required=True, help="whose Teams client rings (mail or UPN)")
+        p.add_argument("answer", choices=("accept", "decline", "busy", "ignore"),
+                       help="pick up, decline, be busy, or let it ring out")
     elif action == "install-bot":
         g = p.add_mutually_exclusive_group(required=True)
         g.add_argument("--user", help="install for this user (personal scope)")
         g.add_argument("--team", help="install in this team")
     else:
         err("usage: msteams emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
-            "msteams emulator install-bot --user MAIL | --team NAME")
+            "msteams emulator install-bot --user MAIL | --team NAME | "
+            "msteams emulator answer-call --user MAIL accept|decline|busy|ignore")
         return 2
     try:
         ns = p.parse_args(argv[1:])
@@ -114,6 +119,8 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
     if action == "user-says":
         body = {"user": ns.user, "text": " ".join(ns.text)}
         body.update({k: getattr(ns, k) for k in ("team", "channel", "chat") if getattr(ns, k)})
+    elif action == "answer-call":
+        body = {"user": ns.user, "answer": ns.answer}
     else:
         body = {"user": ns.user} if ns.user else {"team": ns.team}
     try:
@@ -131,7 +138,9 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
     if data.get("error") or not data.get("status"):
         err(f"error: delivering to {data.get('endpoint')}: {data.get('error') or 'no answer'}")
         return 1
-    out(f"{data.get('type')} delivered to {data.get('endpoint')}: HTTP {data['status']}")
+    what = f"call {data.get('callId')} ({data.get('answer')}) notification" if action == "answer-call" \
+        else data.get("type")
+    out(f"{what} delivered to {data.get('endpoint')}: HTTP {data['status']}")
     if not 200 <= data["status"] < 300:
         return 1
     if action == "user-says" and ns.wait > 0:

@@ -40,6 +40,7 @@ from .faults import Faults
 from .tenant import load_tenant
 from .throttle import Throttler
 from .tls import TlsMaterial
+from .calling import CallError, CallingService
 from .teams_channel import ChannelError, TeamsChannel
 from .tokens import GRAPH_AUDIENCE, TokenError, TokenService
 
@@ -259,6 +260,7 @@ class Emulator:
         self.entra: Entra | None = None
         self.bot: BotConnector | None = None
         self.teams: TeamsChannel | None = None  # the Teams side: simulated users writing to the bot
+        self.calling: CallingService | None = None  # simulated users answering the app's calls
         self._messaging_endpoint = messaging_endpoint
         self.base_url = self.authority = self.graph_url = self.bot_service_url = ""
         self.ca_bundle = ""
@@ -285,6 +287,7 @@ class Emulator:
         self.entra = Entra(self.state, self.tokens, self.base_url)
         self.bot = BotConnector(self.state, self.tokens)
         self.teams = TeamsChannel(self.state, self.base_url, self.bot_service_url, self.ca_bundle)
+        self.calling = CallingService(self.state, self.base_url, self.ca_bundle)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"msteams-emulator:{self.port}", daemon=True)
         self._thread.start()
@@ -334,6 +337,8 @@ class Emulator:
         self.throttle.reset()
         if self.teams is not None:
             self.teams.reset()
+        if self.calling is not None:
+            self.calling.reset()
 
     def expire_tokens(self) -> None:
         """Every access token issued so far now fails with 401."""
@@ -387,6 +392,7 @@ class Emulator:
             "bot_service_url": self.bot_service_url,
             "ca_bundle": self.ca_bundle,
             "bot_openid_metadata_url": self.teams.metadata_url if self.teams else None,
+            "call_openid_metadata_url": self.calling.metadata_url if self.calling else None,
             "service_account": sa["userPrincipalName"] if sa else None,
             # The client's pacer keeps to this tenant's limits: x speed when it runs faster (or
             # slower) than Microsoft's.
@@ -443,6 +449,11 @@ class Emulator:
             return resp
         if path.startswith("/_emulator/"):
             return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body)
+        if path.startswith("/calling-login/"):
+            resp = self.calling.handle(method, path) or Response(404, {"error": {"code": "NotFound",
+                                                                                "message": "Not found"}})
+            self._log(method, path, resp.status, None, started)
+            return resp
         if path.startswith("/botframework-login/"):
             resp = self.teams.handle(method, path) or Response(404, {"error": {"code": "NotFound",
                                                                               "message": "Not found"}})
@@ -656,6 +667,14 @@ class Emulator:
                 return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
             if what in ("messaging-endpoint", "user-says", "install-bot", "deliveries"):
                 return self._teams_admin(method, what, data)
+            if what == "answer-call" and method == "POST":
+                unknown = set(data) - {"user", "answer"}
+                if unknown or not data.get("user") or not data.get("answer"):
+                    return Response(400, {"error": "answer-call takes user and answer"})
+                try:
+                    return Response(200, self.calling.answer(data["user"], data["answer"]))
+                except CallError as e:
+                    return Response(e.status, {"error": str(e)})
             if method == "POST" and what == "expire":
                 self.expire_tokens()
                 return Response(200, {"expired": True})

@@ -49,8 +49,9 @@ class Config:
     ca_bundle: str | None = None
     service_account: str | None = None  # the expected delegated account (login hint)
     redirect_uri: str = "http://localhost"
-    # Graph requires an https callback for calls; the integration does not consume call events.
-    call_callback_uri: str = "https://localhost/msteams/calls/callback"
+    # Where Graph posts a call's notifications (ring-user): by default the bot endpoint's
+    # /api/calls under bot_public_url (msteams bot serve records them; ring-user wait= reads them).
+    call_callback_uri: str | None = None
     store_path: str | None = None
     timeout: float = 30.0
     max_retries: int = 5
@@ -64,6 +65,8 @@ class Config:
     # Where Teams reaches that endpoint: the public HTTPS base URL in front of `msteams bot serve`
     # (create-messaging-endpoint prints it with /api/messages, for the Azure Bot's setting).
     bot_public_url: str | None = None
+    # The keys that sign Graph's call notifications to /api/calls (the calling service's metadata).
+    call_openid_metadata_url: str | None = None
     source: str = "environment"
 
     # ---- derived ----
@@ -96,6 +99,16 @@ class Config:
     @property
     def bot_configured(self) -> bool:
         return bool(self.bot_id and self.bot_secret)
+
+    @property
+    def call_callback_url(self) -> str | None:
+        """The callback given to Graph for calls: call_callback_uri, else bot_public_url +
+        /api/calls; None when neither is set (nobody would hear the call's outcome)."""
+        if self.call_callback_uri:
+            return self.call_callback_uri
+        if self.bot_public_url:
+            return self.bot_public_url.rstrip("/") + "/api/calls"
+        return None
 
     @property
     def resolved_store_path(self) -> Path:

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS bot_audit (
     duration_ms REAL, updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bot_audit_time ON bot_audit(time);
+CREATE TABLE IF NOT EXISTS call_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, state TEXT NOT NULL,
+    code INTEGER, subcode INTEGER, message TEXT, time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_id, id);
 """
 
 
@@ -450,6 +455,20 @@ class Store:
         with self._conn() as c:
             rows = c.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [dict(zip(self.AUDIT_COLS, r)) for r in rows]
+
+    # ---- call state changes (Graph's notifications to the bot endpoint's /api/calls; see bot/calls.py) ----
+    def call_event_add(self, call_id: str, state: str, *, code: int | None = None, subcode: int | None = None,
+                       message: str | None = None) -> None:
+        with self._conn() as c:
+            c.execute("INSERT INTO call_events(call_id, state, code, subcode, message, time) VALUES (?,?,?,?,?,?)",
+                      (call_id, state, code, subcode, message, self._clock()))
+
+    def call_events(self, call_id: str) -> list[dict]:
+        """The call's state changes, oldest first."""
+        with self._conn() as c:
+            rows = c.execute("SELECT state, code, subcode, message, time FROM call_events WHERE call_id=? ORDER BY id",
+                             (call_id,)).fetchall()
+        return [dict(zip(("state", "code", "subcode", "message", "time"), r)) for r in rows]
 
 
 class _Tx:

@@ -117,7 +117,9 @@ def test_https_anywhere_and_http_on_loopback_accepted(tmp_path, url):
 
 def test_redirect_uri_default_http_localhost_is_valid():
     assert config.url_problem(config.Config().redirect_uri) is None
-    assert config.url_problem(config.Config().call_callback_uri) is None
+    assert config.Config().call_callback_uri is None and config.Config().call_callback_url is None
+    assert config.Config(bot_public_url="https://bot.example.com/").call_callback_url == \
+        "https://bot.example.com/api/calls"
 
 
 def test_a_url_with_a_password_is_not_echoed(tmp_path):

@@ -168,11 +168,11 @@ def test_war_room_hostile_title_arrives_literally(emu, signed_in):
 # ------------------------------------------------------------------ page-oncall
 
 def test_page_oncall_rings(emu, runtime):
-    r = run(PAGE, {"oncall": "Priya Patel", "reason": "IR-1"}, runtime)
+    r = run(PAGE, {"oncall": "Priya Patel", "reason": "IR-1", "wait": 0}, runtime)  # rings only
     assert r.status == "ok", r.lines
     [call] = emu.state.calls.values()
     assert r.outputs == {"call": "ok", "call_id": call["id"], "call_error": None, "message": "skipped",
-                         "message_ref": None}
+                         "message_ref": None, "outcome": None}
     assert posts(emu, "/communications/calls") == ["/v1.0/communications/calls"]
     assert not [p for m, p in calls(emu) if p.startswith("/botframework")]
     assert r.context["MicrosoftTeams.Call"][0]["userName"] == "Priya Patel"
@@ -182,7 +182,7 @@ def test_page_oncall_sends_a_message_when_the_call_is_not_possible(emu, runtime)
     app = emu.config()["client_id"]
     emu.set_permissions(app, application=sorted(set(emu.state.apps[app].application_permissions)
                                                 - {"Calls.Initiate.All"}))
-    r = run(PAGE, {"oncall": "priya.patel@contoso.example", "reason": HOSTILE}, runtime)
+    r = run(PAGE, {"oncall": "priya.patel@contoso.example", "reason": HOSTILE, "wait": 0}, runtime)
     assert r.status == "ok", r.lines
     assert r.outputs["call"] == "failed" and "Calls.Initiate.All" in r.outputs["call_error"]
     assert r.outputs["message"] == "ok" and r.outputs["message_ref"]

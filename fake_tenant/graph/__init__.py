@@ -26,7 +26,8 @@ Choices where Microsoft's documentation is vague, and known deviations:
 - Teams: adding an existing team member answers 201 with the membership (roles updated);
   channels/chats answer 409. Delegated changes to team membership need a team owner.
   Deleted channel names are free again at once (Graph reserves them while soft-deleted).
-- Calls: stay ``establishing`` (no media, no callback notifications). More than 100 live
+- Calls: stay ``establishing`` (no media) until a simulated user answers (``calling.py``: signed
+  notifications to the callback). More than 100 live
   calls per app is 429 with ``Retry-After``. Unknown target users are 404.
 - Meetings: app-only ``/users/{id}/onlineMeetings`` also needs the app's application access
   policy, modelled as ``App.online_meetings_policy`` (seed key

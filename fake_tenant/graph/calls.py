@@ -1,7 +1,8 @@
 """Outgoing calls: ``POST /communications/calls`` (app-only, ``Calls.Initiate.All``; the server
 refuses delegated tokens by the permission map), ``GET`` and ``DELETE /communications/calls/{id}``.
 
-Calls stay in ``establishing`` (the emulator places no media). An app may have at most
+Calls stay in ``establishing`` (the emulator places no media) until a simulated user answers
+(``fake_tenant/calling.py``, ``msteams emulator answer-call``). An app may have at most
 :data:`MAX_CONCURRENT_CALLS` calls that are not terminated; one more is answered 429
 ``TooManyRequests`` with ``Retry-After`` (Graph lists the limit among its throttling limits).
 Unknown target users are a 404 ``NotFound``.

@@ -1,7 +1,8 @@
 """The endpoint's HTTP side: a Starlette app served by uvicorn (``msteams bot serve``).
 
-Routes are one table (:func:`routes`): ``POST /api/messages`` (Bot Framework activities) and
-``GET /healthz``; another endpoint (call notifications) is one more entry. For
+Routes are one table (:func:`routes`): ``POST /api/messages`` (Bot Framework activities),
+``POST /api/calls`` (Graph's call notifications, ``calls.py``: the same steps with the calling
+service's keys, recorded in the store, answered 202) and ``GET /healthz``. For
 ``/api/messages``, in this order and before anything is processed or stored:
 
 1. no ``Authorization`` header -> 401;
@@ -38,9 +39,10 @@ def _json(status: int, body: dict | None = None):
 class Endpoint:
     """The verifier and processor the routes use."""
 
-    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY):
+    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY, calls=None):
         self.verifier = verifier
         self.processor = processor
+        self.calls = calls  # CallNotifications (calls.py), or None: /api/calls answers 404
         self.max_body = max_body
         self.rejected = 0  # refused requests (health, tests)
 
@@ -93,6 +95,44 @@ class Endpoint:
             log.debug("internal error", exc_info=True)
             return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
 
+    async def call_notifications(self, request):
+        """``POST /api/calls``: verified as the messages are (calls.py), then recorded."""
+        from starlette.concurrency import run_in_threadpool
+
+        from .verify import Rejected
+
+        try:
+            if self.calls is None:
+                return _json(404, {"error": {"code": "NotFound", "message": "Not found"}})
+            auth = request.headers.get("authorization")
+            if not auth:
+                return self._refuse(request, 401, "no Authorization header")
+            declared = request.headers.get("content-length")
+            if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
+                return self._refuse(request, 413, f"declared body of {declared[:20]} bytes")
+            try:
+                await run_in_threadpool(self.calls.verifier.verify, auth)
+            except Rejected as exc:
+                return self._refuse(request, 401, str(exc))
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    return self._refuse(request, 413, f"body over {self.max_body} bytes")
+            try:
+                doc = json.loads(bytes(body))
+            except (ValueError, RecursionError):
+                return self._refuse(request, 400, "body is not JSON")
+            try:
+                await run_in_threadpool(self.calls.accept, doc)
+            except ValueError as exc:
+                return self._refuse(request, 400, str(exc))
+            return _json(202)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
+            log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+            log.debug("internal error", exc_info=True)
+            return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
     async def healthz(self, request):
         return _json(200, {"status": "ok"})
 
@@ -103,6 +143,7 @@ def routes(endpoint: Endpoint) -> list:
 
     return [
         Route("/api/messages", endpoint.messages, methods=["POST"]),
+        Route("/api/calls", endpoint.call_notifications, methods=["POST"]),
         Route("/healthz", endpoint.healthz, methods=["GET"]),
     ]
 
@@ -249,4 +290,9 @@ def build(runtime, *, workers: int = 4, clock: Callable[[], float] | None = None
     clock = clock or time.monotonic
     access = Access(policy, GraphDirectory(runtime), clock=clock)
     limiter = RateLimiter(policy.per_minute, policy.burst, clock=clock)
-    return Endpoint(verifier, Processor(runtime, access, limiter, workers=workers, clock=clock))
+    calls = None
+    if cfg.client_id:  # the app that places calls (ring-user) is the notifications' audience
+        from .calls import CallNotifications, CallVerifier
+
+        calls = CallNotifications(CallVerifier.from_config(cfg), runtime.store)
+    return Endpoint(verifier, Processor(runtime, access, limiter, workers=workers, clock=clock), calls=calls)
