@@ -2,9 +2,13 @@
 message people and channels: manifest.json (current published schema) with the bot, plus a
 192x192 colour icon and a 32x32 outline icon, drawn here as PNGs with zlib and struct.
 
-The bot is notification-only (it sends; it does not take commands), installable for a person,
-a team or a group chat. The Teams app id defaults to one derived from the bot id, so building
-the package again yields an update of the same app rather than a second app.
+The bot is conversational (``isNotificationOnly: false``: people send it commands, answered by
+``msteams bot serve``), installable for a person, a team or a group chat; its ``commandLists``
+offer the most useful read-only commands from the registry (Teams shows at most 10 per scope);
+``validDomains`` holds the messaging endpoint's host (``bot_public_url``); ``supportsCalling``
+is on when the calls' notifications have somewhere to go (``bot_public_url`` or
+``call_callback_uri``: ``ring-user``). The Teams app id defaults to one derived from the bot id,
+so building the package again yields an update of the same app rather than a second app.
 """
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ SCHEMA_URL = f"https://developer.microsoft.com/json-schemas/teams/v{MANIFEST_VER
 COLOR_ICON, OUTLINE_ICON = "color.png", "outline.png"
 _APP_NAMESPACE = uuid.UUID("0d6f1f3c-6d1e-4c55-9a57-3c4f0b7e2a11")  # fixed: same bot id -> same app id
 DEFAULT_URL = "https://example.com/msteams-soar"  # placeholder pages; pass real ones for a store listing
+MAX_COMMANDS = 10  # Teams: at most 10 commands per scope in a bot's commandLists
+# The read-only commands most worth offering in Teams' command menu, in this order (those the
+# registry has and that are read-only; other read-only commands fill the list up to 10).
+PREFERRED_COMMANDS = ("channel-list", "channel-user-list", "team-list", "team-member-list", "team-list-joined",
+                      "user-get", "user-list", "chat-list", "chat-member-list", "message-list")
 
 
 # ---- PNG ----
@@ -77,11 +86,42 @@ def outline_icon(size: int = 32) -> bytes:
 
 
 # ---- manifest ----
+def command_list(registry, limit: int = MAX_COMMANDS) -> list[dict]:
+    """The bot's commands for Teams' menu: read-only commands (the ``read`` group of the bot's
+    access policy), preferred ones first; title at most 32 characters, description 128."""
+    from .bot.access import NEVER_FROM_TEAMS, command_groups
+
+    names = [n for n in registry.names() if n not in NEVER_FROM_TEAMS]
+    specs = {n: registry.get(n) for n in names}
+    readable = [n for n in names if not getattr(specs[n], "local", False) and command_groups(specs[n]) == {"read"}]
+    ordered = [n for n in PREFERRED_COMMANDS if n in readable] + sorted(n for n in readable
+                                                                        if n not in PREFERRED_COMMANDS)
+    out = []
+    for n in ordered[:limit]:
+        text = " ".join((specs[n].description or n).split())
+        first = text.split(". ")[0].rstrip(".")
+        out.append({"title": n[:32], "description": (first if len(first) <= 128 else first[:127] + "\u2026")})
+    return out
+
+
+def host_of(url: str | None) -> str | None:
+    """The host of a URL, as validDomains lists it (with a port when one is given)."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    return parts.hostname + (f":{parts.port}" if parts.port else "")
+
+
 def build_manifest(*, bot_id: str, client_id: str | None = None, app_id: str | None = None, version: str = "1.0.0",
                    name: str = "SOAR Notifications", short_description: str | None = None,
                    full_description: str | None = None, developer: str = "Security Operations",
                    website_url: str = DEFAULT_URL, privacy_url: str | None = None, terms_url: str | None = None,
-                   valid_domains: list[str] | None = None, accent_color: str = "#4B53BC") -> dict:
+                   valid_domains: list[str] | None = None, accent_color: str = "#4B53BC",
+                   commands: list[dict] | None = None, supports_calling: bool = False) -> dict:
     manifest = {
         "$schema": SCHEMA_URL,
         "manifestVersion": MANIFEST_VERSION,
@@ -96,11 +136,14 @@ def build_manifest(*, bot_id: str, client_id: str | None = None, app_id: str | N
             "full": (full_description or
                      "Notifications from security automation: incident alerts, requests for approval as "
                      "Adaptive Cards that update in place when decided, and messages to incident channels. "
-                     "The bot only sends; it does not read your conversations.")[:4000]},
+                     "Allowed analysts can send it commands (in a 1:1 chat, or by @mentioning it in a channel "
+                     "or group chat); it reads only the messages addressed to it.")[:4000]},
         "icons": {"color": COLOR_ICON, "outline": OUTLINE_ICON},
         "accentColor": accent_color,
-        "bots": [{"botId": bot_id, "scopes": ["personal", "team", "groupChat"], "isNotificationOnly": True,
-                  "supportsFiles": False, "supportsCalling": False, "supportsVideo": False}],
+        "bots": [{"botId": bot_id, "scopes": ["personal", "team", "groupChat"], "isNotificationOnly": False,
+                  "supportsFiles": False, "supportsCalling": bool(supports_calling), "supportsVideo": False,
+                  **({"commandLists": [{"scopes": ["personal", "team", "groupChat"],
+                                        "commands": list(commands[:MAX_COMMANDS])}]} if commands else {})}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": list(dict.fromkeys(valid_domains or [])),
     }
@@ -119,6 +162,12 @@ def write_package(path: str, manifest: dict) -> dict:
 
 
 # ---- CLI ----
+def _registry():
+    from . import registry
+
+    return registry.default_registry()
+
+
 _GUID = "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 
 
@@ -142,7 +191,9 @@ def main(argv: list[str], *, config: str | None = None, out: Callable[[str], Non
     p.add_argument("--privacy-url", help="privacy statement (default: WEBSITE/privacy)")
     p.add_argument("--terms-url", help="terms of use (default: WEBSITE/terms)")
     p.add_argument("--valid-domain", action="append", default=[], metavar="DOMAIN",
-                   help="a domain the app may open (repeatable); a notification bot needs none")
+                   help="a domain the app may open (repeatable); bot_public_url's host is always listed")
+    p.add_argument("--calling", action=argparse.BooleanOptionalAction, default=None,
+                   help="declare supportsCalling (default: when bot_public_url or call_callback_uri is set)")
     p.add_argument("--accent-color", default="#4B53BC", help="icon background, #RRGGBB")
     ns = p.parse_args(argv)
     cfg = config_mod.load(ns.config or config)
@@ -164,7 +215,9 @@ def main(argv: list[str], *, config: str | None = None, out: Callable[[str], Non
                               name=ns.name, short_description=ns.short_description,
                               full_description=ns.full_description, developer=ns.developer,
                               website_url=ns.website_url, privacy_url=ns.privacy_url, terms_url=ns.terms_url,
-                              valid_domains=ns.valid_domain, accent_color=ns.accent_color)
+                              valid_domains=[d for d in (host_of(cfg.bot_public_url),) if d] + ns.valid_domain,
+                              accent_color=ns.accent_color, commands=command_list(_registry()),
+                              supports_calling=bool(cfg.call_callback_url) if ns.calling is None else ns.calling)
     try:
         write_package(ns.out, manifest)
     except OSError as exc:

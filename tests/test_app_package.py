@@ -67,7 +67,8 @@ def test_manifest_validates_against_the_published_schema(built, schema):
     assert bot["botId"] == built["cfg"]["bot_id"] and set(bot["scopes"]) == {"personal", "team", "groupChat"}
     assert manifest["webApplicationInfo"]["id"] == built["cfg"]["client_id"]
     assert manifest["icons"] == {"color": "color.png", "outline": "outline.png"}
-    assert manifest["validDomains"] == []
+    assert manifest["validDomains"] == []  # no bot_public_url in the emulator's config
+    assert bot["isNotificationOnly"] is False and bot["supportsCalling"] is False and bot["commandLists"]
     assert "wrote" in built["out"][-1] and manifest["id"] in built["out"][-1]
 
 
@@ -132,3 +133,48 @@ def test_failures_exit_codes(emu, tmp_path, monkeypatch):
 
 def test_listed_as_a_tool():
     assert "app-package" in cli.build_parser(cli._registry()).format_help()
+
+
+# ---- the conversational bot (issue 11, part 7) ----
+
+def test_conversational_bot_with_commands_domain_and_calling(emu, tmp_path, schema):
+    import yaml
+
+    conf = emu.write_config(str(tmp_path / "emu.yml"))
+    data = yaml.safe_load(open(conf, encoding="utf-8"))
+    data["bot_public_url"] = "https://soar-bot.contoso.example:8443/"
+    (tmp_path / "pub.yml").write_text(yaml.safe_dump(data))
+    target = tmp_path / "app.zip"
+    assert cli.main(["--config", str(tmp_path / "pub.yml"), "app-package", "--out", str(target)],
+                    out=lambda s: None, err=lambda s: None) == 0
+    manifest = json.loads(zipfile.ZipFile(target).read("manifest.json"))
+    assert errors(schema, manifest) == []
+    bot = manifest["bots"][0]
+    assert bot["isNotificationOnly"] is False and bot["supportsCalling"] is True
+    assert set(bot["scopes"]) == {"personal", "team", "groupChat"}
+    [commands] = bot["commandLists"]
+    assert set(commands["scopes"]) == {"personal", "team", "groupChat"}
+    titles = [c["title"] for c in commands["commands"]]
+    assert len(titles) == 10 and titles[0] == "channel-list" and "user-get" in titles
+    from integration import registry
+    from integration.bot.access import command_groups
+
+    reg = registry.default_registry()
+    assert all(command_groups(reg.get(t)) == {"read"} for t in titles)  # read-only, runnable by analysts
+    assert all(len(c["description"]) <= 128 and c["description"] for c in commands["commands"])
+    assert manifest["validDomains"] == ["soar-bot.contoso.example:8443"]
+    # without a public URL: no domain, no calling (unless asked)
+    m = json.loads(zipfile.ZipFile(tmp_path / "app.zip").read("manifest.json"))
+    assert cli.main(["--config", conf, "app-package", "--out", str(tmp_path / "b.zip"), "--calling"],
+                    out=lambda s: None, err=lambda s: None) == 0
+    b = json.loads(zipfile.ZipFile(tmp_path / "b.zip").read("manifest.json"))
+    assert b["validDomains"] == [] and b["bots"][0]["supportsCalling"] is True and m["bots"][0]["commandLists"]
+
+
+def test_commands_are_capped_at_ten(schema):
+    from integration import registry
+
+    cmds = app_package.command_list(registry.default_registry(), limit=50)
+    assert len(cmds) > 10
+    m = app_package.build_manifest(bot_id="9c2e4b6d-8f1a-4d3c-b5e7-2a4c6e8f0b1d", commands=cmds)
+    assert len(m["bots"][0]["commandLists"][0]["commands"]) == 10 and errors(schema, m) == []

@@ -1,5 +1,5 @@
-"""Admin commands about the integration itself: a health check of every auth flow, the bot
-and the context store; the permissions each flow's token carries; and preloading the
+"""Admin commands about the integration itself: a health check of every auth flow, the bot,
+the context store and (with bot_public_url) the bot endpoint's /healthz and certificate; the permissions each flow's token carries; and preloading the
 directory (teams, channels, members, users) into the store.
 
 The health check asks the token endpoint for a fresh token per configured flow, bypassing
@@ -83,11 +83,73 @@ def _store_row(ctx) -> dict:
     return row
 
 
+def _peer_certificate(url: str, verify, timeout: float) -> dict:
+    """The endpoint's certificate (checked against the system's CAs or ca_bundle, and the host
+    name): its expiry. Raises ssl.SSLError / OSError when it is not valid or not reachable."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as sock:
+        with context.wrap_socket(sock, server_hostname=parts.hostname) as tls:
+            cert = tls.getpeercert()
+    return {"notAfter": ssl.cert_time_to_seconds(cert["notAfter"]) if cert and cert.get("notAfter") else None}
+
+
+def _endpoint_row(ctx) -> dict | None:
+    """The bot endpoint (msteams bot serve) where bot_public_url says Teams and Graph reach it:
+    GET /healthz answers, and its certificate (https) is valid for the host and not expired."""
+    base = getattr(ctx.cfg, "bot_public_url", None)
+    if not base:
+        return None
+    import ssl
+
+    import requests
+
+    url = base.rstrip("/") + "/healthz"
+    row = {"check": "endpoint", "configured": True, "url": url, "status": None, "detail": None,
+           "certificateExpiresOn": None}
+    timeout = min(ctx.cfg.timeout, 10.0)
+    if url.lower().startswith("https://"):
+        try:
+            cert = _peer_certificate(url, ctx.cfg.verify, timeout)
+        except ssl.SSLError as exc:
+            row.update(status="certificate invalid",
+                       detail=f"{base}: {getattr(exc, 'verify_message', None) or exc.reason or exc}")
+            return row
+        except OSError as exc:
+            row.update(status="unreachable", detail=f"{base}: {exc.strerror or type(exc).__name__}")
+            return row
+        if cert["notAfter"]:
+            row["certificateExpiresOn"] = _expires(cert["notAfter"])
+    try:
+        with requests.Session() as s:
+            s.trust_env = False
+            resp = s.get(url, timeout=timeout, verify=ctx.cfg.verify, allow_redirects=False)
+    except requests.exceptions.SSLError:
+        row.update(status="certificate invalid", detail=f"{base}: the TLS certificate was not accepted")
+        return row
+    except requests.RequestException as exc:
+        row.update(status="unreachable", detail=f"{base}: {type(exc).__name__}")
+        return row
+    if resp.status_code != 200:
+        row.update(status="unreachable", detail=f"{url} answered HTTP {resp.status_code}")
+        return row
+    cert_note = f"; certificate valid until {row['certificateExpiresOn']}" if row["certificateExpiresOn"] else ""
+    row.update(status="ok", detail=f"{url} answered{cert_note}")
+    return row
+
+
 def integration_health(ctx):
     reg = ctx.runtime.registry
     needs = permissions_by_flow(reg)
     rows = [_flow_row(ctx, flow, needs.get(flow, {})) for flow in FLOWS]
     rows.append(_store_row(ctx))
+    endpoint = _endpoint_row(ctx)
+    if endpoint is not None:
+        rows.append(endpoint)
     problems = [r for r in rows if r["status"] not in ("ok", "not configured", "not signed in")]
     usable = [r["check"] for r in rows if r["check"] in FLOWS and r["status"] in ("ok", "missing permissions")]
     # The CLI's exit codes (errors.py): 3 configuration or auth, 4 missing permission.
