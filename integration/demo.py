@@ -2,7 +2,9 @@
 delegated flow unattended, and run the shipped playbook `playbooks/incident-war-room.yml` for a
 critical incident, printing each step as it runs and then the war room it opened: the chat, the
 bridge meeting, the incident cards, the call to the on-call engineer, and the context a SOAR
-platform would store.
+platform would store. Then the other direction: the bot's messaging endpoint (`msteams bot
+serve`) runs in-process on loopback, the fake tenant delivers a signed command an analyst sends
+the bot in Teams, and the demo prints the bot's answer as the fake Bot Connector recorded it.
 """
 from __future__ import annotations
 
@@ -64,6 +66,52 @@ def war_room_summary(result, emu) -> list[str]:
     elif o.get("call") == "failed":
         lines.append(f"- The call to the on-call engineer failed: {result.step('ring')['error']}")
     return lines
+
+
+ANALYST = "bob.smith@contoso.example"
+TEAMS_COMMAND = '!channel-list team="Security Operations"'
+ACCESS = f"""# who may run which command from Teams (bot_access_file)
+roles:
+  analysts: {{users: [{ANALYST}]}}
+allow:
+  analysts: [read]
+"""
+
+
+def command_from_teams(rt, emu, workdir: str, out: Callable[[str], None]) -> None:
+    """An analyst sends the bot a command in Teams; the endpoint verifies, runs and answers it."""
+    from fake_tenant.drive import _card_text
+
+    from .bot import server as bot_server
+
+    access = os.path.join(workdir, "bot-access.yml")
+    with open(access, "w", encoding="utf-8") as f:
+        f.write(ACCESS)
+    rt.cfg.bot_access_file = access
+    endpoint = bot_server.build(rt, workers=1)
+    server = bot_server.BotServer(endpoint).start()
+    try:
+        emu.teams.register(server.messaging_endpoint)  # as `msteams bot serve` registers itself
+        out(f"> msteams bot serve --port {server.port}      (in-process; the fake tenant's messaging endpoint: "
+            f"{server.messaging_endpoint})")
+        analyst = emu.state.user(ANALYST)
+        out(f"> msteams emulator user-says --user {ANALYST} {_quote(TEAMS_COMMAND)}")
+        rec = emu.teams.user_says(ANALYST, TEAMS_COMMAND)
+        endpoint.processor.drain(20)
+        out(f"  {analyst['displayName']} (analyst) in a 1:1 chat with the bot: {TEAMS_COMMAND}")
+        out(f"  signed activity delivered: HTTP {rec['status']}")
+        replies = [a["activity"] for a in emu.state.activities.values()
+                   if a["activity"].get("replyToId") == rec["activityId"]]
+        for reply in replies:
+            out("  bot: " + "\n       ".join(_card_text(reply)))
+        if not replies:
+            out("  (no reply from the bot)")
+        for row in rt.store.audit_list(limit=1):
+            out(f"  audit: {row['sender_name']} ran {row['command']} in {row['place']}: {row['decision']}, "
+                f"{row['outcome']}")
+    finally:
+        emu.teams.register(None)
+        server.stop()
 
 
 def context_tables(context: dict) -> list[str]:
@@ -140,6 +188,9 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
             out("## Context (what the SOAR platform stores)")
             for line in context_tables(result.context):
                 out(line)
+            out("")
+            out("## A command from Teams: an analyst asks the bot")
+            command_from_teams(rt, emu, workdir, out)
             snap = emu.state.snapshot()
             msgs = sum(len(c["messages"]) for c in snap["chats"].values())
             out("")

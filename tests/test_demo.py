@@ -20,3 +20,10 @@ def test_demo_runs_the_war_room_playbook(tmp_path):
                  "MicrosoftTeams.Call"):
         assert f"### {path}" in text
     assert "Traceback" not in text and (tmp_path / "config.yml").is_file()
+    # the other direction: an analyst's command from Teams, answered by the bot endpoint
+    assert "## A command from Teams" in text
+    assert "Bob Smith (analyst) in a 1:1 chat with the bot: !channel-list team=\"Security Operations\"" in text
+    assert "signed activity delivered: HTTP 202" in text
+    answer = text[text.index("  bot: "):]
+    assert "Incident Response" in answer and "Threat Intel" in answer
+    assert "audit: Bob Smith ran channel-list in personal chat: allowed, ok" in text
