@@ -11,6 +11,7 @@ Seed format (see ``default_tenant.yaml``)::
     on_call: <upn>
     teams:        [{id?, displayName, description?, visibility?, owners: [upn], members: [upn],
                     channels: [{id?, displayName, description?, membershipType?, owners?: [upn], members?: [upn]}]}]
+    groups:       [{id?, displayName, description?, visibility?, owners: [upn], members: [upn]}]  # without a team
     apps:         [{name, app_id, secret, kind: graph|bot,
                     application_permissions: [..], delegated_permissions: [..],
                     redirect_uris?: [..]}]
@@ -30,6 +31,15 @@ def _stable_guid(*parts: str) -> str:
     """A deterministic GUID so seeded ids are the same on every start."""
     h = hashlib.sha1("/".join(parts).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def _membership_id(*parts: str) -> str:
+    """A conversationMember id as Graph issues them (base64 of '1#...', so 'MCMj...'), stable
+    for the same container and user (graph.common.member_id makes the same for added members)."""
+    import base64
+
+    digest = hashlib.sha1(("1#" + "#".join(parts)).encode()).hexdigest()[:24]
+    return "MCMjMSMj" + base64.urlsafe_b64encode(digest.encode()).decode().rstrip("=")
 
 
 def _thread_id(*parts: str) -> str:
@@ -96,6 +106,12 @@ class Team:
     visibility: str = "private"
     members: list = field(default_factory=list)  # list[Membership]
     channels: dict = field(default_factory=dict)  # id -> Channel, insertion ordered (General first)
+    archived: bool = False
+    # PATCHed or created settings, by team property (memberSettings, guestSettings, ...): each
+    # overrides the defaults team_resource shows
+    settings: dict = field(default_factory=dict)
+    classification: str | None = None
+    mail_nickname: str | None = None
 
 
 @dataclass
@@ -118,6 +134,9 @@ class TenantState:
         self.service_account: str | None = None  # user id
         self.on_call: str | None = None  # user id
         self.teams: dict[str, Team] = {}
+        # Microsoft 365 groups without a team (a team's group is its Team): id -> {"id",
+        # "displayName", "description", "visibility", "owners": [user id], "members": [user id]}
+        self.groups: dict[str, dict] = {}
         self.apps: dict[str, App] = {}  # app_id -> App
         self.chats: dict[str, Chat] = {}
         self.meetings: dict[str, dict] = {}
@@ -196,7 +215,7 @@ class TenantState:
             owners = [uid_of(x) for x in t.get("owners", [])]
             members = [uid_of(x) for x in t.get("members", [])]
             for u in dict.fromkeys(owners + members):
-                team.members.append(Membership(_stable_guid(tid, "member", u), u, ["owner"] if u in owners else []))
+                team.members.append(Membership(_membership_id(tid, u), u, ["owner"] if u in owners else []))
             general = {"displayName": "General", "description": f"{team.display_name} general channel"}
             for c in [general] + [c for c in t.get("channels", []) if c["displayName"] != "General"]:
                 cid = c.get("id") or f"19:{_thread_id(tid, c['displayName'])}@thread.tacv2"
@@ -205,9 +224,15 @@ class TenantState:
                     c_owners = [uid_of(x) for x in c.get("owners", t.get("owners", [])[:1])]
                     c_members = [uid_of(x) for x in c.get("members", [])]
                     for u in dict.fromkeys(c_owners + c_members):
-                        ch.members.append(Membership(_stable_guid(cid, "member", u), u, ["owner"] if u in c_owners else []))
+                        ch.members.append(Membership(_membership_id(cid, u), u, ["owner"] if u in c_owners else []))
                 team.channels[cid] = ch
             self.teams[tid] = team
+        for g in seed.get("groups", []):
+            gid = g.get("id") or _stable_guid(self.tenant_id, "group", g["displayName"])
+            self.groups[gid] = {"id": gid, "displayName": g["displayName"], "description": g.get("description", ""),
+                                "visibility": g.get("visibility", "private"),
+                                "owners": [uid_of(x) for x in g.get("owners", [])],
+                                "members": [uid_of(x) for x in g.get("members", [])]}
         for a in seed.get("apps", []):
             self.apps[a["app_id"]] = App(
                 a["name"], a["app_id"], a["secret"], a.get("kind", "graph"),

@@ -40,7 +40,7 @@ def validate_seed(seed: Any, source: str = "tenant seed") -> dict:
         _require(u, "displayName", f"users[{i}]", source)
         if not isinstance(u, dict) or not (u.get("mail") or u.get("userPrincipalName")):
             raise TenantFileError(f"{source}: users[{i}] is missing required key 'mail'")
-    for key in ("teams", "apps"):
+    for key in ("teams", "groups", "apps"):
         if not isinstance(seed.get(key) or [], list):
             raise TenantFileError(f"{source}: '{key}' must be a list")
     for i, t in enumerate(seed.get("teams") or []):
@@ -50,6 +50,8 @@ def validate_seed(seed: Any, source: str = "tenant seed") -> dict:
             mt = c.get("membershipType", "standard")
             if mt not in ("standard", "private", "shared"):
                 raise TenantFileError(f"{source}: teams[{i}].channels[{j}] has unknown membershipType {mt!r}")
+    for i, g in enumerate(seed.get("groups") or []):
+        _require(g, "displayName", f"groups[{i}]", source)
     for i, a in enumerate(seed.get("apps") or []):
         for k in ("name", "app_id", "secret"):
             _require(a, k, f"apps[{i}]", source)

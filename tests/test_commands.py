@@ -92,8 +92,9 @@ def test_ring_user_without_app_flow_is_clear(emu, tmp_path, signed_in):
 
 def test_withdrawn_permission_reported_by_name(emu, runtime):
     app = emu.config()["client_id"]
-    # Group.Read.All also allows listing channels (Microsoft's permission metadata): withdraw both
-    granted = set(emu.state.apps[app].application_permissions) - {"Channel.ReadBasic.All", "Group.Read.All"}
+    # Group.Read(Write).All also allow listing channels (Microsoft's permission metadata): withdraw them all
+    granted = set(emu.state.apps[app].application_permissions) - {"Channel.ReadBasic.All", "Group.Read.All",
+                                                                   "Group.ReadWrite.All"}
     emu.set_permissions(app, application=sorted(granted))
     with pytest.raises(PermissionDenied) as e:
         execute("channel-list", {"team": "Security Operations"}, runtime)

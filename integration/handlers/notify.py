@@ -28,6 +28,15 @@ ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 MAX_ACTIVITY_BYTES = 28 * 1024  # Teams refuses messages above about 28 KB
 # `@Name;` as XSOAR writes mentions: at the start or after a non-word character, up to the ';'.
 MENTION_RE = re.compile(r"(?<![\w@])@([^@;<>\n]{1,128}?);")
+# A URL not already the target or the text of a markdown link (XSOAR's urlify_hyperlinks).
+URL_RE = re.compile(r"(?<!\]\()(?<!\[)https?://[^\s\[\]()<>]+")
+EXTERNAL_FORM = "external/form"  # the address of an XSOAR data-collection form
+
+
+def urlify(message: str, form_header: str) -> str:
+    """URLs as markdown links, as XSOAR sends them: a form's link (…/external/form/…) shown as
+    ``form_header``, any other as itself."""
+    return URL_RE.sub(lambda m: f"[{form_header if EXTERNAL_FORM in m.group() else m.group()}]({m.group()})", message)
 
 
 # ---- content ----
@@ -93,6 +102,10 @@ class _Lookups:
 def build_activity(ctx, lookups: _Lookups) -> dict:
     args = ctx.args
     message, card = args.get("message"), args.get("adaptive_card")
+    if args.get("format_as_card") and message:  # XSOAR's message-update: the message is the card
+        if card is not None:
+            raise ArgumentError("adaptive_card", "with format_as_card the message is the card: give one of them")
+        message, card = None, adaptive_attachment(message, "message")
     if not message and card is None:
         raise ArgumentError("message", "give a message, an adaptive_card, or both")
     activity: dict = {"type": "message"}
@@ -100,6 +113,8 @@ def build_activity(ctx, lookups: _Lookups) -> dict:
         if args["message_format"] == "text":
             activity.update(text=message, textFormat="plain")
         else:
+            if args.get("external_form_url_header"):
+                message = urlify(message, args["external_form_url_header"])
             text, entities = render_mentions(message, lambda n: lookups.user(n, "message"))
             activity.update(text=text, textFormat="markdown")
             if entities:
@@ -129,6 +144,8 @@ def _targets(ctx) -> list[tuple[str, str]]:
         targets.append(("channel", args["channel"]))
     elif args.get("team"):
         raise ArgumentError("channel", "is required with team")
+    elif args.get("message_id"):
+        raise ArgumentError("message_id", "replies in a channel's thread: give the channel (and its team)")
     if not targets:
         raise ArgumentError("user", "give one or more users, or a channel (with its team, unless it is a channel id)")
     return targets
@@ -183,6 +200,11 @@ def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str, str | 
             learned.get("serviceUrl"))
 
 
+def _thread(conv_id: str, message_id: str | None) -> str:
+    """The conversation of a reply in a channel thread: the channel's, ';messageid=' the root's."""
+    return f"{conv_id};messageid={message_id.strip()}" if message_id else conv_id
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -193,9 +215,13 @@ def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tupl
         conv_id, rid, label, service_url = _open_user_conversation(ctx, lookups, name, tenant)
     else:
         conv_id, rid, label, service_url = _channel_conversation(ctx, lookups)
+        if ctx.args.get("message_id"):  # a reply in the thread of that message
+            conv_id = _thread(conv_id, ctx.args["message_id"])
+            label += f" (thread {ctx.args['message_id'].strip()})"
     # Where Teams said the conversation lives (learned from a verified activity), else the configured URL.
     service_url = service_url or ctx.cfg.bot_service_url
-    key = delivery_key(scope, kind, rid)
+    thread = ctx.args.get("message_id") if kind == "channel" else None
+    key = delivery_key(scope, kind, rid, thread.strip()) if thread else delivery_key(scope, kind, rid)
     ref = str(uuid.UUID(key))  # the same delivery always has the same messageRef
 
     def send():
@@ -269,21 +295,48 @@ def send_notification(ctx):
 
 
 # ---- message-update ----
+def _ref_by_id(ctx, lookups: _Lookups) -> tuple[str | None, dict]:
+    """XSOAR's way to name a sent message: its activity id (message_id) and where it is (a
+    channel with its team, or the team member's 1:1 chat with the bot): (None, a ref-like dict)."""
+    a = ctx.args
+    activity_id = a["message_id"].strip()
+    if a.get("channel"):
+        conv_id, _, label, service_url = _channel_conversation(ctx, lookups)
+    elif a.get("team_member"):
+        members = a["team_member"] if isinstance(a["team_member"], list) else [a["team_member"]]
+        if len(members) != 1:
+            raise ArgumentError("team_member", "name the one user the message was sent to")
+        conv_id, _, label, service_url = _open_user_conversation(ctx, lookups, members[0].strip(), _tenant(ctx))
+    else:
+        raise ArgumentError("message_id", "say where the message is: a channel (with its team) or the team_member "
+                                          "it was sent to", hint="or pass the message_ref send-notification returned")
+    return None, {"conversationId": conv_id, "activityId": activity_id, "recipient": label,
+                  "serviceUrl": service_url or ctx.cfg.bot_service_url}
+
+
 def message_update(ctx):
-    ref_id = ctx.args["message_ref"].strip()
+    a = ctx.args
+    if not a.get("message_ref") and not a.get("message_id"):
+        raise ArgumentError("message_ref", "name the message: the message_ref send-notification returned, or its "
+                                           "message_id with the channel (and team) or team_member")
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)
-    ref = ctx.store.get_message_ref(ref_id)
-    if ref is None:
-        raise NotFound(f"message reference '{ref_id}' not found in the context store",
-                       hint="use a messageRef returned by send-notification with the same store_path")
+    if a.get("message_ref"):
+        ref_id = a["message_ref"].strip()
+        ref = ctx.store.get_message_ref(ref_id)
+        if ref is None:
+            raise NotFound(f"message reference '{ref_id}' not found in the context store",
+                           hint="use a messageRef returned by send-notification with the same store_path")
+    else:
+        ref_id, ref = _ref_by_id(ctx, lookups)
     # The stored service URL is the configured one or one Teams gave in a verified activity
     # (bot/conversations.py): the bot token goes nowhere else.
     base = (ref.get("serviceUrl") or ctx.cfg.bot_service_url).rstrip("/")
     url = f"{base}/v3/conversations/{seg(ref['conversationId'])}/activities/{seg(ref['activityId'])}"
     conversations.bot_client_for(ctx.runtime, base).put(url, dict(activity, id=ref["activityId"]))
     ref.update(updatedAt=_now(), edits=int(ref.get("edits") or 0) + 1, card="attachments" in activity)
-    ctx.store.save_message_ref(ref_id, ref)
+    if ref_id:
+        ctx.store.save_message_ref(ref_id, ref)
     row = {"messageRef": ref_id, "recipient": ref.get("recipient"), "status": "updated",
            "activityId": ref["activityId"], "conversationId": ref["conversationId"], "edits": ref["edits"]}
-    return ctx.result(row, row, message=f"Message {ref_id} to {ref.get('recipient')} updated.")
+    return ctx.result(row, row, message=f"Message {ref_id or ref['activityId']} to {ref.get('recipient')} updated.")
