@@ -196,6 +196,7 @@ class TenantState:
                 "officeLocation": u.get("officeLocation"),
                 "preferredLanguage": u.get("preferredLanguage", "en-US"),
                 "mobilePhone": None,
+                "userType": u.get("userType", "Member"),
             }
             by_upn[upn.lower()] = uid
 

@@ -300,6 +300,36 @@ class Client:
     def delete(self, path: str, **kw) -> Any:
         return self.request("DELETE", path, **kw).json()
 
+    def create(self, path: str, body: Any, what: str | None = None) -> dict:
+        """POST a new object and return it. A 201 may come without a body (or without the id):
+        then the object is read from the Location header; with neither, a GraphError says the
+        reply is unusable (the object may have been created)."""
+        reply = self.request("POST", path, json=body)
+        obj = reply.json()
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str) and obj["id"]:
+            return obj
+        loc = reply.headers.get("Location") or reply.headers.get("Content-Location")
+        if loc:
+            got = self.get(self._location(loc))
+            if isinstance(got, dict) and got.get("id"):
+                return {**(obj if isinstance(obj, dict) else {}), **got}
+        try:
+            need_id(obj, what or f"{self.service} POST {self._short(self.url(path))}")
+        except GraphError as exc:
+            exc.hint = "it may have been created all the same: look for it before trying again"
+            raise
+        raise AssertionError("unreachable")
+
+    def _location(self, loc: str) -> str:
+        """A Location header as a path for get(): absolute URLs stay (same origin only, as
+        every URL), '/v1.0/x' and '/x' are taken relative to the configured base."""
+        if "://" in loc:
+            return loc
+        base_path = urlsplit(self.base_url).path.rstrip("/")
+        if base_path and loc.startswith(base_path + "/"):
+            loc = loc[len(base_path):]
+        return loc if loc.startswith("/") else "/" + loc
+
     def paged(self, path: str, *, params: dict | None = None, limit: int | None = None,
               page_size: int | None = None, next_link: str | None = None) -> Page:
         """Up to ``limit`` items of a listing, following @odata.nextLink verbatim. ``$top`` is
@@ -382,13 +412,17 @@ class Client:
             retry, wait_hint = [], None
             for i in range(0, len(pending), BATCH_MAX):
                 pack = pending[i:i + BATCH_MAX]
-                reply = self.post("/$batch", {"requests": pack}) or {}
+                reply = self.post("/$batch", {"requests": pack})
                 by_id = {r["id"]: r for r in pack}
-                for r in reply.get("responses", []):
-                    if r.get("status") in RETRY_ALWAYS and r["id"] in by_id:
+                answers = reply.get("responses") if isinstance(reply, dict) else None
+                for r in answers if isinstance(answers, list) else []:
+                    if not isinstance(r, dict) or r.get("id") not in by_id:
+                        continue  # not an answer to this pack: the request stays unanswered
+                    if r.get("status") in RETRY_ALWAYS:
                         retry.append(by_id[r["id"]])
-                        ra = (r.get("headers") or {}).get("Retry-After")
-                        wait_hint = max(wait_hint or 0, float(ra)) if ra else wait_hint
+                        ra = _seconds(str((r.get("headers") or {}).get("Retry-After") or "")) \
+                            if isinstance(r.get("headers"), dict) else None
+                        wait_hint = max(wait_hint or 0, ra) if ra is not None else wait_hint
                     else:
                         results[r["id"]] = r
             if retry and attempt < self.max_retries and self._wait(str(wait_hint) if wait_hint else None, attempt, waited):

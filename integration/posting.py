@@ -33,13 +33,23 @@ def post_once(ctx, path: str, body: dict, key: str, target: str) -> tuple[dict, 
 
     def send():
         started.setdefault("at", time.time())
-        msg = ctx.graph.post(path, body) or {}
+        msg = ctx.graph.post(path, body)
+        msg = msg if isinstance(msg, dict) else {}
+        if not msg.get("id"):  # a 201 without a body: the message is there, find its id
+            try:
+                found = read_back()
+            except IntegrationError:
+                found = None
+            if found:
+                msg["id"] = found
         return msg.get("id"), msg
 
     def read_back():
         me = ctx.resolver.me()["id"]
         page = ctx.graph.get(path, params={"$top": READ_BACK_TOP}) or {}
         for m in page.get("value") or []:
+            if not isinstance(m, dict):
+                continue
             sender = ((m.get("from") or {}).get("user") or {}).get("id")
             if (sender == me and (m.get("body") or {}).get("content") == body["body"]["content"]
                     and _created_after(m.get("createdDateTime"), started.get("at"))):

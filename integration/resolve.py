@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 from .errors import AmbiguousError, NotFound
 from .untrusted import quote as quoted  # how a message shows a user's value
-from .graph import Client, odata_literal, seg
+from .graph import Client, items_of, need_id, odata_literal, seg
 from .store import Store
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-USER_SELECT = "id,displayName,mail,userPrincipalName"
+USER_SELECT = "id,displayName,mail,userPrincipalName,userType"
 # A name that matched no one is remembered briefly, so a fan-out (or a retried playbook) that
 # names a departed user does not look them up again for every message; short, because the
 # user may be created or fixed in the directory any moment.
@@ -33,7 +33,13 @@ def is_thread_id(value: str) -> bool:
 
 
 def user_view(u: dict) -> dict:
-    return {k: u.get(k) for k in ("id", "displayName", "mail", "userPrincipalName")}
+    return {k: u.get(k) for k in ("id", "displayName", "mail", "userPrincipalName", "userType")}
+
+
+def is_guest(u: dict) -> bool:
+    """A guest of the tenant (userType Guest; an older cache entry without userType still shows
+    it in the UPN: name_domain#EXT#@tenant): chats take guests only in the 'guest' role."""
+    return (u.get("userType") or "").lower() == "guest" or "#ext#" in (u.get("userPrincipalName") or "").lower()
 
 
 def _describe_user(u: dict) -> str:
@@ -101,11 +107,12 @@ class Resolver:
         if _is_address(name):
             try:
                 user = self.client.get(f"/users/{seg(name)}", params={"$select": USER_SELECT})
+                need_id(user, f"Graph GET /users/{name}")
             except NotFound:
                 user = None
             if user is None and "@" in name:
                 found = self._user_filter(f"mail eq {odata_literal(name)}")
-                user = self._one("user", name, found, lambda u: f"{u['displayName']} <{u.get('mail')}>")
+                user = self._one("user", name, found, lambda u: f"{u.get('displayName')} <{u.get('mail')}>")
         else:
             found = [user_view(u) for u in self._user_filter(f"displayName eq {odata_literal(name)}")]
             if found:  # namesakes too: the next lookup of this name is answered by the store
@@ -122,19 +129,25 @@ class Resolver:
         return user
 
     def _user_filter(self, flt: str) -> list[dict]:
-        return self.client.get("/users", params={"$filter": flt, "$select": USER_SELECT, "$top": 10}).get("value", [])
+        found = items_of(self.client.get("/users", params={"$filter": flt, "$select": USER_SELECT, "$top": 10}),
+                         "Graph GET /users")
+        for u in found:
+            need_id(u, "Graph GET /users")
+        return found
 
     @staticmethod
     def _one(what: str, name: str, found: list[dict], describe) -> dict | None:
         if len(found) > 1:
-            raise AmbiguousError(what, name, [f"{describe(x)} [{x['id']}]" for x in found])
+            raise AmbiguousError(what, name, [f"{describe(x)} [{x.get('id')}]" for x in found])
         return found[0] if found else None
 
     def me(self) -> dict:
         hit = self._cached("user", "@me")
         if hit:
             return hit
-        me = user_view(self.client.get("/me", params={"$select": USER_SELECT}))
+        me = self.client.get("/me", params={"$select": USER_SELECT})
+        need_id(me, "Graph GET /me")
+        me = user_view(me)
         self.store.put("user", "@me", me)
         return me
 
@@ -146,14 +159,15 @@ class Resolver:
             return hit
         if is_guid(name):
             t = self.client.get(f"/teams/{seg(name)}")
-            team = {"id": t["id"], "displayName": t.get("displayName")}
+            team = {"id": need_id(t, f"Graph GET /teams/{name}"), "displayName": t.get("displayName")}
         else:
             hit = self._named("team_name", name, "team", name, _describe_named)
             if hit:
                 return hit
-            found = self.client.get("/teams", params={"$filter": f"displayName eq {odata_literal(name)}"}).get("value", [])
+            found = items_of(self.client.get("/teams", params={"$filter": f"displayName eq {odata_literal(name)}"}),
+                             "Graph GET /teams")
             found = [t for t in found if (t.get("displayName") or "").casefold() == name.casefold()] or found
-            found = [{"id": t["id"], "displayName": t.get("displayName")} for t in found]
+            found = [{"id": need_id(t, "Graph GET /teams"), "displayName": t.get("displayName")} for t in found]
             if found:
                 self.store.put("team_name", name, found)
             team = self._one("team", name, found, _describe_named)
@@ -190,16 +204,17 @@ class Resolver:
         hit = self._cached("chat_topic", topic)
         if hit:
             return hit
-        found = self.client.get("/me/chats", params={"$filter": f"topic eq {odata_literal(topic)}", "$top": 50}).get("value", [])
+        found = items_of(self.client.get("/me/chats", params={"$filter": f"topic eq {odata_literal(topic)}",
+                                                              "$top": 50}), "Graph GET /me/chats")
         found = [c for c in found if (c.get("topic") or "") == topic] or found
         chat = self._one("chat", topic, found, lambda c: f"{c.get('topic')} ({c.get('chatType')})")
         if chat:
-            chat = {"id": chat["id"], "topic": chat.get("topic"), "chatType": chat.get("chatType")}
+            chat = {"id": need_id(chat, "Graph GET /me/chats"), "topic": chat.get("topic"), "chatType": chat.get("chatType")}
             self.store.put("chat_topic", topic, chat)
         return chat
 
     def remember_chat(self, chat: dict, *, one_on_one_with: str | None = None) -> None:
-        view = {"id": chat["id"], "topic": chat.get("topic"), "chatType": chat.get("chatType")}
+        view = {"id": need_id(chat, "the chat"), "topic": chat.get("topic"), "chatType": chat.get("chatType")}
         if chat.get("topic"):
             self.store.put("chat_topic", chat["topic"], view)
         if one_on_one_with:
@@ -214,8 +229,8 @@ class Resolver:
         flt = f"members/any(o: o/microsoft.graph.aadUserConversationMember/userId eq {odata_literal(user['id'])})"
         page = self.client.paged("/me/chats", params={"$filter": flt, "$expand": "members"}, page_size=50, limit=250)
         for c in page.items:
-            ids = {m.get("userId") for m in c.get("members") or []}
-            if c.get("chatType") == "oneOnOne" and user["id"] in ids:
+            ids = {m.get("userId") for m in c.get("members") or [] if isinstance(m, dict)}
+            if c.get("chatType") == "oneOnOne" and user["id"] in ids and c.get("id"):
                 view = {"id": c["id"], "topic": c.get("topic"), "chatType": "oneOnOne"}
                 self.store.put("chat", user["id"], view)
                 return view
@@ -226,7 +241,8 @@ class Resolver:
         hit = self._cached("chat", user["id"])
         if hit:
             return hit
-        chat = self.client.post("/chats", chat_body("oneOnOne", [me["id"], user["id"]], bind_base))
+        chat = self.client.create("/chats", chat_body("oneOnOne", [me["id"], user["id"]], bind_base,
+                                                      guests={u["id"] for u in (me, user) if is_guest(u)}))
         self.remember_chat(chat, one_on_one_with=user["id"])
         return {"id": chat["id"], "topic": chat.get("topic"), "chatType": chat.get("chatType")}
 
@@ -324,7 +340,8 @@ class Prefetch:
 
 
 def channel_view(c: dict) -> dict:
-    return {"id": c["id"], "displayName": c.get("displayName"), "membershipType": c.get("membershipType")}
+    return {"id": need_id(c, "Graph's channel"), "displayName": c.get("displayName"),
+            "membershipType": c.get("membershipType")}
 
 
 def remember_channels(store: Store, team_id: str, views: list[dict]) -> None:
@@ -344,8 +361,12 @@ def member_body(user_id: str, bind_base: str, roles: list | None = None) -> dict
             "user@odata.bind": f"{bind_base.rstrip('/')}/users('{user_id}')"}
 
 
-def chat_body(chat_type: str, user_ids: list[str], bind_base: str, topic: str | None = None) -> dict:
-    body = {"chatType": chat_type, "members": [member_body(u, bind_base) for u in user_ids]}
+def chat_body(chat_type: str, user_ids: list[str], bind_base: str, topic: str | None = None,
+              guests: set | frozenset = frozenset()) -> dict:
+    """A new chat's body: every member an owner, but guests (ids in ``guests``) in the 'guest'
+    role, the only one Graph gives a guest in a chat."""
+    body = {"chatType": chat_type,
+            "members": [member_body(u, bind_base, ["guest"] if u in guests else ["owner"]) for u in user_ids]}
     if topic:
         body["topic"] = topic
     return body

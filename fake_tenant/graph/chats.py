@@ -101,6 +101,13 @@ def require_chat_member(chat: Chat, claims: Claims | None) -> Membership | None:
     return m
 
 
+def check_chat_roles(user: dict, roles: list) -> None:
+    """A guest of the tenant joins a chat only in the 'guest' role (400 otherwise), as Graph asks."""
+    if (user.get("userType") or "Member").lower() == "guest" and roles != ["guest"]:
+        raise bad(f"The user '{user.get('userPrincipalName')}' is a guest: guests can be chat members only with "
+                  "the role 'guest'.")
+
+
 def one_on_one_id(a: str, b: str) -> str:
     x, y = sorted([a.lower(), b.lower()])
     return f"19:{x}_{y}@unq.gbl.spaces"
@@ -131,6 +138,8 @@ def create_chat(ctx: Context, req: Request) -> Response:
     with ctx.state.lock:
         state = ctx.state
         members = parse_members(state, members_raw, base)
+        for user, roles in members:
+            check_chat_roles(user, roles)
         if ctype == "oneOnOne" and len(members) != 2:
             raise bad("A oneOnOne chat must have exactly 2 members.")
         if ctype == "group" and len(members) < 2:
@@ -288,6 +297,7 @@ def add_chat_member(ctx: Context, req: Request) -> Response:
         if chat.chat_type == "oneOnOne":
             raise bad("Members cannot be added to a oneOnOne chat: create a group chat instead.")
         user, roles = parse_member(ctx.state, body, base)
+        check_chat_roles(user, roles)
         if chat_membership(chat, user["id"]) is not None:
             raise conflict(f"The user '{user['userPrincipalName']}' is already a member of the chat.")
         if len(chat.members) >= MAX_GROUP_MEMBERS:

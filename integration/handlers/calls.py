@@ -32,7 +32,7 @@ def ring_user(ctx):
         "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
         "tenantId": ctx.cfg.tenant_id,
     }
-    call = ctx.graph.post("/communications/calls", body)
+    call = ctx.graph.create("/communications/calls", body)
     if not wait:
         return ctx.result(call, call, message=f"Calling {user['displayName']}.")
     from ..bot.calls import NO_ANSWER, wait_for_outcome

@@ -49,7 +49,7 @@ def channel_create(ctx):
         owner = r.user(args["owner"])
         body["members"] = [member_body(owner["id"], ctx.cfg.graph_url, ["owner"])]
     try:
-        ch = ctx.graph.post(f"/teams/{seg(team['id'])}/channels", body)
+        ch = ctx.graph.create(f"/teams/{seg(team['id'])}/channels", body)
     except RequestRejected as exc:
         if "exist" in exc.message.lower() and not exc.hint:
             exc.hint = "pick another name, or list the team's channels with `msteams channel-list`"
@@ -68,8 +68,12 @@ def channel_user_add(ctx):
     rows = []
     for user in {u["id"]: u for u in (r.user(m) for m in args["member"])}.values():
         try:
-            m = ctx.graph.post(_members_path(team, chan), member_body(user["id"], ctx.cfg.graph_url, roles)) or {}
-            m.setdefault("status", "added")
+            m = ctx.graph.post(_members_path(team, chan), member_body(user["id"], ctx.cfg.graph_url, roles))
+            m = m if isinstance(m, dict) else {}  # a 201 may come without a body
+            for k, v in (("userId", user["id"]), ("displayName", user.get("displayName")), ("email", user.get("mail")),
+                         ("roles", roles), ("status", "added")):
+                if m.get(k) is None:
+                    m[k] = v
         except RequestRejected as exc:
             if exc.status != 409:
                 raise
@@ -88,7 +92,7 @@ def channel_user_remove(ctx):
     _not_standard(chan, "removed from")
     user = r.user(args["member"])
     members = ctx.graph.paged(_members_path(team, chan)).items
-    m = next((x for x in members if x.get("userId") == user["id"]), None)
+    m = next((x for x in members if isinstance(x, dict) and x.get("userId") == user["id"] and x.get("id")), None)
     if m is None:
         raise NotFound(f"{user['displayName']} is not a member of channel '{chan.get('displayName')}'",
                        hint="list the members with `msteams channel-user-list`")

@@ -13,7 +13,7 @@ from ..fanout import fan_out
 from ..graph import seg
 from ..outbox import delivery_key, delivery_scope
 from ..posting import post_once
-from ..resolve import chat_body, is_guid, is_thread_id, member_body
+from ..resolve import chat_body, is_guest, is_guid, is_thread_id, member_body
 
 HANDLERS = ("chat_create", "message_send_to_chat", "chat_list", "chat_member_list", "chat_add_user",
             "chat_message_list", "chat_update")
@@ -28,18 +28,21 @@ def chat_create(ctx):
         raise ArgumentError("chat_name", "only group chats have a name")
     users = [r.user(m) for m in args["member"]]
     ids = list(dict.fromkeys(u["id"] for u in users))
+    guests = {u["id"] for u in users if is_guest(u)}  # Graph takes a guest only in the guest role
     if ctx.flow == "delegated":
         me = r.me()
         ids = list(dict.fromkeys([me["id"]] + ids))  # the caller is always a member
+        if is_guest(me):
+            guests.add(me["id"])
     if chat_type == "oneOnOne" and len(ids) != 2:
         raise ArgumentError("member", f"a oneOnOne chat has exactly 2 members, got {len(ids)}"
                             + (" (you are included automatically)" if ctx.flow == "delegated" else ""))
     if chat_type == "group" and len(ids) < 2:
         raise ArgumentError("member", "a group chat needs at least 2 members")
-    chat = ctx.graph.post("/chats", chat_body(chat_type, ids, ctx.cfg.graph_url, args.get("chat_name")))
+    chat = ctx.graph.create("/chats", chat_body(chat_type, ids, ctx.cfg.graph_url, args.get("chat_name"), guests=guests))
     other = next((i for i in ids if ctx.flow == "delegated" and i != me["id"]), None) if chat_type == "oneOnOne" else None
     r.remember_chat(chat, one_on_one_with=other)
-    label = chat.get("topic") or ", ".join(u["displayName"] for u in users)
+    label = chat.get("topic") or ", ".join(u.get("displayName") or u["id"] for u in users)
     return ctx.result(chat, chat, message=f"The chat '{label}' is ready.")
 
 
@@ -202,7 +205,7 @@ def chat_add_user(ctx):
     users = [r.user(m) for m in args["member"]]
     rows = []
     for user in {u["id"]: u for u in users}.values():
-        body = member_body(user["id"], ctx.cfg.graph_url, ["owner"])
+        body = member_body(user["id"], ctx.cfg.graph_url, ["guest"] if is_guest(user) else ["owner"])
         if args["share_history"]:
             body["visibleHistoryStartDateTime"] = ALL_HISTORY
         try:

@@ -66,7 +66,7 @@ def meeting_create(ctx):
              "role": "attendee"}
             for u in {u["id"]: u for u in attendees}.values() if u["id"] != organizer["id"]]}
     try:
-        meeting = ctx.graph.post(path, body)
+        meeting = ctx.graph.create(path, body)
     except PermissionDenied as exc:
         if ctx.flow == "app" and not exc.permissions:
             exc.hint = ("a Teams administrator must grant the app an application access policy covering the organizer "

@@ -17,7 +17,7 @@ import uuid
 from .. import redact
 from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
 from ..fanout import fan_out
-from ..graph import seg
+from ..graph import need_id, seg
 from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
 from ..bot import conversations
 from ..resolve import Prefetch, Resolver, is_guid, is_thread_id
@@ -178,8 +178,9 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
             if attempt == 0 and r and len(r.from_cache) > cached_before and r.forget_cached():
                 continue
             raise
-        ctx.store.put("bot_conversation", conv_key, {"id": conv["id"]})
-        return conv["id"], user["id"], label, None
+        conv_id = need_id(conv, f"Bot Connector POST /v3/conversations for {label}")
+        ctx.store.put("bot_conversation", conv_key, {"id": conv_id})
+        return conv_id, user["id"], label, None
     raise AssertionError("unreachable")
 
 
