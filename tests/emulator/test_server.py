@@ -64,8 +64,10 @@ def test_emulator_attributes(emu):
     assert os.path.isfile(emu.ca_bundle)
     cfg = emu.config()
     assert set(cfg) == {"tenant_id", "client_id", "client_secret", "bot_id", "bot_secret", "authority",
-                        "graph_url", "bot_service_url", "ca_bundle", "service_account", "bot_openid_metadata_url"}
+                        "graph_url", "bot_service_url", "ca_bundle", "service_account", "bot_openid_metadata_url",
+                        "call_openid_metadata_url"}
     assert cfg["bot_openid_metadata_url"] == emu.base_url + "/botframework-login/v1/.well-known/openidconfiguration"
+    assert cfg["call_openid_metadata_url"] == emu.base_url + "/calling-login/v1/.well-known/OpenIdConfiguration"
     assert cfg["service_account"] == "soar-svc@contoso.example"
 
 
