@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentError, FileError, InputError
+from ..untrusted import quote
 from ..registry import CommandSpec, Registry, thaw
 from . import templates as T
 from .. import yamlfile
@@ -134,7 +135,7 @@ def _schema_problems(data: Any, lines: LineMap | None, path: str) -> list[FileEr
             msg = f"{prefix}{at or 'value '}must be {'an' if want[0] in 'aeiou' else 'a'} {want}" \
                   f", not {type(e.instance).__name__}"
         elif v == "enum":
-            msg = f"{prefix}{at or 'value '}must be one of {', '.join(map(str, e.validator_value))}, got {e.instance!r}"
+            msg = f"{prefix}{at or 'value '}must be one of {', '.join(map(str, e.validator_value))}, got {quote(e.instance)}"
         elif v == "pattern" and fld == "id":
             msg = f"{prefix}'{e.instance}' is not a valid step id (letters, digits, _ and -, not starting with a digit)"
         elif v == "not" and fld == "id":
@@ -180,7 +181,7 @@ class _Checker:
                 errors = list(jsonschema.Draft202012Validator(input_schema(decl)).iter_errors(decl["default"]))
                 if errors:
                     self.problem(["inputs", name, "default"],
-                                 f"input '{name}': default {decl['default']!r} is not of type {decl.get('type', 'string')}"
+                                 f"input '{name}': default {quote(decl['default'])} is not of type {decl.get('type', 'string')}"
                                  + (f" in {list(decl['enum'])}" if "enum" in decl else ""))
 
     # -- references

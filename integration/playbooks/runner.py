@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..arguments import canonical_name
 from ..errors import IntegrationError, InputError, exit_code_for
+from ..untrusted import quote
 from ..registry import CommandSpec, Registry
 from . import templates as T
 from .loader import Playbook, Step, check_static_args, input_schema, load
@@ -113,7 +114,7 @@ def _coerce_input(name: str, value: Any, decl: dict) -> Any:
             return json.loads(value)
     except (ValueError, TypeError):
         raise InputError(f"input '{name}': expected {'a JSON ' + typ if typ in ('object', 'array') else 'a ' + typ}, "
-                         f"got {value!r}") from None
+                         f"got {quote(value)}") from None
     return value
 
 
@@ -147,7 +148,7 @@ def coerce_inputs(pb: Playbook, raw: dict | None) -> dict:
         if errors:
             e = errors[0]
             if e.validator == "enum":
-                msg = f"expected one of {', '.join(map(str, e.validator_value))}, got {e.instance!r}"
+                msg = f"expected one of {', '.join(map(str, e.validator_value))}, got {quote(e.instance)}"
             else:
                 msg = e.message
             raise InputError(f"input '{name}': {msg}")
@@ -358,7 +359,7 @@ class _Run:
             return []
         if isinstance(value, list | tuple):
             return list(value)
-        raise InputError(f"step '{step.id}': foreach {step.foreach!r} gave {type(value).__name__}, not a list")
+        raise InputError(f"step '{step.id}': foreach {quote(step.foreach)} gave {type(value).__name__}, not a list")
 
     def tag(self, step: Step, n: int | None = None, total: int | None = None) -> str:
         head = f"[{step.index + 1}/{len(self.pb.steps)}] {step.id}"

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import InputError
+from ..untrusted import quote
 
 ROOTS = ("inputs", "steps", "context", "item", "result")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -108,7 +109,7 @@ def parse(text: str) -> tuple:
             continue
         end = text.find("}", m.end())
         if end < 0:
-            raise InputError(f"unclosed template in {text!r} (write $${{ for a literal ${{)")
+            raise InputError(f"unclosed template in {quote(text)} (write $${{ for a literal ${{)")
         if buf and "".join(buf):
             pieces.append("".join(buf))
         buf = []
@@ -231,7 +232,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _COND_TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise InputError(f"condition {text!r}: cannot read from {text[pos:].strip()!r}")
+            raise InputError(f"condition {quote(text)}: cannot read from {quote(text[pos:].strip())}")
         kind = m.lastgroup
         tokens.append((kind, m.group(kind)))
         pos = m.end()
@@ -249,7 +250,7 @@ class Condition:
             raise InputError("empty condition")
         self.tree = self._or()
         if self._pos != len(self._tokens):
-            raise InputError(f"condition {text!r}: unexpected {self._tokens[self._pos][1]!r}")
+            raise InputError(f"condition {quote(text)}: unexpected {quote(self._tokens[self._pos][1])}")
 
     # -- parser (recursive descent over the token list)
     def _peek(self, value: str | None = None) -> bool:
@@ -260,7 +261,7 @@ class Condition:
 
     def _take(self) -> tuple[str, str]:
         if self._pos >= len(self._tokens):
-            raise InputError(f"condition {self.text!r}: ends too early")
+            raise InputError(f"condition {quote(self.text)}: ends too early")
         self._pos += 1
         return self._tokens[self._pos - 1]
 
@@ -286,7 +287,7 @@ class Condition:
             self._take()
             node = self._or()
             if not self._peek(")"):
-                raise InputError(f"condition {self.text!r}: missing ')'")
+                raise InputError(f"condition {quote(self.text)}: missing ')'")
             self._take()
             return node
         return self._cmp()
@@ -314,14 +315,14 @@ class Condition:
                 self._take()
                 items.append(self._value())
             if not self._peek("]"):
-                raise InputError(f"condition {self.text!r}: missing ']'")
+                raise InputError(f"condition {quote(self.text)}: missing ']'")
             self._take()
             return ("list", items)
         if kind == "word" and tok not in _KEYWORDS:
             if tok in _LITERALS:
                 return ("lit", _LITERALS[tok])
             return ("text", tok)
-        raise InputError(f"condition {self.text!r}: expected a value, got {tok!r}")
+        raise InputError(f"condition {quote(self.text)}: expected a value, got {quote(tok)}")
 
     # -- analysis and evaluation
     def refs(self) -> list[Ref]:
@@ -449,9 +450,9 @@ def _eval(node, resolve, text):
         elif b is None:
             found = False
         else:
-            raise InputError(f"condition {text!r}: 'in' needs a list or text on its right, got {type(b).__name__}")
+            raise InputError(f"condition {quote(text)}: 'in' needs a list or text on its right, got {type(b).__name__}")
         return found == (cmp == "in")
     na, nb = _number(a), _number(b)
     if na is None or nb is None:
-        raise InputError(f"condition {text!r}: '{cmp}' compares numbers, got {stringify(a)!r} and {stringify(b)!r}")
+        raise InputError(f"condition {quote(text)}: '{cmp}' compares numbers, got {quote(stringify(a))} and {quote(stringify(b))}")
     return {"<": na < nb, "<=": na <= nb, ">": na > nb, ">=": na >= nb}[cmp]
