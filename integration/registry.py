@@ -352,7 +352,7 @@ def _cache_write(key: str, payload: dict) -> None:
     import tempfile
 
     try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(payload, separators=(",", ":"))  # ASCII: even a lone surrogate is written
     except (TypeError, ValueError):
         return
     target = _cache_file(key)
@@ -366,7 +366,7 @@ def _cache_write(key: str, payload: dict) -> None:
         os.replace(tmp, target)
         tmp = None
         _cache_prune(target.parent, target)
-    except OSError:
+    except (OSError, ValueError):
         pass
     finally:
         if tmp is not None:

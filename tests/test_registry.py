@@ -375,3 +375,12 @@ def test_spec_is_read_only():
     spec = registry.default_registry().get("cache-show")
     with pytest.raises(AttributeError):
         spec.name = "x"
+
+
+def test_text_beyond_ascii_is_cached_exactly(tmp_path, cache_home):
+    p = tmp_path / "commands.yml"
+    p.write_text(SHIPPED.replace("Show what the context store holds", "Show what the store (Zo\u00eb \U0001F600) holds", 1),
+                 encoding="utf-8")
+    first = registry.load(p).get("cache-show").description
+    assert "(Zo\u00eb \U0001F600)" in first and _cache_files(cache_home)
+    assert registry.load(p).get("cache-show").description == first
