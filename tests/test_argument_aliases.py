@@ -17,11 +17,18 @@ from teams_helpers import channel_of, make_owner, team_of, uid
 REG = registry.load()
 BOB, GRACE, ALICE = "bob.smith@contoso.example", "grace.kim@contoso.example", "alice.johnson@contoso.example"
 
-# XSOAR's arguments of each of its commands that names one of ours (Packs/MicrosoftTeams/
-# Integrations/{MicrosoftTeams,MicrosoftTeamsManagement}/*.yml in demisto/content).
+ALLOW = ["allow_guests_create_channels", "allow_guests_delete_channels", "allow_members_create_private_channels",
+         "allow_members_create_channels", "allow_members_delete_channels", "allow_members_add_remove_apps",
+         "allow_members_add_remove_tabs", "allow_members_add_remove_connectors", "allow_user_edit_messages",
+         "allow_user_delete_messages", "allow_owner_delete_messages", "allow_team_mentions", "allow_channel_mentions"]
+
+# XSOAR's arguments of each of its commands (Packs/MicrosoftTeams/Integrations/{MicrosoftTeams,
+# MicrosoftTeamsManagement}/*.yml in demisto/content).
 XSOAR_ARGS = {
     "send-notification": ["channel", "message", "team_member", "team", "message_id", "adaptive_card", "to",
                           "external_form_url_header"],
+    "teams-send-notification-quick-action": ["channel", "message"],
+    "mirror-investigation": ["mirror_type", "autoclose", "direction", "team", "channel_name"],
     "close-channel": ["channel", "team"],
     "microsoft-teams-integration-health": [],
     "create-channel": ["channel_name", "description", "team"],
@@ -47,13 +54,13 @@ XSOAR_ARGS = {
     "microsoft-teams-create-messaging-endpoint": ["engine_url"],
     "microsoft-teams-auth-test": [],
     # MicrosoftTeamsManagement
-    "microsoft-teams-team-create": ["display_name", "description", "visibility", "allow_guests_create_channels",
-                                    "allow_guests_delete_channels", "allow_members_create_private_channels",
-                                    "allow_members_create_channels", "allow_members_delete_channels",
-                                    "allow_members_add_remove_apps", "allow_members_add_remove_tabs",
-                                    "allow_members_add_remove_connectors", "allow_user_edit_messages",
-                                    "allow_user_delete_messages", "allow_owner_delete_messages",
-                                    "allow_team_mentions", "allow_channel_mentions", "owner"],
+    "microsoft-teams-auth-start": [],
+    "microsoft-teams-auth-complete": [],
+    "microsoft-teams-team-create": ["display_name", "description", "visibility"] + ALLOW + ["owner"],
+    "microsoft-teams-team-create-from-group": ["group_id", "display_name", "description", "visibility"] + ALLOW,
+    "microsoft-teams-team-update": ["team_id", "display_name", "description"] + ALLOW,
+    "microsoft-teams-team-clone": ["team_id", "display_name", "description", "visibility", "clone_apps", "clone_tabs",
+                                   "clone_settings", "clone_channels"],
     "microsoft-teams-teams-list": [],
     "microsoft-teams-team-get": ["team_id"],
     "microsoft-teams-team-delete": ["team_id"],
@@ -68,11 +75,63 @@ XSOAR_ARGS = {
 }
 
 
-# New arguments rather than other names of ours, added with the missing flows (issue 14, part 3):
-# a reply in a channel thread, `to`, the form header; message-update by message id and conversation.
-NEW_ARGUMENTS = {
-    "send-notification": {"message_id", "to", "external_form_url_header"},
-    "microsoft-teams-message-update": {"message_id", "team", "channel", "team_member", "format_as_card"},
+# XSOAR's defaults ("true"/"false" as it writes them) and required arguments.
+XSOAR_DEFAULTS = {
+    "send-notification": {"external_form_url_header": "Microsoft Teams Form"},
+    "mirror-investigation": {"mirror_type": "all", "autoclose": "true", "direction": "both"},
+    "microsoft-teams-add-user-to-channel": {"owner": "false"},
+    "microsoft-teams-create-channel": {"membership_type": "standard"},
+    "microsoft-teams-chat-create": {"chat_type": "group"},
+    "microsoft-teams-message-send-to-chat": {"content_type": "text"},
+    "microsoft-teams-chat-add-user": {"share_history": "true"},
+    "microsoft-teams-chat-message-list": {"limit": 50, "order_by": "lastModifiedDateTime", "page_size": 50},
+    "microsoft-teams-list-messages": {"limit": 50, "order_by": "lastModifiedDateTime"},
+    "microsoft-teams-chat-list": {"limit": 50, "page_size": 50},
+    "microsoft-teams-team-create": dict({"visibility": "public"}, **{a: "false" for a in ALLOW}),
+    "microsoft-teams-team-create-from-group": dict({"visibility": "public"}, **{a: "false" for a in ALLOW}),
+    "microsoft-teams-member-add": {"is_owner": "false"},
+    "microsoft-teams-member-update": {"is_owner": "false"},
+    "microsoft-teams-team-clone": {"visibility": "public", "clone_apps": "true", "clone_tabs": "true",
+                                   "clone_settings": "true", "clone_channels": "true"},
+}
+XSOAR_REQUIRED = {
+    "teams-send-notification-quick-action": ["channel", "message"],
+    "create-channel": ["channel_name", "team"], "add-user-to-channel": ["channel", "team", "member"],
+    "microsoft-teams-ring-user": ["username"],
+    "microsoft-teams-add-user-to-channel": ["channel", "team", "member"],
+    "microsoft-teams-create-channel": ["channel_name", "team"],
+    "microsoft-teams-create-meeting": ["subject", "member"],
+    "microsoft-teams-user-remove-from-channel": ["channel_name", "team", "member"],
+    "microsoft-teams-channel-user-list": ["channel_name", "team"],
+    "microsoft-teams-chat-create": ["chat_type"],
+    "microsoft-teams-message-send-to-chat": ["chat", "content"],
+    "microsoft-teams-chat-add-user": ["chat", "member"],
+    "microsoft-teams-chat-member-list": ["chat"],
+    "microsoft-teams-message-update": ["message_id"],
+    "microsoft-teams-chat-message-list": ["chat"],
+    "microsoft-teams-list-messages": ["conversation_id"],
+    "microsoft-teams-chat-update": ["chat", "chat_name"],
+    "microsoft-teams-team-create": ["display_name", "owner"],
+    "microsoft-teams-team-create-from-group": ["group_id"],
+    "microsoft-teams-team-update": ["team_id"], "microsoft-teams-team-delete": ["team_id"],
+    "microsoft-teams-team-get": ["team_id"], "microsoft-teams-members-list": ["team_id"],
+    "microsoft-teams-member-get": ["membership_id", "team_id"], "microsoft-teams-member-add": ["team_id", "user_id"],
+    "microsoft-teams-member-remove": ["team_id", "membership_id"],
+    "microsoft-teams-member-update": ["team_id", "membership_id"],
+    "microsoft-teams-team-archive": ["team_id"], "microsoft-teams-team-unarchive": ["team_id"],
+    "microsoft-teams-team-clone": ["team_id", "display_name"], "microsoft-teams-teams-list-joined": ["user_id"],
+}
+# Where ours differ from XSOAR's, and why.
+DIFFER = {
+    ("microsoft-teams-create-meeting", "member"): "optional: with the delegated flow the signed-in account organizes",
+    ("microsoft-teams-chat-create", "member"): "required: Graph creates no chat without members (XSOAR fails later)",
+    ("microsoft-teams-message-send-to-chat", "chat"): "optional: chats (several at once) may name them instead",
+    ("microsoft-teams-message-update", "message_id"): "optional: message_ref (from send-notification) names it too",
+    ("microsoft-teams-list-messages", "conversation_id"): "optional: team and channel, or chat, name it too",
+    ("teams-send-notification-quick-action", "channel"): "optional: the users of user/team_member/to are recipients too",
+    ("teams-send-notification-quick-action", "message"): "optional: an adaptive_card is a message too",
+    ("microsoft-teams-team-create", "owner"): "optional: with the delegated flow the signed-in account owns the team",
+    ("microsoft-teams-team-create-from-group", "visibility"): "no default: the team keeps its group's visibility",
 }
 
 
@@ -84,9 +143,35 @@ def test_every_xsoar_argument_of_a_command_we_map_is_accepted():
         spec = REG.get(xcmd)
         if spec is None:
             continue  # not mapped (yet): nothing to compare
-        missing += [f"{xcmd} ({spec.name}): {a}" for a in xargs if arguments.canonical_name(spec, a) is None
-                    and a not in NEW_ARGUMENTS.get(xcmd, ())]
+        missing += [f"{xcmd} ({spec.name}): {a}" for a in xargs if arguments.canonical_name(spec, a) is None]
     assert not missing, "XSOAR argument names refused:\n" + "\n".join(missing)
+
+
+def test_xsoar_defaults_and_required_flags_match_or_differ_for_a_reason():
+    found = []
+    for xcmd, defaults in XSOAR_DEFAULTS.items():
+        spec = REG.get(xcmd)
+        for arg, want in (defaults.items() if spec else ()):
+            name = arguments.canonical_name(spec, arg)
+            ours = spec.arguments["properties"][name].get("default", "<none>") if name else "<no argument>"
+            if str(ours).lower() != str(want).lower() and (xcmd, arg) not in DIFFER:
+                found.append(f"{xcmd} {arg}: default {ours!r}, XSOAR's {want!r}")
+    for xcmd, required in XSOAR_REQUIRED.items():
+        spec = REG.get(xcmd)
+        if spec is None:
+            continue
+        ours = set(spec.arguments.get("required", ()))
+        props = spec.arguments["properties"]
+        for arg in required:
+            name = arguments.canonical_name(spec, arg)
+            # an argument with a default is as good as required: it always has a value
+            if name not in ours and "default" not in props.get(name, {}) and (xcmd, arg) not in DIFFER:
+                found.append(f"{xcmd} {arg}: optional here, required in XSOAR")
+        theirs = {arguments.canonical_name(spec, a) for a in required}
+        found += [f"{xcmd} {n}: required here, optional in XSOAR" for n in ours - theirs
+                  if (xcmd, n) not in DIFFER and (xcmd, next((a for a, c in spec.argument_aliases.items() if c == n),
+                                                              n)) not in DIFFER]
+    assert not found, "\n".join(found)
 
 
 def test_the_message_body_takes_both_names_everywhere():
