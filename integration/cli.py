@@ -22,7 +22,7 @@ TOOLS = {
     "playbook": "check or run a YAML playbook: `playbook validate FILE`, `playbook run FILE --input k=v [--dry-run]`",
     "shell": "the interactive war-room prompt (`!command arg=value`); or pipe lines of commands on stdin",
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
-    "docs": "print (or --write) docs/commands.md, generated from commands.yml",
+    "docs": "print (or --write) docs/commands.md, generated from commands.yml (--xsoar: docs/xsoar-migration.md)",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
     "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
 }
@@ -423,13 +423,18 @@ def _doc_tool(tool: str, argv: list[str], out) -> int:
 
     p = argparse.ArgumentParser(prog=f"msteams {tool}", formatter_class=_Help)
     if tool == "docs":
-        p.add_argument("--write", metavar="PATH", nargs="?", const="docs/commands.md", help="write the file instead of printing")
+        p.add_argument("--write", metavar="PATH", nargs="?", const="", default=None,
+                       help="write the file instead of printing (docs/commands.md, or with --xsoar docs/xsoar-migration.md)")
+        p.add_argument("--xsoar", action="store_true",
+                       help="the migration table from Cortex XSOAR's Teams integrations instead of the command reference")
     ns = p.parse_args(argv)
     reg = _registry()
     if tool == "permissions":
         out(docs.permissions_markdown(reg))
         return 0
-    text = docs.commands_markdown(reg)
+    text = docs.xsoar_markdown(reg) if ns.xsoar else docs.commands_markdown(reg)
+    if ns.write == "":
+        ns.write = "docs/xsoar-migration.md" if ns.xsoar else "docs/commands.md"
     if ns.write:
         try:
             with open(ns.write, "w", encoding="utf-8") as f:
