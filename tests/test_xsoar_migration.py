@@ -477,3 +477,29 @@ def test_merge_context_merges_nested_lists_by_id_and_replaces_scalar_lists():
     merge_context(ctx, {"P": [{"chatId": "c", "members": [{"id": "1", "roles": ["owner"]}, {"id": "2"}]}]}, "chatId")
     merge_context(ctx, {"P": [{"chatId": "c", "members": [{"id": "3"}, {"id": "1", "roles": []}]}]}, "chatId")
     assert ctx == {"P": [{"chatId": "c", "members": [{"id": "1", "roles": []}, {"id": "2"}, {"id": "3"}]}]}
+
+
+def test_playbooks_may_use_every_context_path_a_command_writes(tmp_path):
+    from integration.errors import FileError
+    from integration.playbooks import load
+
+    def check(ref: str, command: str, args: str):
+        p = tmp_path / "pb.yml"
+        p.write_text(textwrap.dedent(f"""\
+            name: refs
+            steps:
+              - id: a
+                command: {command}
+                args: {args}
+              - id: b
+                command: ring-user
+                args: {{username: "${{steps.a.context.{ref}}}"}}
+            """))
+        return load(p)
+
+    check("MicrosoftTeams.Message.0.ID", "send-notification", "{user: [x], message: m}")
+    check("MicrosoftTeams.MessageListNextLink", "chat-message-list", "{chat: c}")
+    check("MicrosoftTeams.MessagesListMetadata.returned_count", "message-list", "{chat: c}")
+    with pytest.raises(FileError) as e:
+        check("MicrosoftTeams.Call.0.userId", "send-notification", "{user: [x], message: m}")
+    assert "'MicrosoftTeams.Message'" in str(e.value)

@@ -240,9 +240,14 @@ class _Checker:
             path = ".".join(str(x) for x in p[2:])
             if spec and not prefix:
                 self.problem(where, f"{label}{ref}: step '{target}' ({spec.name}) puts nothing in the context")
-            elif spec and not (path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "NextLink")):
-                self.problem(where, f"{label}{ref}: step '{target}' ({spec.name}) writes its context under "
-                                    f"'{prefix}', not '{path}'")
+            elif spec:
+                # the prefix, its next link, and what else the command writes (outputs.also/next_link/more)
+                out = spec.outputs
+                roots = [prefix, prefix + "NextLink", out.get("next_link")] + \
+                    [a["prefix"] for a in out.get("also") or ()] + list(out.get("more") or ())
+                if not any(r and (path == r or path.startswith(r + ".")) for r in roots):
+                    self.problem(where, f"{label}{ref}: step '{target}' ({spec.name}) writes its context under "
+                                        f"{', '.join(repr(r) for r in dict.fromkeys(r for r in roots if r))}, not '{path}'")
 
     def check_value(self, value: Any, where: list, *, step: int | None, in_step_outputs: bool = False,
                     has_item: bool = False) -> bool:
