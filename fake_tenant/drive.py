@@ -74,6 +74,22 @@ def _card_text(activity: dict) -> list[str]:
     return lines
 
 
+def _activity_of_ref(config: str | None, ref: str) -> str:
+    """The bot message's activity id behind a messageRef, from the config's context store."""
+    from integration.config import load
+    from integration.store import Store
+
+    path = config or os.environ.get("MSTEAMS_CONFIG")
+    store = Store(load(path).resolved_store_path)
+    try:
+        found = store.get_message_ref(ref.strip())
+    finally:
+        store.close()
+    if not found or not found.get("activityId"):
+        raise _UsageError(f"no message reference {ref!r} in the context store")
+    return found["activityId"]
+
+
 def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> int:
     err = err or (lambda s: print(s, file=sys.stderr))
     action = argv[0] if argv else None
@@ -89,6 +105,14 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
         p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                        help="wait this long for the bot's reply and print it")
         p.add_argument("text", nargs="+", help="what the user writes (the bot is @mentioned in a channel or chat)")
+    elif action == "user-clicks":
+        p.add_argument("--user", required=True, help="who presses the button (mail or UPN)")
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--question", metavar="ID", help="the card of this question (ask)")
+        g.add_argument("--message-ref", metavar="REF", help="the bot message with this messageRef (read from the "
+                                                            "config's context store)")
+        p.add_argument("--choice", required=True, help="the button's title")
+        p.add_argument("--reason", help="text typed in the card's reason box")
     elif action == "answer-call":
         p.add_argument("--user", required=True, help="whose Teams client rings (mail or UPN)")
         p.add_argument("answer", choices=("accept", "decline", "busy", "ignore"),
@@ -99,6 +123,8 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
         g.add_argument("--team", help="install in this team")
     else:
         err("usage: msteams emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
+            "msteams emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE "
+            "[--reason TEXT] | "
             "msteams emulator install-bot --user MAIL | --team NAME | "
             "msteams emulator answer-call --user MAIL accept|decline|busy|ignore")
         return 2
@@ -119,6 +145,18 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
     if action == "user-says":
         body = {"user": ns.user, "text": " ".join(ns.text)}
         body.update({k: getattr(ns, k) for k in ("team", "channel", "chat") if getattr(ns, k)})
+    elif action == "user-clicks":
+        body = {"user": ns.user, "choice": ns.choice}
+        if ns.question:
+            body["question"] = ns.question
+        else:
+            try:
+                body["activity_id"] = _activity_of_ref(ns.config, ns.message_ref)
+            except _UsageError as exc:
+                err(f"error: {exc}")
+                return 2
+        if ns.reason is not None:
+            body["reason"] = ns.reason
     elif action == "answer-call":
         body = {"user": ns.user, "answer": ns.answer}
     else:

@@ -665,7 +665,7 @@ class Emulator:
                 return Response(200, self.throttle.settings())
             if method == "POST" and what == "revoke":
                 return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
-            if what in ("messaging-endpoint", "user-says", "install-bot", "deliveries"):
+            if what in ("messaging-endpoint", "user-says", "user-clicks", "install-bot", "deliveries"):
                 return self._teams_admin(method, what, data)
             if what == "answer-call" and method == "POST":
                 unknown = set(data) - {"user", "answer"}
@@ -708,6 +708,12 @@ class Emulator:
                     return Response(400, {"error": "user-says takes user and text, and team + channel or chat"})
                 return Response(200, teams.user_says(data["user"], data["text"], team=data.get("team"),
                                                      channel=data.get("channel"), chat=data.get("chat")))
+            if what == "user-clicks" and method == "POST":
+                unknown = set(data) - {"user", "choice", "question", "activity_id", "reason"}
+                if unknown or not data.get("user") or not data.get("choice"):
+                    return Response(400, {"error": "user-clicks takes user, choice, question or activity_id, reason"})
+                return Response(200, teams.user_clicks(data["user"], data["choice"], question=data.get("question"),
+                                                       activity_id=data.get("activity_id"), reason=data.get("reason")))
             if what == "install-bot" and method == "POST":
                 return Response(200, teams.install_bot(user=data.get("user"), team=data.get("team")))
         except ChannelError as e:

@@ -54,6 +54,15 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _asks(activity: dict, question: str | None) -> bool:
+    """Whether a bot message is a card of the question (a button's data names it)."""
+    for att in activity.get("attachments") or []:
+        for a in (att.get("content") or {}).get("actions") or [] if isinstance(att, dict) else []:
+            if isinstance(a, dict) and isinstance(a.get("data"), dict) and a["data"].get("msteamsQuestion") == question:
+                return True
+    return False
+
+
 def _loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -241,6 +250,69 @@ class TeamsChannel:
             entities.append({"type": "mention", "text": mention_text,
                              "mentioned": {"id": f"28:{bot.app_id}", "name": bot.name}})
         activity["entities"] = entities
+        return activity
+
+    def user_clicks(self, user: str, choice: str, *, question: str | None = None, activity_id: str | None = None,
+                    reason: str | None = None, invoke: bool = False) -> dict:
+        """A user presses the button ``choice`` (its title, or the answer it sends) of a bot card
+        they can see: the card of question ``question`` (ask) or the bot's message
+        ``activity_id``. Delivered as Teams does: a signed ``message`` activity whose ``value``
+        is the button's data (with the card's inputs: ``reason``), or with ``invoke`` an
+        ``invoke`` adaptiveCard/action. Returns the delivery record."""
+        activity = self.click(user, choice, question=question, activity_id=activity_id, reason=reason, invoke=invoke)
+        return self.deliver(activity, self._bot().app_id)
+
+    def click(self, user: str, choice: str, *, question: str | None = None, activity_id: str | None = None,
+              reason: str | None = None, invoke: bool = False) -> dict:
+        """The activity :meth:`user_clicks` delivers (tests deliver it their own way: twice, late)."""
+        if bool(question) == bool(activity_id):
+            raise ChannelError("name the card: a question id or the bot message's activity id (one of them)")
+        bot = self._bot()
+        u = self._user(user)
+        with self.state.lock:
+            recs = [(aid, r) for aid, r in self.state.activities.items()
+                    if (aid == activity_id if activity_id else _asks(r["activity"], question))]
+            conv = None
+            for aid, r in recs:
+                c = self.state.bot_conversations.get(r["conversationId"])
+                if c is None:
+                    continue
+                if c["type"] == "channel":
+                    team = self.state.teams.get(c["teamId"])
+                    ch = team.channels.get(c["channelId"]) if team else None
+                    members = (ch.members if ch and ch.membership_type != "standard" else team.members) if team else []
+                    if any(m.user_id == u["id"] for m in members):
+                        conv, card_id, team_obj, ch_obj = c, aid, team, ch
+                        break
+                elif u["id"] in (c.get("members") or []):
+                    conv, card_id = c, aid
+                    break
+            if conv is None:
+                raise ChannelError(f"{u['displayName']} sees no such card of the bot", 404)
+            card = self.state.activities[card_id]["activity"]
+        actions = [a for att in card.get("attachments") or [] for a in (att.get("content") or {}).get("actions") or []
+                   if a.get("type") in ("Action.Submit", "Action.Execute")]
+        action = next((a for a in actions if str(a.get("title", "")).lower() == choice.lower()), None) or next(
+            (a for a in actions if isinstance(a.get("data"), dict) and str(a["data"].get("answer", "")).lower()
+             == choice.lower()), None)
+        if action is None:
+            titles = ", ".join(str(a.get("title")) for a in actions) or "none"
+            raise ChannelError(f"the card has no button {choice!r} (its buttons: {titles})", 409)
+        data = dict(action.get("data") or {})
+        if reason is not None:
+            data["reason"] = reason
+        if conv["type"] == "channel":
+            activity = self._envelope("message", u, bot, {"conversationType": "channel", "isGroup": True,
+                                                          "id": f"{ch_obj.id};messageid={card_id}"},
+                                      self._team_data(team_obj, ch_obj))
+        else:
+            activity = self._envelope("message", u, bot, self._personal(u, bot), {})
+        activity["replyToId"] = card_id
+        if invoke:
+            activity.update(type="invoke", name="adaptiveCard/action",
+                            value={"action": {"type": "Action.Execute", "title": action.get("title"), "data": data}})
+        else:
+            activity["value"] = data
         return activity
 
     def install_bot(self, *, user: str | None = None, team: str | None = None,

@@ -344,7 +344,7 @@ def _main(argv: list[str], out, err) -> int:
         rest = [AUTH_ACTIONS[action]] + rest[2:]
         head = rest[0]
     if head == "emulator":
-        if rest[1:2] in (["user-says"], ["install-bot"], ["answer-call"]):  # a simulated Teams user acts (a running emulator)
+        if rest[1:2] in (["user-says"], ["user-clicks"], ["install-bot"], ["answer-call"]):  # a simulated Teams user acts (a running emulator)
             from fake_tenant.drive import main as drive_main
 
             return drive_main(rest[1:], out=out, err=err, config=opts.config)
@@ -353,7 +353,8 @@ def _main(argv: list[str], out, err) -> int:
 
             raise InputError("usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
                              "[--write-config PATH] [--messaging-endpoint URL] | emulator user-says --user MAIL "
-                             "[--team NAME --channel NAME | --chat ID] TEXT | emulator install-bot --user MAIL | "
+                             "[--team NAME --channel NAME | --chat ID] TEXT | emulator user-clicks --user MAIL (--question ID | "
+                             "--message-ref REF) --choice TITLE [--reason TEXT] | emulator install-bot --user MAIL | "
                              "--team NAME | emulator answer-call --user MAIL accept|decline|busy|ignore")
         from fake_tenant.serve import main as serve_main
 

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS call_events (
     code INTEGER, subcode INTEGER, message TEXT, time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_id, id);
+CREATE TABLE IF NOT EXISTS questions (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, value TEXT NOT NULL, expires REAL,
+    answer TEXT, responder_id TEXT, responder_name TEXT, reason TEXT, answered REAL,
+    created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
 """
 
 
@@ -376,9 +382,25 @@ class Store:
                 if held and holder_alive(row["owner"]):
                     c.execute("COMMIT")
                     return None
-                c.execute("UPDATE runs SET owner=?, lease_until=?, updated=? WHERE id=?", (owner, now + lease, now, run_id))
+                # A waiting run becomes running in the same transaction: a second claimer finds it held.
+                c.execute("UPDATE runs SET owner=?, lease_until=?, updated=?, "
+                          "status=CASE WHEN status='waiting' THEN 'running' ELSE status END WHERE id=?",
+                          (owner, now + lease, now, run_id))
             c.execute("COMMIT")
         return row
+
+    def run_claim_waiting(self, run_id: str, owner: str, *, lease: float) -> dict | None:
+        """Take a waiting run to resume it: exactly one caller (of any process) gets it."""
+        now = self._clock()
+        with self.transaction() as c:
+            cur = c.execute("UPDATE runs SET status='running', owner=?, lease_until=?, updated=? "
+                            "WHERE id=? AND status='waiting'", (owner, now + lease, now, run_id))
+            return self._run_row(c, "id", run_id) if cur.rowcount == 1 else None
+
+    def runs_waiting_on(self, question_id: str) -> list[str]:
+        with self._conn() as c:
+            return [r[0] for r in c.execute("SELECT id FROM runs WHERE status='waiting' "
+                                            "AND json_extract(state, '$.waiting.question')=?", (question_id,))]
 
     def run_save(self, run_id: str, status: str, state: dict, *, lease: float) -> None:
         now = self._clock()
@@ -391,11 +413,12 @@ class Store:
             return self._run_row(c, "id", run_id)
 
     def run_list(self, status: str | None = None, limit: int = 50) -> list[dict]:
-        cols = "id, run_key, name, status, owner, created, updated"
+        cols = "id, run_key, name, status, owner, created, updated, json_extract(state, '$.waiting.question')"
         with self._conn() as c:
             rows = (c.execute(f"SELECT {cols} FROM runs WHERE status=? ORDER BY created DESC LIMIT ?", (status, limit))
                     if status else c.execute(f"SELECT {cols} FROM runs ORDER BY created DESC LIMIT ?", (limit,))).fetchall()
-        return [dict(zip(("id", "run_key", "name", "status", "owner", "created", "updated"), r)) for r in rows]
+        return [dict(zip(("id", "run_key", "name", "status", "owner", "created", "updated", "waiting_for"), r))
+                for r in rows]
 
 
     # ---- bot conversation references (learned from inbound activities; see bot/conversations.py) ----
@@ -469,6 +492,84 @@ class Store:
             rows = c.execute("SELECT state, code, subcode, message, time FROM call_events WHERE call_id=? ORDER BY id",
                              (call_id,)).fetchall()
         return [dict(zip(("state", "code", "subcode", "message", "time"), r)) for r in rows]
+
+
+    # ---- questions (ask; see integration/questions.py) ----
+    _Q_COLS = ("id", "status", "value", "expires", "answer", "responder_id", "responder_name", "reason", "answered",
+               "created", "updated")
+
+    def _q_row(self, c, qid: str) -> dict | None:
+        row = c.execute(f"SELECT {','.join(self._Q_COLS)} FROM questions WHERE id=?", (qid,)).fetchone()
+        if row is None:
+            return None
+        out = dict(zip(self._Q_COLS, row))
+        out["value"] = json.loads(out["value"])
+        return out
+
+    def question_create(self, qid: str, value: dict, expires: float | None) -> tuple[dict, bool]:
+        """Insert an open question; (the row, created). An existing one is returned as it is."""
+        now = self._clock()
+        with self.transaction() as c:
+            existing = self._q_row(c, qid)
+            if existing is None:
+                c.execute("INSERT INTO questions(id,status,value,expires,created,updated) VALUES (?,?,?,?,?,?)",
+                          (qid, "open", json.dumps(value), expires, now, now))
+                return self._q_row(c, qid), True
+        return existing, False
+
+    def question_get(self, qid: str) -> dict | None:
+        with self._conn() as c:
+            return self._q_row(c, qid)
+
+    def question_set_value(self, qid: str, value: dict) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE questions SET value=?, updated=? WHERE id=?", (json.dumps(value), self._clock(), qid))
+
+    def question_answer(self, qid: str, answer: str, responder_id: str, responder_name: str,
+                        reason: str | None) -> bool:
+        """Record the answer if the question is still open and not past its expiry: True for
+        the one caller that wins (one UPDATE ... WHERE status='open': atomic across processes)."""
+        now = self._clock()
+        with self._conn() as c:
+            cur = c.execute("UPDATE questions SET status='answered', answer=?, responder_id=?, responder_name=?, "
+                            "reason=?, answered=?, updated=? WHERE id=? AND status='open' "
+                            "AND (expires IS NULL OR expires > ?)",
+                            (answer, responder_id, responder_name, reason, now, now, qid, now))
+            return cur.rowcount == 1
+
+    def questions_expire(self, qid: str | None = None) -> list[str]:
+        """Open questions past their expiry take their default answer; the ids expired now."""
+        now = self._clock()
+        with self.transaction() as c:
+            where, params = "status='open' AND expires IS NOT NULL AND expires <= ?", [now]
+            if qid:
+                where += " AND id=?"
+                params.append(qid)
+            ids = [r[0] for r in c.execute(f"SELECT id FROM questions WHERE {where}", params).fetchall()]
+            for i in ids:
+                default = json.loads(c.execute("SELECT value FROM questions WHERE id=?", (i,)).fetchone()[0]) \
+                    .get("default_answer")
+                c.execute("UPDATE questions SET status='expired', answer=?, answered=?, updated=? WHERE id=?",
+                          (default, now, now, i))
+        return ids
+
+    def question_list(self, status: str | None = None, limit: int = 100) -> list[dict]:
+        with self._conn() as c:
+            ids = [r[0] for r in (c.execute("SELECT id FROM questions WHERE status=? ORDER BY created DESC LIMIT ?",
+                                            (status, limit)) if status else
+                                  c.execute("SELECT id FROM questions ORDER BY created DESC LIMIT ?",
+                                            (limit,))).fetchall()]
+            return [self._q_row(c, i) for i in ids]
+
+    def secret(self, name: str, make) -> str:
+        """A secret of this store (made once by ``make()``): kept in the store file, which is 0600."""
+        with self.transaction() as c:
+            row = c.execute("SELECT value FROM secrets WHERE name=?", (name,)).fetchone()
+            if row:
+                return row[0]
+            value = make()
+            c.execute("INSERT INTO secrets(name, value, created) VALUES (?,?,?)", (name, value, self._clock()))
+            return value
 
 
 class _Tx:

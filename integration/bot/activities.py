@@ -86,6 +86,11 @@ class Processor:
             conversations.learn(self.runtime.store, self.bot_id, activity)
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not lose the command
             log.warning("could not record the conversation reference: %s", exc)
+        from .. import questions
+
+        data = questions.submit_data(activity)
+        if data is not None:  # a question's button was pressed (ask)
+            return self._answer(activity, data)
         if activity.get("type") != "message":
             return 200, None
         text = command_text(activity, self.bot_id)
@@ -128,6 +133,52 @@ class Processor:
             return 200, None
         self._submit(self._run, activity, text, audit_id)
         return 202, None
+
+    def _answer(self, activity: dict, data: dict) -> tuple[int, dict | None]:
+        """A card button of a question (questions.py): recorded in the audit log (a redelivered
+        activity counts once); the first valid answer from an allowed responder wins, then the
+        cards change and the playbook runs waiting on it resume, in the background; any other
+        press gets a short reply and changes nothing."""
+        from .. import questions
+
+        sender = _dict(activity.get("from"))
+        oid = conversations._user_oid(sender)
+        where = conversations.describe(activity)
+        invoke = activity.get("type") == "invoke"
+        row = {"activity_id": activity.get("id") if isinstance(activity.get("id"), str) else None,
+               "tenant_id": where["tenantId"], "sender_id": oid or str(sender.get("id") or "")[:200],
+               "sender_name": str(sender.get("name") or "")[:200], "conversation_type": where["type"],
+               "conversation_id": where["conversationId"][:500], "place": _place(where), "command": "ask-answer",
+               "text": f"{str(data.get(questions.SUBMIT_KEY))[:100]} {str(data.get('answer'))[:100]}"}
+        store = self.runtime.store
+        tenant = self.cfg.tenant_id
+        if tenant and where["tenantId"] != tenant:
+            outcome, reply, won = "other-tenant", "Sorry, this bot takes answers only from its own organisation.", None
+        else:
+            outcome, reply, won = "pending", "", None
+        audit_id = store.audit_add(dict(row, decision="received"))
+        if audit_id is None:
+            log.info("activity %s was received before; not taken again", row["activity_id"])
+            return 200, None
+        if outcome == "pending":
+            outcome, reply, won = questions.answer_from_teams(self.runtime, data, oid, row["sender_name"],
+                                                              where["conversationId"])
+        store.audit_update(audit_id, decision="answered" if won else "refused", outcome=outcome,
+                           detail=reply[:500])
+        if won is not None:
+            self._submit(self._after_answer, won)
+        elif not invoke:
+            self._submit(self._send, activity, render.text_reply(reply))
+        if invoke:
+            return 200, {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": reply}
+        return 202, None
+
+    def _after_answer(self, q: dict) -> None:
+        from .. import questions
+        from ..playbooks.runner import resume_waiting_on
+
+        questions.update_cards(self.runtime, q)
+        resume_waiting_on(self.runtime, q["id"], out=lambda line: log.info("%s", line))
 
     def _submit(self, fn, *args) -> None:
         with self._cv:

@@ -43,10 +43,11 @@ class PlaybookResult:
     failed_step: str | None = None
     dry_run: bool = False
     run_id: str | None = None  # the persisted run (`msteams playbook resume RUN_ID`)
+    waiting_for: str | None = None  # status "waiting": the question id the run waits on
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "planned")
+        return self.status in ("ok", "planned", "waiting")
 
     @property
     def exit_code(self) -> int:
@@ -56,7 +57,8 @@ class PlaybookResult:
         return next((s for s in self.steps if s["id"] == step_id), None)
 
     def to_dict(self) -> dict:
-        return _jsonable({"playbook": self.name, "run_id": self.run_id, "status": self.status, "dry_run": self.dry_run,
+        return _jsonable({"playbook": self.name, "run_id": self.run_id, "status": self.status,
+                          "waiting_for": self.waiting_for, "dry_run": self.dry_run,
                           "failed_step": self.failed_step, "error": str(self.error) if self.error else None,
                           "outputs": self.outputs, "context": self.context,
                           "steps": [_public(s) for s in self.steps]})
@@ -276,6 +278,12 @@ def planned_calls(spec: CommandSpec, args: dict, registry: Registry) -> list[str
 
 # ------------------------------------------------------------------ running
 
+# Steps that wait for an answer: while their question is open the run is suspended (status
+# "waiting", persisted), and resumed once it is answered or expired (resume_waiting_on, the
+# bot endpoint, `msteams playbook worker`). The step runs again then: ask is idempotent within
+# a run (the same question, its cards not sent again) and its result carries the answer.
+WAITING_COMMANDS = ("ask", "ask-wait")
+
 
 def _first_line(exc: BaseException) -> str:
     from ..redact import redact
@@ -296,12 +304,13 @@ class _Run:
         self.journal = None  # runs.Journal: where each checkpoint goes (None: not persisted)
         self.at, self.done = 0, set()  # the step to run next, and the steps finished
         self.partial: dict[str, dict] = {}  # a resumed step's saved record (items done before the stop)
+        self.waiting: dict | None = None  # {"question", "step"} while suspended
         self._lock = threading.RLock()  # parallel foreach items share the context and the records
 
     # -- persistence
     def state(self) -> dict:
         return {"inputs": self.inputs, "i": self.at, "done": sorted(self.done), "context": self.context,
-                "records": self.records, "sha256": self.sha256}
+                "records": self.records, "sha256": self.sha256, "waiting": self.waiting}
 
     sha256 = None
 
@@ -371,9 +380,19 @@ class _Run:
     def run(self) -> PlaybookResult:
         steps, i, done = self.pb.steps, self.at, self.done
         failed: tuple[Step, BaseException] | None = None
+        self.waiting = None
         while i < len(steps):
             step = steps[i]
             rec = self.run_step(step)
+            if rec["status"] == "waiting":
+                self.at, self.waiting = i, {"question": rec["waiting"], "step": step.id}
+                self.checkpoint("waiting")
+                self.out(f"{self.tag(step)} waiting for the answer to question {rec['waiting']}"
+                         + (f"; run {self.journal.id} is suspended" if self.journal else ""))
+                records = [{k: v for k, v in r.items() if k != "_index"} for r in
+                           sorted(copy.deepcopy(self.records), key=lambda r: r["_index"])]
+                return PlaybookResult(self.pb.name, "waiting", self.context, {}, records,
+                                      run_id=self.journal.id if self.journal else None, waiting_for=rec["waiting"])
             if rec["status"] == "failed" and step.on_error == "fail":
                 # Not done: a resumed run starts again here (its delivered items are not resent).
                 failed = (step, self.errors.get(step.id) or IntegrationError(rec.get("error") or "failed"))
@@ -487,6 +506,11 @@ class _Run:
                 record(entry)
                 if entry["status"] == "failed" and step.on_error == "fail":
                     break
+        waiting = [e for n, e in sorted(entries.items()) if e["status"] == "waiting"]
+        if waiting:
+            rec.update(status="waiting", waiting=waiting[0]["question"],
+                       duration=round(time.perf_counter() - started, 3))
+            return rec
         outputs_per_item: list[dict | None] = []
         ran = failures = 0
         for n in sorted(entries):
@@ -548,6 +572,10 @@ class _Run:
                 return {"status": "failed", "error": _first_line(exc), "outputs": {}, "attempts": attempts,
                         "duration": round(took, 3)}
         took = time.perf_counter() - t0
+        raw = result.raw if isinstance(result.raw, dict) else {}
+        if step.spec.name in WAITING_COMMANDS and raw.get("status") == "open" and raw.get("id"):
+            return {"status": "waiting", "question": raw["id"], "error": None, "outputs": {}, "attempts": attempts,
+                    "duration": round(took, 3)}
         ctx = result.context()
         with self._lock:
             merge_context(self.context, ctx, result.key)
@@ -684,6 +712,59 @@ def _continue(run: "_Run", row: dict, out) -> PlaybookResult:
         out(f"run {run.journal.id} resumed at step {run.at + 1} of {len(run.pb.steps)}"
             + (f" ({len(run.done)} finished before)" if run.done else ""))
     return run.run()  # a finished run only reports its saved result again
+
+
+def resume_waiting(run_id: str, runtime, out: Callable[[str], None] | None = None) -> PlaybookResult | None:
+    """Resume a run suspended on a question, if it still waits: one caller of any process gets
+    it (the run turns running in one transaction), the others get None."""
+    from ..errors import InputError as _InputError
+    from ..owners import owner_id
+    from .runs import LEASE_SECONDS, Journal, digest
+
+    out = out or _stderr
+    row = runtime.store.run_claim_waiting(run_id, owner_id(), lease=LEASE_SECONDS)
+    if row is None:
+        return None
+    journal = Journal(runtime.store, run_id, row["playbook"], row["name"])
+    try:
+        if not Path(row["playbook"]).is_file() or digest(row["playbook"]) != row["state"].get("sha256"):
+            raise _InputError(f"run {run_id}: its playbook {row['playbook']} is gone or changed since the run started")
+        pb = load(row["playbook"], runtime.registry)
+    except IntegrationError as exc:
+        journal.save("failed", row["state"])
+        out(f"run {run_id} cannot resume: {_first_line(exc)}")
+        raise
+    run = _Run(pb, row["state"].get("inputs") or {}, runtime.registry, out, runtime=runtime)
+    run.journal = journal
+    return _continue(run, row, out)
+
+
+def resume_waiting_on(runtime, question_id: str | None = None, out: Callable[[str], None] | None = None) -> list:
+    """Resume the runs waiting on ``question_id`` (None: on any question no longer open); the
+    results of those this process resumed."""
+    from .. import questions
+
+    out = out or _stderr
+    if question_id:
+        ids = runtime.store.runs_waiting_on(question_id)
+    else:
+        ids = []
+        for r in runtime.store.run_list("waiting", 1000):
+            q = questions.current(runtime, r["waiting_for"]) if r.get("waiting_for") else None
+            if q is not None and q["status"] != "open":
+                ids.append(r["id"])
+    results = []
+    for rid in ids:
+        try:
+            result = resume_waiting(rid, runtime, out)
+        except Exception as exc:  # noqa: BLE001 - one run that cannot resume does not stop the others
+            import logging
+
+            logging.getLogger("msteams.playbook").warning("run %s could not resume: %s", rid, _first_line(exc))
+            continue
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def resume_playbook(run_id: str, runtime, out: Callable[[str], None] | None = None) -> PlaybookResult:

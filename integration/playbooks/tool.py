@@ -14,7 +14,7 @@ from ..errors import FileError, InputError, IntegrationError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # the playbook schema's pattern for input names
 USAGE = ("usage: msteams playbook {validate FILE..., run FILE|NAME [--input NAME=VALUE ...] [--run-key KEY] "
-         "[--dry-run] [--output json], runs [--status S], resume RUN_ID, list}")
+         "[--dry-run] [--output json], runs [--status S], resume RUN_ID, worker [--once] [--interval S], list}")
 
 
 def _inputs(pairs: list[str]) -> dict:
@@ -100,7 +100,7 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
 def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None = None,
          output: str | None = None) -> int:
     action = argv[0] if argv else None
-    if action not in ("validate", "run", "runs", "resume", "list"):
+    if action not in ("validate", "run", "runs", "resume", "worker", "list"):
         raise InputError(USAGE)
     if action == "list":
         from .loader import shipped
@@ -108,6 +108,8 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
         for name, path in shipped().items():
             out(f"{name}  ({path})")
         return 0
+    if action == "worker":
+        return _worker(argv[1:], out=out, err=err, config=config)
     if action in ("runs", "resume"):
         return _runs(action, argv[1:], out=out, err=err, config=config, output=output)
     if action == "validate":
@@ -149,6 +151,8 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
 
 
 def _finish(result, out, as_json: bool) -> int:
+    if result.status == "waiting" and not as_json:
+        out(f"run {result.run_id} waiting for question {result.waiting_for}")
     out(result.to_json() if as_json else _summary(result))
     if not result.ok:
         if result.run_id and isinstance(result.error, IntegrationError):
@@ -164,7 +168,7 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
 
     p = argparse.ArgumentParser(prog=f"msteams playbook {action}")
     if action == "runs":
-        p.add_argument("--status", choices=("running", "failed", "ok"), help="only runs with this status")
+        p.add_argument("--status", choices=("running", "waiting", "failed", "ok"), help="only runs with this status")
         p.add_argument("--limit", type=int, default=50)
     else:
         p.add_argument("run_id", metavar="RUN_ID")
@@ -187,6 +191,36 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
     if output == "json":
         out(json.dumps(rows, indent=2))
     else:
-        out(markdown_table(rows, ["id", "name", "status", "run_key", "created", "updated", "owner"], "Playbook runs")
+        out(markdown_table(rows, ["id", "name", "status", "waiting_for", "run_key", "created", "updated", "owner"],
+                           "Playbook runs")
             if rows else "No playbook runs in the context store.")
     return 0
+
+
+def _worker(argv: list[str], *, out, err, config: str | None, sleep=None) -> int:
+    """`playbook worker`: resume the runs waiting on questions that were answered or expired
+    (expiry applied here too), every --interval seconds; --once: one pass (tests, cron)."""
+    from ..dispatch import Runtime
+    from .. import questions
+    from .runner import resume_waiting_on
+
+    p = argparse.ArgumentParser(prog="msteams playbook worker")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    ns = p.parse_args(argv)
+    runtime = Runtime(config_path=config)
+    runtime.echo = err
+    sleep = sleep or runtime.sleep
+    try:
+        while True:
+            questions.expire(runtime)
+            for result in resume_waiting_on(runtime, None, out=err):
+                out(f"run {result.run_id} ({result.name}): {result.status}"
+                    + (f", waiting for question {result.waiting_for}" if result.waiting_for else ""))
+            if ns.once:
+                return 0
+            sleep(max(0.1, ns.interval))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        runtime.close()

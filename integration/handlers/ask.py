@@ -1,0 +1,126 @@
+"""``ask``, ``ask-status`` and ``ask-wait``: a question card sent as the bot, answered by a
+button press that reaches the bot's messaging endpoint (see integration/questions.py).
+
+Inside a playbook run, ``ask`` is idempotent: the question id comes from the run, step and item,
+so a resumed run finds its question (and its cards, already sent) instead of asking again, and
+the step's result carries the answer once there is one.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .. import questions as Q
+from ..errors import ArgumentError, IntegrationError, NotFound
+from ..outbox import delivery_key, delivery_scope
+from ..resolve import is_thread_id
+from . import notify
+
+HANDLERS = ("ask", "ask_status", "ask_wait")
+
+
+def _row(ctx, q: dict, message: str):
+    row = Q.public(q)
+    return ctx.result(row, row, message=message)
+
+
+def _targets(ctx) -> tuple[list[str], list[str]]:
+    a = ctx.args
+    users = list(a.get("user") or [])
+    channels = list(a.get("channel") or [])
+    for r in a.get("recipients") or []:
+        if not isinstance(r, dict):
+            raise ArgumentError("recipients", "each recipient is an object with userId or channelId "
+                                              "(as recipients-resolve returns them)")
+        if r.get("userId"):
+            users.append(str(r["userId"]))
+        elif r.get("channelId"):
+            channels.append(str(r["channelId"]))
+    users, channels = list(dict.fromkeys(u.strip() for u in users)), list(dict.fromkeys(c.strip() for c in channels))
+    if not users and not channels:
+        raise ArgumentError("user", "ask someone: give users, channels, or recipients")
+    return users, channels
+
+
+def ask(ctx):
+    a = ctx.args
+    options = Q.parse_options(a.get("options"))
+    if len({o["value"] for o in options}) != len(options) or not all(o["title"] and o["value"] for o in options):
+        raise ArgumentError("options", "each option needs a title (and a distinct value)")
+    users, channels = _targets(ctx)
+    qid = "q" + delivery_key("ask", *delivery_scope(ctx))[:19]
+    existing = ctx.store.question_get(qid)
+    if existing is not None and existing["value"].get("refs"):  # asked before (a resumed run): its status
+        q = Q.current(ctx.runtime, qid)
+        return _row(ctx, q, f"Question {qid}: {q['status']}.")
+    tenant = notify._tenant(ctx)
+    lookups = notify._Lookups(ctx)
+    user_ids = {u: lookups.user(u)["id"] for u in users}
+    channel_ids = []
+    for ch in channels:
+        if is_thread_id(ch):
+            channel_ids.append(ch)
+        else:
+            sub = dataclasses.replace(ctx, args=dict(a, channel=ch))
+            channel_ids.append(notify._channel_conversation(sub, lookups)[1])
+    if a.get("responders"):
+        responders = [lookups.user(r, "responders")["id"] for r in a["responders"]]
+        channel_members = False
+    else:
+        responders, channel_members = list(user_ids.values()), True
+    expires = ctx.store.now() + a["expires_in"] if a.get("expires_in") else None
+    value = {"text": a["question"], "options": options, "default_answer": a.get("default_answer"),
+             "responders": responders, "channels": channel_ids, "channel_members": channel_members,
+             "reason": bool(a.get("reason")), "facts": a.get("facts") or {}, "refs": [], "recipients": []}
+    q, _ = ctx.store.question_create(qid, value, expires)
+    activity = {"type": "message", "attachments": [notify.adaptive_attachment(Q.card(ctx.store, q))]}
+    targets = [("user", uid) for uid in user_ids.values()] + [("channel", c) for c in channel_ids]
+    refs, recipients, errors = [], [], []
+    for kind, name in targets:
+        sub = dataclasses.replace(ctx, args=dict(a, channel=name if kind == "channel" else None, team=None,
+                                                 message_id=None))
+        try:
+            row = notify._notify_one(sub, lookups, activity, tenant, ("ask", qid), (kind, name))
+        except Exception as exc:  # noqa: BLE001 - one recipient failing does not stop the others
+            errors.append(f"{name}: {exc}")
+            continue
+        refs.append(row["messageRef"])
+        recipients.append(row["recipient"])
+    if not refs:
+        raise IntegrationError("the question reached nobody: " + "; ".join(errors))
+    value.update(refs=refs, recipients=recipients)
+    ctx.store.question_set_value(qid, value)
+    q = ctx.store.question_get(qid)
+    note = f"Question {qid} sent to {len(refs)} of {len(targets)} recipient(s)."
+    if errors:
+        note += " Not sent: " + "; ".join(errors)
+    return _row(ctx, q, note)
+
+
+def _get(ctx) -> dict:
+    qid = ctx.args["id"].strip()
+    q = Q.current(ctx.runtime, qid)
+    if q is None:
+        raise NotFound(f"no question '{qid[:100]}' in the context store",
+                       hint="use the id ask returned, with the same store_path")
+    return q
+
+
+def ask_status(ctx):
+    q = _get(ctx)
+    return _row(ctx, q, f"Question {q['id']}: {Q.outcome_line(q)}.")
+
+
+def ask_wait(ctx):
+    """Poll the store until the question is answered or expired (or the timeout passes). In a
+    playbook run it does not block: the run waits instead (the runner suspends it)."""
+    q = _get(ctx)
+    interval = max(0.05, float(ctx.args.get("poll_interval") or 2.0))
+    polls = 0 if ctx.runtime.delivery_scope else int(float(ctx.args.get("timeout") or 0) / interval)
+    for _ in range(polls):
+        if q["status"] != "open":
+            break
+        ctx.runtime.sleep(interval)
+        q = Q.current(ctx.runtime, q["id"])
+    if q["status"] == "open":
+        return _row(ctx, q, f"Question {q['id']}: not answered yet.")
+    return _row(ctx, q, f"Question {q['id']}: {Q.outcome_line(q)}.")

@@ -1,0 +1,220 @@
+"""Questions and approvals end to end: `ask` sends a card through the fake tenant's Bot Connector,
+a simulated user presses a button (the fake tenant signs and delivers the activity to a real
+endpoint on loopback), the first valid answer wins, cards change in place, and playbook runs
+waiting on the question resume (in the endpoint process, or through `playbook worker`)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from engine_fixtures import Sleeps, make_config
+from integration import questions
+from integration.bot import server as bot_server
+from integration.dispatch import Runtime, execute
+
+BOB = "bob.smith@contoso.example"
+CONOR = "conor.obrien@contoso.example"
+ZOE = "zoe.muller@contoso.example"
+GRACE = "grace.kim@contoso.example"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRARY = os.path.join(REPO, "integration", "playbooks", "library")
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Rig:
+    def __init__(self, emu, tmp_path):
+        self.emu, self.tmp_path = emu, tmp_path
+        self.cfg = make_config(emu, tmp_path)
+        self.clock = Clock()
+        self.server = None
+        self.runtime = self._runtime()
+        self.start()
+
+    def _runtime(self) -> Runtime:
+        rt = Runtime(self.cfg, sleep=Sleeps())
+        rt.echo = lambda s: None
+        rt.store._clock = self.clock
+        return rt
+
+    def start(self) -> None:
+        self.endpoint = bot_server.build(self.runtime, workers=2)
+        self.server = bot_server.BotServer(self.endpoint).start()
+        self.emu.teams.register(self.server.messaging_endpoint)
+
+    def stop(self) -> None:
+        self.emu.teams.register(None)
+        self.server.stop()
+
+    def restart(self) -> None:
+        """A new endpoint process, as far as the store is concerned: a fresh runtime and server."""
+        self.stop()
+        self.runtime.close()
+        self.runtime = self._runtime()
+        self.start()
+
+    def click(self, user: str, choice: str, **kw) -> dict:
+        rec = self.emu.teams.user_clicks(user, choice, **kw)
+        assert self.endpoint.processor.drain(20)
+        return rec
+
+    def deliver(self, activity: dict) -> dict:
+        rec = self.emu.teams.deliver(activity, self.runtime.cfg.bot_id)
+        assert self.endpoint.processor.drain(20)
+        return rec
+
+    def card(self, ref: str) -> dict:
+        aid = self.runtime.store.get_message_ref(ref)["activityId"]
+        return self.emu.state.activities[aid]["activity"]["attachments"][0]["content"]
+
+    def card_text(self, ref: str) -> str:
+        return json.dumps(self.card(ref), ensure_ascii=False)
+
+    def replies_to(self, rec: dict) -> list[str]:
+        from fake_tenant.drive import _card_text
+
+        return ["\n".join(_card_text(a["activity"])) for a in self.emu.state.activities.values()
+                if a["activity"].get("replyToId") == rec["activityId"]]
+
+
+@pytest.fixture
+def rig(emu, tmp_path):
+    r = Rig(emu, tmp_path)
+    yield r
+    r.stop()
+    r.runtime.close()
+
+
+def ask(rig, **args):
+    return execute("ask", args, rig.runtime).outputs[0]
+
+
+def status(rig, qid):
+    return execute("ask-status", {"id": qid}, rig.runtime).outputs[0]
+
+
+# ---- ask, answers, refusals ----
+
+def test_ask_a_user_who_answers_with_a_reason_and_the_card_changes(rig):
+    q = ask(rig, question="Isolate host WS-042?", user=[CONOR], reason=True, options=["Isolate", "Wait"])
+    assert q["status"] == "open" and q["options"] == ["Isolate", "Wait"] and len(q["messageRefs"]) == 1
+    card = rig.card(q["messageRefs"][0])
+    assert [a["title"] for a in card["actions"]] == ["Isolate", "Wait"]
+    assert any(b["type"] == "Input.Text" for b in card["body"])
+    rec = rig.click(CONOR, "Isolate", question=q["id"], reason="seen <b>beaconing</b>")
+    assert rec["status"] == 202
+    s = status(rig, q["id"])
+    assert (s["status"], s["answer"], s["responder"], s["reason"]) == ("answered", "Isolate", "Conor O'Brien",
+                                                                        "seen <b>beaconing</b>")
+    card = rig.card(q["messageRefs"][0])
+    assert "actions" not in card
+    text = rig.card_text(q["messageRefs"][0])
+    assert "Isolate by Conor O'Brien at " in text and "seen <b>beaconing</b>" in text  # a TextRun: literal
+    [row] = [r for r in rig.runtime.store.audit_list() if r["command"] == "ask-answer"]
+    assert (row["decision"], row["outcome"]) == ("answered", "answered")
+
+
+def test_invoke_action_execute_answers_too(rig):
+    q = ask(rig, question="Proceed?", user=[CONOR])
+    activity = rig.emu.teams.click(CONOR, "Yes", question=q["id"], invoke=True)
+    assert rig.deliver(activity)["status"] == 200
+    assert status(rig, q["id"])["answer"] == "Yes"
+
+
+def test_forged_replayed_disallowed_and_late_clicks_change_nothing(rig):
+    q = ask(rig, question="Approve?", user=[CONOR, ZOE], responders=[CONOR], options=["Approve", "Deny"])
+    # forged: a token that is not the store's
+    forged = rig.emu.teams.click(CONOR, "Approve", question=q["id"])
+    forged["value"]["token"] = "A" * 43
+    rec = rig.deliver(forged)
+    assert status(rig, q["id"])["status"] == "open"
+    assert any("not valid" in t for t in rig.replies_to(rec))
+    # a token of another option with this option's answer
+    swapped = rig.emu.teams.click(CONOR, "Approve", question=q["id"])
+    swapped["value"]["token"] = rig.emu.teams.click(CONOR, "Deny", question=q["id"])["value"]["token"]
+    rig.deliver(swapped)
+    assert status(rig, q["id"])["status"] == "open"
+    # not allowed: Zoë got the card but is not a responder
+    rec = rig.click(ZOE, "Approve", question=q["id"])
+    assert status(rig, q["id"])["status"] == "open"
+    assert any("may not answer" in t for t in rig.replies_to(rec))
+    # the allowed answer, then the same submit again (a new activity): replayed
+    first = rig.emu.teams.click(CONOR, "Deny", question=q["id"])
+    replay = dict(first, id=first["id"] + "x")
+    rig.deliver(first)
+    assert status(rig, q["id"])["answer"] == "Deny"
+    rec = rig.deliver(replay)
+    assert any("Already answered" in t for t in rig.replies_to(rec))
+    again = rig.emu.teams.click  # the card has no buttons any more
+    with pytest.raises(Exception, match="no such card|no button"):
+        again(CONOR, "Approve", question=q["id"])
+    s = status(rig, q["id"])
+    assert (s["answer"], s["responder"]) == ("Deny", "Conor O'Brien")
+    # a redelivered activity (same id) is taken once
+    assert rig.deliver(first)["status"] == 200
+
+
+def test_expiry_applies_the_default_answer_and_a_late_click_changes_nothing(rig):
+    q = ask(rig, question="Block the sender?", user=[CONOR], expires_in=60, default_answer="No")
+    late = rig.emu.teams.click(CONOR, "Yes", question=q["id"])
+    rig.clock.t += 61
+    rec = rig.deliver(late)
+    s = status(rig, q["id"])
+    assert (s["status"], s["answer"], s["responder"]) == ("expired", "No", None)
+    assert any("expired" in t for t in rig.replies_to(rec))
+    assert "Expired at" in rig.card_text(q["messageRefs"][0]) and "actions" not in rig.card(q["messageRefs"][0])
+
+
+def test_ask_wait_polls_with_an_injected_sleep(rig):
+    q = ask(rig, question="Go?", user=[CONOR], expires_in=10)
+    out = execute("ask-wait", {"id": q["id"], "timeout": 4, "poll_interval": 1}, rig.runtime).outputs[0]
+    assert out["status"] == "open" and rig.runtime.sleep == [1, 1, 1, 1]
+    rig.runtime.sleep.clear()
+    rig.runtime.sleep = lambda s: setattr(rig.clock, "t", rig.clock.t + 6)
+    out = execute("ask-wait", {"id": q["id"], "timeout": 30, "poll_interval": 1}, rig.runtime).outputs[0]
+    assert out["status"] == "expired"
+
+
+def test_a_channel_question_any_member_may_answer(rig):
+    q = ask(rig, question="Who takes IR-9?", channel=["Incident Response"], team="Security Operations",
+            options=["Me", "Not me"])
+    assert q["recipients"] and q["messageRefs"]
+    rig.click(CONOR, "Me", question=q["id"])
+    assert status(rig, q["id"])["responder"] == "Conor O'Brien"
+
+
+def test_two_simultaneous_clicks_give_one_decision(rig):
+    q = ask(rig, question="Approve?", user=[CONOR, GRACE], options=["Approve", "Deny"])
+    acts = [rig.emu.teams.click(CONOR, "Approve", question=q["id"]),
+            rig.emu.teams.click(GRACE, "Deny", question=q["id"])]
+    barrier = threading.Barrier(2)
+    recs = []
+
+    def go(a):
+        barrier.wait()
+        recs.append(rig.emu.teams.deliver(a, rig.runtime.cfg.bot_id))
+
+    threads = [threading.Thread(target=go, args=(a,)) for a in acts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert rig.endpoint.processor.drain(20)
+    rows = [r for r in rig.runtime.store.audit_list() if r["command"] == "ask-answer"]
+    assert sorted(r["decision"] for r in rows) == ["answered", "refused"]
+    s = status(rig, q["id"])
+    winner = {"Approve": "Conor O'Brien", "Deny": "Grace Kim"}[s["answer"]]
+    assert s["responder"] == winner
+    for ref in q["messageRefs"]:  # both cards show the one decision
+        assert f"by {winner} at" in rig.card_text(ref)
