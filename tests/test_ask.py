@@ -26,8 +26,10 @@ LIBRARY = os.path.join(REPO, "integration", "playbooks", "library")
 
 
 class Clock:
-    def __init__(self, t: float = 1_800_000_000.0):
-        self.t = t
+    def __init__(self, t: float | None = None):
+        import time
+
+        self.t = time.time() if t is None else t
 
     def __call__(self) -> float:
         return self.t
@@ -218,3 +220,169 @@ def test_two_simultaneous_clicks_give_one_decision(rig):
     assert s["responder"] == winner
     for ref in q["messageRefs"]:  # both cards show the one decision
         assert f"by {winner} at" in rig.card_text(ref)
+
+
+# ---- playbooks that wait ----
+
+WAITING_PLAYBOOK = """
+name: ask-then-tell
+inputs:
+  who: {type: string, required: true}
+steps:
+  - id: q
+    command: ask
+    args:
+      question: Contain the host?
+      user: ["${inputs.who}"]
+      reason: true
+      expires_in: 600
+      default_answer: "No"
+    outputs:
+      answer: ${result.outputs.0.answer}
+      by: ${result.outputs.0.responder}
+      why: ${result.outputs.0.reason}
+  - id: tell
+    command: send-notification
+    args:
+      user: ["${inputs.who}"]
+      message: "Decision: ${steps.q.outputs.answer} (${steps.q.outputs.by})"
+      message_format: text
+outputs:
+  answer: ${steps.q.outputs.answer}
+  by: ${steps.q.outputs.by}
+  why: ${steps.q.outputs.why}
+"""
+
+
+def _playbook(tmp_path):
+    p = tmp_path / "ask-then-tell.yml"
+    p.write_text(WAITING_PLAYBOOK)
+    return p
+
+
+def _texts(emu) -> list[str]:
+    return [a["activity"].get("text") or "" for a in emu.state.activities.values()]
+
+
+def test_an_answer_resumes_a_run_started_by_another_process(rig, cfg_file, tmp_path):
+    pb = _playbook(tmp_path)
+    env = dict(os.environ, MSTEAMS_CONFIG=str(cfg_file))
+    proc = subprocess.run([sys.executable, "-m", "integration.cli", "playbook", "run", str(pb), "--input",
+                           f"who={CONOR}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("run ") and "waiting for question" in first
+    run_id, qid = first.split()[1], first.split()[-1]
+    [row] = rig.runtime.store.run_list("waiting")
+    assert (row["id"], row["waiting_for"]) == (run_id, qid)
+    rig.click(CONOR, "Yes", question=qid, reason="confirmed")
+    assert rig.endpoint.processor.drain(20)
+    done = rig.runtime.store.run_get(run_id)
+    assert done["status"] == "ok", done["status"]
+    assert "Decision: Yes (Conor O'Brien)" in _texts(rig.emu)
+    # playbook runs shows what it waited for; a second resume finds nothing to do
+    from integration.playbooks.runner import resume_waiting
+
+    assert resume_waiting(run_id, rig.runtime, out=lambda s: None) is None
+
+
+def test_an_endpoint_restarted_while_a_run_waits_still_resumes_it(rig, tmp_path):
+    from integration.playbooks import run_playbook
+
+    r = run_playbook(_playbook(tmp_path), {"who": CONOR}, rig.runtime, out=lambda s: None)
+    assert r.status == "waiting" and r.ok and r.exit_code == 0 and r.waiting_for
+    rig.restart()
+    rig.click(CONOR, "No", question=r.waiting_for)
+    assert rig.runtime.store.run_get(r.run_id)["status"] == "ok"
+    assert "Decision: No (Conor O'Brien)" in _texts(rig.emu)
+
+
+def test_the_worker_resumes_a_run_whose_question_expired_with_the_default_answer(rig, tmp_path, monkeypatch, cfg_file):
+    from integration import cli
+    from integration.playbooks import run_playbook
+
+    r = run_playbook(_playbook(tmp_path), {"who": CONOR}, rig.runtime, out=lambda s: None)
+    assert r.status == "waiting"
+    rig.stop()  # no endpoint: the worker does it
+    rig.server = None
+    with rig.runtime.store.transaction() as c:
+        c.execute("UPDATE questions SET expires=? WHERE id=?", (1.0, r.waiting_for))
+    monkeypatch.setenv("MSTEAMS_CONFIG", str(cfg_file))
+    out, err = [], []
+    assert cli.main(["playbook", "worker", "--once"], out=out.append, err=err.append) == 0, err
+    assert any(f"run {r.run_id}" in line and ": ok" in line for line in out), out
+    q = rig.runtime.store.question_get(r.waiting_for)
+    assert (q["status"], q["answer"]) == ("expired", "No")
+    assert "Decision: No (None)" in _texts(rig.emu) or any(t.startswith("Decision: No") for t in _texts(rig.emu))
+    rig.start()
+
+
+# ---- access-request: approvals that resume the playbook ----
+
+ROLE_MAP = {"prod-admin": [GRACE], "*": ["Security Operations/Incident Response"]}
+
+
+def _request(rig, **extra):
+    from integration.playbooks import run_playbook
+
+    inputs = {"request_id": "REQ-42", "requester": BOB, "roles": ["prod-admin", "db-reader"],
+              "reason": "Hotfix for INC-7", "role_to_recipients": ROLE_MAP, "suggested_reviewers": [CONOR], **extra}
+    return run_playbook(os.path.join(LIBRARY, "access-request.yml"), inputs, rig.runtime, out=lambda s: None)
+
+
+def test_access_request_end_to_end_with_a_click(rig):
+    r = _request(rig)
+    assert r.status == "waiting", r.error
+    q = rig.runtime.store.question_get(r.waiting_for)
+    refs = q["value"]["refs"]
+    assert len(refs) == 3  # Grace 1:1, the Incident Response channel, Conor 1:1
+    for ref in refs:
+        assert [a["title"] for a in rig.card(ref)["actions"]] == ["Approve", "Deny"]
+    rig.click(GRACE, "Approve", question=r.waiting_for, reason="ok for 4h")
+    run = rig.runtime.store.run_get(r.run_id)
+    assert run["status"] == "ok"
+    for ref in refs:
+        card = rig.card(ref)
+        assert card["body"][0]["text"] == "Access request REQ-42: approved"
+        facts = card["body"][1]["facts"]
+        assert {"title": "Reviewer", "value": "Grace Kim"} in facts and {"title": "Comment", "value": "ok for 4h"} in facts
+        assert "actions" not in card
+    # a later click by another reviewer changes nothing
+    rec = rig.emu.teams.deliver(_late_click(rig, r.waiting_for), rig.runtime.cfg.bot_id)
+    assert rig.endpoint.processor.drain(20) and rec["status"] == 202
+    assert rig.runtime.store.question_get(r.waiting_for)["responder_name"] == "Grace Kim"
+
+
+def _late_click(rig, qid):
+    """Conor's press on the card as it was before it changed (a stale client)."""
+    conor = rig.emu.state.user(CONOR)
+    a = rig.emu.teams._envelope("message", conor, rig.emu.teams._bot(),
+                                rig.emu.teams._personal(conor, rig.emu.teams._bot()), {})
+    a["value"] = {"msteamsQuestion": qid, "answer": "denied", "token": questions.token(rig.runtime.store, qid, "denied")}
+    return a
+
+
+def test_access_request_two_reviewers_at_the_same_moment_one_decision(rig):
+    r = _request(rig)
+    acts = [rig.emu.teams.click(GRACE, "Approve", question=r.waiting_for),
+            rig.emu.teams.click(CONOR, "Deny", question=r.waiting_for, reason="not during the freeze")]
+    barrier = threading.Barrier(2)
+
+    def go(a):
+        barrier.wait()
+        rig.emu.teams.deliver(a, rig.runtime.cfg.bot_id)
+
+    threads = [threading.Thread(target=go, args=(a,)) for a in acts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert rig.endpoint.processor.drain(30)
+    q = rig.runtime.store.question_get(r.waiting_for)
+    decision = {"approved": "Grace Kim", "denied": "Conor O'Brien"}
+    assert q["status"] == "answered" and q["responder_name"] == decision[q["answer"]]
+    assert rig.runtime.store.run_get(r.run_id)["status"] == "ok"
+    for ref in q["value"]["refs"]:
+        card = rig.card(ref)
+        assert card["body"][0]["text"] == f"Access request REQ-42: {q['answer']}"
+        assert {"title": "Reviewer", "value": q["responder_name"]} in card["body"][1]["facts"]

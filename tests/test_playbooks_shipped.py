@@ -215,7 +215,12 @@ def request(emu, rt, **extra):
               "reason": "Hotfix for INC-7", "role_to_recipients": ROLE_MAP, "suggested_reviewers": ["Alice Johnson"],
               "fallback": ["hannah.schmidt@contoso.example"], **extra}
     r = run(ACCESS, inputs, rt)
-    assert r.status == "ok", r.lines
+    # The playbook asks (one question, a card per reviewer) and waits for the decision
+    # (tests/test_ask.py clicks); the cards it sent are the question's.
+    assert r.status == "waiting", r.lines
+    route = r.step("route")["outputs"]
+    r.outputs = {"message_refs": rt.store.question_get(r.waiting_for)["value"]["refs"],
+                 "recipients": route["recipients"], "unresolved": route["unresolved"], "failed": []}
     return r
 
 
@@ -234,13 +239,12 @@ def test_access_request_routes_by_role_and_posts_cards(emu, runtime):
     for conv in convs:
         [act] = activities_to(emu, conv)
         card = card_of(act)
-        assert card["body"][0]["text"] == "Access request REQ-42"
-        assert {"title": "Status", "value": "Pending"} in card["body"][1]["facts"]
+        assert card["body"][0]["inlines"][0]["text"] == "Access request REQ-42"
+        assert {"title": "Status", "value": "Pending"} in _facts(card)
         assert [a["title"] for a in card["actions"]] == ["Approve", "Deny"]
     bot = [p for m, p in calls(emu) if p.startswith("/botframework")]
     assert bot.count("/botframework/v3/conversations") == 3  # one 1:1 conversation per user, none for the channel
     assert len([p for p in bot if p.endswith("/activities")]) == 4
-    assert len(r.context["MicrosoftTeams.Notification"]) == 4
     assert r.context["MicrosoftTeams.Recipients"][-1]["status"] == "unresolved"
 
 
@@ -284,9 +288,16 @@ def test_access_request_hostile_values_arrive_literally_on_the_card(emu, runtime
     [ref] = r.outputs["message_refs"]
     [act] = activities_to(emu, runtime.store.get_message_ref(ref)["conversationId"])
     card = card_of(act)
-    assert card["body"][0]["text"] == "Access request REQ-<b>1</b>"
-    assert card["body"][1]["facts"][:2] == [{"title": "Requester", "value": HOSTILE}, {"title": "Reason", "value": HOSTILE}]
-    assert card["actions"][0]["data"] == {"requestId": "REQ-<b>1</b>", "decision": "approve"}
+    assert card["body"][0]["inlines"][0]["text"] == "Access request REQ-<b>1</b>"
+    assert _facts(card)[:2] == [{"title": "Requester", "value": HOSTILE}, {"title": "Reason", "value": HOSTILE}]
+    assert {k: v for k, v in card["actions"][0]["data"].items() if k != "token"} == {
+        "msteamsQuestion": r.waiting_for, "answer": "approved"}
+
+
+def _facts(card) -> list[dict]:
+    """The question card's "Title: value" lines (RichTextBlocks of literal TextRuns)."""
+    return [{"title": b["inlines"][0]["text"].removesuffix(": "), "value": b["inlines"][1]["text"]}
+            for b in card["body"] if b.get("type") == "RichTextBlock" and len(b.get("inlines") or []) == 2]
 
 
 def test_access_request_with_nobody_reachable_fails_at_routing(emu, runtime):
@@ -406,5 +417,6 @@ def test_cli_runs_a_shipped_playbook_with_json_inputs(emu, tmp_path, monkeypatch
                  "--input", 'role_to_recipients={"*": ["Grace Kim"]}'], out=out.append, err=err.append)
     assert code == 0, err
     doc = json.loads(out[-1])
-    assert doc["status"] == "ok" and len(doc["outputs"]["message_refs"]) == 1
-    assert doc["outputs"]["recipients"][0]["sources"] == ["prod-admin", "db-reader"]
+    assert doc["status"] == "waiting" and doc["waiting_for"] and doc["run_id"]  # for the reviewers' decision
+    route = next(st for st in doc["steps"] if st["id"] == "route")
+    assert route["outputs"]["recipients"][0]["sources"] == ["prod-admin", "db-reader"]

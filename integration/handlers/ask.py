@@ -23,22 +23,23 @@ def _row(ctx, q: dict, message: str):
     return ctx.result(row, row, message=message)
 
 
-def _targets(ctx) -> tuple[list[str], list[str]]:
+def _targets(ctx) -> list[tuple[str, str]]:
+    """(kind, name) in the order given: recipients first (as routed), then users, then channels."""
     a = ctx.args
-    users = list(a.get("user") or [])
-    channels = list(a.get("channel") or [])
+    out = []
     for r in a.get("recipients") or []:
         if not isinstance(r, dict):
             raise ArgumentError("recipients", "each recipient is an object with userId or channelId "
                                               "(as recipients-resolve returns them)")
         if r.get("userId"):
-            users.append(str(r["userId"]))
+            out.append(("user", str(r["userId"]).strip()))
         elif r.get("channelId"):
-            channels.append(str(r["channelId"]))
-    users, channels = list(dict.fromkeys(u.strip() for u in users)), list(dict.fromkeys(c.strip() for c in channels))
-    if not users and not channels:
+            out.append(("channel", str(r["channelId"]).strip()))
+    out += [("user", u.strip()) for u in a.get("user") or []] + [("channel", c.strip()) for c in a.get("channel") or []]
+    out = list(dict.fromkeys(out))
+    if not out:
         raise ArgumentError("user", "ask someone: give users, channels, or recipients")
-    return users, channels
+    return out
 
 
 def ask(ctx):
@@ -46,7 +47,7 @@ def ask(ctx):
     options = Q.parse_options(a.get("options"))
     if len({o["value"] for o in options}) != len(options) or not all(o["title"] and o["value"] for o in options):
         raise ArgumentError("options", "each option needs a title (and a distinct value)")
-    users, channels = _targets(ctx)
+    wanted = _targets(ctx)
     qid = "q" + delivery_key("ask", *delivery_scope(ctx))[:19]
     existing = ctx.store.question_get(qid)
     if existing is not None and existing["value"].get("refs"):  # asked before (a resumed run): its status
@@ -54,26 +55,29 @@ def ask(ctx):
         return _row(ctx, q, f"Question {qid}: {q['status']}.")
     tenant = notify._tenant(ctx)
     lookups = notify._Lookups(ctx)
-    user_ids = {u: lookups.user(u)["id"] for u in users}
-    channel_ids = []
-    for ch in channels:
-        if is_thread_id(ch):
-            channel_ids.append(ch)
+    targets: list[tuple[str, str]] = []
+    for kind, name in wanted:
+        if kind == "user":
+            targets.append(("user", lookups.user(name)["id"]))
+        elif is_thread_id(name):
+            targets.append(("channel", name))
         else:
-            sub = dataclasses.replace(ctx, args=dict(a, channel=ch))
-            channel_ids.append(notify._channel_conversation(sub, lookups)[1])
+            sub = dataclasses.replace(ctx, args=dict(a, channel=name))
+            targets.append(("channel", notify._channel_conversation(sub, lookups)[1]))
+    targets = list(dict.fromkeys(targets))
+    user_ids = [t for k, t in targets if k == "user"]
+    channel_ids = [t for k, t in targets if k == "channel"]
     if a.get("responders"):
         responders = [lookups.user(r, "responders")["id"] for r in a["responders"]]
         channel_members = False
     else:
-        responders, channel_members = list(user_ids.values()), True
+        responders, channel_members = user_ids, True
     expires = ctx.store.now() + a["expires_in"] if a.get("expires_in") else None
     value = {"text": a["question"], "options": options, "default_answer": a.get("default_answer"),
              "responders": responders, "channels": channel_ids, "channel_members": channel_members,
              "reason": bool(a.get("reason")), "facts": a.get("facts") or {}, "refs": [], "recipients": []}
     q, _ = ctx.store.question_create(qid, value, expires)
     activity = {"type": "message", "attachments": [notify.adaptive_attachment(Q.card(ctx.store, q))]}
-    targets = [("user", uid) for uid in user_ids.values()] + [("channel", c) for c in channel_ids]
     refs, recipients, errors = [], [], []
     for kind, name in targets:
         sub = dataclasses.replace(ctx, args=dict(a, channel=name if kind == "channel" else None, team=None,
