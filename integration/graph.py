@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
 
+from .backoff import MAX_BACKOFF_SECONDS, retry_after_seconds, retry_delay
 from .errors import (AuthError, GraphError, NotFound, PermissionDenied, RequestRejected, ThrottledError)
 
 log = logging.getLogger("msteams.graph")
@@ -114,13 +115,6 @@ def odata_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _seconds(retry_after: str | None) -> float | None:
-    try:
-        return max(0.0, float(retry_after)) if retry_after else None
-    except ValueError:
-        return None
-
-
 @dataclass
 class Page:
     items: list = field(default_factory=list)
@@ -210,7 +204,7 @@ class Client:
                 refreshed = force = True
                 continue
             if status == 429 and windows:  # the service's word beats our count: every sender here waits
-                self.pacer.pause(windows, _seconds(resp.headers.get("Retry-After")) or min(32.0, 2.0 ** attempt))
+                self.pacer.pause(windows, retry_after_seconds(resp.headers.get("Retry-After")) or min(MAX_BACKOFF_SECONDS, 2.0 ** attempt))
             retryable = status in RETRY_ALWAYS or (status in RETRY_IDEMPOTENT and method in IDEMPOTENT)
             if retryable and attempt < self.max_retries and self._wait(resp.headers.get("Retry-After"), attempt, waited):
                 attempt += 1
@@ -224,15 +218,7 @@ class Client:
 
         ``waited`` is a one-item list accumulating this request's waiting time: the budget
         counts time spent waiting, so it holds the same with an injected sleep."""
-        delay = None
-        if retry_after:
-            try:
-                delay = max(0.0, float(retry_after))
-            except ValueError:
-                delay = None
-        if delay is None:  # no Retry-After (some Teams endpoints omit it): exponential backoff
-            delay = min(32.0, 2 ** attempt)
-        delay += self.rng.uniform(0, min(1.0, delay * 0.1 + 0.1))  # jitter spreads a herd of retries
+        delay = retry_delay(retry_after, attempt, self.rng)
         if waited[0] + delay > self.retry_budget:
             return False
         log.info("retrying in %.1f s", delay)
@@ -420,7 +406,7 @@ class Client:
                         continue  # not an answer to this pack: the request stays unanswered
                     if r.get("status") in RETRY_ALWAYS:
                         retry.append(by_id[r["id"]])
-                        ra = _seconds(str((r.get("headers") or {}).get("Retry-After") or "")) \
+                        ra = retry_after_seconds(str((r.get("headers") or {}).get("Retry-After") or "")) \
                             if isinstance(r.get("headers"), dict) else None
                         wait_hint = max(wait_hint or 0, ra) if ra is not None else wait_hint
                     else:

@@ -19,18 +19,12 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit
 
+from .backoff import retry_delay
 from .errors import GraphError, ThrottledError
 
 log = logging.getLogger("msteams.auth")
 
 RETRY_STATUSES = frozenset({429, 503, 504})
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    try:
-        return max(0.0, float(retry_after)) if retry_after else None
-    except ValueError:  # an HTTP date: fall back to backoff, as the Graph client does
-        return None
 
 
 class RetryingHttp:
@@ -63,10 +57,7 @@ class RetryingHttp:
             status = resp.status_code
             if status not in RETRY_STATUSES:
                 return resp
-            delay = _seconds(resp.headers.get("Retry-After"))
-            if delay is None:
-                delay = min(32.0, 2.0 ** attempt)
-            delay += self.rng.uniform(0, min(1.0, delay * 0.1 + 0.1))
+            delay = retry_delay(resp.headers.get("Retry-After"), attempt, self.rng)
             if attempt >= self.max_retries or waited + delay > self.budget:
                 raise self._error(method, url, resp, attempt, waited)
             log.info("sign-in: %s %s answered HTTP %s; retrying in %.1f s", method, urlsplit(url).path, status, delay)
