@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "library" / "incident-war-room.yml"
+APPROVAL_PLAYBOOK = PLAYBOOK.parent / "access-request.yml"
 INPUTS = {
     "incident_id": "IR-4711",
     "title": "Suspicious OAuth consent granted to <unknown app>",
@@ -114,6 +115,75 @@ def command_from_teams(rt, emu, workdir: str, out: Callable[[str], None]) -> Non
         server.stop()
 
 
+APPROVAL_INPUTS = {
+    "request_id": "REQ-42",
+    "requester": "bob.smith@contoso.example",
+    "roles": ["prod-admin"],
+    "reason": "Hotfix for INC-7",
+    "role_to_recipients": {"prod-admin": ["grace.kim@contoso.example"], "*": ["Security Operations/Incident Response"]},
+    "suggested_reviewers": ["conor.obrien@contoso.example"],
+}
+REVIEWER = "grace.kim@contoso.example"
+
+
+def approval(rt, emu, out: Callable[[str], None]):
+    """An access request end to end: the shipped access-request playbook asks every reviewer and
+    waits; a simulated reviewer presses Approve in the fake tenant; the bot endpoint records the
+    decision, resumes the run, and every reviewer's card changes."""
+    import json
+
+    from fake_tenant.drive import _card_text
+
+    from .bot import server as bot_server
+    from .playbooks import run_playbook
+
+    import logging
+
+    quiet = logging.getLogger("msteams.bot.server")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # no bot_access_file: no commands from Teams, which this demo does not need
+    try:
+        endpoint = bot_server.build(rt, workers=2)
+    finally:
+        quiet.setLevel(level)
+    server = bot_server.BotServer(endpoint).start()
+    try:
+        emu.teams.register(server.messaging_endpoint)
+        out(f"> msteams bot serve --port {server.port}      (in-process; receives the reviewers' decisions)")
+        line = " ".join(f"--input {_quote(k + '=' + (json.dumps(v) if isinstance(v, dict) else ','.join(v) if isinstance(v, list) else v))}"
+                        for k, v in APPROVAL_INPUTS.items())
+        out(f"> msteams playbook run access-request {line}")
+        result = run_playbook(APPROVAL_PLAYBOOK, APPROVAL_INPUTS, rt, out=lambda s: out("  " + s))
+        out(f"  run {result.run_id}: {result.status} (question {result.waiting_for})")
+        q = rt.store.question_get(result.waiting_for) if result.waiting_for else None
+        if q is None:
+            return result
+        for r in q["value"]["recipients"]:
+            out(f"  approval card sent to {r}")
+        out("")
+        out(f"> msteams emulator user-clicks --user {REVIEWER} --question {q['id']} --choice Approve "
+            "--reason 'ok for 4h'")
+        rec = emu.teams.user_clicks(REVIEWER, "Approve", question=q["id"], reason="ok for 4h")
+        out(f"  signed activity delivered: HTTP {rec['status']}")
+        endpoint.processor.drain(30)
+        run = rt.store.run_get(result.run_id)
+        out(f"  run {result.run_id} resumed in the endpoint: {run['status']}")
+        for ref in q["value"]["refs"]:
+            saved = rt.store.get_message_ref(ref)
+            act = emu.state.activities.get(saved["activityId"]) or {}
+            content = ((act.get("activity") or {}).get("attachments") or [{}])[0].get("content") or {}
+            title = next((b.get("text") for b in content.get("body") or [] if b.get("type") == "TextBlock"), None)
+            facts = {f["title"]: f["value"] for b in content.get("body") or [] if b.get("type") == "FactSet"
+                     for f in b.get("facts") or []}
+            out(f"  card to {saved['recipient']}: {title or ' '.join(_card_text(act.get('activity') or {}))}"
+                + (f" (reviewer {facts.get('Reviewer')}, comment {facts.get('Comment')!r})" if facts else "")
+                + f", edited {act.get('edits', 0)} time(s)")
+        return result
+    finally:
+        emu.teams.register(None)
+        server.stop()
+
+
 def context_tables(context: dict) -> list[str]:
     """Each context path as a table, as a SOAR platform would show it."""
     import json
@@ -151,6 +221,9 @@ def _flatten(entry: dict, prefix: str = "") -> dict:
 def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -> int:
     p = argparse.ArgumentParser(prog="msteams demo", description=__doc__)
     p.add_argument("--keep", metavar="DIR", help="keep the config and store in DIR instead of a temporary directory")
+    p.add_argument("--scenario", choices=("war-room", "approval"), default="war-room",
+                   help="war-room (default): an incident's war room and a command from Teams; approval: an access "
+                        "request approved by a reviewer's click, resuming the playbook")
     ns = p.parse_args(argv or [])
 
     from .config import load as load_config
@@ -174,6 +247,17 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
         try:
             out(f"Fake tenant up at {emu.base_url} (tenant {cfg.tenant_id}); config in {cfg_path}")
             out("")
+            if ns.scenario == "approval":
+                out("## An access request: reviewers are asked in Teams, the playbook waits for a decision")
+                result = approval(rt, emu, out)
+                out("")
+                out(f"Done: {len(emu.state.activities)} bot message(s) in the fake tenant; "
+                    f"{len(emu.request_log)} requests served.")
+                if result.run_id and rt.store.run_get(result.run_id)["status"] != "ok":
+                    from .errors import IntegrationError
+
+                    raise IntegrationError(f"the access request run {result.run_id} did not finish")
+                return 0
             out("> msteams auth login        (delegated sign-in of the service account, unattended against the emulator)")
             out(execute("auth-login", {}, rt).render())
             out("")

@@ -27,3 +27,16 @@ def test_demo_runs_the_war_room_playbook(tmp_path):
     answer = text[text.index("  bot: "):]
     assert "Incident Response" in answer and "Threat Intel" in answer
     assert "audit: Bob Smith ran channel-list in personal chat: allowed, ok" in text
+
+
+def test_demo_approval_scenario_resumes_the_playbook_on_a_click(tmp_path):
+    out, err = [], []
+    code = main(["demo", "--scenario", "approval", "--keep", str(tmp_path)], out=out.append, err=err.append)
+    text = "\n".join(out)
+    assert code == 0, text + "\n".join(err)
+    assert "[2/3] decide (ask) waiting for the answer to question" in text
+    assert "msteams emulator user-clicks --user grace.kim@contoso.example" in text
+    assert "resumed in the endpoint: ok" in text
+    cards = [line for line in out if line.startswith("  card to ")]
+    assert len(cards) == 2 and all("approved (reviewer Grace Kim, comment 'ok for 4h')" in c for c in cards)
+    assert "Traceback" not in text

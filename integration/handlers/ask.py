@@ -32,7 +32,8 @@ def _targets(ctx) -> list[tuple[str, str]]:
             raise ArgumentError("recipients", "each recipient is an object with userId or channelId "
                                               "(as recipients-resolve returns them)")
         if r.get("userId"):
-            out.append(("user", str(r["userId"]).strip()))
+            # the name the router found, when there is one: the card's recipient reads well
+            out.append(("user", str(r.get("mail") or r.get("userPrincipalName") or r["userId"]).strip()))
         elif r.get("channelId"):
             out.append(("channel", str(r["channelId"]).strip()))
     out += [("user", u.strip()) for u in a.get("user") or []] + [("channel", c.strip()) for c in a.get("channel") or []]
@@ -56,9 +57,12 @@ def ask(ctx):
     tenant = notify._tenant(ctx)
     lookups = notify._Lookups(ctx)
     targets: list[tuple[str, str]] = []
+    names: dict[str, str] = {}  # user id -> the name given (the recipient's label reads better)
     for kind, name in wanted:
         if kind == "user":
-            targets.append(("user", lookups.user(name)["id"]))
+            uid = lookups.user(name)["id"]
+            names.setdefault(uid, name)
+            targets.append(("user", uid))
         elif is_thread_id(name):
             targets.append(("channel", name))
         else:
@@ -83,7 +87,7 @@ def ask(ctx):
         sub = dataclasses.replace(ctx, args=dict(a, channel=name if kind == "channel" else None, team=None,
                                                  message_id=None))
         try:
-            row = notify._notify_one(sub, lookups, activity, tenant, ("ask", qid), (kind, name))
+            row = notify._notify_one(sub, lookups, activity, tenant, ("ask", qid), (kind, names.get(name, name)))
         except Exception as exc:  # noqa: BLE001 - one recipient failing does not stop the others
             errors.append(f"{name}: {exc}")
             continue
