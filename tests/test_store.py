@@ -3,6 +3,9 @@ import multiprocessing
 import os
 import stat
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from integration.store import Store
 
 
@@ -145,3 +148,13 @@ def test_several_processes_adding_namesakes_lose_none(tmp_path):
     ids = [c["id"] for c in s.get("user_name", "same name")]
     assert sorted(ids) == sorted(f"{t}{i}" for t in "abc" for i in range(50))
     assert s.counts()["user"] == 150
+
+
+@given(st.one_of(st.dictionaries(st.text(), st.one_of(st.none(), st.text())), st.text(),
+                 st.lists(st.text()), st.dictionaries(st.text(), st.integers())))
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_the_hand_joined_json_is_what_the_encoder_writes(value):
+    """Name lists are merged as text in SQL (_ADD_NAME), so every writer must encode alike."""
+    from integration.store import _dumps, _encode
+
+    assert _dumps(value) == _encode(value)
