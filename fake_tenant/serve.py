@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 
+from integration.argtypes import port, positive_number, whole_number
+
 PROG = "msteams emulator serve"
 
 
@@ -24,42 +26,12 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return v
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
-    return v
-
-
-def _users(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= v <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 1000000: {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Run the local fake Microsoft 365 tenant (Entra ID, Graph, Bot Connector).")
-    p.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free port)")
+    p.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: any free port)")
     p.add_argument("--tenant", metavar="FILE", help="tenant seed YAML (default: the shipped organisation)")
-    p.add_argument("--users", type=_users, metavar="N", help="grow the directory to N users (e.g. 10000)")
-    p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
+    p.add_argument("--users", type=whole_number(1, 1_000_000), metavar="N", help="grow the directory to N users (e.g. 10000)")
+    p.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                    help="multiply every throttling limit by X (default 1)")
     p.add_argument("--throttling", dest="throttling", action="store_true", default=True,
                    help="enforce the published Graph and bot rate limits (default)")

@@ -13,27 +13,9 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("msteams.bot")
 
+from ..argtypes import port, whole_number
+
 USAGE = "usage: msteams bot serve [--host H] [--port N] [--tls-cert F --tls-key F] [--write-url FILE] | msteams bot audit"
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text!r}")
-    return v
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return v
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -98,11 +80,11 @@ def register_with_emulator(cfg, url: str) -> bool:
 def serve(argv: list[str], *, out, err, config: str | None) -> int:
     p = _parser("msteams bot serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=_port, default=3978, help="port (default 3978; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=3978, help="port (default 3978; 0 picks a free one)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     p.add_argument("--write-url", metavar="FILE", help="write the messaging endpoint URL here once listening")
-    p.add_argument("--workers", type=_positive, default=4, help="commands run in parallel (default 4)")
+    p.add_argument("--workers", type=whole_number(1), default=4, help="commands run in parallel (default 4)")
     p.add_argument("--no-register", action="store_true",
                    help="do not set the emulator's messaging endpoint (when the config points at one)")
     ns = p.parse_args(argv)
@@ -162,7 +144,7 @@ COLUMNS = ["time", "sender", "place", "command", "decision", "outcome", "detail"
 
 def audit(argv: list[str], *, out, config: str | None, output: str | None) -> int:
     p = _parser("msteams bot audit")
-    p.add_argument("--limit", type=_positive, default=50, help="newest entries shown (default 50)")
+    p.add_argument("--limit", type=whole_number(1), default=50, help="newest entries shown (default 50)")
     p.add_argument("--sender", help="only this sender (object id or display name)")
     p.add_argument("-o", "--output", choices=("table", "json"), default=None, help="table (default) or json")
     ns = p.parse_args(argv)
