@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from ..untrusted import quote
+
 log = logging.getLogger("msteams.bot.verify")
 
 PUBLIC_OPENID_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
@@ -191,40 +193,17 @@ class InboundVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except (jwt.InvalidTokenError, ValueError, TypeError):
             raise Rejected("malformed token") from None
-        alg = header.get("alg")
-        if alg != "RS256":
-            raise Rejected(f"algorithm {str(alg)[:20]!r} not accepted (RS256 only)")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise Rejected("token names no signing key (kid)")
+        kid = signing_key_id(header)
         iss = unverified.get("iss")
         source, name, issuers = self._source_for(iss)
         jwk = source.key(kid)
         if jwk is None:
-            raise Rejected(f"unknown signing key for issuer {iss!r}")
-        if jwk.get("kty") != "RSA" or jwk.get("alg", "RS256") != "RS256" or jwk.get("use", "sig") != "sig":
-            raise Rejected("the signing key is not an RS256 signature key")
+            raise Rejected(f"unknown signing key for issuer {quote(str(iss), 100)}")
+        check_key(jwk)
         endorsements = jwk.get("endorsements")
         if endorsements is not None and (not isinstance(endorsements, list) or CHANNEL not in endorsements):
             raise Rejected(f"the signing key is not endorsed for {CHANNEL}")
-        try:
-            key = jwt.PyJWK(jwk, algorithm="RS256").key
-            claims = jwt.decode(token, key, algorithms=["RS256"], audience=self.bot_id, issuer=sorted(issuers),
-                                leeway=SKEW_SECONDS, options={"require": ["exp", "iss", "aud"]})
-        except jwt.ExpiredSignatureError:
-            raise Rejected("token expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Rejected("token not yet valid") from None
-        except jwt.InvalidAudienceError:
-            raise Rejected("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise Rejected("token from another issuer") from None
-        except jwt.InvalidSignatureError:
-            raise Rejected("bad signature") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Rejected(f"token lacks the {exc.claim} claim") from None
-        except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError, TypeError) as exc:
-            raise Rejected(f"invalid token ({type(exc).__name__})") from None
+        claims = decode_signed(token, jwk, audience=self.bot_id, issuers=sorted(issuers))
         if name == "tenant" and claims.get("tid") != self.tenant_id:
             raise Rejected("token issued for another tenant")
         service_url = claims.get("serviceurl", claims.get("serviceUrl"))
@@ -240,7 +219,7 @@ class InboundVerifier:
             issuers = _tenant_issuers(self.tenant.issuer, self.tenant_id, self._authority_host)
             if iss in issuers:
                 return self.tenant, "tenant", issuers
-        raise Rejected(f"issuer {str(iss)[:100]!r} not accepted")
+        raise Rejected(f"issuer {quote(str(iss), 100)} not accepted")
 
     # ---- the activity ----
     @staticmethod
@@ -248,7 +227,7 @@ class InboundVerifier:
         """The activity comes from Teams (the channel the key is endorsed for) and its
         serviceUrl is the one the token was issued for."""
         if activity.get("channelId") != CHANNEL:
-            raise Rejected(f"activity from channel {str(activity.get('channelId'))[:40]!r}, not {CHANNEL}")
+            raise Rejected(f"activity from channel {quote(str(activity.get('channelId')), 40)}, not {CHANNEL}")
         url = activity.get("serviceUrl")
         if not isinstance(url, str) or not url:
             raise Rejected("activity has no serviceUrl")
@@ -258,3 +237,45 @@ class InboundVerifier:
             return
         if identity.service_url.rstrip("/") != url.rstrip("/"):
             raise Rejected("the activity's serviceUrl does not match the token's")
+
+
+# ---- the checks every inbound token gets (activities and call notifications alike) ----
+def signing_key_id(header: dict) -> str:
+    """The `kid` of a token whose header asks for RS256; anything else (none, HS256, ...) is refused."""
+    alg = header.get("alg")
+    if alg != "RS256":
+        raise Rejected(f"algorithm {quote(str(alg), 20)} not accepted (RS256 only)")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise Rejected("token names no signing key (kid)")
+    return kid
+
+
+def check_key(jwk: dict) -> None:
+    if jwk.get("kty") != "RSA" or jwk.get("alg", "RS256") != "RS256" or jwk.get("use", "sig") != "sig":
+        raise Rejected("the signing key is not an RS256 signature key")
+
+
+def decode_signed(token: str, jwk: dict, *, audience: str, issuers: list[str]) -> dict:
+    """The claims of a token signed by ``jwk``: RS256 only, audience and issuer as given, exp
+    required, exp and nbf with SKEW_SECONDS of leeway; Rejected naming what failed, never the token."""
+    import jwt
+
+    try:
+        key = jwt.PyJWK(jwk, algorithm="RS256").key
+        return jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=issuers,
+                          leeway=SKEW_SECONDS, options={"require": ["exp", "iss", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise Rejected("token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Rejected("token not yet valid") from None
+    except jwt.InvalidAudienceError:
+        raise Rejected("token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise Rejected("token from another issuer") from None
+    except jwt.InvalidSignatureError:
+        raise Rejected("bad signature") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Rejected(f"token lacks the {exc.claim} claim") from None
+    except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError, TypeError) as exc:
+        raise Rejected(f"invalid token ({type(exc).__name__})") from None
