@@ -200,15 +200,17 @@ class TeamsChannel:
 
     # ---- simulated users ----
     def user_says(self, user: str, text: str, *, team: str | None = None, channel: str | None = None,
-                  chat: str | None = None, mention_bot: bool = True) -> dict:
+                  chat: str | None = None, mention_bot: bool = True, reply_to: str | None = None) -> dict:
         """A user writes ``text``: to the bot 1:1 (no team, no chat), in a team's channel (a new
-        thread, starting with an @mention of the bot unless ``mention_bot`` is false), or in a
-        group chat by id (the same). Returns the delivery record."""
-        activity = self.message(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot)
+        thread, starting with an @mention of the bot unless ``mention_bot`` is false; with
+        ``reply_to``, a reply in the thread of that message), or in a group chat by id (the
+        same). Returns the delivery record."""
+        activity = self.message(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot,
+                                reply_to=reply_to)
         return self.deliver(activity, self._bot().app_id)
 
     def message(self, user: str, text: str, *, team: str | None = None, channel: str | None = None,
-                chat: str | None = None, mention_bot: bool = True) -> dict:
+                chat: str | None = None, mention_bot: bool = True, reply_to: str | None = None) -> dict:
         """The activity :meth:`user_says` delivers (the user's message is posted in the channel
         or chat already), for tests that deliver it their own way."""
         if not isinstance(text, str) or not text:
@@ -229,8 +231,15 @@ class TeamsChannel:
             body = f"{mention_text} {text}" if mention_bot else text
             activity = self._envelope("message", u, bot, {"conversationType": "channel", "isGroup": True, "id": ""},
                                       self._team_data(t, ch))
-            activity["conversation"]["id"] = f"{ch.id};messageid={activity['id']}"
-            self._post_as_user(u, activity["id"], body, team_id=t.id, channel_id=ch.id)
+            if reply_to:
+                with self.state.lock:
+                    if not any(m.id == reply_to for m in ch.messages):
+                        raise ChannelError(f"no message {reply_to!r} in {t.display_name} / {ch.display_name}", 404)
+                activity["conversation"]["id"] = f"{ch.id};messageid={reply_to}"
+                activity["replyToId"] = reply_to
+            else:
+                activity["conversation"]["id"] = f"{ch.id};messageid={activity['id']}"
+            self._post_as_user(u, activity["id"], body, team_id=t.id, channel_id=ch.id, reply_to=reply_to)
         elif chat:
             c = self.state.chats.get(chat)
             if c is None:
@@ -342,7 +351,7 @@ class TeamsChannel:
         return self.deliver(update, bot.app_id)
 
     def _post_as_user(self, user: dict, message_id: str, text: str, *, team_id: str | None = None,
-                      channel_id: str | None = None, chat_id: str | None = None) -> None:
+                      channel_id: str | None = None, chat_id: str | None = None, reply_to: str | None = None) -> None:
         msg = Message(id=message_id, created=utcnow_iso(),
                       body={"contentType": "html", "content": html.escape(text, quote=False)
                             .replace("&lt;at&gt;", "<at>").replace("&lt;/at&gt;", "</at>")},
@@ -352,6 +361,10 @@ class TeamsChannel:
         with self.state.lock:
             if chat_id:
                 self.state.chats[chat_id].messages.append(msg)
+            elif reply_to:
+                root = next(m for m in self.state.teams[team_id].channels[channel_id].messages if m.id == reply_to)
+                msg.reply_to_id = reply_to
+                root.replies.append(msg)
             else:
                 self.state.teams[team_id].channels[channel_id].messages.append(msg)
 

@@ -25,6 +25,7 @@ SCHEMA_URL = f"https://developer.microsoft.com/json-schemas/teams/v{MANIFEST_VER
 COLOR_ICON, OUTLINE_ICON = "color.png", "outline.png"
 _APP_NAMESPACE = uuid.UUID("0d6f1f3c-6d1e-4c55-9a57-3c4f0b7e2a11")  # fixed: same bot id -> same app id
 DEFAULT_URL = "https://example.com/msteams-soar"  # placeholder pages; pass real ones for a store listing
+RSC_PERMISSIONS = ("ChannelMessage.Read.Group", "ChatMessage.Read.Chat")  # messages without a mention
 MAX_COMMANDS = 10  # Teams: at most 10 commands per scope in a bot's commandLists
 # The read-only commands most worth offering in Teams' command menu, in this order (those the
 # registry has and that are read-only; other read-only commands fill the list up to 10).
@@ -137,7 +138,8 @@ def build_manifest(*, bot_id: str, client_id: str | None = None, app_id: str | N
                      "Notifications from security automation: incident alerts, requests for approval as "
                      "Adaptive Cards that update in place when decided, and messages to incident channels. "
                      "Allowed analysts can send it commands (in a 1:1 chat, or by @mentioning it in a channel "
-                     "or group chat); it reads only the messages addressed to it.")[:4000]},
+                     "or group chat); in a channel or chat that mirrors an incident (mirror-investigation) the "
+                     "messages people write are copied into the incident.")[:4000]},
         "icons": {"color": COLOR_ICON, "outline": OUTLINE_ICON},
         "accentColor": accent_color,
         "bots": [{"botId": bot_id, "scopes": ["personal", "team", "groupChat"], "isNotificationOnly": False,
@@ -146,6 +148,11 @@ def build_manifest(*, bot_id: str, client_id: str | None = None, app_id: str | N
                                         "commands": list(commands[:MAX_COMMANDS])}]} if commands else {})}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": list(dict.fromkeys(valid_domains or [])),
+        # Resource-specific consent, granted by a team's or chat's owner when installing the app:
+        # the bot receives every message of its channels and chats, not only those that mention
+        # it, which mirrored incidents (mirror-investigation) need.
+        "authorization": {"permissions": {"resourceSpecific": [
+            {"name": name, "type": "Application"} for name in RSC_PERMISSIONS]}},
     }
     if client_id:
         manifest["webApplicationInfo"] = {"id": client_id}  # the Entra app behind the Graph flows (no SSO)

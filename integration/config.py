@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from .record import field, fields, record as dataclass  # not dataclasses: start-up time (record.py)
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,6 +67,10 @@ class Config:
     bot_public_url: str | None = None
     # The keys that sign Graph's call notifications to /api/calls (the calling service's metadata).
     call_openid_metadata_url: str | None = None
+    # Mirrored incidents (mirror-investigation): where each inbound entry is also POSTed, signed
+    # with HMAC-SHA256 of the body under this secret (through the outbox: nothing lost, nothing twice).
+    mirror_webhook_url: str | None = None
+    mirror_webhook_secret: str | None = field(default=None, repr=False)
     source: str = "environment"
 
     # ---- derived ----
@@ -120,7 +124,7 @@ class Config:
 
 
 _KEYS = {f.name for f in fields(Config)} - {"source"}
-_SECRET_KEYS = ("client_secret", "bot_secret")
+_SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 

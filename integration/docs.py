@@ -150,11 +150,6 @@ XSOAR_FILE = "xsoar_commands.json"  # XSOAR's command definitions (facts of XSOA
 # XSOAR commands that are no alias of ours: what to run instead (our command and fixed
 # arguments, or None), and why.
 XSOAR_INSTEAD: dict[str, tuple[str | None, dict, str]] = {
-    "mirror-investigation": (
-        None, {},
-        "Not offered: XSOAR mirrors its own war room into a channel through the XSOAR server. Create the channel "
-        "(`channel-create`), post to it as the bot (`send-notification`), and run `msteams bot serve` so that its "
-        "members run commands by mentioning the bot."),
     "microsoft-teams-auth-start": (
         "auth-login", {"device_code": True},
         "`auth-login device_code=true` starts and completes the device-code sign-in in one command: it prints the "

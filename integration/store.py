@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS questions (
     created REAL NOT NULL, updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS mirrors (
+    incident_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    value TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mirrors_conversation ON mirrors(conversation_id, status);
+CREATE TABLE IF NOT EXISTS mirror_entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, activity_id TEXT NOT NULL UNIQUE,
+    time REAL NOT NULL, value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mirror_entries_incident ON mirror_entries(incident_id, id);
 """
 
 
@@ -577,6 +587,65 @@ class Store:
                                   c.execute("SELECT id FROM questions ORDER BY created DESC LIMIT ?",
                                             (limit,))).fetchall()]
             return [self._q_row(c, i) for i in ids]
+
+    # ---- mirrored incidents (mirror-investigation; see integration/mirror.py) ----
+    def _mirror_row(self, row) -> dict | None:
+        if not row:
+            return None
+        return dict(json.loads(row[4]), incidentId=row[0], conversationId=row[1], kind=row[2], status=row[3],
+                    created=row[5], updated=row[6])
+
+    def mirror_get(self, incident_id: str) -> dict | None:
+        with self._conn() as c:
+            return self._mirror_row(c.execute("SELECT incident_id, conversation_id, kind, status, value, created, "
+                                              "updated FROM mirrors WHERE incident_id=?", (incident_id,)).fetchone())
+
+    def mirror_for_conversation(self, conversation_id: str) -> dict | None:
+        """The open mirror of a channel or chat (by its id, the thread part dropped), or None."""
+        with self._conn() as c:
+            return self._mirror_row(c.execute("SELECT incident_id, conversation_id, kind, status, value, created, "
+                                              "updated FROM mirrors WHERE conversation_id=? AND status='open' "
+                                              "ORDER BY updated DESC LIMIT 1", (conversation_id,)).fetchone())
+
+    def mirror_put(self, incident_id: str, conversation_id: str, kind: str, status: str, value: dict) -> dict:
+        now = self._clock()
+        with self.transaction() as c:
+            c.execute("INSERT INTO mirrors(incident_id, conversation_id, kind, status, value, created, updated) "
+                      "VALUES (?,?,?,?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET conversation_id=excluded."
+                      "conversation_id, kind=excluded.kind, status=excluded.status, value=excluded.value, "
+                      "updated=excluded.updated", (incident_id, conversation_id, kind, status, _encode(value), now, now))
+        return self.mirror_get(incident_id)
+
+    def mirror_list(self, status: str | None = None) -> list[dict]:
+        with self._conn() as c:
+            rows = c.execute("SELECT incident_id, conversation_id, kind, status, value, created, updated FROM mirrors"
+                             + (" WHERE status=?" if status else "") + " ORDER BY created",
+                             (status,) if status else ()).fetchall()
+        return [self._mirror_row(r) for r in rows]
+
+    def mirror_entry_add(self, incident_id: str, activity_id: str, value: dict) -> int | None:
+        """Append to an incident's journal; None when this activity was journaled before."""
+        with self._conn() as c:
+            cur = c.execute("INSERT OR IGNORE INTO mirror_entries(incident_id, activity_id, time, value) "
+                            "VALUES (?,?,?,?)", (incident_id, activity_id, self._clock(), _encode(value)))
+            return cur.lastrowid if cur.rowcount else None
+
+    def mirror_entries(self, incident_id: str | None = None, *, since: float | None = None,
+                       limit: int = 10000) -> list[dict]:
+        """In arrival order (the order Teams delivered them)."""
+        where, params = [], []
+        if incident_id is not None:
+            where.append("incident_id=?")
+            params.append(incident_id)
+        if since is not None:
+            where.append("time>=?")
+            params.append(since)
+        sql = "SELECT id, incident_id, activity_id, time, value FROM mirror_entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._conn() as c:
+            rows = c.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+        return [dict(json.loads(v), seq=i, incidentId=inc, activityId=a, journaledAt=t) for i, inc, a, t, v in rows]
 
     def secret(self, name: str, make) -> str:
         """A secret of this store (made once by ``make()``): kept in the store file, which is 0600."""

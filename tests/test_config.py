@@ -40,7 +40,7 @@ def test_env_only():
 
 import json  # noqa: E402
 import math  # noqa: E402
-from dataclasses import fields  # noqa: E402
+from integration.record import fields  # noqa: E402
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -258,7 +258,7 @@ def test_cli_exits_with_the_config_code_naming_file_and_line(tmp_path):
 
 def test_schema_covers_every_setting_and_its_defaults():
     props = config.schema()["properties"]
-    assert set(props) == config._KEYS | {"client_secret_file", "bot_secret_file"}
+    assert set(props) == config._KEYS | {"client_secret_file", "bot_secret_file", "mirror_webhook_secret_file"}
     for f in fields(config.Config):
         if f.name in props and "default" in props[f.name] and f.default is not None:
             assert props[f.name]["default"] == f.default, f.name

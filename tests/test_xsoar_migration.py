@@ -145,6 +145,11 @@ def scenario(name: str, emu, rt):
             lambda r: ch.messages[-1].body["content"] == "IR-42: isolate WS-17"
     if name == "teams-send-notification-quick-action":
         return {"channel": ch.id, "message": "quick"}, lambda r: ch.messages[-1].body["content"] == "quick"
+    if name == "mirror-investigation":
+        return {"team": SECOPS, "channel_name": "incident-77", "mirror_type": "all",
+                "direction": "both", "autoclose": "true"}, \
+            lambda r: r.outputs[0]["incidentId"] == "77" and "incident-77" in {
+                c.display_name for c in team_of(emu, SECOPS).channels.values()}
     if name == "close-channel":
         return {"team": HELPDESK, "channel": "Escalations"}, \
             lambda r: "Escalations" not in {c.display_name for c in team_of(emu, HELPDESK).channels.values()}

@@ -94,6 +94,8 @@ class Processor:
         if activity.get("type") != "message":
             return 200, None
         text = command_text(activity, self.bot_id)
+        if not (text and (text.startswith("!") or text.lower() in ("help", "?"))) and self._mirror(activity):
+            return 202, None  # a message of a mirrored incident's conversation: journaled, not a command
         if text is None or not text:
             return 202, None
         sender = _dict(activity.get("from"))
@@ -133,6 +135,23 @@ class Processor:
             return 200, None
         self._submit(self._run, activity, text, audit_id)
         return 202, None
+
+    def _mirror(self, activity: dict) -> bool:
+        """Journal a message of a mirrored channel or chat (mirror.py); True when the conversation
+        is mirrored (the message was journaled now or before). A new entry goes on to the SOAR
+        platform's webhook, when one is configured, in the background."""
+        from .. import mirror
+
+        try:
+            base = conversations.describe(activity)["baseId"]
+            if not base or self.runtime.store.mirror_for_conversation(base) is None:
+                return False
+            if mirror.journal(self.runtime, activity) and self.cfg.mirror_webhook_url:
+                self._submit(mirror.flush, self.runtime)
+        except Exception as exc:  # noqa: BLE001 - a store hiccup must not stop the endpoint
+            log.warning("could not journal a mirrored message: %s", exc)
+            return False
+        return True
 
     def _answer(self, activity: dict, data: dict) -> tuple[int, dict | None]:
         """A card button of a question (questions.py): recorded in the audit log (a redelivered
