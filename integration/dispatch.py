@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from .record import field, record as dataclass  # not dataclasses: start-up time (record.py)
 
 from . import arguments, config as config_mod, registry
 from .errors import AuthError, InputError, NotFound

@@ -4,7 +4,7 @@ markdown table, and the raw response; rendered as a table, JSON or context by fr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from .record import field, record as dataclass  # not dataclasses: start-up time (record.py)
 
 # typing's import costs ~4 ms of every command's start: only type checkers read these.
 TYPE_CHECKING = False

@@ -7,7 +7,6 @@ the step's result carries the answer once there is one.
 """
 from __future__ import annotations
 
-import dataclasses
 
 from .. import questions as Q
 from ..errors import ArgumentError, IntegrationError, NotFound
@@ -66,7 +65,7 @@ def ask(ctx):
         elif is_thread_id(name):
             targets.append(("channel", name))
         else:
-            sub = dataclasses.replace(ctx, args=dict(a, channel=name))
+            sub = ctx.replace(args=dict(a, channel=name))
             targets.append(("channel", notify._channel_conversation(sub, lookups)[1]))
     targets = list(dict.fromkeys(targets))
     user_ids = [t for k, t in targets if k == "user"]
@@ -84,7 +83,7 @@ def ask(ctx):
     activity = {"type": "message", "attachments": [notify.adaptive_attachment(Q.card(ctx.store, q))]}
     refs, recipients, errors = [], [], []
     for kind, name in targets:
-        sub = dataclasses.replace(ctx, args=dict(a, channel=name if kind == "channel" else None, team=None,
+        sub = ctx.replace(args=dict(a, channel=name if kind == "channel" else None, team=None,
                                                  message_id=None))
         try:
             row = notify._notify_one(sub, lookups, activity, tenant, ("ask", qid), (kind, names.get(name, name)))
