@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from .record import field, fields, record as dataclass  # not dataclasses: start-up time (record.py)
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
