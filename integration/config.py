@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from .record import field, fields, record as dataclass  # not dataclasses: start-up time (record.py)
 from pathlib import Path
 from urllib.parse import urlsplit
 

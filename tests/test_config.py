@@ -40,7 +40,7 @@ def test_env_only():
 
 import json  # noqa: E402
 import math  # noqa: E402
-from dataclasses import fields  # noqa: E402
+from integration.record import fields  # noqa: E402
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
