@@ -111,6 +111,13 @@ def journal(runtime, activity: dict) -> bool:
     return store.mirror_entry_add(mirror["incidentId"], activity["id"], entry_of(activity, mirror)) is not None
 
 
+def set_status(store, m: dict, status: str) -> dict:
+    """Record a mirror's new status (closed: no longer mirrored; deleted: its channel is gone)."""
+    value = {k: v for k, v in m.items() if k not in ("incidentId", "conversationId", "kind", "status", "created",
+                                                     "updated", "entries")}
+    return store.mirror_put(m["incidentId"], m["conversationId"], m["kind"], status, value)
+
+
 # ---- the webhook sink ----
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

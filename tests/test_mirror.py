@@ -249,3 +249,16 @@ def test_safe_text_reduces_html_to_plain_text():
     assert safe_text("&amp;lt;") == "&lt;"  # unescaped once
     assert safe_text("\x00\x07tab\tok") == "\\u0000\\u0007tab\tok"
     assert safe_text(None) == ""
+
+
+def test_close_channel_without_a_channel_closes_the_incidents_mirror(mrig):
+    mrig.run("mirror-investigation", incident_id="42", team=SOC)
+    with pytest.raises(Exception, match="incident_id"):
+        mrig.run("close-channel")
+    r = mrig.run("close-channel", incident_id="42")
+    assert "incident 42" in r.message and mrig.channel("incident-42") is None
+    assert mrig.runtime.store.mirror_get("42")["status"] == "deleted"
+    # deleting a mirrored channel by name marks its mirror deleted too
+    mrig.run("mirror-investigation", incident_id="45", team=SOC)
+    mrig.run("close-channel", team=SOC, channel="incident-45")
+    assert mrig.runtime.store.mirror_get("45")["status"] == "deleted" and mrig.channel("incident-45") is None

@@ -9,7 +9,7 @@ from ..outbox import delivery_key, delivery_scope
 from ..posting import post_once
 from ..resolve import member_body
 
-HANDLERS = ("channel_create", "channel_user_add", "channel_user_remove", "channel_message_send")
+HANDLERS = ("channel_create", "channel_delete", "channel_user_add", "channel_user_remove", "channel_message_send")
 
 
 def _team_channel(ctx) -> tuple[dict, dict]:
@@ -58,6 +58,46 @@ def channel_create(ctx):
     ctx.store.put("channel", f"{team['id']}/{args['channel_name'].strip()}", view)
     return ctx.result(ch, ch, message=f"The {mtype} channel '{ch.get('displayName')}' was created in team "
                                       f"'{team.get('displayName') or args['team']}'.")
+
+
+def channel_delete(ctx):
+    """Delete a channel; without one (XSOAR's close-channel in a mirrored war room), the channel
+    of the incident's mirror (incident_id), whose mirroring stops. A mirror of the deleted
+    channel is marked deleted either way."""
+    from .. import mirror
+
+    args, store = ctx.args, ctx.store
+    if not args.get("channel"):
+        if not args.get("incident_id"):
+            raise ArgumentError("channel", "name the channel (with its team), or give incident_id to close the "
+                                           "incident's mirrored channel")
+        inc = args["incident_id"].strip()
+        m = store.mirror_get(inc)
+        if m is None:
+            raise NotFound(f"incident {inc[:100]} is not mirrored", hint="name the channel and its team instead")
+        if m["kind"] != "channel":
+            mirror.set_status(store, m, "closed")
+            return ctx.result(None, None, message=f"Mirroring of incident {inc} in chat {m['conversationId']} "
+                                                  "stopped (a chat is not deleted).")
+        if m["status"] != "deleted":
+            try:
+                ctx.graph.delete(f"/teams/{seg(m['teamId'])}/channels/{seg(m['channelId'])}")
+            except NotFound:
+                pass
+            store.delete("channel", f"{m['teamId']}/{(m.get('channelName') or '').strip()}")
+            mirror.set_status(store, m, "deleted")
+        return ctx.result(None, None, message=f"The channel '{m.get('channelName')}' of incident {inc} was deleted "
+                                              "and its mirroring stopped.")
+    if not args.get("team"):
+        raise ArgumentError("team", "is required with channel (Graph names a channel within its team)")
+    team = ctx.resolver.team(args["team"])
+    chan = ctx.resolver.channel(team["id"], args["channel"])
+    ctx.extra.update(team_id=team["id"], channel_id=chan["id"])
+    ctx.graph.delete(f"/teams/{seg(team['id'])}/channels/{seg(chan['id'])}")
+    m = store.mirror_for_conversation(chan["id"])
+    if m is not None:
+        mirror.set_status(store, m, "deleted")
+    return ctx.result(None, None, message=f"The channel '{args['channel']}' was deleted from team '{args['team']}'.")
 
 
 def channel_user_add(ctx):

@@ -219,8 +219,6 @@ def mirror_close(ctx):
     inc = _incident(ctx)
     m = _open_mirror(ctx, inc)
     autoclose = m.get("autoclose") if a.get("autoclose") is None else a["autoclose"]
-    value = {k: v for k, v in m.items() if k not in ("incidentId", "conversationId", "kind", "status", "created",
-                                                     "updated")}
     note = f"Mirroring of incident {inc} stopped."
     if autoclose and m["kind"] == "channel" and m.get("status") != "deleted":
         lookups = notify._Lookups(ctx)
@@ -236,7 +234,7 @@ def mirror_close(ctx):
         note += f" The channel {m['label']} was deleted."
     else:
         status = "closed"
-    m = ctx.store.mirror_put(inc, m["conversationId"], m["kind"], status, value)
+    m = M.set_status(ctx.store, m, status)
     m["entries"] = len(ctx.store.mirror_entries(inc))
     row = _view(m)
     return ctx.result(row, row, message=note)
