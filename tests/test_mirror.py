@@ -262,3 +262,22 @@ def test_close_channel_without_a_channel_closes_the_incidents_mirror(mrig):
     mrig.run("mirror-investigation", incident_id="45", team=SOC)
     mrig.run("close-channel", team=SOC, channel="incident-45")
     assert mrig.runtime.store.mirror_get("45")["status"] == "deleted" and mrig.channel("incident-45") is None
+
+
+def test_a_group_chat_is_mirrored_the_same_way(mrig):
+    from fake_tenant.state import Chat, Membership
+
+    emu = mrig.emu
+    ids = [emu.state.user(u)["id"] for u in (BOB, CONOR)]
+    chat = Chat("19:ir9group@thread.v2", "group", "IR 9", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+                [Membership(f"m{i}", uid) for i, uid in enumerate(ids)])
+    emu.state.chats[chat.id] = chat
+    row = mrig.run("mirror-investigation", incident_id="9", chat_id=chat.id).outputs[0]
+    assert (row["kind"], row["chatId"], row["conversationId"]) == ("chat", chat.id, chat.id)
+    rec = emu.teams.user_says(CONOR, "<b>on it</b>", chat=chat.id, mention_bot=False)
+    assert rec["status"] == 202 and mrig.endpoint.processor.drain(20)
+    assert [(e["author"], e["text"], e["kind"]) for e in mrig.entries("9")] == [("Conor O'Brien", "on it", "chat")]
+    mrig.run("mirror-entry", incident_id="9", text="entry from the incident", format="text")
+    assert any("entry from the incident" in (m.body or {}).get("content", "") for m in chat.messages)
+    assert len(mrig.entries("9")) == 1
+    assert mrig.run("mirror-close", incident_id="9").outputs[0]["status"] == "closed"
