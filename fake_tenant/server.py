@@ -3,8 +3,10 @@ serve`` start: one loopback listener that routes by path prefix to Entra ID
 (``/{tenant}/...``), Microsoft Graph (``/v1.0/...``), the Bot Connector (``/botframework/...``)
 and the admin API (``/_emulator/...``).
 
-A Graph request goes through: route match (404/405) -> bearer token (401) -> ``/me`` needs a
-delegated token (400) -> permission (403) -> throttling (429) -> injected faults -> handler.
+A Graph request goes through: route match (400 for an unknown segment, 405) -> bearer token
+(401) -> ``/me`` needs a delegated token (400) -> permission (403) -> throttling (429) -> injected
+faults -> body checked against Microsoft's Graph v1.0 metadata (400, ``conformance.py``) ->
+handler -> response properties the metadata does not list are recorded (``/_emulator/conformance``).
 A Bot Connector request goes through: bearer token (401) -> throttling (429) -> injected
 faults -> handler.
 ``$batch`` items re-enter the same pipeline through :meth:`_Context.dispatch`, so every item
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from . import permissions
+from . import conformance, permissions
 from .bot import BotConnector
 from .core import ROUTES, Claims, Context, GraphError, Request, Response, match_route, new_guid, utcnow_iso
 from .entra import Entra, EntraError
@@ -243,8 +245,14 @@ class Emulator:
 
     def __init__(self, tenant: str | dict | None = None, users: int | None = None, throttling: bool = False,
                  speed: float = 1.0, port: int = 0, token_lifetime: int = 3600, host: str = "127.0.0.1",
-                 retry_after: bool = True, messaging_endpoint: str | None = None):
+                 retry_after: bool = True, messaging_endpoint: str | None = None, conformance_checks: bool = True):
         self.state = load_tenant(tenant, users)
+        # Requests checked against Microsoft's Graph v1.0 metadata (conformance.py): unknown body
+        # properties and @odata.type are 400; response properties the metadata does not list are
+        # recorded in ``self.conformance`` (since the last reset) and counted in ``conformance_total``.
+        self.conformance_checks = conformance_checks
+        self.conformance: list[dict] = []
+        self.conformance_total = {"invented": 0, "refused": 0}
         self.host = host
         self.port = port
         self.token_lifetime = token_lifetime
@@ -271,6 +279,7 @@ class Emulator:
             return self
         load_graph_routes()
         permissions.check_routes(ROUTES)
+        conformance.check_routes(ROUTES)
         self.tls = TlsMaterial()
         try:
             self._server = _Server((self.host, self.port), _Handler, self, self.tls.server_context())
@@ -333,6 +342,7 @@ class Emulator:
         """Back to the seed; request log, faults and throttle buckets cleared; tokens stay valid."""
         self.state.reset()
         self.request_log.clear()
+        self.conformance.clear()
         self.faults.clear()
         self.throttle.reset()
         if self.teams is not None:
@@ -529,7 +539,9 @@ class Emulator:
             if exists:
                 raise GraphError(405, "BadRequest",
                                  f"The HTTP method '{method}' is not allowed for the resource '{path}'.")
-            raise GraphError(404, "NotFound", f"Resource not found for the segment '{self._unknown_segment(path)}'.")
+            # Graph answers an unknown segment with 400 (a path its metadata knows but the fake
+            # tenant does not emulate is answered the same way).
+            raise GraphError(400, "BadRequest", f"Resource not found for the segment '{self._unknown_segment(path)}'.")
         if caller[0] is None:
             caller[0] = self._authenticate(headers)
         claims: Claims = caller[0]
@@ -557,6 +569,16 @@ class Emulator:
             qd.setdefault(k, v)
         req = Request(method=method, path=path, query=qd, headers=headers, body=body, token=claims,
                       params=params, base_url=self.graph_url)
+        if self.conformance_checks and method in ("POST", "PATCH", "PUT") and body:
+            try:
+                parsed = json.loads(body)
+            except (ValueError, RecursionError):
+                parsed = None  # the handler answers Graph's 400 for a body that is not JSON
+            try:
+                conformance.check_body(route, parsed)
+            except GraphError:
+                self.conformance_total["refused"] += 1
+                raise
         try:
             resp = route.handler(_Context(self, claims), req)
         except GraphError:
@@ -568,6 +590,14 @@ class Emulator:
         if resp is None:
             resp = Response(204)
         resp.headers = dict(resp.headers or {})
+        if self.conformance_checks:
+            flags = conformance.invented(route, resp.status, resp.body)
+            if flags:
+                self.conformance_total["invented"] += len(flags)
+                self.conformance.extend({"method": method, "route": route.pattern, **f} for f in flags)
+                del self.conformance[:-1000]  # the latest 1,000 flags
+                log.warning("fake tenant response %s %s has properties the Graph metadata does not list: %s",
+                            method, route.pattern, flags)
         if fault is not None and fault.after:  # applied, but the caller does not learn it
             self._apply_fault_delay(fault)
             if fault.drop and not batch_item:
@@ -637,6 +667,9 @@ class Emulator:
                 return Response(200, self.state.snapshot())
             if method == "GET" and what == "requests":
                 return Response(200, {"requests": list(self.request_log)})
+            if method == "GET" and what == "conformance":
+                return Response(200, {"checks": self.conformance_checks, "invented": list(self.conformance),
+                                      "total": dict(self.conformance_total)})
             if method == "GET" and what == "info":
                 return Response(200, self.info())
             if method == "GET" and what == "refresh-tokens":  # redeemed / refused (reused, revoked) / outstanding

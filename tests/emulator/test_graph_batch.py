@@ -42,7 +42,7 @@ def test_batch_of_20_answers_per_item(emu, http, app_token, delegated_token):
     assert res["u0"]["body"]["value"][0].keys() == {"id"}
     assert res["bob"]["status"] == 200 and res["bob"]["body"]["mail"] == BOB
     assert res["ghost"]["status"] == 404 and res["ghost"]["body"]["error"]["code"] == "Request_ResourceNotFound"
-    assert res["nope"]["status"] == 404
+    assert res["nope"]["status"] == 400  # Graph: "Resource not found for the segment"
     assert res["chat"]["status"] == 201 and res["chat"]["body"]["chatType"] == "oneOnOne"
     assert res["nobody-header"]["status"] == 400
     assert res["me"]["status"] == 200 and res["me"]["body"]["userPrincipalName"] == SVC

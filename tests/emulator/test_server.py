@@ -133,10 +133,11 @@ def test_me_needs_a_delegated_token(emu, http, app_token, delegated_token):
 
 # ---- routing ----
 
-def test_unknown_path_is_404_and_wrong_method_405(emu, http, app_token):
-    err = _graph_error(http.get(emu.graph_url + "/users/abc/nonsense", headers=bearer(app_token)), 404, "NotFound")
+def test_unknown_path_is_400_and_wrong_method_405(emu, http, app_token):
+    # Graph answers an unknown segment with 400 BadRequest
+    err = _graph_error(http.get(emu.graph_url + "/users/abc/nonsense", headers=bearer(app_token)), 400, "BadRequest")
     assert err["message"] == "Resource not found for the segment 'nonsense'."
-    err = _graph_error(http.get(emu.graph_url + "/widgets", headers=bearer(app_token)), 404, "NotFound")
+    err = _graph_error(http.get(emu.graph_url + "/widgets", headers=bearer(app_token)), 400, "BadRequest")
     assert "'widgets'" in err["message"]
     r = http.put(emu.graph_url + "/users", headers=bearer(app_token), json={})
     assert r.status_code == 405
@@ -248,9 +249,9 @@ def test_batch_items_go_through_the_pipeline(emu, http, app_token):
 
     with stub_route("POST", "/$batch", handler, permission_key="none"):
         r = http.post(emu.graph_url + "/$batch", headers=bearer(app_token), json={})
-    assert r.json()["statuses"] == [200, 200, 403, 404]
+    assert r.json()["statuses"] == [200, 200, 403, 400]
     items = [e for e in emu.request_log if e["batch_item"]]
-    assert [e["status"] for e in items] == [200, 200, 403, 404]
+    assert [e["status"] for e in items] == [200, 200, 403, 400]
     assert all(e["token_kind"] == "app" for e in items)
 
 
