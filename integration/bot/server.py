@@ -57,84 +57,86 @@ class Endpoint:
         message = {401: "Unauthorized", 413: "Request body too large", 400: "Bad request"}.get(status, "Refused")
         return _json(status, {"error": {"code": message.replace(" ", ""), "message": message}})
 
+    async def _verified_json(self, request, verify):
+        """(what ``verify`` made of the token, the parsed body), in the order Microsoft asks:
+        the token is checked before a byte of the body is read. A _Refusal otherwise."""
+        from starlette.concurrency import run_in_threadpool
+
+        from .verify import Rejected
+
+        auth = request.headers.get("authorization")
+        if not auth:
+            raise _Refusal(401, "no Authorization header")
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
+            raise _Refusal(413, f"declared body of {declared[:20]} bytes")
+        try:
+            identity = await run_in_threadpool(verify, auth)
+        except Rejected as exc:
+            raise _Refusal(401, str(exc)) from None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise _Refusal(413, f"body over {self.max_body} bytes")
+        try:
+            return identity, json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise _Refusal(400, "body is not JSON") from None
+
+    def _internal(self, request, exc: Exception):
+        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+        log.debug("internal error", exc_info=True)
+        return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
     async def messages(self, request):
         from starlette.concurrency import run_in_threadpool
 
         from .verify import Rejected
 
         try:
-            auth = request.headers.get("authorization")
-            if not auth:
-                return self._refuse(request, 401, "no Authorization header")
-            declared = request.headers.get("content-length")
-            if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
-                return self._refuse(request, 413, f"declared body of {declared[:20]} bytes")
-            try:
-                identity = await run_in_threadpool(self.verifier.verify, auth)
-            except Rejected as exc:
-                return self._refuse(request, 401, str(exc))
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > self.max_body:
-                    return self._refuse(request, 413, f"body over {self.max_body} bytes")
-            try:
-                activity = json.loads(bytes(body))
-            except (ValueError, RecursionError):
-                return self._refuse(request, 400, "body is not JSON")
+            identity, activity = await self._verified_json(request, self.verifier.verify)
             if not isinstance(activity, dict):
-                return self._refuse(request, 400, "body is not a JSON object")
+                raise _Refusal(400, "body is not a JSON object")
             try:
                 self.verifier.check_activity(identity, activity)
             except Rejected as exc:
-                return self._refuse(request, 401, str(exc))
+                raise _Refusal(401, str(exc)) from None
             status, payload = await run_in_threadpool(self.processor.accept, activity)
             return _json(status, payload)
+        except _Refusal as r:
+            return self._refuse(request, r.status, r.reason)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
-            log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
-            log.debug("internal error", exc_info=True)
-            return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+            return self._internal(request, exc)
 
     async def call_notifications(self, request):
         """``POST /api/calls``: verified as the messages are (calls.py), then recorded."""
         from starlette.concurrency import run_in_threadpool
 
-        from .verify import Rejected
-
         try:
             if self.calls is None:
                 return _json(404, {"error": {"code": "NotFound", "message": "Not found"}})
-            auth = request.headers.get("authorization")
-            if not auth:
-                return self._refuse(request, 401, "no Authorization header")
-            declared = request.headers.get("content-length")
-            if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
-                return self._refuse(request, 413, f"declared body of {declared[:20]} bytes")
-            try:
-                await run_in_threadpool(self.calls.verifier.verify, auth)
-            except Rejected as exc:
-                return self._refuse(request, 401, str(exc))
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > self.max_body:
-                    return self._refuse(request, 413, f"body over {self.max_body} bytes")
-            try:
-                doc = json.loads(bytes(body))
-            except (ValueError, RecursionError):
-                return self._refuse(request, 400, "body is not JSON")
+            _, doc = await self._verified_json(request, self.calls.verifier.verify)
             try:
                 await run_in_threadpool(self.calls.accept, doc)
             except ValueError as exc:
-                return self._refuse(request, 400, str(exc))
+                raise _Refusal(400, str(exc)) from None
             return _json(202)
+        except _Refusal as r:
+            return self._refuse(request, r.status, r.reason)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
-            log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
-            log.debug("internal error", exc_info=True)
-            return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+            return self._internal(request, exc)
 
     async def healthz(self, request):
         return _json(200, {"status": "ok"})
+
+
+class _Refusal(Exception):
+    """A request refused before anything was processed: its status and the reason to log."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
 def routes(endpoint: Endpoint) -> list:
