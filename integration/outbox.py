@@ -68,6 +68,16 @@ class Delivery:
     def ok(self) -> bool:
         return self.state == "sent"
 
+    def settled(self, target: str) -> "Delivery":
+        """This delivery when it is sent; an error naming ``target`` when its outcome is unknown
+        (resent only when asked) or another sender holds it right now."""
+        if self.state == "unknown":
+            raise UnknownDelivery(f"{target}: outcome unknown: {self.reason}",
+                                  hint="resend with resend_unknown=true if it did not arrive")
+        if self.state == "pending":
+            raise IntegrationError(f"{target}: {self.reason}")
+        return self
+
 
 class UnknownDelivery(IntegrationError):
     """A delivery whose outcome cannot be known (exit 1): it is reported, not resent."""

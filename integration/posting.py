@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 
 from .errors import IntegrationError
-from .outbox import Outbox, UnknownDelivery
+from .outbox import Outbox
 
 READ_BACK_TOP = 20  # the conversation's newest messages: ours, if it arrived, is among them
 CLOCK_SKEW = 60.0
@@ -57,10 +57,5 @@ def post_once(ctx, path: str, body: dict, key: str, target: str) -> tuple[dict, 
         return None
 
     d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=target,
-                                  resend_unknown=ctx.args.get("resend_unknown", False))
-    if d.state == "unknown":
-        raise UnknownDelivery(f"{target}: outcome unknown: {d.reason}",
-                              hint="resend with resend_unknown=true if it did not arrive")
-    if d.state == "pending":
-        raise IntegrationError(f"{target}: {d.reason}")
+                                  resend_unknown=ctx.args.get("resend_unknown", False)).settled(target)
     return dict(d.value or {"id": d.message_id}), d.reused

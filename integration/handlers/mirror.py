@@ -19,7 +19,7 @@ from .. import mirror as M
 from ..bot import conversations
 from ..errors import ArgumentError, IntegrationError, NotFound
 from ..graph import seg
-from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from ..outbox import Outbox, delivery_key, delivery_scope
 from ..resolve import is_thread_id
 from . import notify
 
@@ -56,12 +56,7 @@ def _post(ctx, m: dict, activity: dict, key: str, label: str):
         sent = client.post(conversations.activities_url(service_url, conv_id), activity) or {}
         return sent.get("id"), sent
 
-    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False))
-    if d.state == "unknown":
-        raise UnknownDelivery(f"{label}: outcome unknown: {d.reason}",
-                              hint="resend with resend_unknown=true if it did not arrive")
-    if d.state == "pending":
-        raise IntegrationError(f"{label}: {d.reason}")
+    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False)).settled(label)
     return d
 
 

@@ -235,12 +235,7 @@ def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tupl
         return sent.get("id"), sent
 
     # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
-    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False))
-    if d.state == "unknown":
-        raise UnknownDelivery(f"{label}: outcome unknown: {d.reason}",
-                              hint="resend with resend_unknown=true if it did not arrive")
-    if d.state == "pending":
-        raise IntegrationError(f"{label}: {d.reason}")
+    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False)).settled(label)
     return {"recipient": label, "recipientType": kind, "status": "already sent" if d.reused else "sent",
             "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": conv_id,
             "deliveryKey": key}
