@@ -20,7 +20,7 @@ import re
 import time
 from typing import Callable
 
-from .verify import MAX_TOKEN_CHARS, KeySource, Rejected, check_key, decode_signed, fetch_json, signing_key_id
+from .verify import KeySource, Rejected, bearer_token, check_key, decode_signed, fetch_json, signing_key_id
 
 CALLING_OPENID_METADATA = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
 CALL_ISSUERS = ("https://graph.microsoft.com", "https://api.botframework.com")
@@ -55,12 +55,7 @@ class CallVerifier:
     def verify(self, authorization: str | None) -> dict:
         import jwt
 
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Rejected("no bearer token")
-        if len(token) > MAX_TOKEN_CHARS:
-            raise Rejected("token too long")
+        token = bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.InvalidTokenError, ValueError, TypeError):

@@ -182,12 +182,7 @@ class InboundVerifier:
     def verify(self, authorization: str | None) -> Identity:
         import jwt
 
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Rejected("no bearer token")
-        if len(token) > MAX_TOKEN_CHARS:
-            raise Rejected("token too long")
+        token = bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -240,6 +235,17 @@ class InboundVerifier:
 
 
 # ---- the checks every inbound token gets (activities and call notifications alike) ----
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer ...` header, refused when absent or oversized."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Rejected("no bearer token")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Rejected("token too long")
+    return token
+
+
 def signing_key_id(header: dict) -> str:
     """The `kid` of a token whose header asks for RS256; anything else (none, HS256, ...) is refused."""
     alg = header.get("alg")
