@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ArgumentError, GraphError, NotFound
-from ..graph import items_of, need_id, odata_literal, seg
+from ..errors import ArgumentError, GraphError
+from ..graph import seg
 from ..resolve import is_guid, member_body
-from .teams import is_membership_id
+from .teams import find_team_member
 
 HANDLERS = ("team_create", "team_create_from_group", "team_update", "team_clone", "team_member_get",
             "team_member_update")
@@ -155,25 +155,6 @@ def team_clone(ctx):
 
 
 # ---------------------------------------------------------------------------- one member
-
-def find_team_member(ctx, team: dict, member: str) -> dict:
-    """A team's membership, by its id (MCMj..., XSOAR's membership_id) or by the user (mail,
-    UPN, display name or object id)."""
-    path = f"/teams/{seg(team['id'])}/members"
-    name = team.get("displayName") or team["id"]
-    if is_membership_id(member):
-        m = ctx.graph.get(f"{path}/{seg(member.strip())}") or {}
-        need_id(m, f"team member {member.strip()}")
-        return m
-    user = ctx.resolver.user(member)
-    flt = f"(microsoft.graph.aadUserConversationMember/userId eq {odata_literal(user['id'])})"
-    found = [m for m in items_of(ctx.graph.get(path, params={"$filter": flt}), f"GET {path}")
-             if isinstance(m, dict) and m.get("userId") == user["id"] and m.get("id")]
-    if not found:
-        raise NotFound(f"{user.get('displayName') or user['id']} is not a member of team '{name}'",
-                       hint="list the members with `msteams team-member-list`")
-    return found[0]
-
 
 def team_member_get(ctx):
     a = ctx.args

@@ -35,26 +35,33 @@ def is_membership_id(value: str) -> bool:
     return v.startswith("MCMj") and len(v) >= 8 and not any(c.isspace() or c == "@" for c in v)
 
 
+def find_team_member(ctx, team: dict, member: str) -> dict:
+    """A team's membership, by its id (MCMj..., XSOAR's membership_id) or by the user (mail,
+    UPN, display name or object id)."""
+    path = f"/teams/{seg(team['id'])}/members"
+    name = team.get("displayName") or team["id"]
+    if is_membership_id(member):
+        m = ctx.graph.get(f"{path}/{seg(member.strip())}") or {}
+        need_id(m, f"team member {member.strip()}")
+        return m
+    user = ctx.resolver.user(member)
+    flt = f"(microsoft.graph.aadUserConversationMember/userId eq {odata_literal(user['id'])})"
+    found = [m for m in items_of(ctx.graph.get(path, params={"$filter": flt}), f"GET {path}")
+             if isinstance(m, dict) and m.get("userId") == user["id"] and m.get("id")]
+    if not found:
+        raise NotFound(f"{user.get('displayName') or user['id']} is not a member of team '{name}'",
+                       hint="list the members with `msteams team-member-list`")
+    return found[0]
+
+
 def team_member_remove(ctx):
     args, r = ctx.args, ctx.resolver
     team = r.team(args["team"])
     ctx.extra["team_id"] = team["id"]
     path = f"/teams/{seg(team['id'])}/members"
     team_name = team.get("displayName") or args["team"]
-    if is_membership_id(args["member"]):  # XSOAR's membership_id: the membership itself
-        m = ctx.graph.get(f"{path}/{seg(args['member'].strip())}") or {}
-        need_id(m, f"team member {args['member'].strip()}")
-        who = m.get("displayName") or m.get("email") or m.get("userId") or m["id"]
-    else:
-        user = r.user(args["member"])
-        who = user.get("displayName") or user["id"]
-        flt = f"(microsoft.graph.aadUserConversationMember/userId eq {odata_literal(user['id'])})"
-        found = [m for m in items_of(ctx.graph.get(path, params={"$filter": flt}), f"GET {path}")
-                 if isinstance(m, dict) and m.get("userId") == user["id"] and m.get("id")]
-        if not found:
-            raise NotFound(f"{who} is not a member of team '{team_name}'",
-                           hint="list the members with `msteams team-member-list`")
-        m = found[0]
+    m = find_team_member(ctx, team, args["member"])
+    who = m.get("displayName") or m.get("email") or m.get("userId") or m["id"]
     try:
         ctx.graph.delete(f"{path}/{seg(m['id'])}")
     except RequestRejected as exc:
