@@ -14,18 +14,15 @@ placed through ``POST /communications/calls``, and Graph's notifications go to t
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import threading
 import time
 from typing import Callable
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from .core import Response, utcnow_iso
+from .tokens import signing_key
 
 ISSUER = "https://graph.microsoft.com"
 METADATA_PATH = "/calling-login/v1/.well-known/OpenIdConfiguration"
@@ -48,20 +45,13 @@ class CallError(Exception):
         self.status = status
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 class CallingService:
     def __init__(self, state, base_url: str, ca_bundle: str | None = None, clock: Callable[[], float] = time.time):
         self.state = state
         self.base_url = base_url
         self.ca_bundle = ca_bundle
         self.clock = clock
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        self.kid = _b64url(hashlib.sha256((jwk["n"] + jwk["e"]).encode()).digest()[:20])
-        self._jwk = dict(jwk, kid=self.kid, x5t=self.kid, use="sig", alg="RS256")
+        self._key, self.kid, self._jwk = signing_key()
         self.deliveries: list[dict] = []
         self._lock = threading.Lock()
 

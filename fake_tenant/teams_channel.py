@@ -18,8 +18,6 @@ delivered to the bot's messaging endpoint as Teams delivers them.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import ipaddress
 import threading
@@ -28,11 +26,10 @@ import urllib.parse
 from typing import Callable
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from .bot import BotConnector, _activity_id, user_mri
 from .core import Response, utcnow_iso
+from .tokens import signing_key
 from .state import Message
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -48,10 +45,6 @@ class ChannelError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _asks(activity: dict, question: str | None) -> bool:
@@ -82,10 +75,7 @@ class TeamsChannel:
         self.bot_service_url = bot_service_url
         self.ca_bundle = ca_bundle  # what https endpoints are checked against, besides the system's
         self.clock = clock
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        self.kid = _b64url(hashlib.sha256((jwk["n"] + jwk["e"]).encode()).digest()[:20])
-        self._jwk = dict(jwk, kid=self.kid, x5t=self.kid, use="sig", alg="RS256", endorsements=["msteams"])
+        self._key, self.kid, self._jwk = signing_key(endorsements=["msteams"])
         self.messaging_endpoint: str | None = None
         self.deliveries: list[dict] = []
         self._lock = threading.Lock()

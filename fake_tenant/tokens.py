@@ -56,6 +56,15 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def signing_key(**jwk_fields) -> tuple:
+    """(private key, kid, public JWK) of a new RS256 signing key, as Entra, the Bot Framework and
+    the calling service publish theirs (``jwk_fields`` adds issuer or endorsements)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    kid = _b64url(hashlib.sha256((jwk["n"] + jwk["e"]).encode()).digest()[:20])
+    return key, kid, dict(jwk, kid=kid, x5t=kid, use="sig", alg="RS256", **jwk_fields)
+
+
 class TokenService:
     def __init__(self, issuer: str, tenant_id: str, lifetime: int = 3600,
                  clock: Callable[[], float] = time.time, refresh_lifetime: int = 90 * 24 * 3600):
@@ -64,11 +73,8 @@ class TokenService:
         self.lifetime = int(lifetime)
         self.refresh_lifetime = refresh_lifetime
         self.clock = clock
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key, self.kid, self._jwk = signing_key(issuer=issuer)
         self._public = self._key.public_key()
-        jwk = RSAAlgorithm.to_jwk(self._public, as_dict=True)
-        self.kid = _b64url(hashlib.sha256((jwk["n"] + jwk["e"]).encode()).digest()[:20])
-        self._jwk = dict(jwk, kid=self.kid, x5t=self.kid, use="sig", alg="RS256", issuer=issuer)
         self._generation = 0
         self._lock = threading.Lock()
         self._refresh: dict[str, RefreshGrant] = {}
