@@ -98,3 +98,11 @@ def test_cli_run_prints_progress_and_context_and_exit_codes(emu, cfg_file, tmp_p
     code, out, err = run_cli(["--config", str(cfg_file), "playbook", "run", str(EXAMPLE), "--input", "incident=X",
                               "--dry-run"])
     assert code == 0 and "would call: POST /chats" in out and len(emu.request_log) == before
+
+
+def test_worker_refuses_an_interval_that_is_not_a_positive_number(capsys):
+    for bad in ("-5", "0", "nan", "x"):
+        errors: list[str] = []
+        # A usage error, exit 2, before any store is opened (a negative interval used to loop).
+        assert main(["playbook", "worker", "--interval", bad], out=lambda s: None, err=errors.append) == 2
+        assert "--interval" in "\n".join(errors) + capsys.readouterr().err

@@ -200,13 +200,14 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
 def _worker(argv: list[str], *, out, err, config: str | None, sleep=None) -> int:
     """`playbook worker`: resume the runs waiting on questions that were answered or expired
     (expiry applied here too), every --interval seconds; --once: one pass (tests, cron)."""
-    from ..dispatch import Runtime
     from .. import questions
+    from ..argtypes import positive_number
+    from ..dispatch import Runtime
     from .runner import resume_waiting_on
 
     p = argparse.ArgumentParser(prog="msteams playbook worker")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    p.add_argument("--interval", type=positive_number, default=5.0, help="seconds between passes (default 5)")
     ns = p.parse_args(argv)
     runtime = Runtime(config_path=config)
     runtime.echo = err
