@@ -53,6 +53,15 @@ class Config:
     # /api/calls under bot_public_url (msteams bot serve records them; ring-user wait= reads them).
     call_callback_uri: str | None = None
     store_path: str | None = None
+    # A shared store instead of the SQLite file (several engines and hosts): redis:// or rediss://
+    # host:port/db. The password and the key that encrypts token caches come from secrets; keys
+    # live under store_namespace, so several deployments (or test runs) can share one Redis.
+    store_url: str | None = None
+    store_username: str | None = None
+    store_password: str | None = field(default=None, repr=False)
+    store_key: str | None = field(default=None, repr=False)
+    store_namespace: str = "msteams"
+    store_ca_bundle: str | None = None
     timeout: float = 30.0
     max_retries: int = 5
     retry_budget_seconds: float = 120.0
@@ -124,7 +133,7 @@ class Config:
 
 
 _KEYS = {f.name for f in fields(Config)} - {"source"}
-_SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret")
+_SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret", "store_password", "store_key")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -162,7 +171,28 @@ def url_problem(value: str) -> str | None:
     return None
 
 
-FORMATS = {"msteams-url": url_problem}
+def store_url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable shared store URL (format "msteams-store-url"), or None."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "must be a URL without spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme.lower() not in ("redis", "rediss") or not parts.hostname:
+        return "must be redis://host:port/db or rediss://host:port/db (TLS)"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password (set store_username and store_password_file)"
+    db = parts.path.strip("/")
+    if db and not (db.isdigit() and int(db) < 16):
+        return "must end in a database number from 0 to 15 (redis://host:6379/0)"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    return None
+
+
+FORMATS = {"msteams-url": url_problem, "msteams-store-url": store_url_problem}
 
 
 def _resolve(sub: dict) -> dict:

@@ -87,5 +87,24 @@ def bot_token(emu) -> str:
     return msal_helpers.bot_token(emu)
 
 
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server for the session (tests/redis_server.py); tests keep apart by
+    key namespace (``redis_namespace``), not by flushing."""
+    import redis_server as rs
+
+    server = rs.start_or_skip()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_namespace(request) -> str:
+    """A key prefix of this test's own in the shared test Redis."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
 # The integration's own fixtures (runtime against the emulator, signed-in runtime, recorded sleeps).
 pytest_plugins = ["engine_fixtures"]

@@ -258,7 +258,7 @@ def test_cli_exits_with_the_config_code_naming_file_and_line(tmp_path):
 
 def test_schema_covers_every_setting_and_its_defaults():
     props = config.schema()["properties"]
-    assert set(props) == config._KEYS | {"client_secret_file", "bot_secret_file", "mirror_webhook_secret_file"}
+    assert set(props) == config._KEYS | {f"{k}_file" for k in config._SECRET_KEYS}
     for f in fields(config.Config):
         if f.name in props and "default" in props[f.name] and f.default is not None:
             assert props[f.name]["default"] == f.default, f.name
@@ -283,6 +283,7 @@ def _jsonschema_ok(value, key) -> bool:
 
     checker = jsonschema.FormatChecker(formats=())
     checker.checks("msteams-url")(lambda v: not isinstance(v, str) or config.url_problem(v) is None)
+    checker.checks("msteams-store-url")(lambda v: not isinstance(v, str) or config.store_url_problem(v) is None)
     v = jsonschema.Draft202012Validator(config.schema(), format_checker=checker)
     return v.is_valid({key: value})
 
@@ -292,7 +293,8 @@ values = st.one_of(
     st.sampled_from([0, 1, 20, 21, 64, 65, 600, 600.5, 3600, 3600.1, 0.0, 1.0, 2.0, -0.0]),
     st.text(max_size=12), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
     st.sampled_from(["https://x/", "http://127.0.0.1:1/", "http://x/", "ftp//x", "a\x00b", "a\nb", "a\tb\n",
-                     "http://[::1]/", "https://u:p@x/", "https://[::1"]),
+                     "http://[::1]/", "https://u:p@x/", "https://[::1", "redis://127.0.0.1:6379/0",
+                     "rediss://r.example:6380/15", "redis://x/16", "redis://u:p@x/0", "redis://x/0?db=1"]),
 )
 
 
