@@ -108,14 +108,21 @@ class Runtime:
 
     @property
     def pacer(self):
-        """One pacer for every client of this runtime: Graph and the bot share the tenant's limits."""
+        """One pacer for every client of this runtime: Graph and the bot share the tenant's limits.
+        With a shared store (store_url) the budget lives in Redis, shared by every process of
+        every host (redis_pacer.py); otherwise in this process (pacer.py)."""
         if self._pacer is None:
-            from .pacer import Pacer
-
             with self._lock:
                 if self._pacer is None:
                     # pacing_speed matches a fake tenant run faster than Microsoft's limits (--speed).
-                    self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
+                    if self.cfg.store_url:
+                        from .redis_pacer import RedisPacer
+
+                        self._pacer = RedisPacer.from_config(self.cfg, sleep=self.sleep)
+                    else:
+                        from .pacer import Pacer
+
+                        self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
         return self._pacer
 
     def client(self, flow: str) -> Client:

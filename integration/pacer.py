@@ -45,11 +45,30 @@ def burst(w: "Window") -> float:
     return max(2.0, w.capacity / 2)
 
 
+def span(w: "Window") -> float:
+    """The window as this side keeps it: a little wider than the service's (SAFETY)."""
+    return w.seconds * SAFETY + SAFETY_SECONDS
+
+
+def step(w: "Window") -> float:
+    """The even pace's interval for one request of this class."""
+    return span(w) * w.cost / w.capacity
+
+
+def scaled(windows: Iterable["Window"], speed: float) -> list["Window"]:
+    """The windows at ``speed`` (the fake tenant's switch): the same capacity in 1/speed the time."""
+    if speed == 1.0:
+        return list(windows)
+    return [Window(w.key, w.capacity, w.seconds / speed, w.cost) for w in windows]
+
+
 @dataclass
 class Ticket:
-    """What one acquire spent: the seconds it waited, and its ledger entries ([time, cost])."""
+    """What one acquire spent: the seconds it waited, its ledger entries ([time, cost] here,
+    (ledger key, member) in redis_pacer) and when it was stamped on the pacer's clock."""
     waited: float = 0.0
     entries: list = None  # type: ignore[assignment]
+    at: float | None = None
 
 
 class _Ledger:
@@ -77,7 +96,7 @@ class _Ledger:
         """Seconds until ``w.cost`` fits in the window (0 when it fits now)."""
         if self.paused_until > now:
             return self.paused_until - now
-        seconds = w.seconds * SAFETY + SAFETY_SECONDS
+        seconds = span(w)
         self.trim(now, seconds)
         if self.total + w.cost <= w.capacity + 1e-9:
             # Past a small burst, keep an even pace: bursts that fill a window at once meet the
@@ -127,17 +146,12 @@ class Pacer:
             led = self._ledgers[key] = _Ledger()
         return led
 
-    def _scaled(self, windows: Iterable[Window]) -> list[Window]:
-        if self.speed == 1.0:
-            return list(windows)
-        return [Window(w.key, w.capacity, w.seconds / self.speed, w.cost) for w in windows]
-
     def acquire(self, windows: Iterable[Window]) -> "Ticket":
         """Block until every window has room, then spend it there. The ticket says how long it
         waited; hand it to :meth:`done` when the response is in."""
         if not self.enabled:
             return Ticket()
-        windows = self._scaled(windows)
+        windows = scaled(windows, self.speed)
         if not windows:
             return Ticket()
         waited = 0.0
@@ -153,14 +167,14 @@ class Pacer:
                         led.spent.append(entry)
                         led.total += w.cost
                         entries.append(entry)
-                        step = (w.seconds * SAFETY + SAFETY_SECONDS) * w.cost / w.capacity
+                        every = step(w)
                         # A sender up to half an interval late keeps the schedule; later than
                         # that (an idle class, a full window) starts it again from now, so no
                         # pause is saved up as a burst.
                         late = now - led.next_slot
-                        led.next_slot = (led.next_slot if 0 <= late < step / 2 else now) + step
+                        led.next_slot = (led.next_slot if 0 <= late < every / 2 else now) + every
                     self.waited += waited
-                    return Ticket(waited, entries)
+                    return Ticket(waited, entries, now)
             # Sleep outside the lock: other senders on other classes go on meanwhile.
             self.sleep_for(delay)
             waited += delay
