@@ -302,3 +302,52 @@ def test_declared_lookups_are_in_the_permissions_totals():
     md = docs.command_markdown(registry.load().get("send-notification"))
     assert "only to look names up" in md
     assert json.dumps(by_flow)  # plain data
+
+
+def _writer_alive() -> bool:
+    import threading
+
+    return any(t.name == "preload-writer" for t in threading.enumerate())
+
+
+def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, runtime, monkeypatch):
+    from integration.errors import ConfigError
+    from integration.store import Store
+
+    calls = []
+    real = Store.add_names
+
+    def failing(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConfigError("context store error: database or disk is full")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Store, "add_names", failing)
+    with pytest.raises(ConfigError, match="disk is full"):
+        execute("cache-preload", {"include": "users", "page_size": 2}, runtime)
+    assert not _writer_alive()
+    # Paging stopped soon after the writer failed instead of reading the whole directory.
+    gets = [e for e in emu.request_log if e["method"] == "GET" and e["path"] == "/v1.0/users"]
+    assert len(gets) < math.ceil(len(emu.state.users) / 2)
+
+
+def test_cache_preload_graph_failure_mid_directory_keeps_the_pages_written(emu, runtime, monkeypatch):
+    from integration.errors import GraphError
+    from integration.graph import Client
+
+    real = Client.pages
+
+    def two_then_fail(self, *a, **k):
+        for i, items in enumerate(real(self, *a, **k)):
+            if i == 2:
+                raise GraphError("Graph answered 503 for page 3", status=503)
+            yield items
+
+    monkeypatch.setattr(Client, "pages", two_then_fail)
+    with pytest.raises(GraphError, match="page 3"):
+        execute("cache-preload", {"include": "users", "page_size": 2}, runtime)
+    assert not _writer_alive()
+    written = [u for u in emu.state.users.values() if runtime.store.get("user", u["id"])]
+    assert len(written) == 4  # the two pages read before the failure, complete
+    assert all(runtime.store.get("user_name", u["displayName"]) for u in written)

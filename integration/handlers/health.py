@@ -236,20 +236,82 @@ def cache_preload(ctx):
 
 
 def _preload_users(g, store, size: int, since: float, counts: dict, progress) -> None:
-    """Users page by page, one transaction a page, nothing kept between pages: each user by id,
-    mail and UPN, and by display name into ``user_name``, where the store appends namesakes
-    from later pages to the same list (so a shared name is cached with all its people)."""
-    with store.bulk():
+    """Users page by page, nothing kept beyond a few pages: each user by id, mail and UPN, and
+    by display name into ``user_name``, where the store appends namesakes from later pages to
+    the same list (so a shared name is cached with all its people).
+
+    Pages are written by a second thread while the next ones are fetched: SQLite does its
+    b-tree work with the interpreter lock released, so the writes overlap the wait for Graph
+    instead of adding to it. At most about ``_AHEAD_USERS`` users wait for the writer. A failed write stops
+    the paging; a failed page stops it too, after the pages read before it are written."""
+    import queue
+    import threading
+
+    ahead = max(2, _AHEAD_USERS // max(1, size))
+    pending: queue.Queue = queue.Queue(maxsize=ahead)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with store.bulk():
+                done = False
+                while not done:
+                    # The pages waiting now go in one transaction: a writer that falls behind
+                    # catches up with fewer, larger commits.
+                    batch = [pending.get()]
+                    while batch[-1] is not None and len(batch) < ahead:
+                        try:
+                            batch.append(pending.get_nowait())
+                        except queue.Empty:
+                            break
+                    if batch[-1] is None:
+                        done = True
+                        batch.pop()
+                    if not batch:
+                        continue
+                    with store.transaction():
+                        for views in batch:
+                            store.put_many("user", ((key, v) for v in views for key in
+                                                    {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
+                            store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
+        except BaseException as exc:  # noqa: BLE001 - handed to the fetching thread, which raises it
+            failed.append(exc)
+        finally:
+            store.close()  # this thread's own connection
+
+    writer = threading.Thread(target=write, name="preload-writer", daemon=True)
+    writer.start()
+    try:
         for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
             views = [user_view(u) for u in items if u.get("id")]
-            with store.transaction():
-                store.put_many("user", ((key, v) for v in views
-                                        for key in {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
-                store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
+            while not failed:
+                try:
+                    pending.put(views, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if failed:
+                break
             counts["users"] += len(views)
             progress.add("users", len(views))
+    finally:
+        while writer.is_alive():
+            try:
+                pending.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        writer.join()
+    if failed:
+        raise failed[0]
     # The whole directory was read: a name not written in this run belongs to nobody now.
     store.prune("user_name", before=since)
+
+
+# Users fetched ahead of the store's writer (in whole pages, at least two), which is also the most
+# it writes in one transaction: bounded in users, not pages, so memory stays flat at Graph's
+# largest page size.
+_AHEAD_USERS = 1000
 
 
 def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress) -> None:
