@@ -50,7 +50,10 @@ def connect(cfg):
                           hint="set store_url: redis://HOST:6379/0 (or rediss://) in the config of every engine")
     import redis  # lazy: CLI start-up
 
-    kwargs: dict = {"decode_responses": True, "socket_connect_timeout": 10, "health_check_interval": 30}
+    # A Redis that stops answering must not hang a worker for ever: the request timeout, plus
+    # the longest a blocking read waits for a job.
+    kwargs: dict = {"decode_responses": True, "socket_connect_timeout": min(cfg.timeout, 10.0),
+                    "socket_timeout": cfg.timeout + 5, "health_check_interval": 30, "client_name": "msteams-queue"}
     if cfg.store_username:
         kwargs["username"] = cfg.store_username
     if cfg.store_password:
@@ -71,6 +74,7 @@ class JobQueue:
         self.r = client
         self.stream = f"{namespace}:jobs"
         self.dead = f"{namespace}:jobs:dead"
+        self.notes = f"{namespace}:jobs:notes"  # entry id -> why its last attempt did not finish
         self.max_deliveries = max_deliveries
         self.where = where
         self._cursor = "0-0"
@@ -142,6 +146,21 @@ class JobQueue:
                     jobs.append(job)
         return jobs
 
+    def own_pending(self, consumer: str, *, count: int = 100) -> list[Job]:
+        """Jobs handed to ``consumer`` and not acked (a worker restarted under its old name)."""
+        self.ensure_group()
+        reply = self._call("reading own jobs", self.r.xreadgroup, GROUP, consumer, {self.stream: "0"}, count=count)
+        ids = [e[0] for _s, entries in reply or [] for e in entries if e[1]]
+        counts = self._deliveries(ids) if ids else {}
+        jobs = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                if fields:
+                    job = self._job(entry_id, fields, counts.get(entry_id, 1))
+                    if job is not None:
+                        jobs.append(job)
+        return jobs
+
     def claim_stale(self, consumer: str, *, min_idle_seconds: float = VISIBILITY_SECONDS, count: int = 10) -> list[Job]:
         """Take over jobs another worker took and left idle past ``min_idle_seconds`` (it died,
         or was cut off). One handed out more than ``max_deliveries`` times is dead-lettered."""
@@ -192,15 +211,25 @@ class JobQueue:
         pipe = self.r.pipeline(transaction=True)
         pipe.xack(self.stream, GROUP, entry_id)
         pipe.xdel(self.stream, entry_id)
+        pipe.hdel(self.notes, entry_id)
         self._call("acking a job", pipe.execute)
+
+    def note(self, entry_id: str, text: str) -> None:
+        """Why a job's attempt did not finish (it stays pending and is tried again): shown with
+        the job if it ends in the dead letters."""
+        self._call("noting a job's error", self.r.hset, self.notes, entry_id, text[:500])
 
     def bury(self, job: Job, reason: str) -> None:
         """Move a job to the dead letters with the reason (a job refused for good)."""
         self._bury(job.id, job.fields or {"kind": job.kind, "body": json.dumps(job.body)}, job.deliveries, reason)
 
     def _bury(self, entry_id: str, fields: dict, deliveries: int, reason: str) -> None:
+        last = self._call("reading a job's note", self.r.hget, self.notes, entry_id)
+        if last:
+            reason = f"{reason}; last error: {last}"
         log.warning("job %s dead-lettered: %s", entry_id, reason)
         pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.notes, entry_id)
         pipe.xadd(self.dead, {"entry": entry_id, "kind": str(fields.get("kind", "")), "body": str(fields.get("body", "")),
                               "deliveries": str(deliveries), "reason": reason[:500], "at": f"{time.time():.3f}"})
         pipe.xack(self.stream, GROUP, entry_id)

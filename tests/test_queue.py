@@ -14,7 +14,7 @@ def q(redis_server, redis_namespace):
     cfg = config_mod.Config(store_url=redis_server.url, store_namespace=redis_namespace, source="test")
     queue = JobQueue.from_config(cfg, max_deliveries=3)
     yield queue
-    queue.r.delete(queue.stream, queue.dead)
+    queue.r.delete(queue.stream, queue.dead, queue.notes)
     queue.r.close()
 
 

@@ -210,43 +210,70 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:
+def _key(scope: tuple, kind: str, rid: str, thread: str | None) -> str:
+    """The delivery key of one recipient's notification: the queued path must find the same one."""
+    return delivery_key(scope, kind, rid, thread.strip()) if thread else delivery_key(scope, kind, rid)
+
+
+def _prepare(ctx, lookups: _Lookups, tenant: str, scope: tuple | None, target: tuple[str, str], *,
+             key: str | None = None, label: str | None = None) -> dict:
+    """Where one recipient's notification goes (its conversation opened if need be) and its key."""
     kind, name = target
     if kind == "user":
-        conv_id, rid, label, service_url = _open_user_conversation(ctx, lookups, name, tenant)
+        conv_id, rid, found_label, service_url = _open_user_conversation(ctx, lookups, name, tenant)
     else:
-        conv_id, rid, label, service_url = _channel_conversation(ctx, lookups)
+        conv_id, rid, found_label, service_url = _channel_conversation(ctx, lookups)
         if ctx.args.get("message_id"):  # a reply in the thread of that message
             conv_id = _thread(conv_id, ctx.args["message_id"])
-            label += f" (thread {ctx.args['message_id'].strip()})"
+            found_label += f" (thread {ctx.args['message_id'].strip()})"
     # Where Teams said the conversation lives (learned from a verified activity), else the configured URL.
     service_url = service_url or ctx.cfg.bot_service_url
     thread = ctx.args.get("message_id") if kind == "channel" else None
-    key = delivery_key(scope, kind, rid, thread.strip()) if thread else delivery_key(scope, kind, rid)
-    ref = str(uuid.UUID(key))  # the same delivery always has the same messageRef
+    key = key or _key(scope, kind, rid, thread)
+    return {"kind": kind, "rid": rid, "label": label or found_label, "conv_id": conv_id, "service_url": service_url,
+            "key": key, "ref": str(uuid.UUID(key))}  # the same delivery always has the same messageRef
+
+
+class HeldElsewhere(IntegrationError):
+    """Another sender holds this delivery's lease right now: try again later, do not drop it."""
+
+
+def _deliver(ctx, p: dict, activity: dict) -> dict:
+    conv_id, service_url, label, ref = p["conv_id"], p["service_url"], p["label"], p["ref"]
 
     def send():
         client = conversations.bot_client_for(ctx.runtime, service_url)
         sent = client.post(conversations.activities_url(service_url, conv_id), activity) or {}
         ctx.store.save_message_ref(ref, {
             "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
-            "recipient": label, "recipientId": rid, "recipientType": kind, "botId": ctx.cfg.bot_id,
+            "recipient": label, "recipientId": p["rid"], "recipientType": p["kind"], "botId": ctx.cfg.bot_id,
             "sentAt": _now(), "card": "attachments" in activity})
         return sent.get("id"), sent
 
     # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
-    d = Outbox(ctx.store).deliver(key, send, target=label, resend_unknown=ctx.args.get("resend_unknown", False)).settled(label)
-    return {"recipient": label, "recipientType": kind, "status": "already sent" if d.reused else "sent",
+    d = Outbox(ctx.store).deliver(p["key"], send, target=label, resend_unknown=ctx.args.get("resend_unknown", False))
+    if d.state == "pending":
+        raise HeldElsewhere(f"{label}: {d.reason}")
+    d.settled(label)
+    return {"recipient": label, "recipientType": p["kind"], "status": "already sent" if d.reused else "sent",
             "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": conv_id,
-            "deliveryKey": key}
+            "deliveryKey": p["key"]}
+
+
+def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:
+    return _deliver(ctx, _prepare(ctx, lookups, tenant, scope, target), activity)
 
 
 def send_notification(ctx):
     tenant = _tenant(ctx)
     targets = _targets(ctx)
+    if ctx.args.get("queue"):
+        _queue_configured(ctx)
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)  # bad content fails here, before anything is sent
     scope = delivery_scope(ctx)
+    if ctx.args.get("queue"):
+        return _enqueue(ctx, lookups, activity, tenant, scope, targets)
     names = [t for k, t in targets if k == "user" and not is_guid(t)]
     if lookups.resolver is not None and len(names) > 1:
         # Lookups run ahead of the sends in chunks, instead of all of them before the first send.
@@ -259,18 +286,7 @@ def send_notification(ctx):
     finally:
         if lookups.prefetch is not None:
             lookups.prefetch.close()
-    rows, errors = [], []
-    for o in outcomes:
-        if o.ok:
-            rows.append(o.value)
-            continue
-        exc = o.error if isinstance(o.error, IntegrationError) else IntegrationError(
-            f"internal error: {type(o.error).__name__}")
-        errors.append(exc)
-        rows.append({"recipient": o.item[1], "recipientType": o.item[0],
-                     "status": "unknown" if isinstance(exc, UnknownDelivery) else "failed",
-                     "error": redact.redact(exc.message), "messageRef": None, "activityId": None,
-                     "conversationId": None, "deliveryKey": None})
+    rows, errors = _rows(outcomes)
     sent_n = sum(r["status"] in ("sent", "already sent") for r in rows)
     if not sent_n:
         first = errors[0]
@@ -288,6 +304,117 @@ def send_notification(ctx):
         note += " Not sent: " + "; ".join(f"{r['recipient']}: {r['status']}: {r['error']}" for r in rows
                                         if r["status"] not in ("sent", "already sent"))
     return ctx.result(rows, rows, message=note)
+
+
+def _rows(outcomes) -> tuple[list[dict], list[IntegrationError]]:
+    """A row per recipient in input order, the failed ones with their error."""
+    rows, errors = [], []
+    for o in outcomes:
+        if o.ok:
+            rows.append(o.value)
+            continue
+        exc = o.error if isinstance(o.error, IntegrationError) else IntegrationError(
+            f"internal error: {type(o.error).__name__}")
+        errors.append(exc)
+        rows.append({"recipient": o.item[1], "recipientType": o.item[0],
+                     "status": "unknown" if isinstance(exc, UnknownDelivery) else "failed",
+                     "error": redact.redact(exc.message), "messageRef": None, "activityId": None,
+                     "conversationId": None, "deliveryKey": None})
+    return rows, errors
+
+
+# ---- queued: the worker pool sends (queue=true; integration/worker.py) ----
+def _queue_configured(ctx) -> None:
+    if not ctx.cfg.store_url:
+        raise ArgumentError("queue", "queues the sends for `msteams worker`, which needs store_url (the Redis the "
+                                     "workers read)", hint="set store_url in the config, or leave queue out to send "
+                                                           "from this process")
+
+
+def _enqueue(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, targets: list) -> object:
+    """Names to ids here (bad names fail here, reported per recipient), then one job per
+    recipient with the delivery key the in-process send would use; recipients already sent
+    under that key are not queued again. The workers open conversations and send."""
+    from ..queue import JobQueue
+
+    thread = ctx.args.get("message_id")
+    rids: dict[str, str] = {}  # delivery key -> recipient id (a user's object id, a channel id)
+
+    def locate(target: tuple[str, str]) -> dict:
+        kind, name = target
+        if kind == "user":
+            user = lookups.user(name)
+            rid = user["id"]
+            label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or rid}>" \
+                if user.get("displayName") else rid
+            conv_id = None
+        else:
+            conv_id, rid, label, _ = _channel_conversation(ctx, lookups)
+            if thread:
+                label += f" (thread {thread.strip()})"
+        key = _key(scope, kind, rid, thread if kind == "channel" else None)
+        rids[key] = rid
+        row = {"recipient": label, "recipientType": kind, "status": "queued", "error": None,
+               "messageRef": str(uuid.UUID(key)), "activityId": None, "conversationId": conv_id, "deliveryKey": key}
+        prior = ctx.store.outbox_get(key)
+        if prior and prior.get("state") == "sent":
+            row.update(status="already sent", activityId=prior.get("message_id"))
+        return row
+
+    names = [t for k, t in targets if k == "user" and not is_guid(t)]
+    if lookups.resolver is not None and len(names) > 1:
+        lookups.prefetch = Prefetch(lookups.resolver, names)
+    try:
+        outcomes = fan_out(targets, locate, workers=ctx.cfg.fanout_workers)
+    finally:
+        if lookups.prefetch is not None:
+            lookups.prefetch.close()
+    rows, errors = _rows(outcomes)
+    todo = [r for r in rows if r["status"] == "queued"]
+    resend = bool(ctx.args.get("resend_unknown", False))
+    jobs = [("notify", {"key": r["deliveryKey"], "kind": r["recipientType"], "rid": rids[r["deliveryKey"]],
+                        "label": r["recipient"], "tenant": tenant,
+                        "thread": thread.strip() if thread and r["recipientType"] == "channel" else None,
+                        "activity": activity, "resend_unknown": resend}) for r in todo]
+    if jobs:
+        JobQueue.from_config(ctx.cfg).enqueue_many(jobs)
+    done = len(rows) - len(errors)
+    if not done:
+        first = errors[0]
+        if len(errors) > 1:
+            first.message = "no notification was queued: " + "; ".join(f"{r['recipient']}: {r['error']}" for r in rows)
+        raise first
+    note = f"Queued {len(todo)} of {len(rows)} notification(s) for the worker pool (msteams worker)."
+    if done > len(todo):
+        note += f" {done - len(todo)} had it already (same delivery key): not queued again."
+    if errors:
+        note += " Not queued: " + "; ".join(f"{r['recipient']}: {r['error']}" for r in rows if r["status"] == "failed")
+    return ctx.result(rows, rows, message=note)
+
+
+def deliver_queued(runtime, body: dict, *, before_send=None) -> dict:
+    """Run one queued notification in a worker: open the conversation if need be, then send
+    through the outbox under the job's delivery key (a key already sent is not sent again).
+    ``before_send(url)`` runs after the outbox was checked and before the send is claimed
+    (the worker takes its pacing slot there, so no delivery is marked pending while it waits)."""
+    from ..dispatch import CommandContext
+
+    spec = runtime.registry.get("send-notification")
+    args: dict = {"resend_unknown": bool(body.get("resend_unknown"))}
+    if body["kind"] == "channel":
+        args["channel"] = body["rid"]
+        if body.get("thread"):
+            args["message_id"] = body["thread"]
+    ctx = CommandContext(spec, args, runtime, flow="bot")
+    prior = ctx.store.outbox_get(body["key"])
+    if prior and prior.get("state") == "sent":
+        return {"recipient": body["label"], "status": "already sent", "deliveryKey": body["key"],
+                "activityId": prior.get("message_id")}
+    p = _prepare(ctx, _Lookups(ctx), body["tenant"], None, (body["kind"], body["rid"]), key=body["key"],
+                 label=body["label"])
+    if before_send is not None:
+        before_send(conversations.activities_url(p["service_url"], p["conv_id"]))
+    return _deliver(ctx, p, body["activity"])
 
 
 # ---- message-update ----
