@@ -1,0 +1,358 @@
+"""The pacer's budget in Redis (integration/redis_pacer.py), against a real redis-server: the
+window arithmetic on a fake clock (the same schedule as the in-process Pacer), threads with
+clients of their own and separate OS processes sharing one budget on the server's clock, a
+429's pause seen by every client, budgets kept apart per app and tenant, keys that expire, and
+two runtimes fanning out at once against the throttling fake tenant without a single 429."""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from engine_fixtures import make_config
+from integration.errors import IntegrationError
+from integration.pacer import Pacer, Window, bot_windows, graph_windows
+from integration.redis_pacer import RedisPacer
+
+redis = pytest.importorskip("redis")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 1000.0
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+@pytest.fixture
+def client(redis_server):
+    c = redis.Redis.from_url(redis_server.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def make(client, redis_namespace):
+    """RedisPacers on the test's namespace, each with a client of its own unless given one."""
+    made = []
+
+    def make(app="app1@tenant1", *, own_client=True, **kw):
+        c = redis.Redis(connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs)) \
+            if own_client else client
+        made.append(c)
+        return RedisPacer(c, namespace=redis_namespace, app=app, **kw)
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def most_in_any_window(stamps: list[float], seconds: float) -> int:
+    st = sorted(stamps)
+    return max(bisect.bisect_left(st, t + seconds) - i for i, t in enumerate(st))
+
+
+def rate(stamps: list[float], capacity: int) -> float:
+    """Requests per second past the first window's worth."""
+    return (len(stamps) - capacity) / (max(stamps) - min(stamps))
+
+
+def one_pacers_rate(capacity: int, seconds: float, n: int) -> float:
+    """The rate one in-process Pacer reaches for n requests in this window, on a fake clock: the
+    ideal a shared budget is measured against (below the nominal limit over a short run: the
+    windows are a little wider, and a burst's entries leave together)."""
+    ft = FakeTime()
+    p = Pacer(clock=ft.clock, sleep=ft.sleep)
+    stamps = []
+    for _ in range(n):
+        p.acquire([Window("k", capacity, seconds)])
+        stamps.append(ft.t)
+    return rate(stamps, capacity)
+
+
+# ---------------------------------------------------------------- window arithmetic, fake clock
+
+def test_the_schedule_is_the_in_process_pacers_to_the_microsecond(make):
+    """One sender on a fake clock gets exactly the in-process pacer's send times: the same
+    burst, even pace and window waits (7/s, 8/2 s, 60/30 s per conversation, 50/s per app)."""
+    wins = bot_windows("POST", "/v3/conversations/a%3A1/activities")
+    times = {}
+    for name in ("redis", "memory"):
+        ft = FakeTime()
+        p = make(clock=ft.clock, sleep=ft.sleep) if name == "redis" else Pacer(clock=ft.clock, sleep=ft.sleep)
+        times[name] = []
+        for _ in range(70):
+            p.acquire(wins)
+            times[name].append(ft.t)
+    assert times["redis"] == pytest.approx(times["memory"], abs=1e-5)
+    t = times["redis"]
+    assert most_in_any_window(t, 1.0) <= 7 and most_in_any_window(t, 2.0) <= 8 and most_in_any_window(t, 30.0) <= 60
+
+
+def test_costs_count_by_weight_and_old_entries_are_trimmed(make, client):
+    ft = FakeTime()
+    p = make(clock=ft.clock, sleep=ft.sleep)
+    lists = graph_windows("GET", "/users")  # identity units: a list costs 2 of 3,500 per 10 s
+    assert lists[0].cost == 2.0
+    stamps = []
+    for _ in range(1800):  # 3,600 units: the last ones wait for the first to leave
+        p.acquire(lists)
+        stamps.append(ft.t)
+    assert stamps[1749] == 1000.0 and stamps[1750] > 1000.0 + 10.0
+    assert most_in_any_window(stamps, 10.0) * 2 <= 3500
+    ledger = p.key("w", lists[0])
+    assert client.zcard(ledger) <= 1750  # the entries that left the window are gone from Redis
+    assert float(client.hget(p.key("m", lists[0]), "total")) == pytest.approx(client.zcard(ledger) * 2)
+
+
+def test_a_request_counts_from_its_answer(make):
+    """Two requests sent at once and answered 0.3 s later reached the service up to then: the
+    window frees a full window after the answers, not after the sends."""
+    ft = FakeTime()
+    p = make(clock=ft.clock, sleep=ft.sleep)
+    wins = [Window("x", 2, 1.0)]
+    tickets = [p.acquire(wins), p.acquire(wins)]
+    ft.t += 0.3
+    for t in tickets:
+        p.done(t)
+    start = ft.t
+    p.acquire(wins)
+    assert ft.t - start >= 1.0  # not 0.7 s
+    assert tickets[0].waited == 0.0 and tickets[0].at == 1000.0
+
+
+def test_speed_scales_windows_like_the_fake_tenant(make):
+    ft = FakeTime()
+    p = make(clock=ft.clock, sleep=ft.sleep, speed=10.0)
+    start = ft.t
+    for _ in range(40):
+        p.acquire([Window("k", 4, 1.0)])
+    assert ft.t - start < 1.2  # ten times 4 per second
+
+
+# ---------------------------------------------------------------- one budget, many senders
+
+def test_threads_with_clients_of_their_own_share_one_budget(make):
+    """Four senders, each its own pacer and Redis connection, on the server's clock: together
+    never more than the window's 10 per 0.4 s, and together at about that rate."""
+    wins = [Window("graph:shared", 10, 0.4)]
+    pacers = [make() for _ in range(4)]
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def sender(p):
+        for _ in range(12):
+            t = p.acquire(wins)
+            with lock:
+                stamps.append(t.at)
+            p.done(t)
+
+    ts = [threading.Thread(target=sender, args=(p,)) for p in pacers]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert len(stamps) == 48
+    assert most_in_any_window(stamps, 0.4) <= 10  # each alone would have sent its 12 in 0.2 s
+    assert 0.85 * one_pacers_rate(10, 0.4, 48) <= rate(stamps, 10) <= 25
+
+
+_SENDER = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import redis
+from integration.pacer import Window
+from integration.redis_pacer import RedisPacer
+url, ns, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+p = RedisPacer(redis.Redis.from_url(url), namespace=ns, app="app1@tenant1")
+c = p.client
+c.incr(ns + ":ready")
+while int(c.get(ns + ":ready")) < int(sys.argv[5]):  # start together
+    time.sleep(0.002)
+out = []
+for _ in range(n):
+    t = p.acquire([Window("bot:app:1.0", 8, 0.5)])
+    out.append(t.at)
+    p.done(t)
+print(json.dumps({"stamps": out, "waited": p.waited}))
+"""
+
+
+def test_os_processes_share_one_budget(redis_server, redis_namespace):
+    """Three processes (no shared memory, only the server) together keep 8 per 0.5 s."""
+    procs = [subprocess.Popen([sys.executable, "-c", _SENDER, REPO, redis_server.url, redis_namespace, "14", "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = []
+    for pr in procs:
+        out, err = pr.communicate(timeout=60)
+        assert pr.returncode == 0, err
+        results.append(json.loads(out))
+    stamps = [t for r in results for t in r["stamps"]]
+    assert len(stamps) == 42 and all(r["waited"] > 0 for r in results)  # each of them was held back
+    assert most_in_any_window(stamps, 0.5) <= 8
+    ideal = one_pacers_rate(8, 0.5, 42)
+    print(f"3 processes: {rate(stamps, 8):.1f} requests/s together; one pacer alone {ideal:.1f}; limit 16/s")
+    assert 0.85 * ideal <= rate(stamps, 8) <= 16
+
+
+def test_a_429_pause_set_by_one_client_holds_every_other(make, client):
+    ft = FakeTime()
+    a, b = make(clock=ft.clock, sleep=ft.sleep), make(clock=ft.clock, sleep=ft.sleep)
+    a.pause(graph_windows("POST", "/chats/19%3Aa/messages"), 5.0)
+    a.pause(graph_windows("POST", "/chats/19%3Aa/messages"), 1.0)  # a shorter one never cuts it short
+    before = ft.t
+    b.acquire(graph_windows("POST", "/chats/19%3Ab/messages"))  # another chat, same class, other client
+    assert ft.t - before >= 5.0
+    assert (a.paused, b.paused) == (2, 0)
+    pause_key = a.key("p", Window("graph:chat_message_post", 20, 1.0))
+    assert 5000 < client.pttl(pause_key) <= 5000 + 5000  # the key goes with the pause (and a margin)
+    assert float(client.get(pause_key)) == pytest.approx(before + 5.0)
+
+
+def test_a_pause_holds_another_client_on_the_servers_clock(make):
+    a, b = make(), make()
+    wins = [Window("bot:app:1.0", 50, 1.0)]
+    a.pause(wins, 0.3)
+    t0 = time.monotonic()
+    ticket = b.acquire(wins)
+    assert time.monotonic() - t0 >= 0.28 and ticket.waited >= 0.28
+
+
+def test_apps_and_tenants_do_not_share_a_budget(make):
+    ft = FakeTime()
+    wins = [Window("graph:chat_message_post", 3, 10.0)]  # long: no even pace, three at once
+    first = make("app1@tenant1", clock=ft.clock, sleep=ft.sleep)
+    for _ in range(3):
+        first.acquire(wins)
+    assert ft.t == 1000.0
+    for other in ("app2@tenant1", "app1@tenant2"):
+        assert make(other, clock=ft.clock, sleep=ft.sleep).acquire(wins).waited == 0.0
+    assert ft.t == 1000.0
+    assert make("app1@tenant1", clock=ft.clock, sleep=ft.sleep).acquire(wins).waited > 9.9  # the same app's: full
+    assert first.key("w", wins[0]) != make("app2@tenant1").key("w", wins[0])
+
+
+def test_idle_classes_vanish(make, client, redis_namespace):
+    p = make()
+    t = p.acquire([Window("bot:conversation:c:1.0", 7, 0.05)])
+    p.done(t)
+    keys = client.keys(f"{redis_namespace}:pacer:*")
+    assert sorted(k.decode() for k in keys) == [f"{redis_namespace}:pacer:{{app1@tenant1}}:{k}:bot:conversation:c:1.0"
+                                               for k in ("m", "w")]
+    assert all(0 < client.pttl(k) <= 60 + 8 + 5000 for k in keys)  # window, one step and the pad
+
+
+def test_an_injected_sleep_that_does_not_wait_still_drains_windows(make):
+    slept: list[float] = []
+    p = make(sleep=slept.append)  # the server's clock, a sleep that returns at once (test runtimes)
+    for _ in range(6):
+        p.acquire([Window("k", 2, 1.0)])
+    assert len(slept) >= 2 and p.waited >= 1.0
+
+
+def test_an_unreachable_store_is_a_clear_error_without_the_password(redis_namespace):
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    c = redis.Redis(host="127.0.0.1", port=port, password="pw-not-to-be-shown", socket_connect_timeout=1,
+                    retry=Retry(NoBackoff(), 0))  # the default retries for 4 s first
+    p = RedisPacer(c, namespace=redis_namespace)
+    with pytest.raises(IntegrationError) as e:
+        p.acquire([Window("k", 2, 1.0)])
+    text = str(e.value)
+    assert f"127.0.0.1:{port}" in text and "taking from the pacing budget" in text and "store_url" in e.value.hint
+    assert "pw-not-to-be-shown" not in text
+
+
+# ---------------------------------------------------------------- the runtime
+
+def test_a_runtime_with_a_store_url_paces_in_redis_per_app_and_bot(emu, tmp_path, redis_server, redis_namespace, client):
+    from integration.dispatch import Runtime, execute
+
+    cfg = make_config(emu, tmp_path, store_url=redis_server.url, store_namespace=redis_namespace, pacing_speed=2.0)
+    rt = Runtime(cfg)
+    rt.echo = lambda s: None
+    try:
+        assert isinstance(rt.pacer, RedisPacer) and rt.pacer.speed == 2.0
+        execute("send-notification", {"user": ["conor.obrien@contoso.example"], "message": "hi"}, rt)
+    finally:
+        rt.close()
+    keys = {k.decode() for k in client.keys(f"{redis_namespace}:pacer:*")}
+    assert f"{redis_namespace}:pacer:{{{cfg.bot_id}@{cfg.tenant_id}}}:w:bot:app:1.0" in keys
+    assert any(k.startswith(f"{redis_namespace}:pacer:{{{cfg.client_id}@{cfg.tenant_id}}}:w:graph:") for k in keys)
+
+
+@pytest.fixture(scope="module")
+def big_tenant():
+    """A fake tenant of its own with enough users for two fan-outs of 60."""
+    from fake_tenant import Emulator
+
+    with Emulator(users=140, throttling=False) as emu:
+        yield emu
+    assert emu.conformance_total["invented"] == 0
+
+
+def test_two_runtimes_fanning_out_at_once_share_the_limit_and_see_no_429(big_tenant, tmp_path, redis_server,
+                                                                         redis_namespace):
+    """Two runtimes (two engines: separate SQLite stores, one Redis) each notify 60 users at
+    once, the bot's 50 per second per app at speed 3 (150/s): each alone would send at the full
+    limit, so without the shared budget they draw 429s; with it, none, at close to the limit."""
+    from integration.dispatch import Runtime, execute
+
+    emu, speed = big_tenant, 3.0
+    emu.reset()
+    mails = sorted(u["mail"] for u in emu.state.users.values() if u.get("mail"))[:120]
+    runtimes = []
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+        cfg = make_config(emu, tmp_path / str(i), store_url=redis_server.url, store_namespace=redis_namespace,
+                          pacing_speed=speed)
+        rt = Runtime(cfg)
+        rt.echo = lambda s: None
+        runtimes.append(rt)
+    emu.set_throttling(True, speed=speed)
+    results = [None, None]
+
+    def fan_out(i):
+        results[i] = execute("send-notification", {"user": mails[i * 60:(i + 1) * 60], "message": "shared"}, runtimes[i])
+
+    try:
+        ts = [threading.Thread(target=fan_out, args=(i,)) for i in range(2)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+    finally:
+        emu.set_throttling(False, speed=1.0)
+        for rt in runtimes:
+            rt.close()
+    assert [sum(o["status"] == "sent" for o in r.outputs) for r in results] == [60, 60]
+    bot = [e for e in emu.request_log if e["path"].startswith("/botframework")]
+    assert [e for e in bot if e["status"] == 429] == []
+    assert sum(rt.pacer.paused for rt in runtimes) == 0
+    assert len(bot) == 240  # a conversation and a message per user, nothing twice
+    from datetime import datetime
+
+    stamps = sorted(datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() for e in bot)
+    ideal = one_pacers_rate(50, 1.0 / speed, len(stamps))
+    busiest = most_in_any_window(stamps, 1.0 / speed)
+    print(f"two runtimes: {rate(stamps, 50):.0f} bot requests/s together (one pacer alone on a fake clock: "
+          f"{ideal:.0f}; limit {50 * speed:.0f}/s), busiest window {busiest} of 50, 0 429s")
+    # the budget held both back (the run pressed against the limit), and no window went over it
+    # (the log's stamps are the answers', to the millisecond: a little slack)
+    assert all(rt.pacer.waited > 0 for rt in runtimes)
+    assert 30 <= busiest <= 50 + 2
+    assert rate(stamps, 50) >= 0.6 * ideal  # this 2-core machine, not the pacer, sets the rest
