@@ -158,3 +158,22 @@ def test_the_hand_joined_json_is_what_the_encoder_writes(value):
     from integration.store import _dumps, _encode
 
     assert _dumps(value) == _encode(value)
+
+
+def test_index_names_lists_every_namesake_written_since_the_run_began(tmp_path):
+    now = [1000.0]
+    s = Store(tmp_path / "s.db", clock=lambda: now[0])
+    s.put_many("user", [("old", {"id": "old", "displayName": "Bob Smith"})])
+    s.put_many("user_name", [("bob smith", [{"id": "old", "displayName": "Bob Smith"}])])
+    now[0] += 10
+    run = s.now()
+    bob1 = {"id": "1", "displayName": "Bob Smith", "mail": "b1@x"}
+    bob3 = {"id": "3", "displayName": " bob SMITH", "mail": "b3@x"}
+    strasse = {"id": "4", "displayName": "Anna Straße", "mail": "a@x"}
+    nameless = {"id": "5", "displayName": None, "mail": "n@x"}
+    for u in (bob1, bob3, strasse, nameless):  # each by id and by mail, as a preload writes them
+        s.put_many("user", [(u["id"], u), (u["mail"], u)])
+    assert s.index_names("user", "user_name", since=run) == 2
+    assert sorted(c["id"] for c in s.get("user_name", "Bob Smith")) == ["1", "3"]  # "old" was not seen
+    assert s.get("user_name", "ANNA STRASSE") == [strasse]  # casefolded like every other key
+    assert s.prune("user_name", before=run) == 0

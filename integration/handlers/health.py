@@ -236,14 +236,15 @@ def cache_preload(ctx):
 
 
 def _preload_users(g, store, size: int, since: float, counts: dict, progress) -> None:
-    """Users page by page, nothing kept beyond a few pages: each user by id, mail and UPN, and
-    by display name into ``user_name``, where the store appends namesakes from later pages to
-    the same list (so a shared name is cached with all its people).
+    """Users page by page, nothing kept beyond a few pages: each user by id, mail and UPN; then
+    every display name with all its people into ``user_name``, built by the store from what
+    this run wrote.
 
     Pages are written by a second thread while the next ones are fetched: SQLite does its
     b-tree work with the interpreter lock released, so the writes overlap the wait for Graph
     instead of adding to it. At most about ``_AHEAD_USERS`` users wait for the writer. A failed write stops
-    the paging; a failed page stops it too, after the pages read before it are written."""
+    the paging; a failed page stops it too, after the pages read before it are written (the
+    name lists are then left as the last complete preload wrote them)."""
     import queue
     import threading
 
@@ -269,11 +270,8 @@ def _preload_users(g, store, size: int, since: float, counts: dict, progress) ->
                         batch.pop()
                     if not batch:
                         continue
-                    with store.transaction():
-                        for views in batch:
-                            store.put_many("user", ((key, v) for v in views for key in
-                                                    {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
-                            store.add_names("user_name", ((v.get("displayName"), v) for v in views), since=since)
+                    store.put_many("user", ((key, v) for views in batch for v in views for key in
+                                            {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
         except BaseException as exc:  # noqa: BLE001 - handed to the fetching thread, which raises it
             failed.append(exc)
         finally:
@@ -304,8 +302,11 @@ def _preload_users(g, store, size: int, since: float, counts: dict, progress) ->
         writer.join()
     if failed:
         raise failed[0]
-    # The whole directory was read: a name not written in this run belongs to nobody now.
-    store.prune("user_name", before=since)
+    # The whole directory was read: the name lists are built from it in one pass (so a shared
+    # name lists everyone who has it), and a name not written in this run belongs to nobody now.
+    with store.transaction():
+        store.index_names("user", "user_name", since=since)
+        store.prune("user_name", before=since)
 
 
 # Users fetched ahead of the store's writer (in whole pages, at least two), which is also the most
