@@ -14,21 +14,32 @@ identity in braces is also the Redis Cluster hash tag: one request's keys share 
 
 Graph classes are counted per app registration (client_id) per tenant, bot classes per bot
 (bot_id) per tenant, as Microsoft applies them; two apps or tenants never share a budget.
+
+When Redis cannot be reached the pacer says so in a warning and paces in this process alone
+(an in-process Pacer) for FALLBACK_SECONDS before it tries Redis again: pacing only spares
+429s, which are still waited out, while failing the request there could turn a retry of a
+write that may have been applied into a "failed" delivery that someone then sends again.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import threading
 import time
 from typing import Callable, Iterable
 
-from .pacer import Ticket, Window, burst, scaled, span, step, EVEN_PACE_WINDOW
+from .pacer import EVEN_PACE_WINDOW, Pacer, Ticket, Window, burst, scaled, span, step
+
+log = logging.getLogger("msteams.pacer")
 
 # Ledgers outlive their window by this much: a sender whose clock runs ahead of the server's
 # real time (an injected sleep, a fake clock) still finds them.
 TTL_PAD_MS = 5000
+# After Redis failed, pace in this process for this long before asking Redis again (each try
+# at a dead server costs its connect timeout and retries).
+FALLBACK_SECONDS = 30.0
 
 _PRELUDE = """
 local function clock()
@@ -56,7 +67,8 @@ local wait, totals = 0, {}
 for i = 1, n do
   local led, meta, pause = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local a = 4 + 5 * (i - 1)
-  local cap, span, cost, burst = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local cap, span = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local cost, burst = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local w = 0
   local paused = tonumber(redis.call('GET', pause) or '0')
   if paused > now then
@@ -182,6 +194,10 @@ class RedisPacer:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._origin = f"{os.getpid():x}.{os.urandom(4).hex()}"  # entry ids unique across hosts
+        self.fallback_seconds = FALLBACK_SECONDS
+        self._local: Pacer | None = None
+        self._down_until = 0.0  # time.monotonic() until which Redis is not asked
+        self.outages = 0  # times Redis failed and this process paced alone
         self._acquire = client.register_script(_ACQUIRE)
         self._done = client.register_script(_DONE)
         self._pause = client.register_script(_PAUSE)
@@ -205,26 +221,34 @@ class RedisPacer:
     def _time_args(self) -> list:
         return ["" if self.clock is None else repr(float(self.clock())), repr(self._skew)]
 
-    def _run(self, script, keys: list, args: list, doing: str):
-        import redis
+    def _redis_up(self) -> bool:
+        return time.monotonic() >= self._down_until
 
-        try:
-            return script(keys=keys, args=args)
-        except redis.RedisError as exc:
-            from .redis_conn import unavailable
+    def _fall_back(self, exc: Exception, doing: str) -> Pacer:
+        """Note the outage (one warning per outage) and hand out the in-process pacer."""
+        from .redis_conn import unavailable
 
-            raise unavailable(exc, self.client, doing) from None
+        with self._lock:
+            if self._redis_up():
+                self.outages += 1
+                why = unavailable(exc, self.client, doing).message
+                log.warning("%s; pacing in this process only for %.0f s", why, self.fallback_seconds)
+            self._down_until = time.monotonic() + self.fallback_seconds
+        return self._local_pacer()
+
+    def _local_pacer(self) -> Pacer:
+        with self._lock:
+            if self._local is None:
+                self._local = Pacer(clock=self.clock or time.monotonic, sleep=self.sleep)
+            self._local.speed, self._local.enabled = self.speed, self.enabled
+            return self._local
 
     # ---- Pacer's interface ----
-    def now(self) -> float:
-        """The budget's clock: the server's time (or the injected clock) plus this process's skew."""
-        if self.clock is not None:
-            return self.clock() + self._skew
-        sec, usec = self.client.time()
-        return sec + usec / 1e6 + self._skew
-
     def sleep_for(self, seconds: float) -> None:
         """Sleep, and make sure the budget's clock counts it (an injected sleep may not move it)."""
+        if not self._redis_up():
+            self._local_pacer().sleep_for(seconds)
+            return
         measure = self.clock or time.monotonic
         t0 = measure()
         self.sleep(seconds)
@@ -237,11 +261,16 @@ class RedisPacer:
         """Block until every window has room in the shared budget, then spend it there."""
         if not self.enabled:
             return Ticket()
-        windows = scaled(windows, self.speed)
-        if not windows:
+        windows = list(windows)
+        if not self._redis_up():
+            return self._local_acquire(windows, 0.0)
+        import redis
+
+        scaled_ = scaled(windows, self.speed)
+        if not scaled_:
             return Ticket()
         keys, per = [], []
-        for w in windows:
+        for w in scaled_:
             keys += [self.key("w", w), self.key("m", w), self.key("p", w)]
             even = w.seconds <= EVEN_PACE_WINDOW
             per += [repr(float(w.capacity)), repr(span(w)), repr(float(w.cost)),
@@ -249,8 +278,11 @@ class RedisPacer:
         entry = f"{self._origin}.{next(self._ids)}"
         waited = 0.0
         while True:
-            wait_us, now = self._run(self._acquire, keys, self._time_args() + [entry, TTL_PAD_MS] + per,
-                                     "taking from the pacing budget")
+            try:
+                wait_us, now = self._acquire(keys=keys, args=self._time_args() + [entry, TTL_PAD_MS] + per)
+            except redis.RedisError as exc:
+                self._fall_back(exc, "taking from the pacing budget")
+                return self._local_acquire(windows, waited)
             if int(wait_us) <= 0:
                 break
             delay = int(wait_us) / 1e6
@@ -258,27 +290,55 @@ class RedisPacer:
             waited += delay
         with self._lock:
             self.waited += waited
-        ttls = [math.ceil((span(w) + step(w)) * 1000) + TTL_PAD_MS for w in windows]
-        entries = [(keys[3 * i], keys[3 * i + 1], f"{entry}|{float(w.cost)!r}", ttls[i]) for i, w in enumerate(windows)]
+        entries = [(keys[3 * i], keys[3 * i + 1], f"{entry}|{float(w.cost)!r}",
+                    math.ceil((span(w) + step(w)) * 1000) + TTL_PAD_MS) for i, w in enumerate(scaled_)]
         return Ticket(waited, entries, float(now))
 
+    def _local_acquire(self, windows: list, waited: float) -> Ticket:
+        local = self._local_pacer()
+        before = local.waited
+        ticket = local.acquire(windows)
+        with self._lock:
+            self.waited += waited + local.waited - before
+        ticket.waited += waited
+        return ticket
+
     def done(self, ticket: Ticket) -> None:
-        """The response is in: its entries count from now (never earlier than they were stamped)."""
+        """The response is in: its entries count from now (never earlier than they were stamped).
+        A failure here is only logged: the request has been sent and answered."""
         if not ticket.entries:
             return
+        if not isinstance(ticket.entries[0], tuple):  # a ticket of the in-process fallback
+            self._local_pacer().done(ticket)
+            return
+        import redis
+
         keys, args = [], []
         for led, meta, member, ttl in ticket.entries:
             keys += [led, meta]
             args += [member, ttl]
-        self._run(self._done, keys, self._time_args() + args, "restamping a paced request")
+        try:
+            self._done(keys=keys, args=self._time_args() + args)
+        except redis.RedisError as exc:
+            self._fall_back(exc, "restamping a paced request")
 
     def pause(self, windows: Iterable[Window], seconds: float) -> None:
         """A 429 said to wait: nobody, in any process sharing the budget, spends from these classes until then."""
         if not self.enabled or seconds <= 0:
             return
+        windows = list(windows)
         keys = [self.key("p", w) for w in windows]
         if not keys:
             return
-        self._run(self._pause, keys, self._time_args() + [repr(float(seconds)), TTL_PAD_MS], "pausing a throttled class")
+        if self._redis_up():
+            import redis
+
+            try:
+                self._pause(keys=keys, args=self._time_args() + [repr(float(seconds)), TTL_PAD_MS])
+            except redis.RedisError as exc:
+                self._fall_back(exc, "pausing a throttled class")
+        # Always here too: a sender that falls back meanwhile still honours the pause.
+        local = self._local_pacer()
+        local.pause(windows, seconds)
         with self._lock:
             self.paused += 1

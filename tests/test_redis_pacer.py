@@ -16,7 +16,6 @@ import time
 import pytest
 
 from engine_fixtures import make_config
-from integration.errors import IntegrationError
 from integration.pacer import Pacer, Window, bot_windows, graph_windows
 from integration.redis_pacer import RedisPacer
 
@@ -260,23 +259,71 @@ def test_an_injected_sleep_that_does_not_wait_still_drains_windows(make):
     assert len(slept) >= 2 and p.waited >= 1.0
 
 
-def test_an_unreachable_store_is_a_clear_error_without_the_password(redis_namespace):
+def _no_retries():
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)  # the client's default retries for 4 s first
+
+
+def test_an_unreachable_store_is_warned_about_once_and_pacing_goes_on_in_process(redis_namespace, caplog):
     from socket import socket
 
     with socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     c = redis.Redis(host="127.0.0.1", port=port, password="pw-not-to-be-shown", socket_connect_timeout=1,
-                    retry=Retry(NoBackoff(), 0))  # the default retries for 4 s first
-    p = RedisPacer(c, namespace=redis_namespace)
-    with pytest.raises(IntegrationError) as e:
-        p.acquire([Window("k", 2, 1.0)])
-    text = str(e.value)
-    assert f"127.0.0.1:{port}" in text and "taking from the pacing budget" in text and "store_url" in e.value.hint
-    assert "pw-not-to-be-shown" not in text
+                    retry=_no_retries())
+    slept: list[float] = []
+    p = RedisPacer(c, namespace=redis_namespace, sleep=slept.append)
+    wins = [Window("k", 2, 10.0)]
+    with caplog.at_level("WARNING", logger="msteams.pacer"):
+        tickets = [p.acquire(wins) for _ in range(3)]  # the third waits for the window, in this process
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and p.outages == 1  # once per outage, not per request
+    assert f"127.0.0.1:{port}" in warnings[0] and "taking from the pacing budget" in warnings[0]
+    assert "pacing in this process only for 30 s" in warnings[0]
+    assert "pw-not-to-be-shown" not in caplog.text
+    assert slept and tickets[2].waited > 9.9 and p.waited == tickets[2].waited
+    for t in tickets:
+        p.done(t)  # the fallback's tickets go back to it
+
+
+def test_a_store_that_goes_away_mid_request_never_fails_the_request(caplog):
+    """The request was sent and answered: restamping it must not turn it into an error (a
+    delivery marked failed after it arrived would be sent again)."""
+    import redis_server as rs
+
+    server = rs.RedisServer().start()
+    try:
+        p = RedisPacer(redis.Redis.from_url(server.url, retry=_no_retries(), socket_connect_timeout=1), namespace="t",
+                        sleep=lambda s: None)
+        ticket = p.acquire([Window("k", 2, 1.0)])
+        assert isinstance(ticket.entries[0], tuple)  # taken from Redis
+    finally:
+        server.stop()
+    with caplog.at_level("WARNING", logger="msteams.pacer"):
+        p.done(ticket)
+        p.pause([Window("k", 2, 1.0)], 5.0)
+        after = p.acquire([Window("k", 2, 1.0)])  # paced in this process, Redis not asked again
+    assert p.outages == 1 and "restamping a paced request" in caplog.text
+    assert not isinstance(after.entries[0], tuple) and after.waited > 4.9  # and the 429's pause held
+
+
+def test_the_client_comes_from_the_configs_store_settings(redis_server):
+    from integration.config import Config
+    from integration.redis_conn import redis_client
+
+    c = redis_client(Config(store_url=redis_server.url, timeout=5.0))
+    try:
+        assert c.ping() is True
+    finally:
+        c.close()
+    tls = redis_client(Config(store_url="rediss://cache.example:6380/2", store_username="pacer",
+                              store_password="pw-x", store_ca_bundle="/etc/ca.pem"))
+    kw = tls.connection_pool.connection_kwargs
+    assert (kw["host"], kw["port"], kw["db"], kw["username"], kw["password"]) == ("cache.example", 6380, 2, "pacer", "pw-x")
+    assert (kw["ssl_ca_certs"], kw["ssl_cert_reqs"]) == ("/etc/ca.pem", "required")
 
 
 # ---------------------------------------------------------------- the runtime
