@@ -154,4 +154,4 @@ def test_a_request_counts_from_its_answer_not_from_its_send():
     start = ft.t
     p.acquire(wins)
     assert ft.t - start >= 1.0 - 0.01  # a full window after the answer, not 0.7 s
-    assert first.waited == 0.0 and first.entries
+    assert first.waited == 0.0 and first.entries and first.at == 1000.0  # stamped on the pacer's clock
