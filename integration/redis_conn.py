@@ -1,8 +1,9 @@
 """The connection to the shared store's Redis (store_url): one client built from the config's
-URL, credentials and CA bundle, and the one way a Redis failure becomes an integration error.
+URL, credentials and CA bundle, and how a Redis failure is told (where, doing what, why).
 
 redis is imported inside the functions: nothing the CLI imports at start-up may pull it in.
-(Meant to be folded together with the shared store's own client factory once that lands.)
+(integration/queue.py's connect() builds the same client with decoded replies; the two, and
+the shared store's, are meant to be folded into one factory.)
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ if TYPE_CHECKING:
 def redis_client(cfg: "Config"):
     """A redis.Redis for cfg.store_url: user and password from store_username/store_password,
     rediss:// verified against store_ca_bundle (else the system's CAs). Connects on first use."""
-    import redis
+    from .errors import ConfigError
 
     url = cfg.store_url
     if not url:
-        from .errors import ConfigError
-
         raise ConfigError("store_url is not set", hint="set store_url to redis://host:port/db or rediss://...")
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError("store_url is set but the redis package is not installed",
+                          hint="pip install 'msteams-soar[redis]', or remove store_url to keep everything local") from None
     kwargs = {
         "username": cfg.store_username or None,
         "password": cfg.store_password or None,

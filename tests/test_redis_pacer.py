@@ -310,6 +310,18 @@ def test_a_store_that_goes_away_mid_request_never_fails_the_request(caplog):
     assert not isinstance(after.entries[0], tuple) and after.waited > 4.9  # and the 429's pause held
 
 
+def test_a_store_url_without_the_redis_package_is_a_config_error(monkeypatch, tmp_path):
+    from integration.config import Config
+    from integration.dispatch import Runtime
+    from integration.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as on an install without the redis extra
+    rt = Runtime(Config(store_url="redis://127.0.0.1:6379/0", store_path=str(tmp_path / "s.sqlite3")))
+    with pytest.raises(ConfigError) as e:
+        rt.pacer
+    assert "redis package is not installed" in e.value.message and "msteams-soar[redis]" in e.value.hint
+
+
 def test_the_client_comes_from_the_configs_store_settings(redis_server):
     from integration.config import Config
     from integration.redis_conn import redis_client
