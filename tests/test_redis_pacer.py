@@ -1,8 +1,9 @@
 """The pacer's budget in Redis (integration/redis_pacer.py), against a real redis-server: the
 window arithmetic on a fake clock (the same schedule as the in-process Pacer), threads with
 clients of their own and separate OS processes sharing one budget on the server's clock, a
-429's pause seen by every client, budgets kept apart per app and tenant, keys that expire, and
-two runtimes fanning out at once against the throttling fake tenant without a single 429."""
+429's pause seen by every client, budgets kept apart per app and tenant, keys that expire, a
+store that goes away, and two runtimes, then two CLI processes, fanning out at once against the
+throttling fake tenant without a single 429."""
 from __future__ import annotations
 
 import bisect
@@ -415,3 +416,32 @@ def test_two_runtimes_fanning_out_at_once_share_the_limit_and_see_no_429(big_ten
     assert all(rt.pacer.waited > 0 for rt in runtimes)
     assert 30 <= busiest <= 50 + 2
     assert rate(stamps, 50) >= 0.6 * ideal  # this 2-core machine, not the pacer, sets the rest
+
+
+def test_two_engines_in_separate_processes_share_the_limit_and_see_no_429(big_tenant, tmp_path, redis_server,
+                                                                          redis_namespace):
+    """Two `msteams send-notification` processes (two engines, each its own SQLite store, one
+    Redis), 60 users each at once against the throttling fake tenant (speed 3). Each with a
+    budget of its own, the same run drew 20-28 429s; sharing one, none."""
+    emu, speed = big_tenant, 3.0
+    emu.reset()
+    mails = sorted(u["mail"] for u in emu.state.users.values() if u.get("mail"))[:120]
+    emu.set_throttling(True, speed=speed)
+    try:
+        conf = emu.write_config(str(tmp_path / "emu.yml"))  # carries pacing_speed: 3.0
+        procs = []
+        for i in range(2):
+            env = dict(os.environ, MSTEAMS_STORE_PATH=str(tmp_path / f"engine{i}.sqlite3"),
+                       MSTEAMS_STORE_URL=redis_server.url, MSTEAMS_STORE_NAMESPACE=redis_namespace)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "integration.cli", "--config", conf, "-o", "json", "send-notification",
+                 "--user", ",".join(mails[i * 60:(i + 1) * 60]), "--message", "two engines"],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        emu.set_throttling(False, speed=1.0)
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert [row["status"] for row in json.loads(out)] == ["sent"] * 60
+    bot = [e for e in emu.request_log if e["path"].startswith("/botframework")]
+    assert len(bot) == 240 and [e for e in bot if e["status"] == 429] == []
