@@ -161,7 +161,8 @@ class Worker:
         finally:
             if isinstance(pacer, PrepaidPacer):
                 pacer.release()
-        self.counts[row["status"]] += 1
+        with self._lock:
+            self.counts[row["status"]] += 1
 
     def _resume(self, body: dict) -> None:
         from .playbooks.runner import resume_waiting_on
@@ -169,7 +170,8 @@ class Worker:
         for result in resume_waiting_on(self.rt, body["question"], out=lambda line: log.info("%s", line)):
             self.out(f"run {result.run_id} ({result.name}): {result.status}"
                      + (f", waiting for question {result.waiting_for}" if result.waiting_for else ""))
-            self.counts["resumed"] += 1
+            with self._lock:
+                self.counts["resumed"] += 1
 
     # ---- the loops ----
     def _next(self):
@@ -200,7 +202,8 @@ class Worker:
             finally:
                 with self._lock:
                     self._inflight.discard(job.id)
-            self.counts[f"job:{outcome}"] += 1
+            with self._lock:
+                self.counts[f"job:{outcome}"] += 1
             if self.metrics is not None and hasattr(self.metrics, "command_done"):
                 self.metrics.command_done(f"worker-{job.kind}", outcome)
             log.debug("job %s (%s) %s in %.0f ms", job.id, job.kind, outcome, (time.monotonic() - started) * 1000)
@@ -243,7 +246,8 @@ class Worker:
                 left = list(self._taken_over)
             if left:  # taken over but not started: they stay pending, another worker takes them
                 log.info("%d taken-over jobs left for another worker", len(left))
-        done = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        with self._lock:
+            done = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         self.out(f"worker {self.name} stopped: {done or 'no jobs'}")
         return 0
 
