@@ -323,3 +323,26 @@ def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_
     assert f"run {run_id} (ask-then-tell): ok" in out
     texts = [a["activity"].get("text") for a in pool.emu.state.activities.values()]
     assert texts.count("Decision: Yes") == 1
+
+
+def test_a_refused_delivery_goes_to_the_dead_letters_with_its_reason_and_the_rest_are_sent(pool):
+    from integration.worker import Worker, WorkerRuntime
+
+    ids = users(pool.emu, 4)
+    queue_notifications(pool, ids)
+    pool.emu.faults.add(method="POST", path=r"/activities$", status=403, count=1)  # one send refused for good
+    rt = WorkerRuntime(make_config(pool.emu, pool.tmp_path, **pool.overrides))
+    lines: list[str] = []
+    try:
+        assert Worker(rt, pool.queue(), name="inproc", concurrency=1, visibility=1.0, until_empty=True,
+                      out=lines.append).run() == 0
+        failed = rt.store.outbox_list("failed", 100)
+    finally:
+        rt.close()
+    assert len(per_conversation(pool.emu)) == 3 and len(failed) == 1
+    q = pool.queue()
+    st = q.status()
+    assert st["length"] == 0 and st["dead"] == 1
+    (dead,) = q.dead_letters()
+    assert dead["kind"] == "notify" and "403" in dead["reason"] and dead["deliveries"] == 1
+    assert "job:dead 1" in lines[-1] and "job:done 3" in lines[-1]
