@@ -212,6 +212,10 @@ class RedisPacer:
         return cls(client, namespace=cfg.store_namespace or "msteams", app=identity(cfg.client_id, cfg.tenant_id),
                    bot=identity(cfg.bot_id, cfg.tenant_id), speed=cfg.pacing_speed, **kwargs)
 
+    def close(self) -> None:
+        """Close the Redis connections (they reopen if the pacer is used again)."""
+        self.client.close()
+
     # ---- keys ----
     def key(self, kind: str, w: Window) -> str:
         """``{namespace}:pacer:{app@tenant}:<kind>:<class>``; kind is w (ledger), m (hash) or p (pause)."""

@@ -352,6 +352,7 @@ def test_a_runtime_with_a_store_url_paces_in_redis_per_app_and_bot(emu, tmp_path
         execute("send-notification", {"user": ["conor.obrien@contoso.example"], "message": "hi"}, rt)
     finally:
         rt.close()
+    rt.pacer.close()
     keys = {k.decode() for k in client.keys(f"{redis_namespace}:pacer:*")}
     assert f"{redis_namespace}:pacer:{{{cfg.bot_id}@{cfg.tenant_id}}}:w:bot:app:1.0" in keys
     assert any(k.startswith(f"{redis_namespace}:pacer:{{{cfg.client_id}@{cfg.tenant_id}}}:w:graph:") for k in keys)
