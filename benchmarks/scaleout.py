@@ -37,6 +37,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 import yaml  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
 
 from fanout import Tenant, lower_bound  # noqa: E402
 from integration import config as config_mod  # noqa: E402
@@ -101,7 +102,8 @@ def one_run(tenant: Tenant, redis: Redis, work: str, ids: list[str], workers: in
     cfg_path = os.path.join(work, f"workers{workers}.yml")
     data = yaml.safe_load(open(tenant.cfg_path, encoding="utf-8"))
     data.update(store_path=os.path.join(work, f"store{workers}.sqlite3"), store_url=redis.url,
-                store_namespace=f"bench{workers}", pacing_speed=ns.speed, fanout_workers=ns.concurrency)
+                store_namespace=f"bench{workers}", pacing_speed=ns.speed, fanout_workers=ns.concurrency,
+                store_key=Fernet.generate_key().decode())  # the shared store (when in Redis) is encrypted
     with open(cfg_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f)
     cfg = config_mod.load(cfg_path)

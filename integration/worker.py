@@ -205,7 +205,8 @@ class Worker:
             with self._lock:
                 self.counts[f"job:{outcome}"] += 1
             if self.metrics is not None and hasattr(self.metrics, "command_done"):
-                self.metrics.command_done(f"worker-{job.kind}", outcome)
+                # the metrics' outcome words: "ok", else what happened
+                self.metrics.command_done(f"worker-{job.kind}", "ok" if outcome == "done" else outcome)
             log.debug("job %s (%s) %s in %.0f ms", job.id, job.kind, outcome, (time.monotonic() - started) * 1000)
 
     def _housekeeping(self) -> None:
@@ -293,6 +294,10 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
     if ns.metrics_port is not None:
         if metrics is None or not hasattr(metrics, "serve"):
             raise ConfigError("--metrics-port needs the metrics module (integration/metrics.py), not installed here")
+        if hasattr(metrics, "enabled"):
+            metrics.enabled = True
+        if hasattr(metrics, "register_store"):
+            metrics.register_store(rt.store)  # outbox depth by state, waiting runs, at scrape time
         metrics.serve(ns.metrics_port)
     queue = JobQueue.from_config(rt.cfg, max_deliveries=ns.max_deliveries or MAX_DELIVERIES)
     worker = Worker(rt, queue, name=ns.name or _name(), concurrency=ns.concurrency or rt.cfg.fanout_workers,
