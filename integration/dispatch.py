@@ -157,8 +157,9 @@ class Runtime:
                         hint=f"permissions to grant per flow: {needs}")
 
     def close(self) -> None:
-        """Close the store (this thread's connection) and the clients' HTTP connections. Both
-        reopen if the runtime is used again (the Python API's Client refuses to be, instead)."""
+        """Close the store (this thread's connection), the clients' HTTP connections and the
+        pacer's Redis connections, if any. All reopen if the runtime is used again (the Python
+        API's Client refuses to be, instead)."""
         with self._lock:
             clients = list(self._clients.values())
         for c in clients:
@@ -167,6 +168,9 @@ class Runtime:
                 session.close()
         if self._store is not None:
             self._store.close()
+        close_pacer = getattr(self._pacer, "close", None)  # the shared budget's Redis connections
+        if close_pacer is not None:
+            close_pacer()
 
 
 @dataclass

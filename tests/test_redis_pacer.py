@@ -350,9 +350,13 @@ def test_a_runtime_with_a_store_url_paces_in_redis_per_app_and_bot(emu, tmp_path
     try:
         assert isinstance(rt.pacer, RedisPacer) and rt.pacer.speed == 2.0
         execute("send-notification", {"user": ["conor.obrien@contoso.example"], "message": "hi"}, rt)
+        connection = rt.pacer.client.client_id()
     finally:
         rt.close()
-    rt.pacer.close()
+    deadline = time.monotonic() + 2
+    while any(c["id"] == str(connection) for c in client.client_list()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(c["id"] != str(connection) for c in client.client_list())  # closed with the runtime
     keys = {k.decode() for k in client.keys(f"{redis_namespace}:pacer:*")}
     assert f"{redis_namespace}:pacer:{{{cfg.bot_id}@{cfg.tenant_id}}}:w:bot:app:1.0" in keys
     assert any(k.startswith(f"{redis_namespace}:pacer:{{{cfg.client_id}@{cfg.tenant_id}}}:w:graph:") for k in keys)
