@@ -48,7 +48,11 @@ def connect(cfg):
     if not cfg.store_url:
         raise ConfigError("the worker queue needs store_url (a Redis the producers and the workers share)",
                           hint="set store_url: redis://HOST:6379/0 (or rediss://) in the config of every engine")
-    import redis  # lazy: CLI start-up
+    try:
+        import redis  # lazy: CLI start-up
+    except ImportError:
+        raise ConfigError("store_url needs the redis package, which is not installed",
+                          hint="pip install 'msteams-soar[redis]'") from None
 
     # A Redis that stops answering must not hang a worker for ever: the request timeout, plus
     # the longest a blocking read waits for a job.

@@ -377,7 +377,11 @@ def _enqueue(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, 
                         "thread": thread.strip() if thread and r["recipientType"] == "channel" else None,
                         "activity": activity, "resend_unknown": resend}) for r in todo]
     if jobs:
-        JobQueue.from_config(ctx.cfg).enqueue_many(jobs)
+        q = JobQueue.from_config(ctx.cfg)
+        try:
+            q.enqueue_many(jobs)
+        finally:
+            q.r.close()
     done = len(rows) - len(errors)
     if not done:
         first = errors[0]
