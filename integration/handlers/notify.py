@@ -151,6 +151,12 @@ def _targets(ctx) -> list[tuple[str, str]]:
     return targets
 
 
+def _label(user: dict) -> str:
+    """How a recipient is named in results: "Name <mail>", or the id when no name is known."""
+    return f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
+        if user.get("displayName") else user["id"]
+
+
 def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> tuple[str, str, str, str | None]:
     """(conversation id, recipient id, label, learned service URL or None) of the bot's 1:1
     conversation with a user: the one Teams told the bot endpoint about (bot/conversations.py),
@@ -161,8 +167,7 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
         r = lookups.resolver
         cached_before = len(r.from_cache) if r else 0
         user = lookups.user(name)
-        label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or user['id']}>" \
-            if user.get("displayName") else user["id"]
+        label = _label(user)
         learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"])
         if learned and learned.get("conversationId"):
             return learned["conversationId"], user["id"], label, learned.get("serviceUrl")
@@ -344,9 +349,7 @@ def _enqueue(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, 
         kind, name = target
         if kind == "user":
             user = lookups.user(name)
-            rid = user["id"]
-            label = f"{user['displayName']} <{user.get('mail') or user.get('userPrincipalName') or rid}>" \
-                if user.get("displayName") else rid
+            rid, label = user["id"], _label(user)
             conv_id = None
         else:
             conv_id, rid, label, _ = _channel_conversation(ctx, lookups)
