@@ -97,3 +97,12 @@ def test_unreachable_redis_is_a_clear_error_without_the_password(redis_namespace
 def test_no_store_url_is_a_config_error():
     with pytest.raises(ConfigError, match="store_url"):
         connect(config_mod.Config(source="test"))
+
+
+def test_a_worker_restarted_under_its_name_gets_its_own_unfinished_jobs_back_at_once(q):
+    q.enqueue_many([("notify", {"n": 1}), ("notify", {"n": 2})])
+    taken = q.take("w", block_ms=10, count=2)
+    q.ack(taken[0].id)
+    (mine,) = q.own_pending("w")
+    assert mine.id == taken[1].id and mine.body == {"n": 2}
+    assert q.own_pending("someone-else") == []
