@@ -5,7 +5,9 @@ Each acquire is one EVALSHA of a Lua script that, atomically on the server, trim
 every window of the request and either records the entry in all of them or answers how long
 to wait: no two senders can both take the last slot of a window, whichever host they run on.
 The script's clock is the Redis server's TIME, so hosts whose clocks disagree still agree on
-every window. Per class, under ``{namespace}:pacer:{app@tenant}:``:
+every window. A stamp taken there is early by the trip back from Redis, and `done` restamps it
+at the answer (later than the service counted it), so pacer.py's SAFETY margins hold as they
+are. Needs Redis 6.2 or later (ZADD GT). Per class, under ``{namespace}:pacer:{app@tenant}:``:
   ``w:<class>``  a sorted set, one member per request (score: its time; member: id|cost);
   ``m:<class>``  a hash: the window's total cost and the even pace's next slot;
   ``p:<class>``  a 429's pause: the time it ends, expiring (PX) with it.
