@@ -77,10 +77,10 @@ def _card_text(activity: dict) -> list[str]:
 def _activity_of_ref(config: str | None, ref: str) -> str:
     """The bot message's activity id behind a messageRef, from the config's context store."""
     from integration.config import load
-    from integration.store import Store
+    from integration.stores import open_store
 
     path = config or os.environ.get("MSTEAMS_CONFIG")
-    store = Store(load(path).resolved_store_path)
+    store = open_store(load(path))
     try:
         found = store.get_message_ref(ref.strip())
     finally:

@@ -68,11 +68,11 @@ class Runtime:
     @property
     def store(self):
         if self._store is None:
-            from .store import Store
+            from .stores import open_store
 
             with self._lock:
                 if self._store is None:
-                    self._store = Store(self.cfg.resolved_store_path)
+                    self._store = open_store(self.cfg)
         return self._store
 
     @property

@@ -44,27 +44,15 @@ class QueueError(IntegrationError):
 
 
 def connect(cfg):
-    """A Redis client for ``cfg.store_url`` with the store's user, password and CA bundle."""
+    """A Redis client for ``cfg.store_url`` (redis_conn.redis_client), replies as text."""
     if not cfg.store_url:
         raise ConfigError("the worker queue needs store_url (a Redis the producers and the workers share)",
                           hint="set store_url: redis://HOST:6379/0 (or rediss://) in the config of every engine")
-    try:
-        import redis  # lazy: CLI start-up
-    except ImportError:
-        raise ConfigError("store_url needs the redis package, which is not installed",
-                          hint="pip install 'msteams-soar[redis]'") from None
+    from .redis_conn import redis_client
 
     # A Redis that stops answering must not hang a worker for ever: the request timeout, plus
     # the longest a blocking read waits for a job.
-    kwargs: dict = {"decode_responses": True, "socket_connect_timeout": min(cfg.timeout, 10.0),
-                    "socket_timeout": cfg.timeout + 5, "health_check_interval": 30, "client_name": "msteams-queue"}
-    if cfg.store_username:
-        kwargs["username"] = cfg.store_username
-    if cfg.store_password:
-        kwargs["password"] = cfg.store_password
-    if cfg.store_url.startswith("rediss://") and cfg.store_ca_bundle:
-        kwargs["ssl_ca_certs"] = cfg.store_ca_bundle
-    return redis.Redis.from_url(cfg.store_url, **kwargs)
+    return redis_client(cfg, decode=True, name="msteams-queue", wait=5)
 
 
 def _where(url: str) -> str:

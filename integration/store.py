@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS mirror_entries (
     time REAL NOT NULL, value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mirror_entries_incident ON mirror_entries(incident_id, id);
+CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL,
+    pid INTEGER NOT NULL, started TEXT, taken REAL NOT NULL, expires REAL NOT NULL);
 """
 
 
@@ -690,6 +692,29 @@ class Store:
             value = make()
             c.execute("INSERT INTO secrets(name, value, created) VALUES (?,?,?)", (name, value, self._clock()))
             return value
+
+    # ---- named locks (tokenlock.StoreLock) ----
+    _LOCK_COLS = ("owner", "host", "pid", "started", "taken", "expires")
+
+    def lock_try(self, name: str, holder: dict, *, now: float, lease: float, holder_alive) -> dict:
+        """Take the named lock for ``holder`` (owner, host, pid, started) unless another holder
+        has it with its lease running and ``holder_alive(host, pid, started)``. Returns
+        ``{"held": <that holder> or None (taken), "previous": the holder replaced, if any}``."""
+        with self.transaction() as c:  # BEGIN IMMEDIATE: one writer decides at a time
+            row = c.execute("SELECT owner, host, pid, started, taken, expires FROM locks WHERE name=?",
+                            (name,)).fetchone()
+            cur = dict(zip(self._LOCK_COLS, row)) if row else None
+            if cur is not None and cur["owner"] != holder["owner"] and cur["expires"] > now and \
+                    holder_alive(cur["host"], cur["pid"], cur["started"]):
+                return {"held": cur, "previous": None}
+            c.execute("INSERT OR REPLACE INTO locks(name, owner, host, pid, started, taken, expires) "
+                      "VALUES (?,?,?,?,?,?,?)", (name, holder["owner"], holder["host"], holder["pid"],
+                                                 holder.get("started"), now, now + lease))
+        return {"held": None, "previous": cur}
+
+    def lock_release(self, name: str, owner: str) -> None:
+        with self._conn() as c:
+            c.execute("DELETE FROM locks WHERE name=? AND owner=?", (name, owner))
 
 
 class _Tx:

@@ -3,8 +3,9 @@ context store.
 
 Refresh tokens rotate and are single-use: two processes redeeming the same one at the same
 moment leave one of them with ``invalid_grant`` ("sign in again"). So a process about to call
-the token endpoint first takes the lock for that token cache (a row in the store's ``locks``
-table, written in a ``BEGIN IMMEDIATE`` transaction), re-reads the cache from the store
+the token endpoint first takes the lock for that token cache (the store's ``lock_try``: a row
+of SQLite's ``locks`` table written in a ``BEGIN IMMEDIATE`` transaction, or a Redis key set in
+a WATCH/MULTI transaction), re-reads the cache from the store
 (another process may have refreshed while it waited), calls MSAL only if it still has to,
 writes the cache back, and only then releases (see ``Auth.acquire``).
 
@@ -26,9 +27,6 @@ import time
 from .errors import AuthError
 
 log = logging.getLogger("msteams.auth")
-
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, "
-           "pid INTEGER NOT NULL, started TEXT, taken REAL NOT NULL, expires REAL NOT NULL)")
 
 HOST = socket.gethostname()
 
@@ -109,7 +107,7 @@ class StoreLock:
                 return
             now = time.monotonic()
             if now >= deadline:
-                _, host, pid, _, taken, expires = holder
+                host, pid, taken, expires = holder["host"], holder["pid"], holder["taken"], holder["expires"]
                 raise AuthError(
                     f"could not take the lock on {self.what} within {self.timeout:.0f} s: process {pid} on {host} "
                     f"has held it for {max(0.0, time.time() - taken):.0f} s",
@@ -122,23 +120,17 @@ class StoreLock:
 
     def _try(self):
         """Take the lock if it is free, lapsed or held by a process that is gone; else the
-        holder's row."""
+        holder (a dict: owner, host, pid, started, taken, expires)."""
         now = time.time()
-        with self.store.transaction() as c:  # BEGIN IMMEDIATE: one writer decides at a time
-            c.execute(_SCHEMA)
-            row = c.execute("SELECT owner, host, pid, started, taken, expires FROM locks WHERE name=?",
-                            (self.name,)).fetchone()
-            if row is not None and row[0] != self.owner and row[5] > now and holder_alive(row[1], row[2], row[3]):
-                return row
-            c.execute("INSERT OR REPLACE INTO locks(name, owner, host, pid, started, taken, expires) "
-                      "VALUES (?,?,?,?,?,?,?)",
-                      (self.name, self.owner, HOST, self.pid, process_start(self.pid), now, now + self.lease))
-        if row is not None and row[0] != self.owner:
-            log.warning("took over the lock on %s from process %s on %s (%s)", self.what, row[2], row[1],
-                        "its lease had run out" if row[5] <= now else "the process is gone")
+        holder = {"owner": self.owner, "host": HOST, "pid": self.pid, "started": process_start(self.pid)}
+        got = self.store.lock_try(self.name, holder, now=now, lease=self.lease, holder_alive=holder_alive)
+        if got["held"] is not None:
+            return got["held"]
+        prev = got["previous"]
+        if prev is not None and prev["owner"] != self.owner:
+            log.warning("took over the lock on %s from process %s on %s (%s)", self.what, prev["pid"], prev["host"],
+                        "its lease had run out" if prev["expires"] <= now else "the process is gone")
         return None
 
     def release(self) -> None:
-        with self.store.transaction() as c:
-            c.execute(_SCHEMA)
-            c.execute("DELETE FROM locks WHERE name=? AND owner=?", (self.name, self.owner))
+        self.store.lock_release(self.name, self.owner)

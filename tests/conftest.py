@@ -106,5 +106,57 @@ def redis_namespace(request) -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+def _redis_store_factory(server, namespace: str, made: list):
+    import time as _time
+
+    import redis
+    from cryptography.fernet import Fernet
+
+    from integration.redis_store import RedisStore
+
+    key = Fernet.generate_key().decode()
+
+    def make(clock=_time.time, key_text=None):
+        s = RedisStore(redis.Redis.from_url(server.url, decode_responses=True), namespace=namespace,
+                       key_text=key_text or key, location=f"{server.url} (namespace {namespace})", clock=clock)
+        made.append(s)
+        return s
+    make.backend, make.url, make.namespace, make.key = "redis", server.url, namespace, key
+    return make
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path):
+    """``make_store(clock=...)``: a context store of each backend (the test runs once per
+    backend): the SQLite file, or a namespace of its own in the session's real Redis. Several
+    calls give handles on the same store, as several processes would have."""
+    import time as _time
+
+    made: list = []
+    if request.param == "redis":
+        make = _redis_store_factory(request.getfixturevalue("redis_server"),
+                                    request.getfixturevalue("redis_namespace"), made)
+    else:
+        from integration.store import Store
+
+        def make(clock=_time.time, key_text=None):
+            s = Store(tmp_path / "store.sqlite3", clock=clock)
+            made.append(s)
+            return s
+        make.backend, make.path = "sqlite", tmp_path / "store.sqlite3"
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def make_redis_store(redis_server, redis_namespace):
+    """``make_redis_store(clock=..., key_text=...)``: handles on one shared store in the real Redis."""
+    made: list = []
+    yield _redis_store_factory(redis_server, redis_namespace, made)
+    for s in made:
+        s.close()
+
+
 # The integration's own fixtures (runtime against the emulator, signed-in runtime, recorded sleeps).
 pytest_plugins = ["engine_fixtures"]

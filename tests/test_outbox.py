@@ -1,4 +1,4 @@
-"""The outbox over a real SQLite store: one send per key, ambiguous outcomes reconciled by
+"""The outbox over a real store (SQLite, and Redis): one send per key, ambiguous outcomes reconciled by
 reading back or reported as unknown, expired leases of dead senders, and several processes
 racing for the same keys."""
 from __future__ import annotations
@@ -27,10 +27,8 @@ def clock():
 
 
 @pytest.fixture
-def outbox(tmp_path, clock):
-    store = Store(tmp_path / "s.sqlite3", clock=clock)
-    yield Outbox(store)
-    store.close()
+def outbox(make_store, clock):
+    return Outbox(make_store(clock=clock))
 
 
 def sender(log, fail=None, message_id="m1"):
@@ -127,8 +125,20 @@ def test_keys_are_stable_and_distinct():
     assert len(delivery_key("x")) == 32
 
 
-def _race(path, keys, q):
-    store = Store(path)
+def _open(where):
+    """A store handle in a child process: a SQLite path, or (url, namespace, key) of a Redis."""
+    if isinstance(where, tuple):
+        import redis
+
+        from integration.redis_store import RedisStore
+
+        url, namespace, key = where
+        return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
+    return Store(where)
+
+
+def _race(where, keys, q):
+    store = _open(where)
     box = Outbox(store)
     sent = []
     for k in keys:
@@ -138,16 +148,15 @@ def _race(path, keys, q):
     q.put(sent)
 
 
-def test_processes_racing_for_the_same_keys_send_each_once(tmp_path):
-    path = tmp_path / "shared.sqlite3"
-    Store(path).close()
+def test_processes_racing_for_the_same_keys_send_each_once(make_store):
+    make_store().close()
+    where = (make_store.url, make_store.namespace, make_store.key) if make_store.backend == "redis" else make_store.path
     keys = [f"k{i}" for i in range(60)]
     q = multiprocessing.get_context("spawn").Queue()
-    procs = [multiprocessing.get_context("spawn").Process(target=_race, args=(path, keys, q)) for _ in range(4)]
+    procs = [multiprocessing.get_context("spawn").Process(target=_race, args=(where, keys, q)) for _ in range(4)]
     [p.start() for p in procs]
     sent = [k for _ in procs for k in q.get(timeout=60)]
     [p.join(timeout=60) for p in procs]
     assert sorted(sent) == sorted(keys)  # every key sent, none twice
-    store = Store(path)
+    store = make_store()
     assert {r["state"] for r in store.outbox_list()} == {"sent"}
-    store.close()

@@ -149,10 +149,10 @@ def audit(argv: list[str], *, out, config: str | None, output: str | None) -> in
     p.add_argument("-o", "--output", choices=("table", "json"), default=None, help="table (default) or json")
     ns = p.parse_args(argv)
     from ..config import load
-    from ..store import Store
+    from ..stores import open_store
 
     cfg = load(config)
-    store = Store(cfg.resolved_store_path)
+    store = open_store(cfg)
     try:
         rows = store.audit_list(limit=ns.limit, sender=ns.sender)
     finally:

@@ -45,7 +45,7 @@ def cache_show(ctx):
                  "expired": e["expired"]} for e in ctx.store.entries(kind)]
         return ctx.result(rows, rows, title=f"Cached {kind} entries")
     rows = [{"kind": k, "entries": n} for k, n in ctx.store.counts().items()]
-    return ctx.result(rows, rows, title=f"Context store {ctx.cfg.resolved_store_path}")
+    return ctx.result(rows, rows, title=f"Context store {ctx.store.path}")
 
 
 def _ids(value) -> str | None:

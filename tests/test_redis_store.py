@@ -1,0 +1,272 @@
+"""The store's contract on both backends (each test runs on SQLite and on a real Redis through
+the ``make_store`` fixture), then what only the shared Redis store has: token caches encrypted
+at rest, key rotation, a clear error for a wrong key or an unreachable server, and decisions
+that stay atomic across processes."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# ---- the directory cache ----
+def test_cache_ttl_case_insensitive_keys_delete_and_counts(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    s.put("team", "Security Operations", {"id": "t1"}, ttl=60)
+    s.put_many("user", [("A@X", {"id": "1"}), ("1", {"id": "1"})])
+    assert s.get("team", " security operations ") == {"id": "t1"}
+    assert s.counts()["team"] == 1 and s.counts()["user"] == 2
+    clock.t += 61
+    assert s.get("team", "Security Operations") is None
+    assert [e["expired"] for e in s.entries("team")] == [True]
+    s.delete("user", "a@x")
+    assert s.get("user", "A@x") is None and s.get("user", "1") == {"id": "1"}
+
+
+def test_clear_keeps_tokens_unless_asked(make_store):
+    s = make_store()
+    s.put_many("user", [("a", {"id": "1"}), ("b", {"id": "2"})])
+    s.save_tokens("app", '{"AccessToken": {}}')
+    assert s.clear() == {"user": 2}
+    assert s.load_tokens("app") == '{"AccessToken": {}}'
+    assert s.clear(include_tokens=True) == {"token_caches": 1}
+    assert s.load_tokens("app") is None and s.counts()["token_caches"] == 0
+
+
+def test_name_lists_merge_replace_prune_and_index(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    run = s.now()
+    s.add_names("user_name", [("Bob Smith", {"id": "1", "mail": "b1@x"}), ("Ann", {"mail": "a@x", "id": "2"})], since=run)
+    s.add_names("user_name", [("bob smith ", {"id": "3"}), ("Bob Smith", {"id": "1", "mail": "b1@x"})], since=run)
+    assert [c["id"] for c in s.get("user_name", "BOB SMITH")] == ["1", "3"]
+    assert s.get("user_name", "ann") == [{"id": "2", "mail": "a@x"}]
+    clock.t += 10
+    run2 = s.now()
+    s.add_names("user_name", [("Bob Smith", {"id": "3"})], since=run2)
+    assert [c["id"] for c in s.get("user_name", "Bob Smith")] == ["3"]
+    assert s.prune("user_name", before=run2) == 1 and s.get("user_name", "ann") is None
+    # index_names: built from the users written since the run began, by id (not mail) rows
+    clock.t += 10
+    run3 = s.now()
+    for u in ({"id": "7", "displayName": "Zoë Doe", "mail": "z1@x"}, {"id": "8", "displayName": "zoë doe ", "mail": "z2@x"}):
+        s.put_many("user", [(u["id"], u), (u["mail"], u)])
+    assert s.index_names("user", "user_name", since=run3) == 1
+    assert sorted(c["id"] for c in s.get("user_name", "ZOË DOE")) == ["7", "8"]
+
+
+def test_prune_by_prefix_keeps_other_teams_and_wildcards_are_literal(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    s.put_many("channel_name", [("t1/General", [{"id": "c1"}]), ("t1/Old", [{"id": "c2"}]), ("t2/Old", [{"id": "c3"}]),
+                                ("t*/Old", [{"id": "c4"}])])
+    clock.t += 1
+    s.put_many("channel_name", [("t1/General", [{"id": "c1"}])])
+    assert s.prune("channel_name", before=clock.t, prefix="t1/") == 1
+    assert s.get("channel_name", "t2/old") == [{"id": "c3"}] and s.get("channel_name", "t*/old") == [{"id": "c4"}]
+
+
+# ---- tokens, references, conversations, calls, secrets ----
+def test_tokens_refs_conversations_calls_and_secrets(make_store):
+    s = make_store()
+    s.save_tokens("delegated", "blob-1")
+    s.save_tokens("delegated", "blob-2")
+    assert s.load_tokens("delegated") == "blob-2" and s.clear_tokens("delegated") == 1
+    s.save_message_ref("r1", {"conversation": "c", "activity": "a"})
+    assert s.get_message_ref("r1") == {"conversation": "c", "activity": "a"} and s.get_message_ref("r2") is None
+    s.conversation_put("user:1", "personal", {"id": "a:1"})
+    s.conversation_put("channel:2", "channel", {"id": "19:x"})
+    assert s.conversation_get("user:1") == {"id": "a:1"}
+    assert [c["key"] for c in s.conversation_list("channel")] == ["channel:2"]
+    s.call_event_add("call-1", "establishing")
+    s.call_event_add("call-1", "terminated", code=487, subcode=560487, message="no answer")
+    assert [(e["state"], e["code"]) for e in s.call_events("call-1")] == [("establishing", None), ("terminated", 487)]
+    made = []
+    first = s.secret("signing", lambda: made.append(1) or "s3cret")
+    assert first == "s3cret" and s.secret("signing", lambda: made.append(1) or "other") == "s3cret" and made == [1]
+
+
+# ---- playbook runs ----
+def _run(rid, key=None, status="running", state=None):
+    return {"id": rid, "run_key": key, "playbook": "/p.yml", "name": "p", "status": status, "owner": "h:1",
+            "state": state or {"inputs": {}}}
+
+
+def test_runs_create_once_per_key_claim_and_resume_once(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    assert s.run_create(_run("r1", key="k"), lease=60)["id"] == "r1"
+    assert s.run_create(_run("r2", key="k"), lease=60)["id"] == "r1"  # the same key: the first run
+    assert s.run_get("r2") is None
+    assert s.run_claim("r1", "h:2", lease=60, holder_alive=lambda o: True) is None  # h:1 holds it, alive
+    assert s.run_claim("r1", "h:2", lease=60, holder_alive=lambda o: False)["id"] == "r1"  # h:1 is gone
+    s.run_save("r1", "waiting", {"waiting": {"question": "q1"}}, lease=60)
+    assert s.runs_waiting_on("q1") == ["r1"] and s.runs_waiting_on("q2") == []
+    assert [r["waiting_for"] for r in s.run_list("waiting")] == ["q1"]
+    won = s.run_claim_waiting("r1", "h:3", lease=60)
+    assert won["status"] == "running" and won["owner"] == "h:3"
+    assert s.run_claim_waiting("r1", "h:4", lease=60) is None and s.runs_waiting_on("q1") == []
+    s.run_save("r1", "ok", {"done": 1}, lease=60)
+    assert s.run_get("r1")["state"] == {"done": 1} and [r["id"] for r in s.run_list("ok")] == ["r1"]
+
+
+# ---- bot audit log and questions ----
+def test_audit_once_per_activity_newest_first_and_filters(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    a = s.audit_add({"activity_id": "act-1", "sender_id": "u1", "sender_name": "Ann", "command": "help",
+                     "decision": "allowed"})
+    assert a and s.audit_add({"activity_id": "act-1", "sender_id": "u1", "decision": "allowed"}) is None
+    clock.t += 5
+    s.audit_add({"activity_id": "act-2", "sender_id": "u2", "sender_name": "Bob", "decision": "refused"})
+    s.audit_update(a, outcome="ok", duration_ms=12.5)
+    rows = s.audit_list()
+    assert [r["activity_id"] for r in rows] == ["act-2", "act-1"]
+    assert rows[1]["outcome"] == "ok" and rows[1]["duration_ms"] == 12.5 and rows[1]["id"] == a
+    assert [r["activity_id"] for r in s.audit_list(sender="ann")] == ["act-1"]
+    assert [r["activity_id"] for r in s.audit_list(since=clock.t)] == ["act-2"]
+
+
+def test_questions_first_answer_wins_and_expiry_takes_the_default(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    q, created = s.question_create("q1", {"text": "Isolate?", "default_answer": "no"}, clock.t + 60)
+    assert created and q["status"] == "open"
+    assert s.question_create("q1", {"text": "other"}, None) == (q, False)
+    assert s.question_answer("q1", "yes", "u1", "Ann", None)
+    assert not s.question_answer("q1", "no", "u2", "Bob", "late")
+    assert s.question_get("q1")["answer"] == "yes" and s.question_get("q1")["responder_name"] == "Ann"
+    s.question_create("q2", {"text": "Block?", "default_answer": "no"}, clock.t + 60)
+    s.question_create("q3", {"text": "Forever?"}, None)
+    clock.t += 61
+    assert not s.question_answer("q2", "yes", "u1", "Ann", None)  # past its expiry
+    assert s.questions_expire() == ["q2"]
+    assert (s.question_get("q2")["status"], s.question_get("q2")["answer"]) == ("expired", "no")
+    assert [x["id"] for x in s.question_list("open")] == ["q3"]
+    s.question_set_value("q3", {"text": "Forever?", "card": "a1"})
+    assert s.question_get("q3")["value"]["card"] == "a1"
+
+
+# ---- mirrors ----
+def test_mirrors_and_their_journal(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    m = s.mirror_put("inc-1", "19:a", "channel", "open", {"teamId": "t"})
+    assert (m["incidentId"], m["conversationId"], m["teamId"]) == ("inc-1", "19:a", "t")
+    clock.t += 1
+    s.mirror_put("inc-2", "19:b", "chat", "open", {})
+    assert s.mirror_for_conversation("19:a")["incidentId"] == "inc-1"
+    s.mirror_put("inc-1", "19:a", "channel", "closed", {"teamId": "t"})
+    assert s.mirror_for_conversation("19:a") is None
+    assert [x["incidentId"] for x in s.mirror_list("open")] == ["inc-2"]
+    assert s.mirror_get("inc-1")["created"] == m["created"]  # kept across updates
+    first = s.mirror_entry_add("inc-2", "act-1", {"text": "hi"})
+    assert first and s.mirror_entry_add("inc-2", "act-1", {"text": "again"}) is None
+    clock.t += 1
+    s.mirror_entry_add("inc-1", "act-2", {"text": "other"})
+    s.mirror_entry_add("inc-2", "act-3", {"text": "bye"})
+    assert [e["text"] for e in s.mirror_entries("inc-2")] == ["hi", "bye"]
+    assert [e["activityId"] for e in s.mirror_entries()] == ["act-1", "act-2", "act-3"]
+    assert [e["text"] for e in s.mirror_entries(since=clock.t)] == ["other", "bye"]
+
+
+# ---- locks ----
+def test_locks_one_holder_a_gone_one_replaced_release_by_owner_only(make_store):
+    s = make_store()
+    a = {"owner": "h:1:x", "host": "h", "pid": 1, "started": "5"}
+    b = {"owner": "h:2:y", "host": "h", "pid": 2, "started": "6"}
+    assert s.lock_try("tokens:app", a, now=100.0, lease=30, holder_alive=lambda *h: True)["held"] is None
+    held = s.lock_try("tokens:app", b, now=101.0, lease=30, holder_alive=lambda *h: True)["held"]
+    assert held["owner"] == "h:1:x" and held["expires"] == 130.0
+    s.lock_release("tokens:app", "h:2:y")  # not b's to release
+    got = s.lock_try("tokens:app", b, now=102.0, lease=30, holder_alive=lambda *h: False)  # a died
+    assert got["held"] is None and got["previous"]["owner"] == "h:1:x"
+    s.lock_release("tokens:app", "h:2:y")
+    assert s.lock_try("tokens:app", a, now=103.0, lease=30, holder_alive=lambda *h: True)["previous"] is None
+
+
+# ---- across processes ----
+def _open(where):
+    import redis
+
+    from integration.redis_store import RedisStore
+    from integration.store import Store
+
+    if isinstance(where, tuple):
+        url, namespace, key = where
+        return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
+    return Store(where)
+
+
+def _answer(where, who, q):
+    s = _open(where)
+    q.put((who, s.question_answer("q", f"answer-{who}", who, who, None), s.run_claim_waiting("r", who, lease=60)))
+    s.close()
+
+
+def test_processes_racing_to_answer_and_resume_exactly_one_wins(make_store):
+    s = make_store()
+    s.question_create("q", {"text": "?"}, None)
+    s.run_create(_run("r", status="waiting", state={"waiting": {"question": "q"}}), lease=60)
+    where = (make_store.url, make_store.namespace, make_store.key) if make_store.backend == "redis" else make_store.path
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_answer, args=(where, f"p{i}", q)) for i in range(4)]
+    [p.start() for p in procs]
+    results = [q.get(timeout=60) for _ in procs]
+    [p.join(60) for p in procs]
+    answered = [who for who, won, _ in results if won]
+    resumed = [who for who, _, row in results if row is not None]
+    assert len(answered) == 1 and len(resumed) == 1
+    assert s.question_get("q")["answer"] == f"answer-{answered[0]}"
+
+
+# ---- the shared store only ----
+def test_token_caches_and_secrets_are_encrypted_at_rest(make_redis_store):
+    import redis
+
+    s = make_redis_store()
+    s.save_tokens("delegated", json.dumps({"RefreshToken": {"x": {"secret": "rt-VERY-SECRET"}}}))
+    s.secret("signing", lambda: "hmac-VERY-SECRET")
+    raw = redis.Redis.from_url(make_redis_store.url)
+    dump = b"".join(k + b"".join(raw.hgetall(k).keys()) + b"".join(raw.hgetall(k).values())
+                    for k in raw.scan_iter(match=f"{make_redis_store.namespace}:*") if raw.type(k) == b"hash")
+    assert b"VERY-SECRET" not in dump and b"RefreshToken" not in dump
+    assert "rt-VERY-SECRET" in s.load_tokens("delegated")
+
+
+def test_a_wrong_key_is_a_clear_error_and_rotation_keeps_the_old_data(make_redis_store):
+    from cryptography.fernet import Fernet
+
+    from integration.errors import ConfigError
+
+    s = make_redis_store()
+    s.save_tokens("app", "cache-1")
+    new = Fernet.generate_key().decode()
+    with pytest.raises(ConfigError, match="cannot be decrypted with store_key") as exc:
+        make_redis_store(key_text=new).load_tokens("app")
+    assert make_redis_store.key not in str(exc.value) and new not in str(exc.value)
+    rotated = make_redis_store(key_text=f"{new}\n{make_redis_store.key}\n")  # the new key first, the old kept
+    assert rotated.load_tokens("app") == "cache-1"
+    assert rotated.rotate_key() == {"tokens": 1, "secrets": 0}
+    assert make_redis_store(key_text=new).load_tokens("app") == "cache-1"  # the old key is no longer needed
+
+
+def test_no_key_or_a_malformed_key_is_refused(make_redis_store):
+    from integration.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="store_key is not set") as exc:
+        make_redis_store(key_text="# only a comment\n")
+    assert "msteams store keygen" in exc.value.hint
+    with pytest.raises(ConfigError, match="not a Fernet key"):
+        make_redis_store(key_text="short")
