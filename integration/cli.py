@@ -25,6 +25,7 @@ TOOLS = {
     "docs": "print (or --write) docs/commands.md, generated from commands.yml (--xsoar: docs/xsoar-migration.md)",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
     "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
+    "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`",
     "worker": "a worker of the pool sending queued notifications and resuming runs (needs store_url); `worker status`",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
@@ -374,6 +375,10 @@ def _main(argv: list[str], out, err) -> int:
         from .bot.tool import main as bot_main
 
         return bot_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "store":
+        from .store_tool import main as store_main
+
+        return store_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
     if head == "worker":
         _registry()
         from .worker import main as worker_main

@@ -203,6 +203,7 @@ def test_one_shot_execute(cfg_file, teams, no_msteams_env):
 def test_load_config_and_adjust(cfg_file, tmp_path, no_msteams_env):
     cfg = api.load_config(cfg_file, env={"MSTEAMS_TIMEOUT": "12"})
     assert isinstance(cfg, api.Config) and cfg.timeout == 12
+    cfg.store_url = None  # the SQLite file, whatever store the suite runs on
     cfg.store_path = str(tmp_path / "other.sqlite3")
     with api.Client(cfg) as teams:
         assert teams.execute("channel-list", {"team": "IT Helpdesk"}).ok

@@ -1,0 +1,77 @@
+"""`msteams store`: key files (0600, never overwritten, rotation), rotate-key and status on a
+real Redis, and an unreachable or misconfigured shared store as a clear error with its exit code."""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+from integration.cli import main
+
+
+def run(argv):
+    lines, errors = [], []
+    code = main(argv, out=lines.append, err=errors.append)
+    run.err = "\n".join(errors)
+    return code, "\n".join(lines)
+
+
+def _config(tmp_path, url, namespace, key_file, **extra) -> str:
+    p = tmp_path / "config.yml"
+    lines = [f"store_url: {url}", f"store_namespace: {namespace}", f"store_key_file: {key_file}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+def test_keygen_writes_a_private_file_never_overwrites_and_rotates_in_front(tmp_path):
+    key_file = tmp_path / "store.key"
+    code, text = run(["store", "keygen", "--out", str(key_file)])
+    first = key_file.read_text().strip()
+    assert code == 0 and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600 and len(first) == 44
+    assert first not in text  # the key is never printed
+    assert run(["store", "keygen", "--out", str(key_file)])[0] == 2
+    assert "never overwritten" in run.err and key_file.read_text().strip() == first
+    code, text = run(["store", "keygen", "--out", str(key_file), "--rotate"])
+    keys = key_file.read_text().split()
+    assert code == 0 and len(keys) == 2 and keys[1] == first and keys[0] not in text
+
+
+def test_status_and_rotate_key_on_a_real_redis(tmp_path, make_redis_store):
+    key_file = tmp_path / "store.key"
+    key_file.write_text(make_redis_store.key + "\n")
+    os.chmod(key_file, 0o600)
+    s = make_redis_store()
+    s.save_tokens("app", "cache")
+    s.put("user", "a@x", {"id": "1"})
+    cfg = _config(tmp_path, make_redis_store.url, make_redis_store.namespace, key_file)
+    code, text = run(["--config", cfg, "store", "status"])
+    assert code == 0 and "token_caches: 1" in text and "user: 1" in text and make_redis_store.namespace in text
+    assert run(["store", "keygen", "--out", str(key_file), "--rotate"])[0] == 0
+    code, text = run(["--config", cfg, "store", "rotate-key"])
+    assert code == 0 and "1 token cache(s)" in text
+    new_only = key_file.read_text().split()[0]
+    assert make_redis_store(key_text=new_only).load_tokens("app") == "cache"
+
+
+def test_an_unreachable_store_is_a_config_error_without_the_password(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    key_file = tmp_path / "store.key"
+    run(["store", "keygen", "--out", str(key_file)])
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2-redis-pass\n")
+    cfg = _config(tmp_path, f"redis://127.0.0.1:{port}/0", "x", key_file, store_password_file=pw, timeout=2)
+    code, _ = run(["--config", cfg, "store", "status"])
+    err = run.err
+    assert code == 3 and f"127.0.0.1:{port}/0" in err and "connecting failed" in err
+    assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_a_shared_store_without_a_key_is_refused_before_any_write(tmp_path, redis_server):
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(f"store_url: {redis_server.url}\nstore_namespace: nokey\n")
+    code, _ = run(["--config", str(cfg), "store", "status"])
+    err = run.err
+    assert code == 3 and "store_key is not set" in err and "msteams store keygen" in err
