@@ -28,6 +28,7 @@ GROUP = "workers"
 KINDS = ("notify", "resume")
 MAX_DELIVERIES = 20       # a job handed out this often is dead-lettered instead of tried again
 VISIBILITY_SECONDS = 60.0  # a taken job idle this long belongs to a worker presumed dead
+ACTIVE_SECONDS = 10.0     # a worker that asked for jobs this recently is taken to be running
 
 
 @dataclass
@@ -244,6 +245,13 @@ class JobQueue:
                         "deliveries": int(f.get("deliveries") or 0), "at": float(f.get("at") or 0),
                         "body": f.get("body")})
         return out
+
+    def active_workers(self, within: float = ACTIVE_SECONDS) -> int:
+        """Workers that asked for jobs in the last ``within`` seconds (a running worker asks at
+        least every second, blocked or not): 0 when no pool is there to take a job."""
+        self.ensure_group()
+        consumers = self._call("reading the workers", self.r.xinfo_consumers, self.stream, GROUP)
+        return sum(1 for c in consumers if int(c.get("idle") or 0) < within * 1000)
 
     def status(self) -> dict:
         """Jobs waiting (never taken), taken and not yet done per worker, dead letters."""

@@ -35,7 +35,7 @@ def test_health_reports_each_flow_the_bot_and_the_store(emu, runtime):
     assert rows["delegated"]["status"] == "not signed in" and "auth login" in rows["delegated"]["detail"]
     assert rows["bot"]["status"] == "ok" and rows["bot"]["needed"] == []
     store = rows["store"]
-    assert store["status"] == "ok" and store["writable"] and store["path"] == str(runtime.cfg.resolved_store_path)
+    assert store["status"] == "ok" and store["writable"] and store["path"] == str(runtime.store.path)
     assert "health_probe" not in store["counts"]
 
 
@@ -312,9 +312,9 @@ def _writer_alive() -> bool:
 
 def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, runtime, monkeypatch):
     from integration.errors import ConfigError
-    from integration.store import Store
 
     calls = []
+    Store = type(runtime.store)  # SQLite's or Redis's, whichever the suite runs on
     real = Store.put_many
 
     def failing(self, *a, **k):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from engine_fixtures import make_config
+from engine_fixtures import make_config, store_settings
 from fake_tenant import Emulator
 from integration.dispatch import Runtime
 from integration.playbooks.runner import resume_playbook, run_playbook
@@ -50,7 +50,8 @@ def tenant(big, tmp_path):
     cfg = tmp_path / "config.yml"
     big.write_config(str(cfg))
     with open(cfg, "a", encoding="utf-8") as f:
-        f.write(f"store_path: {tmp_path / 'store.sqlite3'}\n")
+        for key, value in store_settings(tmp_path).items():  # the store runtime_for uses too
+            f.write(f"{key}: {value}\n")
     pb = tmp_path / "fanout.yml"
     pb.write_text(textwrap.dedent(FANOUT))
     users = sorted(u["id"] for u in big.state.users.values())[:50]

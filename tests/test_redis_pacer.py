@@ -23,6 +23,10 @@ from integration.redis_pacer import RedisPacer
 redis = pytest.importorskip("redis")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The shared store encrypts token caches under a key (store_key); one for every engine of a test.
+from cryptography.fernet import Fernet  # noqa: E402
+
+STORE_KEY = Fernet.generate_key().decode()
 
 
 class FakeTime:
@@ -344,7 +348,8 @@ def test_the_client_comes_from_the_configs_store_settings(redis_server):
 def test_a_runtime_with_a_store_url_paces_in_redis_per_app_and_bot(emu, tmp_path, redis_server, redis_namespace, client):
     from integration.dispatch import Runtime, execute
 
-    cfg = make_config(emu, tmp_path, store_url=redis_server.url, store_namespace=redis_namespace, pacing_speed=2.0)
+    cfg = make_config(emu, tmp_path, store_url=redis_server.url, store_namespace=redis_namespace,
+                      store_key=STORE_KEY, pacing_speed=2.0)
     rt = Runtime(cfg)
     rt.echo = lambda s: None
     try:
@@ -374,7 +379,7 @@ def big_tenant():
 
 def test_two_runtimes_fanning_out_at_once_share_the_limit_and_see_no_429(big_tenant, tmp_path, redis_server,
                                                                          redis_namespace):
-    """Two runtimes (two engines: separate SQLite stores, one Redis) each notify 60 users at
+    """Two runtimes (two engines sharing one Redis: store and budget) each notify 60 users at
     once, the bot's 50 per second per app at speed 3 (150/s): each alone would send at the full
     limit, so without the shared budget they draw 429s; with it, none, at close to the limit."""
     from integration.dispatch import Runtime, execute
@@ -386,7 +391,7 @@ def test_two_runtimes_fanning_out_at_once_share_the_limit_and_see_no_429(big_ten
     for i in range(2):
         (tmp_path / str(i)).mkdir()
         cfg = make_config(emu, tmp_path / str(i), store_url=redis_server.url, store_namespace=redis_namespace,
-                          pacing_speed=speed)
+                          store_key=STORE_KEY, pacing_speed=speed)
         rt = Runtime(cfg)
         rt.echo = lambda s: None
         runtimes.append(rt)
@@ -425,8 +430,8 @@ def test_two_runtimes_fanning_out_at_once_share_the_limit_and_see_no_429(big_ten
 
 def test_two_engines_in_separate_processes_share_the_limit_and_see_no_429(big_tenant, tmp_path, redis_server,
                                                                           redis_namespace):
-    """Two `msteams send-notification` processes (two engines, each its own SQLite store, one
-    Redis), 60 users each at once against the throttling fake tenant (speed 3). Each with a
+    """Two `msteams send-notification` processes (two engines sharing one Redis: store and
+    budget), 60 users each at once against the throttling fake tenant (speed 3). Each with a
     budget of its own, the same run drew 20-28 429s; sharing one, none."""
     emu, speed = big_tenant, 3.0
     emu.reset()
@@ -437,7 +442,8 @@ def test_two_engines_in_separate_processes_share_the_limit_and_see_no_429(big_te
         procs = []
         for i in range(2):
             env = dict(os.environ, MSTEAMS_STORE_PATH=str(tmp_path / f"engine{i}.sqlite3"),
-                       MSTEAMS_STORE_URL=redis_server.url, MSTEAMS_STORE_NAMESPACE=redis_namespace)
+                       MSTEAMS_STORE_URL=redis_server.url, MSTEAMS_STORE_NAMESPACE=redis_namespace,
+                       MSTEAMS_STORE_KEY=STORE_KEY)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "integration.cli", "--config", conf, "-o", "json", "send-notification",
                  "--user", ",".join(mails[i * 60:(i + 1) * 60]), "--message", "two engines"],

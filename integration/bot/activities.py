@@ -198,17 +198,19 @@ class Processor:
 
         questions.update_cards(self.runtime, q)
         if self.cfg.store_url:
-            # A shared store: the run may have started on another host, whose playbook file and
-            # pacing budget the worker pool shares; a worker resumes it (run_claim_waiting keeps
-            # it to one). Only when the queue cannot take the job does this endpoint resume it.
+            # A shared store with a worker pool running: the run may have started on another
+            # host, whose playbook file the pool shares; a worker resumes it (run_claim_waiting
+            # keeps it to one). Without a running pool, or when the queue cannot take the job,
+            # this endpoint resumes it, as with a store of its own.
             from ..errors import IntegrationError
             from ..queue import JobQueue
 
             try:
                 if self.__dict__.get("_queue") is None:
                     self._queue = JobQueue.from_config(self.cfg)
-                self._queue.enqueue("resume", {"question": q["id"]})
-                return
+                if self._queue.active_workers():
+                    self._queue.enqueue("resume", {"question": q["id"]})
+                    return
             except IntegrationError as exc:
                 log.warning("could not queue the resumption of runs waiting on %s (%s): resuming here",
                             q["id"], exc.message)
