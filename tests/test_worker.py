@@ -308,6 +308,9 @@ def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
     run_id, qid = first.split()[1], first.split()[-1]
+    # host C: a worker of the pool, running
+    worker = pool.worker("--name", "c")
+    wait_for(lambda: pool.queue().active_workers() == 1, 30, "the worker to start", worker)
     # host B: the bot endpoint, its own runtime, the same Redis; the answer arrives there
     host_b = pool.runtime()
     endpoint = bot_server.build(host_b, workers=2)
@@ -316,17 +319,41 @@ def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_
     try:
         pool.emu.teams.user_clicks(conor["mail"], "Yes", question=qid)
         assert endpoint.processor.drain(20)
-        assert host_b.store.run_get(run_id)["status"] == "waiting"  # handed to the pool, not resumed here
-        assert pool.queue().status()["waiting"] == 1
+        # handed to the pool, not resumed here: the worker finishes it
+        wait_for(lambda: host_b.store.run_get(run_id)["status"] == "ok", 60, "the worker to resume the run", worker)
     finally:
         pool.emu.teams.register(None)
         server.stop()
         host_b.close()
-    code, out, err = finish(pool.worker("--name", "c", "--until-empty"), 120)
+    worker.send_signal(signal.SIGTERM)
+    code, out, err = finish(worker, 60)
     assert code == 0, err
     assert f"run {run_id} (ask-then-tell): ok" in out
     texts = [a["activity"].get("text") for a in pool.emu.state.activities.values()]
     assert texts.count("Decision: Yes") == 1
+
+
+def test_without_a_running_pool_the_endpoint_resumes_the_run_itself(pool, tmp_path):
+    from integration.bot import server as bot_server
+    from integration.playbooks import run_playbook
+
+    pb = tmp_path / "ask-then-tell.yml"
+    pb.write_text(textwrap.dedent(WAITING))
+    host_b = pool.runtime()
+    r = run_playbook(pb, {"who": "conor.obrien@contoso.example"}, host_b, out=lambda s: None)
+    assert r.status == "waiting" and pool.queue().active_workers() == 0
+    endpoint = bot_server.build(host_b, workers=2)
+    server = bot_server.BotServer(endpoint).start()
+    pool.emu.teams.register(server.messaging_endpoint)
+    try:
+        pool.emu.teams.user_clicks("conor.obrien@contoso.example", "No", question=r.waiting_for)
+        assert endpoint.processor.drain(20)
+        assert host_b.store.run_get(r.run_id)["status"] == "ok"  # nobody to hand it to: resumed here
+        assert pool.queue().status()["length"] == 0
+    finally:
+        pool.emu.teams.register(None)
+        server.stop()
+        host_b.close()
 
 
 def test_a_refused_delivery_goes_to_the_dead_letters_with_its_reason_and_the_rest_are_sent(pool):
