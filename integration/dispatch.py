@@ -8,12 +8,13 @@ import contextlib
 import logging
 import re
 import threading
+import sys
 import time
 from collections.abc import Callable
 from .record import field, record as dataclass  # not dataclasses: start-up time (record.py)
 
 from . import arguments, config as config_mod, registry
-from .errors import AuthError, InputError, NotFound
+from .errors import AuthError, InputError, IntegrationError, NotFound
 from .registry import CommandSpec, thaw
 from .results import Result, project
 
@@ -300,6 +301,22 @@ def _run_declared(ctx: CommandContext) -> Result:
 
 def execute(name: str, args: dict | None = None, runtime: Runtime | None = None, *, flow: str | None = None) -> Result:
     """Run one command by name (or alias) with raw or typed arguments."""
+    metrics = sys.modules.get("integration.metrics")  # counted only in a service that enabled it
+    if metrics is None or not metrics.enabled:
+        return _execute(name, args, runtime, flow=flow)
+    try:
+        result = _execute(name, args, runtime, flow=flow)
+    except IntegrationError as exc:
+        metrics.command_done(name, exc.kind)
+        raise
+    except Exception:
+        metrics.command_done(name, "internal")
+        raise
+    metrics.command_done(name, "ok")
+    return result
+
+
+def _execute(name: str, args: dict | None, runtime: Runtime | None, *, flow: str | None) -> Result:
     runtime = runtime or Runtime()
     spec = runtime.registry.get(name)
     if spec is None:

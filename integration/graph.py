@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -23,6 +24,13 @@ from .errors import (AuthError, GraphError, NotFound, PermissionDenied, RequestR
 log = logging.getLogger("msteams.graph")
 
 RETRY_ALWAYS = {429, 503}
+
+
+def _note(what: str, *args) -> None:
+    """Count an event in the service metrics (metrics.py), when a service turned them on."""
+    metrics = sys.modules.get("integration.metrics")
+    if metrics is not None and metrics.enabled:
+        getattr(metrics, what)(*args)
 RETRY_IDEMPOTENT = {504}
 IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 BATCH_MAX = 20
@@ -182,6 +190,8 @@ class Client:
                 hdrs.update(headers)
             windows = self._windows(method, url) if self.pacer is not None else ()
             ticket = self.pacer.acquire(windows) if windows else None
+            if ticket is not None and ticket.waited:
+                _note("paced", ticket.waited)
             t0 = time.monotonic()
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=hdrs,
@@ -206,7 +216,10 @@ class Client:
             if status == 429 and windows:  # the service's word beats our count: every sender here waits
                 self.pacer.pause(windows, retry_after_seconds(resp.headers.get("Retry-After")) or min(MAX_BACKOFF_SECONDS, 2.0 ** attempt))
             retryable = status in RETRY_ALWAYS or (status in RETRY_IDEMPOTENT and method in IDEMPOTENT)
+            before = waited[0]
             if retryable and attempt < self.max_retries and self._wait(resp.headers.get("Retry-After"), attempt, waited):
+                if status == 429:
+                    _note("throttled", waited[0] - before, "bot" if self.service != "Graph" else "graph")
                 attempt += 1
                 continue
             if status >= 400:

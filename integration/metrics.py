@@ -133,6 +133,8 @@ def register_store(store) -> None:
     if "store" not in m:
         m["store"] = _StoreCollector(store)
         m["registry"].register(m["store"])
+    else:  # one store a process: a later one (a restarted runtime) replaces it
+        m["store"].store, m["store"]._cached = store, None
 
 
 # ---- exposing them ----
@@ -144,12 +146,14 @@ def render() -> tuple[bytes, str]:
 
 
 def serve(port: int, host: str = "127.0.0.1"):
-    """A /metrics HTTP server of its own (the worker's), on loopback unless told otherwise."""
+    """A /metrics HTTP server of its own (bot serve's, a worker's), on loopback unless told
+    otherwise; returns the server (``.shutdown()`` stops it)."""
     from prometheus_client import start_http_server
 
     enable()
     try:
-        return start_http_server(port, addr=host, registry=_metrics()["registry"])
+        server, _thread = start_http_server(port, addr=host, registry=_metrics()["registry"])
+        return server
     except OSError as exc:
         from .errors import ConfigError
 

@@ -77,15 +77,6 @@ class WorkerRuntime(Runtime):
         return self.__dict__["_prepaid"]
 
 
-def _metrics():
-    """integration.metrics when present (helper "metrics"), else None: the worker runs without."""
-    try:
-        from . import metrics
-    except ImportError:
-        return None
-    return metrics
-
-
 # What a job's failure means: try again later (the entry stays pending), or give up on it (dead letters).
 RETRY, DEAD = "retry", "dead"
 STATUS_CAP = 100_000  # outbox deliveries counted per state by `worker status` (more shows as this)
@@ -121,7 +112,6 @@ class Worker:
         self._taken_over: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self.counts: collections.Counter = collections.Counter()
-        self.metrics = _metrics()
 
     # ---- one job ----
     def handle(self, job) -> str:
@@ -205,9 +195,9 @@ class Worker:
                     self._inflight.discard(job.id)
             with self._lock:
                 self.counts[f"job:{outcome}"] += 1
-            if self.metrics is not None and hasattr(self.metrics, "command_done"):
-                # the metrics' outcome words: "ok", else what happened
-                self.metrics.command_done(f"worker-{job.kind}", "ok" if outcome == "done" else outcome)
+            from . import metrics
+
+            metrics.command_done(f"worker-{job.kind}", "ok" if outcome == "done" else outcome)
             log.debug("job %s (%s) %s in %.0f ms", job.id, job.kind, outcome, (time.monotonic() - started) * 1000)
 
     def _housekeeping(self) -> None:
@@ -279,8 +269,10 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
                    help="seconds a taken job may sit idle before another worker takes it over (default 60)")
     p.add_argument("--max-deliveries", type=whole_number(1, 1000), default=None,
                    help="hand-outs of one job before it goes to the dead letters (default 20)")
-    p.add_argument("--metrics-port", type=port, default=None, help="serve Prometheus metrics on this port")
-    p.add_argument("--log-json", action="store_true", help="log JSON lines (with the metrics module)")
+    p.add_argument("--metrics-port", type=port, default=None, help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port (default 127.0.0.1)")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object a line (for a log shipper)")
+    p.add_argument("--log-bodies", action="store_true", help="with --log-json: include message texts in the log")
     p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty (batch runs, tests)")
     ns = p.parse_args(argv)
 
@@ -289,17 +281,13 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
     rt = WorkerRuntime(config_path=config)
     rt.echo = err
     rt.quiet = True
-    metrics = _metrics()
-    if ns.log_json and metrics is not None and hasattr(metrics, "json_logging"):
-        metrics.json_logging()
+    from . import metrics
+
+    if ns.log_json:
+        metrics.json_logging(bodies=ns.log_bodies)
     if ns.metrics_port is not None:
-        if metrics is None or not hasattr(metrics, "serve"):
-            raise ConfigError("--metrics-port needs the metrics module (integration/metrics.py), not installed here")
-        if hasattr(metrics, "enabled"):
-            metrics.enabled = True
-        if hasattr(metrics, "register_store"):
-            metrics.register_store(rt.store)  # outbox depth by state, waiting runs, at scrape time
-        metrics.serve(ns.metrics_port)
+        metrics.register_store(rt.store)  # outbox depth by state, waiting runs, at scrape time
+        metrics.serve(ns.metrics_port, ns.metrics_host)
     queue = JobQueue.from_config(rt.cfg, max_deliveries=ns.max_deliveries or MAX_DELIVERIES)
     worker = Worker(rt, queue, name=ns.name or _name(), concurrency=ns.concurrency or rt.cfg.fanout_workers,
                     visibility=ns.visibility_timeout, until_empty=ns.until_empty, out=out)

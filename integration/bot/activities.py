@@ -82,6 +82,7 @@ class Processor:
     # ---- the request path (fast: no Graph, no Bot Connector) ----
     def accept(self, activity: dict) -> tuple[int, dict | None]:
         """(status, body) for the HTTP answer; the work itself is queued."""
+        from .. import metrics
         try:
             conversations.learn(self.runtime.store, self.bot_id, activity)
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not lose the command
@@ -109,6 +110,7 @@ class Processor:
         tenant = self.cfg.tenant_id
         if tenant and where["tenantId"] != tenant:
             row.update(decision="denied", outcome="refused", detail="the message came from another tenant")
+            metrics.inbound("denied-tenant", kind="command")
             if self.runtime.store.audit_add(row) is not None:
                 self._submit(self._send, activity, render.text_reply("Sorry, this bot takes commands only from "
                                                                      "its own organisation."))
@@ -116,6 +118,7 @@ class Processor:
         ok, first = self.limiter.take(row["sender_id"] or "?")
         if not ok:
             row.update(decision="rate-limited", outcome="refused", detail="too many commands from this sender")
+            metrics.inbound("rate-limited", kind="command")
             if self.runtime.store.audit_add(row) is not None and first:
                 self._submit(self._send, activity, render.text_reply(
                     "Slow down: too many commands.", f"You may send {self.limiter.burst:g} at once and "
@@ -125,6 +128,7 @@ class Processor:
             busy = self._pending >= self.max_pending
         if busy:
             row.update(decision="busy", outcome="refused", detail="too many commands waiting")
+            metrics.inbound("busy", kind="command")
             if self.runtime.store.audit_add(row) is not None:
                 self._submit(self._send, activity, render.text_reply("Busy: try again in a minute."))
             return 202, None
@@ -132,7 +136,9 @@ class Processor:
         audit_id = self.runtime.store.audit_add(row)
         if audit_id is None:  # Teams sent this activity before: it ran (or runs) already
             log.info("activity %s was received before; not run again", row["activity_id"])
+            metrics.inbound("duplicate", kind="command")
             return 200, None
+        metrics.inbound("queued", kind="command")
         self._submit(self._run, activity, text, audit_id)
         return 202, None
 

@@ -48,6 +48,7 @@ class Endpoint:
 
     def _refuse(self, request, status: int, reason: str):
         self.rejected += 1
+        _note_inbound(request, _REFUSED.get(status, f"refused-{status}"))
         peer = request.client.host if request.client else "?"
         from ..untrusted import clean
 
@@ -85,6 +86,7 @@ class Endpoint:
             raise _Refusal(400, "body is not JSON") from None
 
     def _internal(self, request, exc: Exception):
+        _note_inbound(request, "error")
         log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
         log.debug("internal error", exc_info=True)
         return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
@@ -103,6 +105,7 @@ class Endpoint:
             except Rejected as exc:
                 raise _Refusal(401, str(exc)) from None
             status, payload = await run_in_threadpool(self.processor.accept, activity)
+            _note_inbound(request, "accepted")
             return _json(status, payload)
         except _Refusal as r:
             return self._refuse(request, r.status, r.reason)
@@ -121,6 +124,7 @@ class Endpoint:
                 await run_in_threadpool(self.calls.accept, doc)
             except ValueError as exc:
                 raise _Refusal(400, str(exc)) from None
+            _note_inbound(request, "accepted")
             return _json(202)
         except _Refusal as r:
             return self._refuse(request, r.status, r.reason)
@@ -129,6 +133,16 @@ class Endpoint:
 
     async def healthz(self, request):
         return _json(200, {"status": "ok"})
+
+
+_REFUSED = {401: "refused-auth", 413: "refused-size", 400: "refused-invalid"}
+
+
+def _note_inbound(request, decision: str) -> None:
+    """Count a request in the service metrics (metrics.py), when `bot serve` turned them on."""
+    from .. import metrics
+
+    metrics.inbound(decision, kind="call" if request.url.path.endswith("/calls") else "activity")
 
 
 class _Refusal(Exception):
@@ -148,6 +162,7 @@ def routes(endpoint: Endpoint) -> list:
         Route("/api/calls", endpoint.call_notifications, methods=["POST"]),
         Route("/healthz", endpoint.healthz, methods=["GET"]),
     ]
+
 
 
 def create_app(endpoint: Endpoint):

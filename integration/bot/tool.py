@@ -15,7 +15,8 @@ log = logging.getLogger("msteams.bot")
 
 from ..argtypes import port, whole_number
 
-USAGE = "usage: msteams bot serve [--host H] [--port N] [--tls-cert F --tls-key F] [--write-url FILE] | msteams bot audit"
+USAGE = ("usage: msteams bot serve [--host H] [--port N] [--tls-cert F --tls-key F] [--write-url FILE] "
+         "[--metrics-port P] [--log-json] | msteams bot audit")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -87,6 +88,11 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
     p.add_argument("--workers", type=whole_number(1), default=4, help="commands run in parallel (default 4)")
     p.add_argument("--no-register", action="store_true",
                    help="do not set the emulator's messaging endpoint (when the config points at one)")
+    p.add_argument("--metrics-port", type=port, default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (a port of its own, not Teams')")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port (default 127.0.0.1)")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object a line (for a log shipper)")
+    p.add_argument("--log-bodies", action="store_true", help="with --log-json: include message texts in the log")
     ns = p.parse_args(argv)
     from ..errors import ConfigError, InputError
 
@@ -106,7 +112,17 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
         cfg = runtime.cfg
         if not cfg.bot_configured:
             raise ConfigError("the bot endpoint needs bot_id and bot_secret (it answers through the Bot Connector)")
+        if ns.log_json:
+            from .. import metrics
+
+            metrics.json_logging(bodies=ns.log_bodies)
         endpoint = srv.build(runtime, workers=ns.workers)
+        if ns.metrics_port is not None:
+            from .. import metrics
+
+            metrics.register_store(runtime.store)
+            metrics.serve(ns.metrics_port, ns.metrics_host)
+            out(f"  metrics          http://{ns.metrics_host}:{ns.metrics_port}/metrics")
         try:
             server = srv.BotServer(endpoint, host=ns.host, port=ns.port, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
         except OSError as exc:
