@@ -270,3 +270,61 @@ def test_no_key_or_a_malformed_key_is_refused(make_redis_store):
     assert "msteams store keygen" in exc.value.hint
     with pytest.raises(ConfigError, match="not a Fernet key"):
         make_redis_store(key_text="short")
+
+
+def test_the_acl_user_of_docs_deploy_can_do_everything_the_store_pacer_and_queue_do(redis_server, redis_namespace):
+    """The ACL line docs/deploy.md gives, for this test's namespace: every kind of operation works."""
+    import os
+    import re
+    import time
+
+    import redis
+    from cryptography.fernet import Fernet
+
+    from integration.config import Config
+    from integration.pacer import Window
+    from integration.queue import JobQueue
+    from integration.redis_pacer import RedisPacer
+    from integration.redis_store import RedisStore
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "deploy.md"), encoding="utf-8").read()
+    line = re.search(r"ACL SETUSER msteams (.+)", doc).group(1).split()
+    user = f"u{redis_namespace}"
+    rules = [r.replace("msteams-prod", redis_namespace).replace(">PASSWORD", ">pw") for r in line]
+    redis.Redis.from_url(redis_server.url).execute_command("ACL", "SETUSER", user, "reset", *rules)
+    cfg = Config(store_url=redis_server.url, store_username=user, store_password="pw", store_namespace=redis_namespace,
+                 store_key=Fernet.generate_key().decode())
+    s = RedisStore.from_config(cfg)
+    s.put_many("user", [("1", {"id": "1", "displayName": "A"})])
+    s.save_tokens("app", "x")
+    assert s.load_tokens("app") == "x"
+    s.outbox_claim("k", lease=5)
+    s.outbox_set("k", "sent", message_id="m")
+    s.question_create("q", {"t": 1}, time.time() + 5)
+    assert s.question_answer("q", "y", "u", "U", None)
+    s.questions_expire()
+    s.run_create(_run("r", status="waiting", state={"waiting": {"question": "q"}}), lease=5)
+    assert s.run_claim_waiting("r", "h:9", lease=5)
+    s.audit_add({"activity_id": "a1", "decision": "x"})
+    s.mirror_put("i", "19:c", "chat", "open", {})
+    s.mirror_entry_add("i", "a", {})
+    s.lock_try("l", {"owner": "o", "host": "h", "pid": 1}, now=time.time(), lease=5, holder_alive=lambda *a: True)
+    s.lock_release("l", "o")
+    s.index_names("user", "user_name", since=0)
+    s.prune("user_name", before=0)
+    s.counts()
+    s.rotate_key()
+    s.clear(include_tokens=True)
+    s.close()
+    p = RedisPacer.from_config(cfg)
+    p.done(p.acquire([Window("bot:app", 50, 1.0)]))
+    p.pause([Window("bot:app", 50, 1.0)], 0.01)
+    assert p.outages == 0  # no command was refused (a refusal would have made it pace alone)
+    p.close()
+    q = JobQueue.from_config(cfg)
+    q.enqueue("notify", {"x": 1})
+    q.ack(q.take("c1", block_ms=10)[0].id)
+    assert q.status()["length"] == 0 and q.active_workers() == 1
+    # and nothing outside its namespace
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis.from_url(redis_server.url, username=user, password="pw").set("other:key", "x")
