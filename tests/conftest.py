@@ -30,6 +30,36 @@ import msal_helpers  # noqa: E402
 from fake_tenant import Emulator  # noqa: E402
 
 
+_CONFIGURED = ("runtime", "signed_in", "cfg_file")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With MSTEAMS_TEST_STORE=redis, only the tests whose store comes from the config (the
+    ``runtime`` fixtures, ``make_config``) run: the rest would repeat the default run exactly,
+    and the store contract tests (``make_store``) run on both backends in it anyway."""
+    if os.environ.get("MSTEAMS_TEST_STORE") != "redis":
+        return
+    sources: dict = {}
+
+    def configured(item) -> bool:
+        names = set(getattr(item, "fixturenames", ()))
+        if "make_store" in names or "make_redis_store" in names:
+            return False
+        if names & set(_CONFIGURED):
+            return True
+        path = str(item.fspath)
+        if path not in sources:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            sources[path] = "make_config(" in text or "store_settings(" in text
+        return sources[path]
+
+    keep = [i for i in items if configured(i)]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if not configured(i)])
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def emulator_server():
     with Emulator(throttling=False) as emu:
