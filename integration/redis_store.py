@@ -26,32 +26,6 @@ if TYPE_CHECKING:
 
 _SEP = "\x1f"  # between a cache entry's updated, expires and value: no JSON text holds it raw
 
-# KEYS: the kind's hash. ARGV: since, now, expires ('' none), then name, candidate JSON, id
-# prefix ('{"id":"..",') per name. A list written before `since` is replaced; a candidate already
-# listed (by id) is not added again.
-_ADD_NAMES = """
-local since, now, exp = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-for i = 4, #ARGV, 3 do
-  local name, cand, prefix = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local cur = redis.call('HGET', KEYS[1], name)
-  local value = '[' .. cand .. ']'
-  if cur then
-    local a = string.find(cur, '\\31', 1, true)
-    local b = string.find(cur, '\\31', a + 1, true)
-    local updated, old = tonumber(string.sub(cur, 1, a - 1)), string.sub(cur, b + 1)
-    if updated >= since and string.sub(old, 1, 1) == '[' then
-      if string.find(old, prefix, 1, true) then
-        value = old
-      else
-        value = string.sub(old, 1, -2) .. ',' .. cand .. ']'
-      end
-    end
-  end
-  redis.call('HSET', KEYS[1], name, now .. '\\31' .. exp .. '\\31' .. value)
-end
-return 1
-"""
-
 # KEYS: the run's hash, the waiting set. ARGV: owner, lease_until, now, run id.
 _CLAIM_WAITING = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'waiting' then return 0 end
@@ -148,7 +122,7 @@ class RedisStore:
         self._clock = clock
         self._fernet = fernet(key_text)
         self._scripts = {name: client.register_script(src) for name, src in (
-            ("add_names", _ADD_NAMES), ("claim_waiting", _CLAIM_WAITING), ("answer", _ANSWER),
+            ("claim_waiting", _CLAIM_WAITING), ("answer", _ANSWER),
             ("expire", _EXPIRE), ("append_once", _APPEND_ONCE), ("release", _RELEASE))}
 
     @classmethod
@@ -224,21 +198,6 @@ class RedisStore:
             mapping[self.norm(key)] = self._entry(text, now, expires)
         if mapping:
             self.r.hset(self.k("c", kind), mapping=mapping)
-
-    def add_names(self, kind: str, items: Iterable[tuple[str, dict]], *, since: float,
-                  ttl: float | None = DEFAULT_TTL) -> None:
-        now = self._clock()
-        expires = now + ttl if ttl else None
-        args = [repr(float(since)), repr(now), _num(expires)]
-        for name, cand in items:
-            name = (name or "").strip().casefold()
-            if not name or not cand.get("id"):
-                continue
-            if next(iter(cand)) != "id":
-                cand = {"id": cand["id"], **{k: v for k, v in cand.items() if k != "id"}}
-            args += [name, _dumps(cand), '{"id":' + _dumps(cand["id"]) + ","]
-        if len(args) > 3:
-            self._scripts["add_names"](keys=[self.k("c", kind)], args=args)
 
     def index_names(self, source: str, kind: str, *, since: float, ttl: float | None = DEFAULT_TTL) -> int:
         """As Store.index_names: the name lists of ``kind`` rebuilt from the ``source`` entries

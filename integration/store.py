@@ -30,17 +30,6 @@ DEFAULT_TTL = 24 * 3600.0
 NAME_KINDS = ("user_name", "team_name", "channel_name")  # value: [candidate, ...]
 DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member") + NAME_KINDS
 
-# Adds one candidate to a name's list. A list written before ``since`` (the start of this
-# preload) is replaced, not extended, so people who left drop out. The merge is plain text
-# on the compact JSON this module writes (an element starts with '{"id":...'): parsing the
-# list for every namesake made a 100,000-user preload several times slower.
-_ADD_NAME = """INSERT INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?)
-ON CONFLICT(kind,key) DO UPDATE SET
-  value = CASE WHEN cache.updated < ? OR substr(cache.value, 1, 1) != '[' THEN excluded.value
-               WHEN instr(cache.value, ?) THEN cache.value
-               ELSE substr(cache.value, 1, length(cache.value) - 1) || ',' || substr(excluded.value, 2) END,
-  updated = excluded.updated, expires = excluded.expires"""
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
     kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -115,7 +104,7 @@ def _name_key(name) -> str:
 # instead of deleting it and its index entry and inserting both again (~40% less work).
 _PUT = """INSERT INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?) ON CONFLICT(kind,key)
 DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact: see _ADD_NAME
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact: see _INDEX_NAMES
 _string = json.encoder.encode_basestring  # C; the same escaping as the encoder's with ensure_ascii=False
 
 
@@ -236,24 +225,6 @@ class Store:
             if v is not last:  # one object under several keys (id, mail, UPN) is encoded once
                 last, text = v, _dumps(v)
             yield kind, k.strip().casefold(), text, now, expires
-
-    def add_names(self, kind: str, items: Iterable[tuple[str, dict]], *, since: float,
-                  ttl: float | None = DEFAULT_TTL) -> None:
-        """Add (name, candidate) pairs to name lists (``kind`` is one of NAME_KINDS), merging
-        with the candidates already written for the same name since ``since``; a candidate
-        (by id) is listed once. One transaction, so a page of a preload is one commit."""
-        now = self._clock()
-        expires = now + ttl if ttl else None
-        rows = []
-        for name, cand in items:
-            name = (name or "").strip().casefold()
-            if not name or not cand.get("id"):
-                continue
-            if next(iter(cand)) != "id":  # the id first: _ADD_NAME finds a candidate by its prefix
-                cand = {"id": cand["id"], **{k: v for k, v in cand.items() if k != "id"}}
-            rows.append((kind, name, "[" + _dumps(cand) + "]", now, expires, since, '{"id":' + _dumps(cand["id"]) + ","))
-        with self.transaction() as c:
-            c.executemany(_ADD_NAME, rows)
 
     def index_names(self, source: str, kind: str, *, since: float, ttl: float | None = DEFAULT_TTL) -> int:
         """Rebuild ``kind``'s name lists (one of NAME_KINDS) from the ``source`` entries written

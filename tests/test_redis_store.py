@@ -43,25 +43,30 @@ def test_clear_keeps_tokens_unless_asked(make_store):
     assert s.load_tokens("app") is None and s.counts()["token_caches"] == 0
 
 
-def test_name_lists_merge_replace_prune_and_index(make_store):
+def test_name_lists_built_from_a_run_replace_the_old_ones_and_prune(make_store):
     clock = Clock()
     s = make_store(clock=clock)
-    run = s.now()
-    s.add_names("user_name", [("Bob Smith", {"id": "1", "mail": "b1@x"}), ("Ann", {"mail": "a@x", "id": "2"})], since=run)
-    s.add_names("user_name", [("bob smith ", {"id": "3"}), ("Bob Smith", {"id": "1", "mail": "b1@x"})], since=run)
-    assert [c["id"] for c in s.get("user_name", "BOB SMITH")] == ["1", "3"]
-    assert s.get("user_name", "ann") == [{"id": "2", "mail": "a@x"}]
+
+    def preload(*users):
+        run = s.now()
+        for u in users:  # each by id and by mail, as a preload writes them
+            s.put_many("user", [(u["id"], u), (u["mail"], u)])
+        n = s.index_names("user", "user_name", since=run)
+        return n, s.prune("user_name", before=run)
+
+    bob1 = {"id": "1", "displayName": "Bob Smith", "mail": "b1@x"}
+    bob3 = {"id": "3", "displayName": "bob smith ", "mail": "b3@x"}
+    ann = {"id": "2", "displayName": "Ann", "mail": "a@x"}
+    assert preload(bob1, bob3, ann) == (2, 0)
+    assert sorted(c["id"] for c in s.get("user_name", "BOB SMITH")) == ["1", "3"]
+    assert s.get("user_name", "ann") == [ann]
     clock.t += 10
-    run2 = s.now()
-    s.add_names("user_name", [("Bob Smith", {"id": "3"})], since=run2)
-    assert [c["id"] for c in s.get("user_name", "Bob Smith")] == ["3"]
-    assert s.prune("user_name", before=run2) == 1 and s.get("user_name", "ann") is None
-    # index_names: built from the users written since the run began, by id (not mail) rows
+    assert preload(bob3) == (1, 1)  # Ann was not seen by the second run: pruned
+    assert [c["id"] for c in s.get("user_name", "Bob Smith")] == ["3"]  # "1" left the directory
+    assert s.get("user_name", "ann") is None
     clock.t += 10
-    run3 = s.now()
-    for u in ({"id": "7", "displayName": "Zoë Doe", "mail": "z1@x"}, {"id": "8", "displayName": "zoë doe ", "mail": "z2@x"}):
-        s.put_many("user", [(u["id"], u), (u["mail"], u)])
-    assert s.index_names("user", "user_name", since=run3) == 1
+    zoe1, zoe2 = ({"id": "7", "displayName": "Zoë Doe", "mail": "z1@x"}, {"id": "8", "displayName": "zoë doe ", "mail": "z2@x"})
+    preload(zoe1, zoe2)
     assert sorted(c["id"] for c in s.get("user_name", "ZOË DOE")) == ["7", "8"]
 
 

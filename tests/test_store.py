@@ -86,26 +86,9 @@ def test_writes_inside_a_transaction_commit_together_or_not_at_all(tmp_path):
     with pytest.raises(RuntimeError):
         with s.transaction():
             s.put_many("user", [("a", {"id": "1"})])
-            s.add_names("user_name", [("Ann", {"id": "1"})], since=0)
+            s.put_many("user_name", [("Ann", [{"id": "1"}])])
             raise RuntimeError("interrupted")
     assert s.get("user", "a") is None and s.get("user_name", "ann") is None
-
-
-def test_add_names_merges_candidates_and_a_new_run_replaces_the_old_list(tmp_path):
-    now = [1000.0]
-    s = Store(tmp_path / "s.db", clock=lambda: now[0])
-    run = s.now()
-    s.add_names("user_name", [("Bob Smith", {"id": "1", "mail": "b1@x"}), ("Ann", {"mail": "a@x", "id": "2"})], since=run)
-    s.add_names("user_name", [("bob smith ", {"id": "3", "mail": "b3@x"}), ("Bob Smith", {"id": "1", "mail": "b1@x"})],
-                since=run)  # a later page: a namesake, and a candidate seen before
-    assert [c["id"] for c in s.get("user_name", "BOB SMITH")] == ["1", "3"]
-    assert s.get("user_name", "ann") == [{"id": "2", "mail": "a@x"}]
-    now[0] += 10
-    run2 = s.now()
-    s.add_names("user_name", [("Bob Smith", {"id": "3", "mail": "b3@x"})], since=run2)
-    assert [c["id"] for c in s.get("user_name", "Bob Smith")] == ["3"]  # "1" left the directory
-    assert s.prune("user_name", before=run2) == 1  # Ann was not seen by the second run
-    assert s.get("user_name", "ann") is None
 
 
 def test_prune_by_prefix_keeps_other_teams(tmp_path):
@@ -130,11 +113,11 @@ def _name_writer(path, tag, since):
     s = Store(path)
     for i in range(50):
         with s.transaction():
-            s.put_many("user", [(f"{tag}-{i}@x", {"id": f"{tag}{i}"})])
-            s.add_names("user_name", [("Same Name", {"id": f"{tag}{i}"})], since=since)
+            u = {"id": f"{tag}{i}", "displayName": "Same Name", "mail": f"{tag}-{i}@x"}
+            s.put_many("user", [(u["id"], u), (u["mail"], u)])
 
 
-def test_several_processes_adding_namesakes_lose_none(tmp_path):
+def test_several_processes_writing_namesakes_lose_none(tmp_path):
     path = tmp_path / "shared.db"
     since = Store(path).now()
     ctx = multiprocessing.get_context("spawn")
@@ -145,16 +128,18 @@ def test_several_processes_adding_namesakes_lose_none(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     s = Store(path)
+    assert s.index_names("user", "user_name", since=since) == 1
     ids = [c["id"] for c in s.get("user_name", "same name")]
     assert sorted(ids) == sorted(f"{t}{i}" for t in "abc" for i in range(50))
-    assert s.counts()["user"] == 150
+    assert s.counts()["user"] == 300
 
 
 @given(st.one_of(st.dictionaries(st.text(), st.one_of(st.none(), st.text())), st.text(),
                  st.lists(st.text()), st.dictionaries(st.text(), st.integers())))
 @settings(max_examples=300, deadline=None, derandomize=True)
 def test_the_hand_joined_json_is_what_the_encoder_writes(value):
-    """Name lists are merged as text in SQL (_ADD_NAME), so every writer must encode alike."""
+    """Name lists are joined as text in SQL from stored values (_INDEX_NAMES), so every writer
+    must encode alike."""
     from integration.store import _dumps, _encode
 
     assert _dumps(value) == _encode(value)
