@@ -150,6 +150,9 @@ class RedisStore:
         return ConfigError(f"context store {self.path}: {doing} failed: {reason}",
                            hint="check store_url, store_username and store_password, and that the Redis server is up")
 
+    def thread_done(self) -> None:
+        """Nothing to do: connections are pooled for every thread (Store closes a thread's own)."""
+
     def k(self, *parts: str) -> str:
         return ":".join((self.ns,) + parts)
 

@@ -169,6 +169,10 @@ class Store:
             conn.close()
             self._local.conn = None
 
+    def thread_done(self) -> None:
+        """A worker thread is done with the store: its own connection is closed."""
+        self.close()
+
     # ---- directory cache ----
     def now(self) -> float:
         """The store's clock (injectable in tests): what ``updated`` and TTLs are measured in."""

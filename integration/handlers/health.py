@@ -275,7 +275,7 @@ def _preload_users(g, store, size: int, since: float, counts: dict, progress) ->
         except BaseException as exc:  # noqa: BLE001 - handed to the fetching thread, which raises it
             failed.append(exc)
         finally:
-            store.close()  # this thread's own connection
+            store.thread_done()
 
     writer = threading.Thread(target=write, name="preload-writer", daemon=True)
     writer.start()
