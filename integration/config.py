@@ -150,15 +150,23 @@ def setting_names() -> list[str]:
     return sorted(schema()["properties"])
 
 
-def url_problem(value: str) -> str | None:
-    """Why `value` is not an acceptable endpoint URL (format "msteams-url"), or None."""
+def _split_url(value: str):
+    """(the URL's parts, None), or (None, why it is no URL at all)."""
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return "must be a URL without spaces or control characters"
+        return None, "must be a URL without spaces or control characters"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
     except ValueError:
-        return "is not a valid URL"
+        return None, "is not a valid URL"
+    return parts, None
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable endpoint URL (format "msteams-url"), or None."""
+    parts, problem = _split_url(value)
+    if problem:
+        return problem
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http") or not parts.netloc:
         return "must be an https:// URL"
@@ -173,13 +181,9 @@ def url_problem(value: str) -> str | None:
 
 def store_url_problem(value: str) -> str | None:
     """Why `value` is not an acceptable shared store URL (format "msteams-store-url"), or None."""
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return "must be a URL without spaces or control characters"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
-    except ValueError:
-        return "is not a valid URL"
+    parts, problem = _split_url(value)
+    if problem:
+        return problem
     if parts.scheme.lower() not in ("redis", "rediss") or not parts.hostname:
         return "must be redis://host:port/db or rediss://host:port/db (TLS)"
     if parts.username is not None or parts.password is not None:

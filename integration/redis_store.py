@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from .errors import ConfigError
-from .store import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode
+from .store import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode, claim_decision
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,6 +149,14 @@ class RedisStore:
         reason = redact(str(exc).strip()) or type(exc).__name__
         return ConfigError(f"context store {self.path}: {doing} failed: {reason}",
                            hint="check store_url, store_username and store_password, and that the Redis server is up")
+
+    def _chunks_of(self, key: str, *, newest_first: bool = False, size: int = 500):
+        """The members of a sorted set, a chunk of ``size`` at a time (a list may stop early)."""
+        read = self.r.zrevrange if newest_first else self.r.zrange
+        start = 0
+        while ids := read(key, start, start + size - 1):
+            start += len(ids)
+            yield ids
 
     def thread_done(self) -> None:
         """Nothing to do: connections are pooled for every thread (Store closes a thread's own)."""
@@ -355,19 +363,15 @@ class RedisStore:
         def decide(pipe):
             now = self._clock()
             row = self._outbox_decode(pipe.hgetall(hkey))
+            prior, take = claim_decision(row, now, holder_alive)
             if row is None:
-                prior, row = None, {"key": key, "state": "pending", "target": target, "attempts": 0}
+                row = {"key": key, "state": "pending", "target": target, "attempts": 0}
                 pipe.multi()
                 pipe.hset(hkey, mapping={"key": key, "state": "pending", "target": target, "attempts": 0,
                                          "lease_until": repr(now + lease), "owner": owner, "created": repr(now),
                                          "updated": repr(now)})
                 pipe.zadd(self.k("outbox"), {key: now})
-            elif row["state"] == "sent":
-                prior = "sent"
-            elif row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
-                prior = "pending"
-            else:
-                prior = "stale" if row["state"] == "pending" else row["state"]
+            elif take:
                 pipe.multi()
                 pipe.hset(hkey, mapping={"state": "pending", "lease_until": repr(now + lease), "owner": owner,
                                          "updated": repr(now)})
@@ -399,12 +403,9 @@ class RedisStore:
 
     def outbox_list(self, state: str | None = None, limit: int = 1000) -> list[dict]:
         out: list[dict] = []
-        start = 0
-        while len(out) < limit:
-            keys = self.r.zrange(self.k("outbox"), start, start + 499)
-            if not keys:
+        for keys in self._chunks_of(self.k("outbox")):
+            if len(out) >= limit:
                 break
-            start += len(keys)
             pipe = self.r.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(self.k("outbox", key))
@@ -516,13 +517,10 @@ class RedisStore:
         return self._run_decode(self.r.hgetall(self.k("run", run_id))) if run_id else None
 
     def run_list(self, status: str | None = None, limit: int = 50) -> list[dict]:
-        out = []
-        start = 0
-        while len(out) < limit:
-            ids = self.r.zrevrange(self.k("runs"), start, start + 199)
-            if not ids:
+        out: list[dict] = []
+        for ids in self._chunks_of(self.k("runs"), newest_first=True, size=200):
+            if len(out) >= limit:
                 break
-            start += len(ids)
             for rid in ids:
                 row = self.run_get(rid)
                 if row is None or (status and row["status"] != status):
@@ -591,13 +589,10 @@ class RedisStore:
         self.r.transaction(update, hkey)
 
     def audit_list(self, *, limit: int = 50, sender: str | None = None, since: float | None = None) -> list[dict]:
-        out = []
-        start = 0
-        while len(out) < limit:
-            ids = self.r.zrevrange(self.k("audit", "order"), start, start + 499)
-            if not ids:
+        out: list[dict] = []
+        for ids in self._chunks_of(self.k("audit", "order"), newest_first=True):
+            if len(out) >= limit:
                 break
-            start += len(ids)
             for aid, raw in zip(ids, self.r.hmget(self.k("audit", "data"), ids)):
                 if raw is None:
                     continue
@@ -737,13 +732,10 @@ class RedisStore:
     def mirror_entries(self, incident_id: str | None = None, *, since: float | None = None,
                        limit: int = 10000) -> list[dict]:
         order = self.k("mj", "incident", incident_id) if incident_id is not None else self.k("mj", "order")
-        out = []
-        start = 0
-        while len(out) < limit:
-            ids = self.r.zrange(order, start, start + 499)
-            if not ids:
+        out: list[dict] = []
+        for ids in self._chunks_of(order):
+            if len(out) >= limit:
                 break
-            start += len(ids)
             for seq, raw in zip(ids, self.r.hmget(self.k("mj", "data"), ids)):
                 if raw is None:
                     continue

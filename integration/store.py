@@ -124,6 +124,18 @@ def _dumps(value) -> str:
     return _encode(value)
 
 
+def claim_decision(row: dict | None, now: float, holder_alive) -> tuple[str | None, bool]:
+    """What an outbox key was (``prior``: None, sent, pending, stale, failed or unknown) and
+    whether the claimer takes it: the one rule of both backends' ``outbox_claim``."""
+    if row is None:
+        return None, True
+    if row["state"] == "sent":
+        return "sent", False
+    if row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
+        return "pending", False
+    return ("stale" if row["state"] == "pending" else row["state"]), True
+
+
 class Store:
     def __init__(self, path: str | Path, *, clock=time.time):
         self.path = Path(path)
@@ -346,16 +358,12 @@ class Store:
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             row = self._outbox_row(c, key)
+            prior, take = claim_decision(row, now, holder_alive)
             if row is None:
                 c.execute("INSERT INTO outbox(key,state,target,lease_until,owner,created,updated) VALUES (?,?,?,?,?,?,?)",
                           (key, "pending", target, now + lease, owner, now, now))
-                prior, row = None, {"key": key, "state": "pending", "target": target, "attempts": 0}
-            elif row["state"] == "sent":
-                prior = "sent"
-            elif row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
-                prior = "pending"
-            else:
-                prior = "stale" if row["state"] == "pending" else row["state"]
+                row = {"key": key, "state": "pending", "target": target, "attempts": 0}
+            elif take:
                 c.execute("UPDATE outbox SET state='pending', lease_until=?, owner=?, updated=? WHERE key=?",
                           (now + lease, owner, now, key))
             c.execute("COMMIT")

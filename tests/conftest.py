@@ -152,6 +152,7 @@ def _redis_store_factory(server, namespace: str, made: list):
         made.append(s)
         return s
     make.backend, make.url, make.namespace, make.key = "redis", server.url, namespace, key
+    make.where = (server.url, namespace, key)  # for a child process: store_helpers.open_at
     return make
 
 
@@ -174,6 +175,7 @@ def make_store(request, tmp_path):
             made.append(s)
             return s
         make.backend, make.path = "sqlite", tmp_path / "store.sqlite3"
+        make.where = make.path
     yield make
     for s in made:
         s.close()

@@ -10,7 +10,7 @@ import pytest
 from integration.errors import GraphError, PermissionDenied
 from integration.outbox import Outbox, UnknownDelivery, delivery_key
 from integration.owners import alive
-from integration.store import Store
+from store_helpers import open_at
 
 
 class Clock:
@@ -125,20 +125,8 @@ def test_keys_are_stable_and_distinct():
     assert len(delivery_key("x")) == 32
 
 
-def _open(where):
-    """A store handle in a child process: a SQLite path, or (url, namespace, key) of a Redis."""
-    if isinstance(where, tuple):
-        import redis
-
-        from integration.redis_store import RedisStore
-
-        url, namespace, key = where
-        return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
-    return Store(where)
-
-
 def _race(where, keys, q):
-    store = _open(where)
+    store = open_at(where)
     box = Outbox(store)
     sent = []
     for k in keys:
@@ -150,10 +138,9 @@ def _race(where, keys, q):
 
 def test_processes_racing_for_the_same_keys_send_each_once(make_store):
     make_store().close()
-    where = (make_store.url, make_store.namespace, make_store.key) if make_store.backend == "redis" else make_store.path
     keys = [f"k{i}" for i in range(60)]
     q = multiprocessing.get_context("spawn").Queue()
-    procs = [multiprocessing.get_context("spawn").Process(target=_race, args=(where, keys, q)) for _ in range(4)]
+    procs = [multiprocessing.get_context("spawn").Process(target=_race, args=(make_store.where, keys, q)) for _ in range(4)]
     [p.start() for p in procs]
     sent = [k for _ in procs for k in q.get(timeout=60)]
     [p.join(timeout=60) for p in procs]

@@ -9,6 +9,8 @@ import multiprocessing
 
 import pytest
 
+from store_helpers import open_at
+
 
 class Clock:
     def __init__(self, t: float = 1_000_000.0):
@@ -201,20 +203,8 @@ def test_locks_one_holder_a_gone_one_replaced_release_by_owner_only(make_store):
 
 
 # ---- across processes ----
-def _open(where):
-    import redis
-
-    from integration.redis_store import RedisStore
-    from integration.store import Store
-
-    if isinstance(where, tuple):
-        url, namespace, key = where
-        return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
-    return Store(where)
-
-
 def _answer(where, who, q):
-    s = _open(where)
+    s = open_at(where)
     q.put((who, s.question_answer("q", f"answer-{who}", who, who, None), s.run_claim_waiting("r", who, lease=60)))
     s.close()
 
@@ -223,10 +213,9 @@ def test_processes_racing_to_answer_and_resume_exactly_one_wins(make_store):
     s = make_store()
     s.question_create("q", {"text": "?"}, None)
     s.run_create(_run("r", status="waiting", state={"waiting": {"question": "q"}}), lease=60)
-    where = (make_store.url, make_store.namespace, make_store.key) if make_store.backend == "redis" else make_store.path
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_answer, args=(where, f"p{i}", q)) for i in range(4)]
+    procs = [ctx.Process(target=_answer, args=(make_store.where, f"p{i}", q)) for i in range(4)]
     [p.start() for p in procs]
     results = [q.get(timeout=60) for _ in procs]
     [p.join(60) for p in procs]

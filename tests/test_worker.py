@@ -273,26 +273,7 @@ def test_worker_without_store_url_exits_3_with_a_hint(big, tmp_path):
 
 # ---- a run resumed on a worker ----
 
-WAITING = """\
-name: ask-then-tell
-inputs:
-  who: {type: string, required: true}
-steps:
-  - id: q
-    command: ask
-    args:
-      question: Contain the host?
-      user: ["${inputs.who}"]
-      expires_in: 600
-    outputs:
-      answer: ${result.outputs.0.answer}
-  - id: tell
-    command: send-notification
-    args:
-      user: ["${inputs.who}"]
-      message: "Decision: ${steps.q.outputs.answer}"
-      message_format: text
-"""
+from test_ask import WAITING_PLAYBOOK as WAITING  # noqa: E402 - the same ask-then-tell playbook
 
 
 def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_path):
@@ -330,7 +311,7 @@ def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_
     assert code == 0, err
     assert f"run {run_id} (ask-then-tell): ok" in out
     texts = [a["activity"].get("text") for a in pool.emu.state.activities.values()]
-    assert texts.count("Decision: Yes") == 1
+    assert texts.count("Decision: Yes (Conor O'Brien)") == 1
 
 
 def test_without_a_running_pool_the_endpoint_resumes_the_run_itself(pool, tmp_path):

@@ -1,0 +1,17 @@
+"""Opening one store from several processes in the tests: ``make_store.where`` (conftest.py) is
+a picklable address, a SQLite path or (url, namespace, key) of a Redis, that a child process
+hands to ``open_at``."""
+from __future__ import annotations
+
+
+def open_at(where):
+    if isinstance(where, tuple):
+        import redis
+
+        from integration.redis_store import RedisStore
+
+        url, namespace, key = where
+        return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
+    from integration.store import Store
+
+    return Store(where)
