@@ -75,3 +75,21 @@ def test_a_shared_store_without_a_key_is_refused_before_any_write(tmp_path, redi
     code, _ = run(["--config", str(cfg), "store", "status"])
     err = run.err
     assert code == 3 and "store_key is not set" in err and "msteams store keygen" in err
+
+
+def test_rediss_with_the_configured_ca_bundle_and_an_untrusted_server_refused(tmp_path):
+    import redis_server as rs
+
+    server = rs.start_or_skip(tls=True)
+    try:
+        key_file = tmp_path / "store.key"
+        run(["store", "keygen", "--out", str(key_file)])
+        cfg = _config(tmp_path, server.url, "tls", key_file, store_ca_bundle=server.ca_path)
+        code, text = run(["--config", cfg, "store", "status"])
+        assert code == 0 and f"127.0.0.1:{server.port}/0" in text, run.err
+        # the same server without its CA: the system's CAs do not vouch for it
+        cfg = _config(tmp_path, server.url, "tls", key_file, timeout=3)
+        code, _ = run(["--config", cfg, "store", "status"])
+        assert code == 3 and "certificate" in run.err.lower() and "Traceback" not in run.err
+    finally:
+        server.stop()
