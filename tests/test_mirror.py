@@ -117,6 +117,34 @@ def _bot_posts(ch):
     return [m for m in ch.messages if (m.sender or {}).get("application")]
 
 
+def test_two_engines_mirroring_one_incident_at_once_make_one_channel(mrig, emu, tmp_path):
+    """A second engine (its own runtime, the same store) asks while the first is still creating
+    the channel: it waits for the first's lock and finds its channel, instead of failing."""
+    emu.faults.add(method="POST", path=r"/teams/.*/channels$", delay=0.5, count=5)  # a slow create
+    other = Runtime(make_config(emu, tmp_path, bot_access_file=mrig.runtime.cfg.bot_access_file), sleep=Sleeps())
+    other.echo = lambda s: None
+    results, errors = {}, []
+
+    def mirror(name, rt):
+        try:
+            results[name] = execute("mirror-investigation", {"incident_id": "77", "team": SOC}, rt)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=mirror, args=(n, rt)) for n, rt in (("a", mrig.runtime), ("b", other))]
+        [t.start() for t in threads]
+        [t.join(60) for t in threads]
+    finally:
+        other.close()
+    assert errors == [] and len(results) == 2
+    assert results["a"].outputs[0]["channelId"] == results["b"].outputs[0]["channelId"]
+    creates = [e for e in emu.request_log if e["method"] == "POST" and e["path"].endswith("/channels")]
+    assert len(creates) == 1
+    team = next(t for t in emu.state.teams.values() if t.display_name == SOC)
+    assert [c.display_name for c in team.channels.values()].count("incident-77") == 1
+
+
 def test_mirror_investigation_twice_gives_one_channel_and_one_welcome(mrig):
     r = mrig.run("mirror-investigation", incident_id="42", team=SOC)
     row = r.outputs[0]

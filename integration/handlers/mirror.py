@@ -21,7 +21,11 @@ from ..errors import ArgumentError, IntegrationError, NotFound
 from ..graph import seg
 from ..outbox import Outbox, delivery_key, delivery_scope
 from ..resolve import is_thread_id
+from ..tokenlock import StoreLock
 from . import notify
+
+# The longest a run waits for another creating the same channel (a create with its retries).
+CREATE_LOCK_SECONDS = 120.0
 
 HANDLERS = ("mirror_investigation", "mirror_entry", "mirror_entries", "mirror_close", "mirror_flush")
 
@@ -83,15 +87,23 @@ def _channel(ctx, lookups, team: str, name: str) -> tuple[dict, dict]:
     if is_thread_id(name):
         return t, r.channel(t["id"], name)
     key = delivery_key("mirror-channel", t["id"], name.strip().casefold())
+    # One run at a time per channel, on any host (a lock in the store, lapsing by itself): a
+    # second run waits for the first and finds its channel instead of creating it again.
+    with StoreLock(ctx.store, f"mirror-channel:{key}", lease=CREATE_LOCK_SECONDS, timeout=CREATE_LOCK_SECONDS,
+                   what=f"the creation of channel '{name}'"):
+        return t, _find_or_create(ctx, lookups, r, t, name, key)
+
+
+def _find_or_create(ctx, lookups, r, t: dict, name: str, key: str) -> dict:
     box = Outbox(ctx.store)
     made = box.state(key)
     if made and made.get("state") == "sent" and made.get("message_id"):
         try:
-            return t, r.channel(t["id"], made["message_id"])
+            return r.channel(t["id"], made["message_id"])
         except NotFound:
             box.forget(key)  # deleted since: make it again
     try:
-        return t, r.channel(t["id"], name)
+        return r.channel(t["id"], name)
     except NotFound:
         pass
     graph = ctx.runtime.client(lookups.flow)
@@ -110,7 +122,7 @@ def _channel(ctx, lookups, team: str, name: str) -> tuple[dict, dict]:
     ch = d.value or {"id": d.message_id, "displayName": name}
     view = {"id": ch["id"], "displayName": ch.get("displayName") or name, "membershipType": "standard"}
     ctx.store.put("channel", f"{t['id']}/{name.strip()}", view)
-    return t, view
+    return view
 
 
 def mirror_investigation(ctx):
