@@ -15,12 +15,11 @@ import threading
 import time
 
 import pytest
+import redis
 
 from engine_fixtures import make_config
 from integration.pacer import Pacer, Window, bot_windows, graph_windows
 from integration.redis_pacer import RedisPacer
-
-redis = pytest.importorskip("redis")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared store encrypts token caches under a key (store_key); one for every engine of a test.
