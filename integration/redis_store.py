@@ -441,23 +441,33 @@ class RedisStore:
         return w.get("question") if isinstance(w, dict) else None
 
     def run_create(self, run: dict, *, lease: float) -> dict:
+        """As Store.run_create: a run key names one run, whichever process creates it first
+        (decided in a WATCH/MULTI transaction on the key)."""
         now = self._clock()
-        if run.get("run_key"):
-            # The run key is taken first, atomically: a second creator with the same key gets the first run.
-            if not self.r.set(self.k("runkey", run["run_key"]), run["id"], nx=True):
-                existing = self.run_get(self.r.get(self.k("runkey", run["run_key"])) or "")
-                if existing is not None:
-                    return existing
-                self.r.set(self.k("runkey", run["run_key"]), run["id"])
+        key = self.k("runkey", run["run_key"]) if run.get("run_key") else None
         fields = {"id": run["id"], "run_key": run.get("run_key") or "", "playbook": run["playbook"], "name": run["name"],
                   "status": run["status"], "owner": run.get("owner") or "", "lease_until": repr(now + lease),
                   "state": json.dumps(run["state"]), "created": repr(now), "updated": repr(now)}
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k("run", run["id"]), mapping=fields)
-        pipe.zadd(self.k("runs"), {run["id"]: now})
-        if self._waiting_on(run["status"], run["state"]):
-            pipe.sadd(self.k("runs", "waiting"), run["id"])
-        pipe.execute()
+        result: dict = {}
+
+        def create(pipe):  # called again if the key changed meanwhile: starts from nothing
+            result.clear()
+            if key is not None:
+                existing = pipe.get(key)
+                if existing and pipe.exists(self.k("run", existing)):
+                    result["existing"] = existing
+                    return
+            pipe.multi()
+            if key is not None:
+                pipe.set(key, run["id"])
+            pipe.hset(self.k("run", run["id"]), mapping=fields)
+            pipe.zadd(self.k("runs"), {run["id"]: now})
+            if self._waiting_on(run["status"], run["state"]):
+                pipe.sadd(self.k("runs", "waiting"), run["id"])
+
+        self.r.transaction(create, *([key] if key else []))
+        if result.get("existing"):
+            return self.run_get(result["existing"])
         return dict(run, created=now, updated=now, lease_until=now + lease)
 
     def run_claim(self, run_id: str, owner: str, *, lease: float, holder_alive) -> dict | None:
@@ -631,17 +641,22 @@ class RedisStore:
     def question_create(self, qid: str, value: dict, expires: float | None) -> tuple[dict, bool]:
         now = self._clock()
         hkey = self.k("q", qid)
-        # The id field is written only by the first creator (HSETNX); the rest follows it.
-        if not self.r.hsetnx(hkey, "id", qid):
-            return self.question_get(qid), False
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(hkey, mapping={"status": "open", "value": json.dumps(value), "expires": _num(expires),
-                                 "created": repr(now), "updated": repr(now)})
-        pipe.zadd(self.k("qs"), {qid: now})
-        if expires is not None:
-            pipe.zadd(self.k("qs", "open"), {qid: expires})
-        pipe.execute()
-        return self.question_get(qid), True
+        created: list = []
+
+        def create(pipe):  # called again if the question changed meanwhile: starts from nothing
+            created.clear()
+            if pipe.hexists(hkey, "status"):
+                return
+            pipe.multi()
+            pipe.hset(hkey, mapping={"id": qid, "status": "open", "value": json.dumps(value), "expires": _num(expires),
+                                     "created": repr(now), "updated": repr(now)})
+            pipe.zadd(self.k("qs"), {qid: now})
+            if expires is not None:
+                pipe.zadd(self.k("qs", "open"), {qid: expires})
+            created.append(True)
+
+        self.r.transaction(create, hkey)
+        return self.question_get(qid), bool(created)
 
     def question_get(self, qid: str) -> dict | None:
         h = self.r.hgetall(self.k("q", qid))

@@ -203,6 +203,26 @@ def test_locks_one_holder_a_gone_one_replaced_release_by_owner_only(make_store):
 
 
 # ---- across processes ----
+def _create(where, who, q):
+    s = open_at(where)
+    run = s.run_create(_run(f"run-{who}", key="IR-1"), lease=60)
+    question, created = s.question_create("q-shared", {"text": who}, None)
+    q.put((run["id"], question["value"]["text"], created))
+    s.close()
+
+
+def test_processes_creating_one_run_key_and_one_question_get_one_of_each(make_store):
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_create, args=(make_store.where, f"p{i}", q)) for i in range(4)]
+    [p.start() for p in procs]
+    results = [q.get(timeout=60) for _ in procs]
+    [p.join(60) for p in procs]
+    assert len({run_id for run_id, _, _ in results}) == 1  # every process got the same run
+    assert len({text for _, text, _ in results}) == 1 and sum(c for _, _, c in results) == 1
+    assert len(make_store().run_list()) == 1
+
+
 def _answer(where, who, q):
     s = open_at(where)
     q.put((who, s.question_answer("q", f"answer-{who}", who, who, None), s.run_claim_waiting("r", who, lease=60)))
