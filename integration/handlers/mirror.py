@@ -126,8 +126,17 @@ def _find_or_create(ctx, lookups, r, t: dict, name: str, key: str) -> dict:
 
 
 def mirror_investigation(ctx):
-    a = ctx.args
     inc = _incident(ctx)
+    # One mirror-investigation per incident at a time, on any host: a second run waits, then
+    # finds the first's channel and welcome (its delivery key is sent) instead of meeting the
+    # welcome while the first still holds it.
+    with StoreLock(ctx.store, f"mirror-incident:{inc}", lease=CREATE_LOCK_SECONDS, timeout=CREATE_LOCK_SECONDS,
+                   what=f"the mirroring of incident {inc}"):
+        return _mirror_investigation(ctx, inc)
+
+
+def _mirror_investigation(ctx, inc: str):
+    a = ctx.args
     notify._tenant(ctx)
     lookups = notify._Lookups(ctx)
     prev = ctx.store.mirror_get(inc) or {}
