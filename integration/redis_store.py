@@ -184,10 +184,6 @@ class RedisStore:
         no multi-statement rollback, and no caller needs more than that of a cache."""
         yield self
 
-    @contextmanager
-    def bulk(self):
-        yield
-
     def _entry(self, text: str, now: float, expires: float | None) -> str:
         return f"{now!r}{_SEP}{_num(expires)}{_SEP}{text}"
 
@@ -199,7 +195,10 @@ class RedisStore:
     def put(self, kind: str, key: str, value: Any, ttl: float | None = DEFAULT_TTL) -> None:
         self.put_many(kind, [(key, value)], ttl)
 
-    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL, *,
+                 stage_names: bool = False) -> None:
+        """As Store.put_many; ``stage_names`` changes nothing here, as index_names reads the hash
+        it wrote anyway (Redis keeps no per-connection table to set the names aside in)."""
         now = self._clock()
         expires = now + ttl if ttl else None
         mapping, last, text = {}, None, ""

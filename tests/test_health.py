@@ -324,6 +324,7 @@ def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, run
         return real(self, *a, **k)
 
     monkeypatch.setattr(Store, "put_many", failing)
+    monkeypatch.setattr("integration.handlers.health._AHEAD_USERS", 2)  # a commit per 2-user page
     with pytest.raises(ConfigError, match="disk is full"):
         execute("cache-preload", {"include": "users", "page_size": 2}, runtime)
     assert not _writer_alive()

@@ -162,3 +162,49 @@ def test_index_names_lists_every_namesake_written_since_the_run_began(tmp_path):
     assert sorted(c["id"] for c in s.get("user_name", "Bob Smith")) == ["1", "3"]  # "old" was not seen
     assert s.get("user_name", "ANNA STRASSE") == [strasse]  # casefolded like every other key
     assert s.prune("user_name", before=run) == 0
+
+
+def test_staged_names_give_the_same_lists_as_the_scan(tmp_path):
+    """put_many(stage_names=True) sets each entry written under its own id aside, so
+    index_names groups those instead of scanning the table: the lists must be the scan's."""
+    users = [{"id": "1", "displayName": "Bob Smith", "mail": "b1@x"}, {"id": "3", "displayName": " bob SMITH", "mail": "b3@x"},
+             {"id": "4", "displayName": "Anna Straße", "mail": "a@x"}, {"id": "5", "displayName": None, "mail": "n@x"},
+             {"id": "6", "displayName": 7, "mail": "q@x"}]
+    lists = {}
+    for staged in (False, True):
+        s = Store(tmp_path / f"{staged}.db")
+        run = s.now()
+        with s.transaction():
+            for u in users + users[:1]:  # one written twice is listed once
+                s.put_many("user", [(u["id"], u), (u["mail"], u)], stage_names=staged)
+        assert ("user" in s._staged()) is staged
+        assert s.index_names("user", "user_name", since=run) == 2
+        lists[staged] = {k: sorted(c["id"] for c in s.get("user_name", k)) for k in ("bob smith", "anna strasse")}
+        assert not s._staged()  # the staging is emptied by the index it fed
+    assert lists[True] == lists[False] == {"bob smith": ["1", "3"], "anna strasse": ["4"]}
+
+
+def test_staged_names_of_a_run_that_never_indexed_are_not_listed(tmp_path):
+    now = [1000.0]
+    s = Store(tmp_path / "s.db", clock=lambda: now[0])
+    s.put_many("user", [("old", {"id": "old", "displayName": "Bob Smith"})], stage_names=True)  # a run that stopped
+    now[0] += 10
+    run = s.now()
+    s.put_many("user", [("new", {"id": "new", "displayName": "Bob Smith"})], stage_names=True)
+    assert s.index_names("user", "user_name", since=run) == 1
+    assert [c["id"] for c in s.get("user_name", "bob smith")] == ["new"]
+
+
+def test_a_rolled_back_staging_leaves_index_names_working(tmp_path):
+    s = Store(tmp_path / "s.db")
+    run = s.now()
+    try:
+        with s.transaction():
+            s.put_many("user", [("1", {"id": "1", "displayName": "Ann"})], stage_names=True)
+            raise RuntimeError("the write failed")
+    except RuntimeError:
+        pass
+    assert s.index_names("user", "user_name", since=run) == 0  # nothing was written, nothing listed
+    s.put_many("user", [("2", {"id": "2", "displayName": "Ann"})], stage_names=True)
+    assert s.index_names("user", "user_name", since=run) == 1
+    assert s.get("user_name", "ann") == [{"id": "2", "displayName": "Ann"}]

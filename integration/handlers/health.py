@@ -237,82 +237,97 @@ def cache_preload(ctx):
 
 def _preload_users(g, store, size: int, since: float, counts: dict, progress) -> None:
     """Users page by page, nothing kept beyond a few pages: each user by id, mail and UPN; then
-    every display name with all its people into ``user_name``, built by the store from what
+    every display name with all its people into ``user_name``, grouped by the store from what
     this run wrote.
 
     Pages are written by a second thread while the next ones are fetched: SQLite does its
     b-tree work with the interpreter lock released, so the writes overlap the wait for Graph
-    instead of adding to it. At most about ``_AHEAD_USERS`` users wait for the writer. A failed write stops
-    the paging; a failed page stops it too, after the pages read before it are written (the
-    name lists are then left as the last complete preload wrote them)."""
+    instead of adding to it. The writer commits about ``_AHEAD_USERS`` users at a time, and
+    builds the name lists itself once the last page is in (its connection holds the names it
+    set aside). A failed write stops the paging; a failed page stops it too, after the pages
+    read before it are written (the name lists are then left as the last complete preload
+    wrote them)."""
     import queue
     import threading
 
-    ahead = max(2, _AHEAD_USERS // max(1, size))
-    pending: queue.Queue = queue.Queue(maxsize=ahead)
+    pending: queue.Queue = queue.Queue(maxsize=max(2, _AHEAD_USERS // max(1, size)))
     failed: list[BaseException] = []
+    complete, stopped = object(), object()  # the end of the directory; paging ended early
+
+    def put(items: list) -> int:
+        views = [user_view(u) for u in items if u.get("id")]
+        store.put_many("user", ((key, v) for v in views for key in
+                                {v["id"], v.get("mail"), v.get("userPrincipalName")} if key), stage_names=True)
+        return len(views)
 
     def write() -> None:
         try:
-            with store.bulk():
-                done = False
-                while not done:
-                    # The pages waiting now go in one transaction: a writer that falls behind
-                    # catches up with fewer, larger commits.
-                    batch = [pending.get()]
-                    while batch[-1] is not None and len(batch) < ahead:
+            item = pending.get()
+            while item is not complete and item is not stopped:
+                # Each page is written as it comes, but committed with the pages that follow it
+                # for up to _AHEAD_USERS users or _HOLD_SECONDS: each commit rewrites every
+                # index page it touched, so page-sized ones cost twice as much in all, and the
+                # store's write lock is never held for longer than that.
+                with store.transaction():
+                    until = time.monotonic() + _HOLD_SECONDS
+                    n, item = put(item), None
+                    while n < _AHEAD_USERS and (left := until - time.monotonic()) > 0:
                         try:
-                            batch.append(pending.get_nowait())
+                            nxt = pending.get(timeout=left)
                         except queue.Empty:
                             break
-                    if batch[-1] is None:
-                        done = True
-                        batch.pop()
-                    if not batch:
-                        continue
-                    store.put_many("user", ((key, v) for views in batch for v in views for key in
-                                            {v["id"], v.get("mail"), v.get("userPrincipalName")} if key))
+                        if nxt is complete or nxt is stopped:
+                            item = nxt
+                            break
+                        n += put(nxt)
+                if item is None:  # the next page is awaited with the transaction committed
+                    item = pending.get()
+            if item is complete:
+                # The whole directory was read: a shared name lists everyone who has it, and a
+                # name not written in this run belongs to nobody now.
+                with store.transaction():
+                    store.index_names("user", "user_name", since=since)
+                    store.prune("user_name", before=since)
         except BaseException as exc:  # noqa: BLE001 - handed to the fetching thread, which raises it
             failed.append(exc)
         finally:
             store.thread_done()
 
-    writer = threading.Thread(target=write, name="preload-writer", daemon=True)
-    writer.start()
-    try:
-        for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
-            views = [user_view(u) for u in items if u.get("id")]
-            while not failed:
-                try:
-                    pending.put(views, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            if failed:
-                break
-            counts["users"] += len(views)
-            progress.add("users", len(views))
-    finally:
-        while writer.is_alive():
+    def hand(item) -> bool:
+        """Queue ``item`` for the writer; False once the writer has failed or ended."""
+        while not failed and writer.is_alive():
             try:
-                pending.put(None, timeout=0.2)
-                break
+                pending.put(item, timeout=0.2)
+                return True
             except queue.Full:
                 continue
+        return False
+
+    writer = threading.Thread(target=write, name="preload-writer", daemon=True)
+    writer.start()
+    end = stopped
+    try:
+        for items in g.pages("/users", params={"$select": USER_SELECT}, page_size=size):
+            if not hand(items):  # the writer makes the views: this thread only pages
+                break
+            n = sum(1 for u in items if u.get("id"))
+            counts["users"] += n
+            progress.add("users", n)
+        else:
+            end = complete
+    finally:
+        hand(end)
         writer.join()
     if failed:
         raise failed[0]
-    # The whole directory was read: the name lists are built from it in one pass (so a shared
-    # name lists everyone who has it), and a name not written in this run belongs to nobody now.
-    with store.transaction():
-        store.index_names("user", "user_name", since=since)
-        store.prune("user_name", before=since)
 
 
-# Users fetched ahead of the store's writer (in whole pages, at least two), which is also the most
-# it writes in one transaction: bounded in users, not pages, so memory stays flat at Graph's
-# largest page size.
+# Users the store's writer commits at once, which also bounds the users waiting for it (in
+# whole pages, at least two): bounded in users, not pages, so memory stays flat at Graph's
+# largest page size. A commit also comes after _HOLD_SECONDS, so that other processes sharing
+# the store do not wait long on a slow Graph.
 _AHEAD_USERS = 1000
+_HOLD_SECONDS = 0.2
 
 
 def _preload_team(g, store, t: dict, include: set, size: int, counts: dict, progress) -> None:
