@@ -95,15 +95,15 @@ SELECT ?, name, '[' || group_concat(value, ',') || ']', ?, ? FROM (
 WHERE name != '' GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 # The same lists from what put_many(stage_names=True) set aside on this connection: a temp table
-# (no other connection sees it, and it goes with the connection), one row per id so an entry
-# written twice is listed once. ``updated`` drops what a run that never indexed left behind.
+# (no other connection sees it, and it goes with the connection). Appended to, with no key to
+# keep in order as it grows: an entry written twice is listed once, as its last write, by the
+# query. ``updated`` drops what a run that never indexed left behind.
 _STAGE_TABLE = """CREATE TEMP TABLE IF NOT EXISTS name_stage (kind TEXT NOT NULL, id TEXT NOT NULL,
-name TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, id))"""
-_STAGE = """INSERT INTO temp.name_stage(kind,id,name,value,updated) VALUES (?,?,?,?,?) ON CONFLICT(kind,id)
-DO UPDATE SET name=excluded.name, value=excluded.value, updated=excluded.updated"""
+name TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL)"""
+_STAGE = "INSERT INTO temp.name_stage(kind,id,name,value,updated) VALUES (?,?,?,?,?)"
 _INDEX_STAGED = """INSERT INTO cache(kind,key,value,updated,expires)
-SELECT ?, name, '[' || group_concat(value, ',') || ']', ?, ? FROM temp.name_stage
-WHERE kind=? AND updated>=? GROUP BY name
+SELECT ?1, name, '[' || group_concat(value, ',') || ']', ?2, ?3 FROM temp.name_stage
+WHERE rowid IN (SELECT max(rowid) FROM temp.name_stage WHERE kind=?4 AND updated>=?5 GROUP BY id) GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 
 
