@@ -158,6 +158,14 @@ class RedisStore:
             start += len(ids)
             yield ids
 
+    def _journal(self, order: str, data: str, *, newest_first: bool = False):
+        """(id, record) of a journal: ids in the sorted set ``order``, JSON records in the hash
+        ``data``; an id whose record is gone is skipped. A generator, so a list may stop early."""
+        for ids in self._chunks_of(order, newest_first=newest_first):
+            for rid, raw in zip(ids, self.r.hmget(data, ids)):
+                if raw is not None:
+                    yield rid, json.loads(raw)
+
     def thread_done(self) -> None:
         """Nothing to do: connections are pooled for every thread (Store closes a thread's own)."""
 
@@ -599,20 +607,12 @@ class RedisStore:
 
     def audit_list(self, *, limit: int = 50, sender: str | None = None, since: float | None = None) -> list[dict]:
         out: list[dict] = []
-        for ids in self._chunks_of(self.k("audit", "order"), newest_first=True):
-            if len(out) >= limit:
-                break
-            for aid, raw in zip(ids, self.r.hmget(self.k("audit", "data"), ids)):
-                if raw is None:
-                    continue
-                e = json.loads(raw)
-                if since is not None and e["time"] < since:
-                    return out  # newest first: the rest is older still
-                if sender and e.get("sender_id") != sender and (e.get("sender_name") or "").lower() != sender.lower():
-                    continue
-                out.append({c: (int(aid) if c == "id" else e.get(c)) for c in self.AUDIT_COLS})
-                if len(out) >= limit:
-                    break
+        for aid, e in self._journal(self.k("audit", "order"), self.k("audit", "data"), newest_first=True):
+            if len(out) >= limit or (since is not None and e["time"] < since):
+                break  # newest first: the rest is older still
+            if sender and e.get("sender_id") != sender and (e.get("sender_name") or "").lower() != sender.lower():
+                continue
+            out.append({c: (int(aid) if c == "id" else e.get(c)) for c in self.AUDIT_COLS})
         return out
 
     # ---- call state changes ----
@@ -747,19 +747,13 @@ class RedisStore:
                        limit: int = 10000) -> list[dict]:
         order = self.k("mj", "incident", incident_id) if incident_id is not None else self.k("mj", "order")
         out: list[dict] = []
-        for ids in self._chunks_of(order):
+        for seq, e in self._journal(order, self.k("mj", "data")):
             if len(out) >= limit:
                 break
-            for seq, raw in zip(ids, self.r.hmget(self.k("mj", "data"), ids)):
-                if raw is None:
-                    continue
-                e = json.loads(raw)
-                if since is not None and e["time"] < since:
-                    continue
-                out.append(dict(json.loads(e["value"]), seq=int(seq), incidentId=e["incident_id"],
-                                activityId=e["activity_id"], journaledAt=e["time"]))
-                if len(out) >= limit:
-                    break
+            if since is not None and e["time"] < since:
+                continue
+            out.append(dict(json.loads(e["value"]), seq=int(seq), incidentId=e["incident_id"],
+                            activityId=e["activity_id"], journaledAt=e["time"]))
         return out
 
     def secret(self, name: str, make) -> str:

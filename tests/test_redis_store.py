@@ -211,13 +211,19 @@ def _create(where, who, q):
     s.close()
 
 
-def test_processes_creating_one_run_key_and_one_question_get_one_of_each(make_store):
+def _race(target, where, n: int = 4) -> list:
+    """What ``n`` processes running ``target(where, name, queue)`` at once put on the queue."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_create, args=(make_store.where, f"p{i}", q)) for i in range(4)]
+    procs = [ctx.Process(target=target, args=(where, f"p{i}", q)) for i in range(n)]
     [p.start() for p in procs]
     results = [q.get(timeout=60) for _ in procs]
     [p.join(60) for p in procs]
+    return results
+
+
+def test_processes_creating_one_run_key_and_one_question_get_one_of_each(make_store):
+    results = _race(_create, make_store.where)
     assert len({run_id for run_id, _, _ in results}) == 1  # every process got the same run
     assert len({text for _, text, _ in results}) == 1 and sum(c for _, _, c in results) == 1
     assert len(make_store().run_list()) == 1
@@ -233,12 +239,7 @@ def test_processes_racing_to_answer_and_resume_exactly_one_wins(make_store):
     s = make_store()
     s.question_create("q", {"text": "?"}, None)
     s.run_create(_run("r", status="waiting", state={"waiting": {"question": "q"}}), lease=60)
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_answer, args=(make_store.where, f"p{i}", q)) for i in range(4)]
-    [p.start() for p in procs]
-    results = [q.get(timeout=60) for _ in procs]
-    [p.join(60) for p in procs]
+    results = _race(_answer, make_store.where)
     answered = [who for who, won, _ in results if won]
     resumed = [who for who, _, row in results if row is not None]
     assert len(answered) == 1 and len(resumed) == 1
