@@ -158,6 +158,22 @@ class RedisStore:
             start += len(ids)
             yield ids
 
+    def _update_existing(self, hkey: str, update) -> bool:
+        """Run ``update(pipe)``'s writes in one MULTI only while the hash ``hkey`` exists: WATCHed,
+        so a delete that lands between the check and the writes makes them start again (and find
+        nothing) instead of leaving a hash of a few fields where the record was."""
+        done = []
+
+        def run(pipe):
+            done.clear()
+            if pipe.exists(hkey):
+                pipe.multi()
+                update(pipe)
+                done.append(True)
+
+        self.r.transaction(run, hkey)
+        return bool(done)
+
     def _journal(self, order: str, data: str, *, newest_first: bool = False):
         """(id, record) of a journal: ids in the sorted set ``order``, JSON records in the hash
         ``data``; an id whose record is gone is skipped. A generator, so a list may stop early."""
@@ -392,18 +408,18 @@ class RedisStore:
                    attempt: bool = False, lease: float | None = None) -> None:
         now = self._clock()
         hkey = self.k("outbox", key)
-        if not self.r.exists(hkey):
-            return  # as the SQL UPDATE of a missing row: nothing
         fields = {"state": state, "reason": reason or "", "lease_until": repr(now + lease) if lease else "",
                   "updated": repr(now)}
         if message_id is not None:
             fields["message_id"] = message_id
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(hkey, mapping=fields)
-        if attempt:
-            pipe.hincrby(hkey, "attempts", 1)
-        pipe.zadd(self.k("outbox"), {key: now})
-        pipe.execute()
+
+        def update(pipe):
+            pipe.hset(hkey, mapping=fields)
+            if attempt:
+                pipe.hincrby(hkey, "attempts", 1)
+            pipe.zadd(self.k("outbox"), {key: now})
+
+        self._update_existing(hkey, update)  # as the SQL UPDATE of a missing row: nothing
 
     def outbox_get(self, key: str) -> dict | None:
         return self._outbox_decode(self.r.hgetall(self.k("outbox", key)))
@@ -519,16 +535,17 @@ class RedisStore:
     def run_save(self, run_id: str, status: str, state: dict, *, lease: float) -> None:
         now = self._clock()
         hkey = self.k("run", run_id)
-        if not self.r.exists(hkey):
-            return
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(hkey, mapping={"status": status, "state": json.dumps(state, default=str),
-                                 "lease_until": repr(now + lease), "updated": repr(now)})
-        if self._waiting_on(status, state):
-            pipe.sadd(self.k("runs", "waiting"), run_id)
-        else:
-            pipe.srem(self.k("runs", "waiting"), run_id)
-        pipe.execute()
+        fields = {"status": status, "state": json.dumps(state, default=str), "lease_until": repr(now + lease),
+                  "updated": repr(now)}
+
+        def update(pipe):
+            pipe.hset(hkey, mapping=fields)
+            if self._waiting_on(status, state):
+                pipe.sadd(self.k("runs", "waiting"), run_id)
+            else:
+                pipe.srem(self.k("runs", "waiting"), run_id)
+
+        self._update_existing(hkey, update)
 
     def run_get(self, run_id: str) -> dict | None:
         return self._run_decode(self.r.hgetall(self.k("run", run_id))) if run_id else None
@@ -662,8 +679,8 @@ class RedisStore:
         return self._q_decode(h) if h.get("status") else None
 
     def question_set_value(self, qid: str, value: dict) -> None:
-        if self.r.exists(self.k("q", qid)):
-            self.r.hset(self.k("q", qid), mapping={"value": json.dumps(value), "updated": repr(self._clock())})
+        fields = {"value": json.dumps(value), "updated": repr(self._clock())}
+        self._update_existing(self.k("q", qid), lambda pipe: pipe.hset(self.k("q", qid), mapping=fields))
 
     def question_answer(self, qid: str, answer: str, responder_id: str, responder_name: str,
                         reason: str | None) -> bool:

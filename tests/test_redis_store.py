@@ -343,3 +343,25 @@ def test_the_acl_user_of_docs_deploy_can_do_everything_the_store_pacer_and_queue
     # and nothing outside its namespace
     with pytest.raises(redis.exceptions.NoPermissionError):
         redis.Redis.from_url(redis_server.url, username=user, password="pw").set("other:key", "x")
+
+
+def test_an_update_racing_a_delete_leaves_no_partial_record(make_redis_store, monkeypatch):
+    """outbox_set (like run_save and question_set_value) writes only while the record exists:
+    a delete landing between its check and its writes makes it find nothing, instead of
+    leaving a hash of the few fields it writes where the record was."""
+    import redis
+
+    s, other = make_redis_store(), make_redis_store()
+    s.outbox_claim("k", target="chat:1", lease=5)
+    real, deleted = redis.client.Pipeline.exists, []
+
+    def exists_then_deleted(pipe, *keys):
+        found = real(pipe, *keys)
+        if not deleted:  # the other process deletes the row just after this one saw it
+            deleted.append(other.outbox_delete("k"))
+        return found
+
+    monkeypatch.setattr(redis.client.Pipeline, "exists", exists_then_deleted)
+    s.outbox_set("k", "sent", message_id="m1")
+    assert deleted and s.outbox_get("k") is None
+    assert not s.r.exists(s.k("outbox", "k")) and s.outbox_list() == []
