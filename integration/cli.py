@@ -25,7 +25,8 @@ TOOLS = {
     "docs": "print (or --write) docs/commands.md, generated from commands.yml (--xsoar: docs/xsoar-migration.md)",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
     "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
-    "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`",
+    "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`; "
+             "retention: `store prune --older-than DAYS [--dry-run]`",
     "worker": "a worker of the pool sending queued notifications and resuming runs (needs store_url); `worker status`",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}

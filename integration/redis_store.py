@@ -71,6 +71,9 @@ if KEYS[5] then redis.call('ZADD', KEYS[5], id, id) end
 return id
 """
 
+# KEYS: a string key. ARGV: a value. Deletes the key only if it holds that value.
+_DEL_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
 # KEYS: the lock. ARGV: owner. Deletes it only if this owner holds it.
 _RELEASE = """
 local cur = redis.call('GET', KEYS[1])
@@ -445,6 +448,78 @@ class RedisStore:
         pipe.delete(self.k("outbox", key))
         pipe.zrem(self.k("outbox"), key)
         pipe.execute()
+
+    # ---- retention (msteams store prune) ----
+    def purge_history(self, before: float, *, dry_run: bool = False) -> dict[str, int]:
+        """As Store.purge_history. Each record is deleted in a WATCHed MULTI that checks it
+        again, so one changed meanwhile (a delivery claimed again, a question answered) stays."""
+        awaited = {q for rid in self.r.smembers(self.k("runs", "waiting"))
+                   if (q := self._waiting_on("waiting", (self.run_get(rid) or {}).get("state") or {}))}
+
+        def purge(hkey: str, done, also=lambda pipe, h: None) -> int:
+            gone: list = []
+
+            def run(pipe):
+                gone.clear()
+                h = pipe.hgetall(hkey)
+                if h and done(h) and (_float(h.get("updated")) or 0) < before:
+                    gone.append(1)
+                    if not dry_run:
+                        pipe.multi()
+                        pipe.delete(hkey)
+                        also(pipe, h)
+
+            self.r.transaction(run, hkey)
+            return len(gone)
+
+        def old(zkey: str) -> list[str]:  # members scored by a time: updated (outbox), created (runs, questions)
+            return self.r.zrangebyscore(zkey, "-inf", f"({before!r}")
+
+        counts = {
+            "outbox": sum(purge(self.k("outbox", key), lambda h: h.get("state") in ("sent", "failed"),
+                                lambda pipe, h, key=key: pipe.zrem(self.k("outbox"), key))
+                          for key in old(self.k("outbox"))),
+            "runs": sum(purge(self.k("run", rid), lambda h: h.get("status") in ("ok", "failed"),
+                              lambda pipe, h, rid=rid: self._forget_run(pipe, rid, h))
+                        for rid in old(self.k("runs"))),
+            "questions": sum(purge(self.k("q", qid), lambda h, qid=qid: h.get("status") != "open" and qid not in awaited,
+                                   lambda pipe, h, qid=qid: pipe.zrem(self.k("qs"), qid))
+                             for qid in old(self.k("qs"))),
+            "bot_audit": self._purge_audit(before, dry_run),
+            "call_events": 0,
+        }
+        for key in self.r.scan_iter(match=_glob_escape(self.k("call", "")) + "*", count=1000):
+            last = self.r.lindex(key, -1)
+            if last is not None and json.loads(last).get("time", 0) < before:
+                counts["call_events"] += self.r.llen(key)
+                if not dry_run:
+                    self.r.delete(key)
+        return counts
+
+    def _forget_run(self, pipe, rid: str, h: dict) -> None:
+        pipe.zrem(self.k("runs"), rid)
+        pipe.srem(self.k("runs", "waiting"), rid)
+        if h.get("run_key"):  # the key may name a newer run by now: only this run's mapping goes
+            pipe.eval(_DEL_IF, 1, self.k("runkey", h["run_key"]), rid)
+
+    def _purge_audit(self, before: float, dry_run: bool) -> int:
+        """Audit entries oldest first (the order is by sequence, which follows time), up to the
+        first one newer than ``before``."""
+        old: list[tuple[str, dict]] = []
+        for aid, e in self._journal(self.k("audit", "order"), self.k("audit", "data")):
+            if e["time"] >= before:
+                break
+            old.append((aid, e))
+        if not dry_run:
+            for chunk in _chunks(old, 1000):
+                pipe = self.r.pipeline(transaction=True)
+                pipe.hdel(self.k("audit", "data"), *[aid for aid, _ in chunk])
+                pipe.zrem(self.k("audit", "order"), *[aid for aid, _ in chunk])
+                activities = [e["activity_id"] for _, e in chunk if e.get("activity_id")]
+                if activities:
+                    pipe.hdel(self.k("audit", "activity"), *activities)
+                pipe.execute()
+        return len(old)
 
     # ---- playbook runs ----
     _RUN_COLS = ("id", "run_key", "playbook", "name", "status", "owner", "lease_until", "state", "created", "updated")

@@ -107,6 +107,21 @@ WHERE rowid IN (SELECT max(rowid) FROM temp.name_stage WHERE kind=?4 AND updated
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 
 
+# Store.purge_history: what each kind of history keeps whatever its age is in the WHERE.
+_PURGE = {
+    "outbox": "FROM outbox WHERE state IN ('sent','failed') AND updated < ?",
+    "runs": "FROM runs WHERE status IN ('ok','failed') AND updated < ?",
+    "questions": "FROM questions WHERE status != 'open' AND updated < ? AND id NOT IN (SELECT "
+                 "json_extract(state, '$.waiting.question') FROM runs WHERE status='waiting' AND "
+                 "json_extract(state, '$.waiting.question') IS NOT NULL)",
+    "bot_audit": "FROM bot_audit WHERE time < ?",
+    # a call's events go together, once its last one is old: a call is never left half-told
+    "call_events": "FROM call_events WHERE call_id IN (SELECT call_id FROM call_events GROUP BY call_id "
+                   "HAVING max(time) < ?)",
+}
+HISTORY_KINDS = tuple(_PURGE)
+
+
 def _name_key(name) -> str:
     """A name as the store keys it (Store.norm), in SQL."""
     return name.strip().casefold() if isinstance(name, str) else ""
@@ -498,6 +513,18 @@ class Store:
         return [dict(zip(("id", "run_key", "name", "status", "owner", "created", "updated", "waiting_for"), r))
                 for r in rows]
 
+
+    # ---- retention (msteams store prune) ----
+    def purge_history(self, before: float, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete (or with ``dry_run`` only count) the finished records last changed before
+        ``before``, per HISTORY_KINDS: deliveries sent or failed, playbook runs that ended,
+        questions answered or expired that no waiting run still waits on, bot audit entries and
+        call events. Whatever is pending, unknown, open or waiting is kept at any age, and so
+        are mirror links and journals (an incident's record)."""
+        with self.transaction() as c:
+            return {kind: (c.execute(f"SELECT COUNT(*) {where}", (before,)).fetchone()[0] if dry_run
+                           else c.execute(f"DELETE {where}", (before,)).rowcount)
+                    for kind, where in _PURGE.items()}
 
     # ---- bot conversation references (learned from inbound activities; see bot/conversations.py) ----
     # Kept apart from the directory cache: cache-reset must not forget where the bot may write.

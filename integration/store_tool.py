@@ -1,9 +1,11 @@
-"""``msteams store``: the key that encrypts token caches in a shared (Redis) store, and its rotation.
+"""``msteams store``: the key that encrypts token caches in a shared (Redis) store, its rotation,
+and the retention of the history either store keeps.
 
     msteams store keygen --out FILE            a new key file (0600); refuses to overwrite one
     msteams store keygen --out FILE --rotate   a new key put first, the old ones kept after it
     msteams store rotate-key                   re-encrypt everything under the first key
     msteams store status                       where the store is and what it holds
+    msteams store prune --older-than DAYS      delete finished history older than that [--dry-run]
 
 A key is never printed: it goes to a file only this account may read, named by store_key_file.
 """
@@ -13,7 +15,7 @@ import argparse
 import os
 from typing import Callable
 
-USAGE = "usage: msteams store {keygen --out FILE [--rotate] | rotate-key | status}"
+USAGE = "usage: msteams store {keygen --out FILE [--rotate] | rotate-key | status | prune --older-than DAYS [--dry-run]}"
 
 
 def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None = None,
@@ -27,6 +29,8 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
         return rotate_key(argv[1:], out=out, config=config)
     if action == "status":
         return status(argv[1:], out=out, config=config)
+    if action == "prune":
+        return prune(argv[1:], out=out, config=config)
     raise InputError(USAGE)
 
 
@@ -119,3 +123,39 @@ def status(argv: list[str], *, out, config: str | None) -> int:
     finally:
         store.close()
     return 0
+
+
+def prune(argv: list[str], *, out, config: str | None) -> int:
+    from .config import load
+    from .stores import open_store
+
+    p = argparse.ArgumentParser(
+        prog="msteams store prune",
+        description="Delete the finished history last changed more than DAYS ago: deliveries sent or failed, "
+                    "playbook runs that ended, questions answered or expired that no waiting run waits on, bot "
+                    "audit entries, call events. Pending, unknown, open and waiting records stay at any age, "
+                    "and so do mirror links and journals. A delivery key pruned can be sent again: keep more "
+                    "days than any playbook may be re-run or resumed after.")
+    p.add_argument("--older-than", required=True, type=_days, metavar="DAYS", help="age in days (at least 1)")
+    p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    ns = p.parse_args(argv)
+    store = open_store(load(config))
+    try:
+        counts = store.purge_history(store.now() - ns.older_than * 86400.0, dry_run=ns.dry_run)
+    finally:
+        store.close()
+    verb = "Would delete" if ns.dry_run else "Deleted"
+    out(f"{verb}, older than {ns.older_than:g} day(s): " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + ".")
+    return 0
+
+
+def _days(text: str) -> float:
+    """--older-than: a number of days, at least one (a smaller window would prune what a retry
+    or a resumed run may still need)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text[:40]!r}") from None
+    if not days >= 1 or days == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 1 day, and finite: {text[:40]!r}")
+    return days

@@ -365,3 +365,48 @@ def test_an_update_racing_a_delete_leaves_no_partial_record(make_redis_store, mo
     s.outbox_set("k", "sent", message_id="m1")
     assert deleted and s.outbox_get("k") is None
     assert not s.r.exists(s.k("outbox", "k")) and s.outbox_list() == []
+
+
+# ---- retention ----
+def test_purge_history_deletes_only_what_is_finished_and_old(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    # Old: a delivery of each state, a run of each status, a question answered and one open,
+    # one answered but still awaited by a waiting run, an audit entry, a call.
+    for key, state in (("sent", "sent"), ("failed", "failed"), ("unknown", "unknown"), ("pending", None)):
+        s.outbox_claim(key, target="chat:1", lease=5)
+        if state:
+            s.outbox_set(key, state)
+    for rid, status in (("r-ok", "ok"), ("r-failed", "failed"), ("r-running", "running")):
+        s.run_create(_run(rid, key=f"key-{rid}"), lease=60)
+        if status != "running":
+            s.run_save(rid, status, {"inputs": {}}, lease=60)
+    s.run_create(_run("r-waits", status="waiting", state={"waiting": {"question": "q-awaited"}}), lease=60)
+    for qid in ("q-answered", "q-open", "q-awaited"):
+        s.question_create(qid, {"text": "?"}, None)
+    for qid in ("q-answered", "q-awaited"):
+        assert s.question_answer(qid, "yes", "u1", "Ann", None)
+    s.audit_add({"activity_id": "a-old", "decision": "accepted"})
+    s.call_event_add("call-old", "terminated", code=487)
+    clock.t += 40 * 86400
+    s.audit_add({"activity_id": "a-new", "decision": "accepted"})
+    s.call_event_add("call-new", "establishing")
+    s.outbox_claim("sent-new", target="chat:1", lease=5)
+    s.outbox_set("sent-new", "sent")
+    before = clock.t - 30 * 86400
+
+    counted = s.purge_history(before, dry_run=True)
+    assert counted == {"outbox": 2, "runs": 2, "questions": 1, "bot_audit": 1, "call_events": 1}
+    assert s.outbox_get("sent") is not None  # a dry run deletes nothing
+    assert s.purge_history(before) == counted
+    assert s.purge_history(before) == dict.fromkeys(counted, 0)
+
+    assert [k for k in ("sent", "failed", "unknown", "pending", "sent-new") if s.outbox_get(k)] == \
+        ["unknown", "pending", "sent-new"]
+    assert {r["id"] for r in s.run_list()} == {"r-running", "r-waits"}
+    assert s.run_create(_run("r-again", key="key-r-ok"), lease=60)["id"] == "r-again"  # the key is free again
+    assert s.run_create(_run("r-other", key="key-r-running"), lease=60)["id"] == "r-running"  # still held
+    assert [q for q in ("q-answered", "q-open", "q-awaited") if s.question_get(q)] == ["q-open", "q-awaited"]
+    assert [e["activity_id"] for e in s.audit_list()] == ["a-new"]
+    assert s.audit_add({"activity_id": "a-old", "decision": "accepted"}) is not None  # forgotten with its entry
+    assert s.call_events("call-old") == [] and len(s.call_events("call-new")) == 1

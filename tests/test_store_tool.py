@@ -93,3 +93,34 @@ def test_rediss_with_the_configured_ca_bundle_and_an_untrusted_server_refused(tm
         assert code == 3 and "certificate" in run.err.lower() and "Traceback" not in run.err
     finally:
         server.stop()
+
+
+def test_prune_counts_then_deletes_old_finished_history_from_the_configured_store(tmp_path):
+    from integration.store import Store
+
+    db = tmp_path / "store.sqlite3"
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(f"store_path: {db}\n")
+    clock = [1_000_000.0]
+    s = Store(db, clock=lambda: clock[0])
+    s.outbox_claim("old", target="chat:1", lease=5)
+    s.outbox_set("old", "sent", message_id="m1")
+    s.outbox_claim("stuck", target="chat:1", lease=5)
+    s.outbox_set("stuck", "unknown", reason="no answer")
+    s.close()
+    # The store's clock is the wall clock for the CLI: the rows above are decades old to it.
+    code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30", "--dry-run"])
+    assert code == 0 and text.startswith("Would delete, older than 30 day(s): 1 outbox,") and "0 runs" in text
+    assert Store(db).outbox_get("old") is not None
+    code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30"])
+    assert code == 0 and text.startswith("Deleted, older than 30 day(s): 1 outbox,")
+    assert Store(db).outbox_get("old") is None and Store(db).outbox_get("stuck")["state"] == "unknown"
+
+
+def test_prune_refuses_a_window_under_a_day_or_no_number(tmp_path):
+    for bad in (["--older-than", "0.5"], ["--older-than", "nan"], ["--older-than", "-3"], ["--older-than", "x\x1b[2J"], []):
+        try:
+            code = run(["store", "prune"] + bad)[0]
+        except SystemExit as exc:  # argparse exits by itself
+            code = exc.code
+        assert code == 2, bad
