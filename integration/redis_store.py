@@ -489,12 +489,25 @@ class RedisStore:
             "call_events": 0,
         }
         for key in self.r.scan_iter(match=_glob_escape(self.k("call", "")) + "*", count=1000):
-            last = self.r.lindex(key, -1)
-            if last is not None and json.loads(last).get("time", 0) < before:
-                counts["call_events"] += self.r.llen(key)
-                if not dry_run:
-                    self.r.delete(key)
+            counts["call_events"] += self._purge_call(key, before, dry_run)
         return counts
+
+    def _purge_call(self, key: str, before: float, dry_run: bool) -> int:
+        """A call's events, all of them once its last one is older than ``before`` (WATCHed: an
+        event added meanwhile keeps the call)."""
+        gone: list = []
+
+        def run(pipe):
+            gone.clear()
+            last = pipe.lindex(key, -1)
+            if last is not None and json.loads(last).get("time", 0) < before:
+                gone.append(pipe.llen(key))
+                if not dry_run:
+                    pipe.multi()
+                    pipe.delete(key)
+
+        self.r.transaction(run, key)
+        return sum(gone)
 
     def _forget_run(self, pipe, rid: str, h: dict) -> None:
         pipe.zrem(self.k("runs"), rid)
@@ -504,22 +517,32 @@ class RedisStore:
 
     def _purge_audit(self, before: float, dry_run: bool) -> int:
         """Audit entries oldest first (the order is by sequence, which follows time), up to the
-        first one newer than ``before``."""
-        old: list[tuple[str, dict]] = []
-        for aid, e in self._journal(self.k("audit", "order"), self.k("audit", "data")):
-            if e["time"] >= before:
-                break
-            old.append((aid, e))
-        if not dry_run:
-            for chunk in _chunks(old, 1000):
+        first one newer than ``before``: a chunk at a time, each deleted before the next is
+        read, so a long log is never held whole."""
+        order, data = self.k("audit", "order"), self.k("audit", "data")
+        n = kept = 0  # entries deleted (or counted); ids left in front (a dry run's)
+        while True:
+            ids = self.r.zrange(order, kept, kept + 499)
+            old, entries = [], []
+            for aid, raw in zip(ids, self.r.hmget(data, ids)):
+                e = json.loads(raw) if raw is not None else None
+                if e is not None and e["time"] >= before:
+                    break
+                old.append(aid)
+                if e is not None:
+                    entries.append(e)
+            if old and not dry_run:
                 pipe = self.r.pipeline(transaction=True)
-                pipe.hdel(self.k("audit", "data"), *[aid for aid, _ in chunk])
-                pipe.zrem(self.k("audit", "order"), *[aid for aid, _ in chunk])
-                activities = [e["activity_id"] for _, e in chunk if e.get("activity_id")]
+                pipe.hdel(data, *old)
+                pipe.zrem(order, *old)
+                activities = [e["activity_id"] for e in entries if e.get("activity_id")]
                 if activities:
                     pipe.hdel(self.k("audit", "activity"), *activities)
                 pipe.execute()
-        return len(old)
+            n += len(entries)
+            kept += len(old) if dry_run else 0
+            if not old or len(old) < len(ids):
+                return n
 
     # ---- playbook runs ----
     _RUN_COLS = ("id", "run_key", "playbook", "name", "status", "owner", "lease_until", "state", "created", "updated")

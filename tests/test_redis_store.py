@@ -410,3 +410,15 @@ def test_purge_history_deletes_only_what_is_finished_and_old(make_store):
     assert [e["activity_id"] for e in s.audit_list()] == ["a-new"]
     assert s.audit_add({"activity_id": "a-old", "decision": "accepted"}) is not None  # forgotten with its entry
     assert s.call_events("call-old") == [] and len(s.call_events("call-new")) == 1
+
+
+def test_purge_history_goes_through_a_long_audit_log_in_chunks(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    for i in range(1203):
+        s.audit_add({"activity_id": f"old-{i}", "decision": "accepted"})
+    clock.t += 10
+    s.audit_add({"activity_id": "new", "decision": "accepted"})
+    assert s.purge_history(clock.t - 5, dry_run=True)["bot_audit"] == 1203
+    assert s.purge_history(clock.t - 5)["bot_audit"] == 1203
+    assert [e["activity_id"] for e in s.audit_list()] == ["new"]
