@@ -247,7 +247,7 @@ class Store:
         """Write (key, value) pairs: all of them, or none when one fails. With ``stage_names``,
         each value written under its own id is also set aside, with its display name, for this
         thread's next ``index_names`` of ``kind``: a preload's name lists are then grouped from
-        what it wrote instead of found again by scanning the whole table (a quarter of the cost)."""
+        what it wrote instead of found again by scanning the whole table (a third of the time)."""
         with self.transaction() as c:
             staged: list | None = [] if stage_names else None
             # A generator, so the rows are not held twice; it runs inside the transaction.
