@@ -161,21 +161,30 @@ class RedisStore:
             start += len(ids)
             yield ids
 
-    def _update_existing(self, hkey: str, update) -> bool:
-        """Run ``update(pipe)``'s writes in one MULTI only while the hash ``hkey`` exists: WATCHed,
-        so a delete that lands between the check and the writes makes them start again (and find
-        nothing) instead of leaving a hash of a few fields where the record was."""
-        done = []
+    def _watched(self, key: str, decide):
+        """``decide(pipe)`` with ``key`` WATCHed: it reads, then calls ``pipe.multi()`` before any
+        write; when the key changed before EXEC it runs again from the start. Returns what its
+        last run returned."""
+        result: list = [None]
 
         def run(pipe):
-            done.clear()
-            if pipe.exists(hkey):
-                pipe.multi()
-                update(pipe)
-                done.append(True)
+            result[0] = decide(pipe)
 
-        self.r.transaction(run, hkey)
-        return bool(done)
+        self.r.transaction(run, key)
+        return result[0]
+
+    def _update_existing(self, hkey: str, update) -> bool:
+        """Run ``update(pipe)``'s writes in one MULTI only while the hash ``hkey`` exists, so a
+        delete that lands between the check and the writes makes them find nothing instead of
+        leaving a hash of a few fields where the record was."""
+        def decide(pipe) -> bool:
+            if not pipe.exists(hkey):
+                return False
+            pipe.multi()
+            update(pipe)
+            return True
+
+        return self._watched(hkey, decide)
 
     def _journal(self, order: str, data: str, *, newest_first: bool = False):
         """(id, record) of a journal: ids in the sorted set ``order``, JSON records in the hash
@@ -457,20 +466,17 @@ class RedisStore:
                    if (q := self._waiting_on("waiting", (self.run_get(rid) or {}).get("state") or {}))}
 
         def purge(hkey: str, done, also=lambda pipe, h: None) -> int:
-            gone: list = []
-
-            def run(pipe):
-                gone.clear()
+            def decide(pipe) -> int:
                 h = pipe.hgetall(hkey)
-                if h and done(h) and (_float(h.get("updated")) or 0) < before:
-                    gone.append(1)
-                    if not dry_run:
-                        pipe.multi()
-                        pipe.delete(hkey)
-                        also(pipe, h)
+                if not (h and done(h) and (_float(h.get("updated")) or 0) < before):
+                    return 0
+                if not dry_run:
+                    pipe.multi()
+                    pipe.delete(hkey)
+                    also(pipe, h)
+                return 1
 
-            self.r.transaction(run, hkey)
-            return len(gone)
+            return self._watched(hkey, decide)
 
         def old(zkey: str) -> list[str]:  # members scored by a time: updated (outbox), created (runs, questions)
             return self.r.zrangebyscore(zkey, "-inf", f"({before!r}")
@@ -495,19 +501,17 @@ class RedisStore:
     def _purge_call(self, key: str, before: float, dry_run: bool) -> int:
         """A call's events, all of them once its last one is older than ``before`` (WATCHed: an
         event added meanwhile keeps the call)."""
-        gone: list = []
-
-        def run(pipe):
-            gone.clear()
+        def decide(pipe) -> int:
             last = pipe.lindex(key, -1)
-            if last is not None and json.loads(last).get("time", 0) < before:
-                gone.append(pipe.llen(key))
-                if not dry_run:
-                    pipe.multi()
-                    pipe.delete(key)
+            if last is None or json.loads(last).get("time", 0) >= before:
+                return 0
+            n = pipe.llen(key)
+            if not dry_run:
+                pipe.multi()
+                pipe.delete(key)
+            return n
 
-        self.r.transaction(run, key)
-        return sum(gone)
+        return self._watched(key, decide)
 
     def _forget_run(self, pipe, rid: str, h: dict) -> None:
         pipe.zrem(self.k("runs"), rid)
