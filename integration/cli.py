@@ -300,6 +300,11 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] | None = N
     except BrokenPipeError:
         return 1
     except Exception as exc:  # a bug, not a user mistake: say so without dumping internals
+        from .errors import from_foreign
+
+        if (ours := from_foreign(exc)) is not None:  # the store's server or file, not a bug
+            _print_error(ours, err, as_json)
+            return exit_code_for(ours)
         from .redact import redact
         from .untrusted import escape_controls
 

@@ -6,7 +6,8 @@
     │   ├── ArgumentError                     input      names the argument
     │   ├── AmbiguousError                    input      a name matched several objects (lists candidates)
     │   └── FileError                         input      names the file (and line, when known)
-    ├── ConfigError                   3       config     configuration missing or invalid
+    ├── ConfigError                   3       config     configuration missing or invalid; the
+    │   │                                                context store failing (from_foreign)
     │   └── ConfigFileError                   config     names the config file, the setting and the line
     ├── AuthError                     3       auth       sign-in failed / no usable flow / token refused
     ├── PermissionDenied              4       permission Graph said 403: names the permission(s) to grant
@@ -181,6 +182,30 @@ class RequestRejected(GraphError):
 
 class ThrottledError(GraphError):
     kind = "throttled"
+
+
+STORE_SERVER_HINT = "check store_url, store_username and store_password, and that the Redis server is up"
+
+
+def from_foreign(exc: BaseException) -> IntegrationError | None:
+    """A library's exception that stands for a problem outside the integration, as one of ours:
+    the shared store's server gone or refusing (redis), the SQLite file locked, full or
+    unreadable. None for anything else, which is a bug. Modules are looked up, never imported:
+    a process that never loaded redis cannot have a Redis error."""
+    import sys
+
+    from .redact import redact
+
+    redis = sys.modules.get("redis")
+    if redis is not None and isinstance(exc, redis.RedisError):
+        return ConfigError(f"context store (Redis) failed: {redact(str(exc).strip()) or type(exc).__name__}",
+                           hint=STORE_SERVER_HINT)
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        return ConfigError(f"context store (SQLite) failed: {redact(str(exc).strip()) or type(exc).__name__}",
+                           hint="check store_path: the file must be writable, on a disk with room, and not a "
+                                "copy in use elsewhere")
+    return None
 
 
 def exit_code_for(exc: BaseException) -> int:

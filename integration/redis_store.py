@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 
-from .errors import ConfigError
+from .errors import STORE_SERVER_HINT, ConfigError
 from .store import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode, claim_decision
 
 TYPE_CHECKING = False
@@ -150,8 +150,7 @@ class RedisStore:
         from .redact import redact
 
         reason = redact(str(exc).strip()) or type(exc).__name__
-        return ConfigError(f"context store {self.path}: {doing} failed: {reason}",
-                           hint="check store_url, store_username and store_password, and that the Redis server is up")
+        return ConfigError(f"context store {self.path}: {doing} failed: {reason}", hint=STORE_SERVER_HINT)
 
     def _chunks_of(self, key: str, *, newest_first: bool = False, size: int = 500):
         """The members of a sorted set, a chunk of ``size`` at a time (a list may stop early)."""

@@ -124,3 +124,48 @@ def test_prune_refuses_a_window_under_a_day_or_no_number(tmp_path):
         except SystemExit as exc:  # argparse exits by itself
             code = exc.code
         assert code == 2, bad
+
+
+def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_redis_store, monkeypatch):
+    """The store's server dropping the connection (or a SQLite file locked) halfway through a
+    command is exit 3 naming the store, not "internal error ... this is a bug"."""
+    import sqlite3
+
+    import redis
+
+    from integration.redis_store import RedisStore
+    from integration.store import Store
+
+    key_file = tmp_path / "store.key"
+    key_file.write_text(make_redis_store.key + "\n")
+    os.chmod(key_file, 0o600)
+    cfg = _config(tmp_path, make_redis_store.url, make_redis_store.namespace, key_file)
+
+    def dropped(self, *a, **k):
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(RedisStore, "purge_history", dropped)
+    code, _ = run(["--config", cfg, "store", "prune", "--older-than", "30"])
+    assert code == 3 and "context store (Redis) failed: Connection closed by server." in run.err
+    assert "internal error" not in run.err and "Redis server is up" in run.err
+    code, _ = run(["--config", cfg, "--output", "json", "store", "prune", "--older-than", "30"])
+    assert code == 3 and '"code": "config"' in run.err
+
+    def locked(self, *a, **k):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "purge_history", locked)
+    sqlite_cfg = tmp_path / "sqlite.yml"
+    sqlite_cfg.write_text(f"store_path: {tmp_path / 'store.sqlite3'}\n")
+    code, _ = run(["--config", str(sqlite_cfg), "store", "prune", "--older-than", "30"])
+    assert code == 3 and "context store (SQLite) failed: database is locked" in run.err
+
+
+def test_a_bug_is_still_reported_as_one(tmp_path, monkeypatch):
+    from integration.store import Store
+
+    monkeypatch.setattr(Store, "purge_history", lambda self, *a, **k: {}["missing"])
+    cfg = tmp_path / "sqlite.yml"
+    cfg.write_text(f"store_path: {tmp_path / 'store.sqlite3'}\n")
+    code, _ = run(["--config", str(cfg), "store", "prune", "--older-than", "30"])
+    assert code == 1 and "internal error: KeyError" in run.err
