@@ -194,19 +194,19 @@ class Client:
                 _note("paced", ticket.waited)
             t0 = time.monotonic()
             try:
-                resp = self.session.request(method, url, params=params, json=json, headers=hdrs,
-                                            timeout=self.timeout, verify=self.verify)
+                try:
+                    resp = self.session.request(method, url, params=params, json=json, headers=hdrs,
+                                                timeout=self.timeout, verify=self.verify)
+                finally:  # answered, failed or interrupted: the slot counts from now
+                    if ticket is not None:
+                        self.pacer.done(ticket)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if ticket is not None:
-                    self.pacer.done(ticket)
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 if method in IDEMPOTENT and attempt < self.max_retries and self._wait(None, attempt, waited):
                     attempt += 1
                     continue
                 hint = None if method in IDEMPOTENT else "the write may still have been applied: check before retrying"
                 raise GraphError(f"{self.service} {method} {self._short(url)}: {kind}", hint=hint) from None
-            if ticket is not None:
-                self.pacer.done(ticket)
             status = resp.status_code
             self.calls.append((method, self._short(url), status))
             log.debug("%s %s -> %s in %.0f ms", method, self._short(url), status, (time.monotonic() - t0) * 1000)

@@ -5,7 +5,9 @@ Each request draws from the limit classes it belongs to (`integration.limits`): 
 tenant for its Graph category or for the bot, per team or channel, per bot conversation. Every
 class is a sliding window (N requests per W seconds) kept on this side: a window on the client
 is never looser than the service's token buckets or windows with the same numbers, so a paced
-sender does not see 429s, and it still runs at the sustained rate. A 429 with Retry-After
+sender does not see 429s, and it still runs at the sustained rate. A request holds its slot
+from when it is taken until a window after its answer, since the service counted it somewhere
+in between (however slow the way there was). A 429 with Retry-After
 pauses the class it hit for every sender in this process, not only for the one that got it.
 
 One pacer serves every client and worker thread of a runtime. Its clock and sleep are
@@ -27,6 +29,10 @@ from . import limits
 # every window a little.
 SAFETY = 1.005
 SAFETY_SECONDS = 0.005
+# A request keeps its slot while it is in flight, however long that takes: it may reach the
+# service at any moment until its answer comes. One that is never answered (its sender died or
+# lost the ticket) counts as sent this long after it was taken.
+IN_FLIGHT_LEASE = 60.0
 # Windows this short are sent at an even pace past a small burst; in longer ones (30 s, an
 # hour) network jitter is negligible and a burst costs nothing.
 EVEN_PACE_WINDOW = 2.0
@@ -64,20 +70,31 @@ def scaled(windows: Iterable["Window"], speed: float) -> list["Window"]:
 
 @dataclass
 class Ticket:
-    """What one acquire spent: the seconds it waited, its ledger entries ([time, cost] here,
-    (ledger key, member) in redis_pacer) and when it was stamped on the pacer's clock."""
+    """What one acquire spent: the seconds it waited, its ledger entries (Entry here, (ledger
+    key, hash key, member, TTL) in redis_pacer) and when it was taken on the pacer's clock."""
     waited: float = 0.0
     entries: list = None  # type: ignore[assignment]
     at: float | None = None
 
 
-class _Ledger:
-    """What one class spent in its current window: (time, cost) pairs, oldest first."""
+class Entry:
+    """One request in one class's ledger: its cost, when it was taken and, once answered, its stamp."""
 
-    __slots__ = ("spent", "total", "paused_until", "next_slot")
+    __slots__ = ("ledger", "cost", "taken", "stamp")
+
+    def __init__(self, ledger: "_Ledger", cost: float, taken: float):
+        self.ledger, self.cost, self.taken, self.stamp = ledger, cost, taken, None
+
+
+class _Ledger:
+    """What one class spent in its current window: answered entries oldest first, and the
+    entries still in flight."""
+
+    __slots__ = ("spent", "flying", "total", "paused_until", "next_slot")
 
     def __init__(self):
         self.spent: collections.deque = collections.deque()
+        self.flying: set = set()
         self.total = 0.0
         self.paused_until = 0.0
         # The even pace's schedule, kept apart from the stamps: a sender that wakes a little late
@@ -85,32 +102,41 @@ class _Ledger:
         # interval would otherwise cost 5% of the rate).
         self.next_slot = 0.0
 
-    def trim(self, now: float, seconds: float) -> None:
-        # Entries are restamped when their answer comes (Pacer.done), so the deque is only
-        # roughly in time order: trimming stops at the first entry still inside the window,
-        # which can only keep an entry longer than needed, never drop one early.
-        while self.spent and self.spent[0][0] <= now - seconds:
-            self.total -= self.spent.popleft()[1]
+    def trim(self, now: float, seconds: float, lease: float) -> None:
+        while self.spent and self.spent[0].stamp <= now - seconds:
+            self.total -= self.spent.popleft().cost
+        if self.flying:
+            for e in [e for e in self.flying if e.taken + lease <= now - seconds]:
+                self.flying.discard(e)
+                self.total -= e.cost
 
-    def wait(self, now: float, w: Window) -> float:
+    def land(self, entry: "Entry", now: float) -> None:
+        """The entry's answer came: it counts from now (answers land in time order)."""
+        if entry in self.flying:
+            self.flying.discard(entry)
+            entry.stamp = max(entry.taken, now)
+            self.spent.append(entry)
+
+    def wait(self, now: float, w: Window, lease: float) -> float:
         """Seconds until ``w.cost`` fits in the window (0 when it fits now)."""
         if self.paused_until > now:
             return self.paused_until - now
         seconds = span(w)
-        self.trim(now, seconds)
+        self.trim(now, seconds, lease)
         if self.total + w.cost <= w.capacity + 1e-9:
             # Past a small burst, keep an even pace: bursts that fill a window at once meet the
             # service's window edges out of step (network jitter) and draw 429s.
-            if w.seconds <= EVEN_PACE_WINDOW and self.total + w.cost > burst(w) and self.spent:
+            if w.seconds <= EVEN_PACE_WINDOW and self.total + w.cost > burst(w) and (self.spent or self.flying):
                 return max(0.0, self.next_slot - now)
             return 0.0
-        # The oldest entries leave the window first; wait until enough of them have.
+        # The oldest answered entries leave the window first; wait until enough of them have.
         need, freed = self.total + w.cost - w.capacity, 0.0
-        for t, c in self.spent:
-            freed += c
+        for e in self.spent:
+            freed += e.cost
             if freed + 1e-9 >= need:
-                return max(0.0, t + seconds - now)
-        return seconds
+                return max(0.0, e.stamp + seconds - now)
+        # The rest are in flight and leave a window after their answers: look again shortly.
+        return step(w)
 
 
 class Pacer:
@@ -124,6 +150,7 @@ class Pacer:
         self._ledgers: dict[str, _Ledger] = {}
         self.waited = 0.0  # seconds spent waiting for room, for progress and benchmarks
         self.paused = 0    # 429s that paused a class
+        self.lease = IN_FLIGHT_LEASE
         # An injected sleep (tests) may not let the clock move: time the pacer slept through is
         # added here, so its windows still drain.
         self._skew = 0.0
@@ -158,13 +185,13 @@ class Pacer:
         while True:
             with self._lock:
                 now = self.now()
-                delay = max(self._ledger(w.key).wait(now, w) for w in windows)
+                delay = max(self._ledger(w.key).wait(now, w, self.lease) for w in windows)
                 if delay <= 0:
                     entries = []
                     for w in windows:
                         led = self._ledger(w.key)
-                        entry = [now, w.cost]
-                        led.spent.append(entry)
+                        entry = Entry(led, w.cost, now)
+                        led.flying.add(entry)
                         led.total += w.cost
                         entries.append(entry)
                         every = step(w)
@@ -182,13 +209,14 @@ class Pacer:
     def done(self, ticket: "Ticket") -> None:
         """The response is in: count the request from now. The service counted it somewhere
         between sending and answering, so a stamp taken at the answer is never early, however
-        long the request waited for a connection or a TLS handshake on the way."""
+        long the request waited for a connection or a TLS handshake on the way; until then it
+        holds its slot (IN_FLIGHT_LEASE bounds a ticket never handed back)."""
         if not ticket.entries:
             return
         with self._lock:
             now = self.now()
             for entry in ticket.entries:
-                entry[0] = max(entry[0], now)
+                entry.ledger.land(entry, now)
 
     def pause(self, windows: Iterable[Window], seconds: float) -> None:
         """A 429 said to wait: nobody in this process spends from these classes until then."""

@@ -5,10 +5,11 @@ Each acquire is one EVALSHA of a Lua script that, atomically on the server, trim
 every window of the request and either records the entry in all of them or answers how long
 to wait: no two senders can both take the last slot of a window, whichever host they run on.
 The script's clock is the Redis server's TIME, so hosts whose clocks disagree still agree on
-every window. A stamp taken there is early by the trip back from Redis, and `done` restamps it
-at the answer (later than the service counted it), so pacer.py's SAFETY margins hold as they
-are. Needs Redis 6.2 or later (ZADD GT). Per class, under ``{namespace}:pacer:{app@tenant}:``:
-  ``w:<class>``  a sorted set, one member per request (score: its time; member: id|cost);
+every window. An entry holds its slot while its request is in flight (scored at the end of
+IN_FLIGHT_LEASE, so a sender that dies frees it then) and `done` restamps it at the answer
+(later than the service counted it), so pacer.py's SAFETY margins hold as they are. Needs Redis 6.2 or later (ZADD GT). Per class, under ``{namespace}:pacer:{app@tenant}:``:
+  ``w:<class>``  a sorted set, one member per request (score: its answer's time, or while
+                 it is in flight its lease's end; member: id|cost);
   ``m:<class>``  a hash: the window's total cost and the even pace's next slot;
   ``p:<class>``  a 429's pause: the time it ends, expiring (PX) with it.
 Ledgers and hashes expire (PEXPIRE) a little after their window, so idle classes vanish. The
@@ -32,7 +33,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from .pacer import EVEN_PACE_WINDOW, Pacer, Ticket, Window, burst, scaled, span, step
+from .pacer import EVEN_PACE_WINDOW, IN_FLIGHT_LEASE, Pacer, Ticket, Window, burst, scaled, span, step
 
 log = logging.getLogger("msteams.pacer")
 
@@ -60,15 +61,16 @@ local now = clock()
 """
 
 # KEYS: per window its ledger, hash and pause key. ARGV: fake time ('' = server TIME), clock
-# offset, entry id, TTL pad (ms), then per window: capacity, span, cost, burst (0: no even
-# pace), step. Answers {microseconds to wait (0: recorded), now}.
+# offset, entry id, TTL pad (ms), in-flight lease (s), then per window: capacity, span, cost,
+# burst (0: no even pace), step. Answers {microseconds to wait (0: recorded), now}. An entry
+# in flight is scored at its lease's end (after now), an answered one at its answer.
 _ACQUIRE = _PRELUDE + """
-local id, pad = ARGV[3], tonumber(ARGV[4])
+local id, pad, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = #KEYS / 3
 local wait, totals = 0, {}
 for i = 1, n do
   local led, meta, pause = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local a = 4 + 5 * (i - 1)
+  local a = 5 + 5 * (i - 1)
   local cap, span = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local cost, burst = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local w = 0
@@ -92,7 +94,7 @@ for i = 1, n do
     if total < 1e-9 then total = 0 end
     if count > 0 and (#old > 0 or not stored) then
       redis.call('HSET', meta, 'total', num(total))
-      redis.call('PEXPIRE', meta, math.ceil((span + tonumber(ARGV[a + 5])) * 1000) + pad)
+      redis.call('PEXPIRE', meta, math.ceil((span + tonumber(ARGV[a + 5]) + lease) * 1000) + pad)
     end
     totals[i] = total
     if total + cost <= cap + 1e-9 then
@@ -102,7 +104,8 @@ for i = 1, n do
         if slot > now then w = slot - now end
       end
     else
-      -- the oldest entries leave first: wait until enough of them have
+      -- the oldest answered entries leave first: wait until enough of them have; if that
+      -- takes entries still in flight, look again a step later
       local need, freed, start = total + cost - cap, 0, 0
       w = span
       local found = false
@@ -110,9 +113,15 @@ for i = 1, n do
         local chunk = redis.call('ZRANGE', led, start, start + 63, 'WITHSCORES')
         if #chunk == 0 then break end
         for j = 1, #chunk, 2 do
+          local at = tonumber(chunk[j + 1])
+          if at > now then
+            w = tonumber(ARGV[a + 5])
+            found = true
+            break
+          end
           freed = freed + cost_of(chunk[j])
           if freed + 1e-9 >= need then
-            w = math.max(0, tonumber(chunk[j + 1]) + span - now)
+            w = math.max(0, at + span - now)
             found = true
             break
           end
@@ -126,28 +135,29 @@ end
 if wait > 0 then return {math.ceil(wait * 1000000), num(now)} end
 for i = 1, n do
   local led, meta = KEYS[3 * i - 2], KEYS[3 * i - 1]
-  local a = 4 + 5 * (i - 1)
+  local a = 5 + 5 * (i - 1)
   local span, cost, step = tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 5])
-  redis.call('ZADD', led, num(now), id .. '|' .. cost)
+  redis.call('ZADD', led, num(now + lease), id .. '|' .. cost)
   local slot = tonumber(redis.call('HGET', meta, 'slot') or '0')
   -- a sender up to half an interval late keeps the schedule; later than that starts it again
   -- from now, so no idle time is saved up as a burst
   local late = now - slot
   if not (late >= 0 and late < step / 2) then slot = now end
   redis.call('HSET', meta, 'total', num(totals[i] + tonumber(cost)), 'slot', num(slot + step))
-  local ttl = math.ceil((span + step) * 1000) + pad
+  local ttl = math.ceil((span + step + lease) * 1000) + pad
   redis.call('PEXPIRE', led, ttl)
   redis.call('PEXPIRE', meta, ttl)
 end
 return {0, num(now)}
 """
 
-# KEYS: per entry its ledger and hash. ARGV: fake time, offset, then per entry: member, TTL (ms).
+# KEYS: per entry its ledger and hash. ARGV: fake time, offset, then per entry: member, TTL
+# (ms). The entry, scored at its lease's end while in flight, now counts from its answer.
 _DONE = _PRELUDE + """
 for i = 1, #KEYS / 2 do
   local led, meta = KEYS[2 * i - 1], KEYS[2 * i]
   local member, ttl = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
-  if redis.call('ZADD', led, 'XX', 'GT', 'CH', num(now), member) > 0 then
+  if redis.call('ZADD', led, 'XX', 'CH', num(now), member) > 0 then
     redis.call('PEXPIRE', led, ttl)
     redis.call('PEXPIRE', meta, ttl)
   end
@@ -197,6 +207,7 @@ class RedisPacer:
         self._ids = itertools.count()
         self._origin = f"{os.getpid():x}.{os.urandom(4).hex()}"  # entry ids unique across hosts
         self.fallback_seconds = FALLBACK_SECONDS
+        self.lease = IN_FLIGHT_LEASE
         self._local: Pacer | None = None
         self._down_until = 0.0  # time.monotonic() until which Redis is not asked
         self.outages = 0  # times Redis failed and this process paced alone
@@ -246,7 +257,7 @@ class RedisPacer:
         with self._lock:
             if self._local is None:
                 self._local = Pacer(clock=self.clock or time.monotonic, sleep=self.sleep)
-            self._local.speed, self._local.enabled = self.speed, self.enabled
+            self._local.speed, self._local.enabled, self._local.lease = self.speed, self.enabled, self.lease
             return self._local
 
     # ---- Pacer's interface ----
@@ -285,7 +296,8 @@ class RedisPacer:
         waited = 0.0
         while True:
             try:
-                wait_us, now = self._acquire(keys=keys, args=self._time_args() + [entry, TTL_PAD_MS] + per)
+                wait_us, now = self._acquire(keys=keys, args=self._time_args() + [entry, TTL_PAD_MS,
+                                                                                  repr(self.lease)] + per)
             except redis.RedisError as exc:
                 self._fall_back(exc, "taking from the pacing budget")
                 return self._local_acquire(windows, waited)
@@ -297,7 +309,8 @@ class RedisPacer:
         with self._lock:
             self.waited += waited
         entries = [(keys[3 * i], keys[3 * i + 1], f"{entry}|{float(w.cost)!r}",
-                    math.ceil((span(w) + step(w)) * 1000) + TTL_PAD_MS) for i, w in enumerate(scaled_)]
+                    math.ceil((span(w) + step(w) + self.lease) * 1000) + TTL_PAD_MS)
+                   for i, w in enumerate(scaled_)]
         return Ticket(waited, entries, float(now))
 
     def _local_acquire(self, windows: list, waited: float) -> Ticket:

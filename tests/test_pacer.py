@@ -21,10 +21,15 @@ class FakeTime:
         self.t += s
 
 
+def send(pacer: Pacer, windows) -> None:
+    """One request, answered at once."""
+    pacer.done(pacer.acquire(windows))
+
+
 def sends_within(pacer: Pacer, ft: FakeTime, windows, n: int) -> list[float]:
     times = []
     for _ in range(n):
-        pacer.acquire(windows)
+        send(pacer, windows)
         times.append(ft.t)
     return times
 
@@ -57,7 +62,7 @@ def test_conversations_have_their_own_windows_but_share_the_apps():
     start = ft.t
     times = []
     for i in range(200):  # one message per conversation: only the app's 50 per second applies
-        p.acquire(bot_windows("POST", f"/v3/conversations/c{i}/activities"))
+        send(p, bot_windows("POST", f"/v3/conversations/c{i}/activities"))
         times.append(ft.t)
     for t0 in times:
         assert len([t for t in times if t0 <= t < t0 + 1.0]) <= 50
@@ -73,7 +78,7 @@ def test_a_429_pauses_the_class_for_every_sender():
     wins = graph_windows("POST", "/chats/19%3Aa/messages")
     p.pause(wins, 5.0)
     before = ft.t
-    p.acquire(graph_windows("POST", "/chats/19%3Ab/messages"))  # another chat, same class
+    send(p, graph_windows("POST", "/chats/19%3Ab/messages"))  # another chat, same class
     assert ft.t - before >= 5.0
     assert p.paused == 1
 
@@ -83,7 +88,7 @@ def test_an_injected_sleep_that_does_not_move_the_clock_still_drains_windows():
     p = Pacer(sleep=slept.append)  # real clock, fake sleep: as the test runtimes inject
     wins = [Window("k", 2, 1.0)]
     for _ in range(6):
-        p.acquire(wins)  # would spin for ever if the pacer trusted only the clock
+        send(p, wins)  # would spin for ever if the pacer trusted only the clock
     assert len(slept) >= 2 and p.waited > 0
 
 
@@ -109,7 +114,7 @@ def test_threads_share_one_budget():
 
     def worker():
         for _ in range(10):
-            p.acquire(wins)
+            send(p, wins)
             with lock:
                 stamps.append(ft.t)
 
@@ -146,12 +151,42 @@ def test_a_request_counts_from_its_answer_not_from_its_send():
     stamped: once answered it counts from then, so the window frees 0.3 s later."""
     ft = FakeTime()
     p = Pacer(clock=ft.clock, sleep=ft.sleep)
-    wins = [Window("x", 2, 1.0)]
+    wins = [Window("x", 1, 1.0)]
     first = p.acquire(wins)
-    p.acquire(wins)
     ft.t += 0.3
     p.done(first)  # the first answer came 0.3 s after its send
     start = ft.t
-    p.acquire(wins)
+    send(p, wins)
     assert ft.t - start >= 1.0 - 0.01  # a full window after the answer, not 0.7 s
     assert first.waited == 0.0 and first.entries and first.at == 1000.0  # stamped on the pacer's clock
+
+
+def test_a_request_in_flight_keeps_its_slot_until_answered():
+    """The service may count a request at any moment until its answer: one in flight for longer
+    than its window still holds its slot, and frees it a window after the answer comes."""
+    ft = FakeTime()
+    p = Pacer(clock=ft.clock, sleep=ft.sleep)
+    wins = [Window("x", 1, 1.0)]
+    slow = p.acquire(wins)
+    answered = {}
+
+    def sleep(s):  # the slow request's answer comes 3 s after its send, while the next waits
+        ft.sleep(s)
+        if ft.t >= 1003.0 and not answered:
+            answered["at"] = ft.t
+            p.done(slow)
+
+    p.sleep = sleep
+    send(p, wins)
+    assert answered and ft.t >= answered["at"] + 1.0 - 0.01
+    assert max(ft.slept) < 1.1  # it looked again each step while the slot was in flight (not a lease)
+
+
+def test_a_ticket_never_handed_back_frees_its_slot_after_the_lease():
+    ft = FakeTime()
+    p = Pacer(clock=ft.clock, sleep=ft.sleep)
+    p.lease = 5.0
+    wins = [Window("x", 1, 1.0)]
+    p.acquire(wins)  # its sender died before the answer
+    send(p, wins)
+    assert 1005.0 + 1.0 <= ft.t < 1005.0 + 1.1

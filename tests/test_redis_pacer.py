@@ -28,6 +28,13 @@ from cryptography.fernet import Fernet  # noqa: E402
 STORE_KEY = Fernet.generate_key().decode()
 
 
+def send(pacer, windows):
+    """One request, answered at once; its ticket."""
+    ticket = pacer.acquire(windows)
+    pacer.done(ticket)
+    return ticket
+
+
 class FakeTime:
     def __init__(self):
         self.t = 1000.0
@@ -80,7 +87,7 @@ def one_pacers_rate(capacity: int, seconds: float, n: int) -> float:
     p = Pacer(clock=ft.clock, sleep=ft.sleep)
     stamps = []
     for _ in range(n):
-        p.acquire([Window("k", capacity, seconds)])
+        send(p, [Window("k", capacity, seconds)])
         stamps.append(ft.t)
     return rate(stamps, capacity)
 
@@ -97,7 +104,7 @@ def test_the_schedule_is_the_in_process_pacers_to_the_microsecond(make):
         p = make(clock=ft.clock, sleep=ft.sleep) if name == "redis" else Pacer(clock=ft.clock, sleep=ft.sleep)
         times[name] = []
         for _ in range(70):
-            p.acquire(wins)
+            send(p, wins)
             times[name].append(ft.t)
     assert times["redis"] == pytest.approx(times["memory"], abs=1e-5)
     t = times["redis"]
@@ -111,7 +118,7 @@ def test_costs_count_by_weight_and_old_entries_are_trimmed(make, client):
     assert lists[0].cost == 2.0
     stamps = []
     for _ in range(1800):  # 3,600 units: the last ones wait for the first to leave
-        p.acquire(lists)
+        send(p, lists)
         stamps.append(ft.t)
     assert stamps[1749] == 1000.0 and stamps[1750] > 1000.0 + 10.0
     assert most_in_any_window(stamps, 10.0) * 2 <= 3500
@@ -136,12 +143,42 @@ def test_a_request_counts_from_its_answer(make):
     assert tickets[0].waited == 0.0 and tickets[0].at == 1000.0
 
 
+def test_a_request_in_flight_keeps_its_slot_until_answered(make):
+    """A request may reach the service at any moment until its answer: one in flight for longer
+    than its window (a slow TLS handshake, a loaded host) still holds its slot, for every client
+    of the budget, and frees it a window after the answer comes."""
+    ft = FakeTime()
+    a, b = make(clock=ft.clock), make(clock=ft.clock)
+    wins = [Window("x", 1, 1.0)]
+    slow = a.acquire(wins)
+    answered = []
+
+    def sleep(s):  # the slow request's answer comes 3 s after its send, while b waits
+        ft.sleep(s)
+        if ft.t >= 1003.0 and not answered:
+            answered.append(ft.t)
+            a.done(slow)
+
+    b.sleep = sleep
+    send(b, wins)
+    assert answered and ft.t >= answered[0] + 1.0
+
+
+def test_a_sender_that_dies_in_flight_frees_its_slot_after_the_lease(make):
+    ft = FakeTime()
+    dead, other = make(clock=ft.clock, sleep=ft.sleep), make(clock=ft.clock, sleep=ft.sleep)
+    dead.lease = 5.0
+    dead.acquire([Window("x", 1, 1.0)])  # never handed back
+    send(other, [Window("x", 1, 1.0)])
+    assert 1005.0 + 1.0 <= ft.t < 1005.0 + 1.1
+
+
 def test_speed_scales_windows_like_the_fake_tenant(make):
     ft = FakeTime()
     p = make(clock=ft.clock, sleep=ft.sleep, speed=10.0)
     start = ft.t
     for _ in range(40):
-        p.acquire([Window("k", 4, 1.0)])
+        send(p, [Window("k", 4, 1.0)])
     assert ft.t - start < 1.2  # ten times 4 per second
 
 
@@ -236,7 +273,7 @@ def test_apps_and_tenants_do_not_share_a_budget(make):
     wins = [Window("graph:chat_message_post", 3, 10.0)]  # long: no even pace, three at once
     first = make("app1@tenant1", clock=ft.clock, sleep=ft.sleep)
     for _ in range(3):
-        first.acquire(wins)
+        send(first, wins)
     assert ft.t == 1000.0
     for other in ("app2@tenant1", "app1@tenant2"):
         assert make(other, clock=ft.clock, sleep=ft.sleep).acquire(wins).waited == 0.0
@@ -252,14 +289,15 @@ def test_idle_classes_vanish(make, client, redis_namespace):
     keys = client.keys(f"{redis_namespace}:pacer:*")
     assert sorted(k.decode() for k in keys) == [f"{redis_namespace}:pacer:{{app1@tenant1}}:{k}:bot:conversation:c:1.0"
                                                for k in ("m", "w")]
-    assert all(0 < client.pttl(k) <= 60 + 8 + 5000 for k in keys)  # window, one step and the pad
+    # window, one step, the in-flight lease and the pad
+    assert all(0 < client.pttl(k) <= 60 + 8 + 60_000 + 5000 for k in keys)
 
 
 def test_an_injected_sleep_that_does_not_wait_still_drains_windows(make):
     slept: list[float] = []
     p = make(sleep=slept.append)  # the server's clock, a sleep that returns at once (test runtimes)
     for _ in range(6):
-        p.acquire([Window("k", 2, 1.0)])
+        send(p, [Window("k", 2, 1.0)])
     assert len(slept) >= 2 and p.waited >= 1.0
 
 
@@ -282,15 +320,13 @@ def test_an_unreachable_store_is_warned_about_once_and_pacing_goes_on_in_process
     p = RedisPacer(c, namespace=redis_namespace, sleep=slept.append)
     wins = [Window("k", 2, 10.0)]
     with caplog.at_level("WARNING", logger="msteams.pacer"):
-        tickets = [p.acquire(wins) for _ in range(3)]  # the third waits for the window, in this process
+        tickets = [send(p, wins) for _ in range(3)]  # the third waits for the window, in this process
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and p.outages == 1  # once per outage, not per request
     assert f"127.0.0.1:{port}" in warnings[0] and "taking from the pacing budget" in warnings[0]
     assert "pacing in this process only for 30 s" in warnings[0]
     assert "pw-not-to-be-shown" not in caplog.text
     assert slept and tickets[2].waited > 9.9 and p.waited == tickets[2].waited
-    for t in tickets:
-        p.done(t)  # the fallback's tickets go back to it
 
 
 def test_a_store_that_goes_away_mid_request_never_fails_the_request(caplog):
