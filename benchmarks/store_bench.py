@@ -3,7 +3,7 @@ pages (same page size, same client) in the same run, the peak memory of a proces
 large directory next to one only paging it, and lookups by mail from the store.
 
     .venv/bin/python benchmarks/store_bench.py [--users 10000] [--page-size 100]
-        [--large-users 100000] [--large-page-size 999] [--lookups 10000] [--repeat 3]
+        [--large-users 100000] [--large-page-size 999] [--lookups 10000] [--repeat 5]
 
 Goals: preload <= 1.3x plain paging; the large preload's process <= 60 MB peak RSS; lookup by
 mail p50 <= 40 us. For the ratio the fake tenant runs in a process of its own on loopback
@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--large-users", type=int, default=100_000)
     ap.add_argument("--large-page-size", type=int, default=999, help="Graph's largest $top for users")
     ap.add_argument("--lookups", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--child-timeout", type=float, default=75.0)
     ap.add_argument("--in-process", action="store_true", help="run the fake tenant for the ratio in this process")
     ap.add_argument("--child", choices=("preload", "paging"), help=argparse.SUPPRESS)

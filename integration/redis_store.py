@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from .errors import STORE_SERVER_HINT, ConfigError
-from .store import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode, claim_decision
+from .store import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode, claim_decision, entry_keys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -230,10 +230,8 @@ class RedisStore:
     def put(self, kind: str, key: str, value: Any, ttl: float | None = DEFAULT_TTL) -> None:
         self.put_many(kind, [(key, value)], ttl)
 
-    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL, *,
-                 stage_names: bool = False) -> None:
-        """As Store.put_many; ``stage_names`` changes nothing here, as index_names reads the hash
-        it wrote anyway (Redis keeps no per-connection table to set the names aside in)."""
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
+        """As Store.put_many: one HSET of every pair."""
         now = self._clock()
         expires = now + ttl if ttl else None
         mapping, last, text = {}, None, ""
@@ -243,6 +241,16 @@ class RedisStore:
             mapping[self.norm(key)] = self._entry(text, now, expires)
         if mapping:
             self.r.hset(self.k("c", kind), mapping=mapping)
+
+    def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
+                    ttl: float | None = DEFAULT_TTL, stage_names: bool = False) -> int:
+        """As Store.put_entries; ``stage_names`` changes nothing here, as index_names reads the
+        hash it wrote anyway (Redis keeps no per-connection table to set the names aside in)."""
+        if len(aliases) > 2:
+            raise ValueError("put_entries takes at most two alias fields")
+        written = [(v, keys) for v in values if (keys := entry_keys(v, aliases))]
+        self.put_many(kind, ((k, v) for v, keys in written for k in keys), ttl)
+        return len(written)
 
     def index_names(self, source: str, kind: str, *, since: float, ttl: float | None = DEFAULT_TTL) -> int:
         """As Store.index_names: the name lists of ``kind`` rebuilt from the ``source`` entries

@@ -10,6 +10,8 @@ as ambiguous from the store instead of being left for Graph.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -94,16 +96,23 @@ SELECT ?, name, '[' || group_concat(value, ',') || ']', ?, ? FROM (
   WHERE kind=? AND updated>=? AND instr(key, '@')=0 AND key=msteams_name(json_extract(value, '$.id')))
 WHERE name != '' GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
-# The same lists from what put_many(stage_names=True) set aside on this connection: a temp table
-# (no other connection sees it, and it goes with the connection). Appended to, with no key to
-# keep in order as it grows: an entry written twice is listed once, as its last write, by the
-# query. ``updated`` drops what a run that never indexed left behind.
-_STAGE_TABLE = """CREATE TEMP TABLE IF NOT EXISTS name_stage (kind TEXT NOT NULL, id TEXT NOT NULL,
-name TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL)"""
-_STAGE = "INSERT INTO temp.name_stage(kind,id,name,value,updated) VALUES (?,?,?,?,?)"
+# Store.put_entries: the values go through a temp table of the writing connection (no other
+# connection sees it, and it goes with the connection); SQLite then copies each to its id and
+# alias keys itself, and the table keeps them for index_names. Appended to, with no key to keep
+# in order as it grows: an entry written twice is listed once, as its last write, by the query.
+# ``updated`` drops what a run that never indexed left behind.
+_ENTRY_STAGE = """CREATE TEMP TABLE IF NOT EXISTS entry_stage (kind TEXT NOT NULL, id TEXT NOT NULL,
+name TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL, alias1 TEXT, alias2 TEXT)"""
+_STAGE_HEAD = "INSERT INTO temp.entry_stage(kind,id,name,value,updated,alias1,alias2) VALUES "
+_COPY_STAGED = """INSERT INTO cache(kind,key,value,updated,expires)
+SELECT kind, id, value, updated, ?2 FROM temp.entry_stage WHERE rowid>?1
+UNION ALL SELECT kind, alias1, value, updated, ?2 FROM temp.entry_stage WHERE rowid>?1 AND alias1 IS NOT NULL
+UNION ALL SELECT kind, alias2, value, updated, ?2 FROM temp.entry_stage WHERE rowid>?1 AND alias2 IS NOT NULL
+ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 _INDEX_STAGED = """INSERT INTO cache(kind,key,value,updated,expires)
-SELECT ?1, name, '[' || group_concat(value, ',') || ']', ?2, ?3 FROM temp.name_stage
-WHERE rowid IN (SELECT max(rowid) FROM temp.name_stage WHERE kind=?4 AND updated>=?5 GROUP BY id) GROUP BY name
+SELECT ?1, name, '[' || group_concat(value, ',') || ']', ?2, ?3 FROM temp.entry_stage
+WHERE rowid IN (SELECT max(rowid) FROM temp.entry_stage WHERE kind=?4 AND updated>=?5 GROUP BY id) AND name != ''
+GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 
 
@@ -128,10 +137,43 @@ def _name_key(name) -> str:
 
 # An upsert, not INSERT OR REPLACE: a preload that refreshes the cache updates each row in place
 # instead of deleting it and its index entry and inserting both again (~40% less work).
-_PUT = """INSERT INTO cache(kind,key,value,updated,expires) VALUES (?,?,?,?,?) ON CONFLICT(kind,key)
-DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
+_PUT_HEAD = "INSERT INTO cache(kind,key,value,updated,expires) VALUES "
+_PUT_TAIL = " ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"
+# Rows per INSERT ... VALUES statement (fewer where SQLite allows fewer parameters).
+_ROWS_PER_STATEMENT = 256
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # compact: see _INDEX_NAMES
 _string = json.encoder.encode_basestring  # C; the same escaping as the encoder's with ensure_ascii=False
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(head: str, tail: str, width: int, rows: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return head + ",".join([one] * rows) + tail
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, tail: str, width: int, rows: Iterable[tuple]) -> None:
+    """``head`` VALUES (...),(...)``tail`` for many rows at once: one statement per chunk, not one
+    per row, so a writer thread hands the interpreter lock back and forth once per chunk (per
+    row, each handoff stalled the thread paging Graph beside it: a preload lost a tenth of its
+    speed to them)."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(conn, "getlimit") else 999
+    per = max(1, min(_ROWS_PER_STATEMENT, limit // width))
+    it = iter(rows)
+    while block := list(itertools.islice(it, per)):
+        conn.execute(_values_sql(head, tail, width, len(block)), [x for row in block for x in row])
+
+
+def entry_keys(value: dict, aliases: Iterable[str] = ()) -> list[str]:
+    """The keys ``Store.put_entries`` writes a value under: its id, then each alias field's
+    value, normalized and each once ([] when the value has no id)."""
+    keys = [_name_key(value.get("id"))]
+    if not keys[0]:
+        return []
+    for field in aliases:
+        k = _name_key(value.get(field))
+        if k and k not in keys:
+            keys.append(k)
+    return keys
 
 
 def _dumps(value) -> str:
@@ -242,24 +284,46 @@ class Store:
                 raise
             c.execute("COMMIT")
 
-    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL, *,
-                 stage_names: bool = False) -> None:
-        """Write (key, value) pairs: all of them, or none when one fails. With ``stage_names``,
-        each value written under its own id is also set aside, with its display name, for this
-        thread's next ``index_names`` of ``kind``: a preload's name lists are then grouped from
-        what it wrote instead of found again by scanning the whole table (a third of the time)."""
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
+        """Write (key, value) pairs: all of them, or none when one fails."""
         with self.transaction() as c:
-            staged: list | None = [] if stage_names else None
             # A generator, so the rows are not held twice; it runs inside the transaction.
-            c.executemany(_PUT, self._rows(kind, items, ttl, staged))
-            if staged:
-                if not self._staged():
-                    # The staging outgrows memory on a large directory: 512 KB of its pages are
-                    # kept, the rest go to its temp file (by default it took 10 MB per 100k users).
-                    c.execute("PRAGMA temp.cache_size=-512")
-                c.execute(_STAGE_TABLE)  # in the transaction: a rollback takes the table back too
-                c.executemany(_STAGE, staged)
+            _insert_rows(c, _PUT_HEAD, _PUT_TAIL, 5, self._rows(kind, items, ttl))
+
+    def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
+                    ttl: float | None = DEFAULT_TTL, stage_names: bool = False) -> int:
+        """Write each value (a mapping with an "id") under its id and under each of its
+        ``aliases`` fields (at most two: a user under its mail and UPN), all or none; values
+        without an id are skipped. With ``stage_names`` the values are also kept, with their
+        display names, for this thread's next ``index_names`` of ``kind``: a preload's name
+        lists are then grouped from what it wrote instead of found again by scanning the whole
+        table. Returns the number of values written."""
+        if len(aliases) > 2:
+            raise ValueError("put_entries takes at most two alias fields")
+        now = self._clock()
+        expires = now + ttl if ttl else None
+        rows = []
+        for v in values:
+            keys = entry_keys(v, aliases)
+            if keys:
+                keys += [None] * (3 - len(keys))
+                rows.append((kind, keys[0], _name_key(v.get("displayName")), _dumps(v), now, keys[1], keys[2]))
+        if not rows:
+            return 0
+        with self.transaction() as c:
+            if not self._staged():
+                # The staging outgrows memory on a large directory: 512 KB of its pages are
+                # kept, the rest go to its temp file (by default it took 10 MB per 100k users).
+                c.execute("PRAGMA temp.cache_size=-512")
+            c.execute(_ENTRY_STAGE)  # in the transaction: a rollback takes the table back too
+            first = c.execute("SELECT coalesce(max(rowid), 0) FROM temp.entry_stage").fetchone()[0]
+            _insert_rows(c, _STAGE_HEAD, "", 7, rows)
+            c.execute(_COPY_STAGED, (first, expires))
+            if stage_names:
                 self._staged().add(kind)
+            else:
+                c.execute("DELETE FROM temp.entry_stage WHERE rowid>?", (first,))
+        return len(rows)
 
     def _staged(self) -> set:
         """The kinds this thread's connection holds staged names of (its temp table dies with it)."""
@@ -268,19 +332,14 @@ class Store:
             staged = self._local.staged = set()
         return staged
 
-    def _rows(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None, staged: list | None = None):
+    def _rows(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None):
         now = self._clock()
         expires = now + ttl if ttl else None
         last, text = None, ""
         for k, v in items:
-            key = k.strip().casefold()
-            if v is not last:  # one object under several keys (id, mail, UPN) is encoded once
+            if v is not last:  # one object under several keys is encoded once
                 last, text = v, _dumps(v)
-            if staged is not None and type(v) is dict and key == _name_key(v.get("id")):
-                name = _name_key(v.get("displayName"))
-                if name:
-                    staged.append((kind, key, name, text, now))
-            yield kind, key, text, now, expires
+            yield kind, k.strip().casefold(), text, now, expires
 
     def index_names(self, source: str, kind: str, *, since: float, ttl: float | None = DEFAULT_TTL) -> int:
         """Rebuild ``kind``'s name lists (one of NAME_KINDS) from the ``source`` entries written
@@ -288,15 +347,15 @@ class Store:
         that name, and replaces the list written before. One statement after a preload's
         pages, instead of merging each page's namesakes into the lists as they come (that
         rewrote a growing list per namesake, quadratic in a common name's size). When this
-        thread staged ``source`` entries (``put_many(stage_names=True)``), the lists are built
+        thread staged ``source`` entries (``put_entries(stage_names=True)``), the lists are built
         from those alone, and the staging is emptied. Returns the number of names written."""
         now = self._clock()
         expires = now + ttl if ttl else None
         with self.transaction() as c:
             if source in self._staged():
-                c.execute(_STAGE_TABLE)  # gone if the transaction that made it was rolled back
+                c.execute(_ENTRY_STAGE)  # gone if the transaction that made it was rolled back
                 n = c.execute(_INDEX_STAGED, (kind, now, expires, source, since)).rowcount
-                c.execute("DELETE FROM temp.name_stage WHERE kind=?", (source,))
+                c.execute("DELETE FROM temp.entry_stage WHERE kind=?", (source,))
                 self._staged().discard(source)
                 return n
             c.create_function("msteams_name", 1, _name_key, deterministic=True)

@@ -315,7 +315,7 @@ def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, run
 
     calls = []
     Store = type(runtime.store)  # SQLite's or Redis's, whichever the suite runs on
-    real = Store.put_many
+    real = Store.put_entries
 
     def failing(self, *a, **k):
         calls.append(1)
@@ -323,7 +323,7 @@ def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, run
             raise ConfigError("context store error: database or disk is full")
         return real(self, *a, **k)
 
-    monkeypatch.setattr(Store, "put_many", failing)
+    monkeypatch.setattr(Store, "put_entries", failing)
     monkeypatch.setattr("integration.handlers.health._AHEAD_USERS", 2)  # a commit per 2-user page
     with pytest.raises(ConfigError, match="disk is full"):
         execute("cache-preload", {"include": "users", "page_size": 2}, runtime)

@@ -72,6 +72,24 @@ def test_name_lists_built_from_a_run_replace_the_old_ones_and_prune(make_store):
     assert sorted(c["id"] for c in s.get("user_name", "ZOË DOE")) == ["7", "8"]
 
 
+@pytest.mark.parametrize("stage", [False, True])
+def test_put_entries_writes_each_value_under_its_id_and_aliases_once(make_store, stage):
+    s = make_store()
+    run = s.now()
+    users = [{"id": "ID-1", "displayName": "Bob Smith", "mail": "Bob@X", "userPrincipalName": "bob@x"},
+             {"id": "2", "displayName": "bob smith", "mail": None, "userPrincipalName": "b2@x"},
+             {"id": "", "displayName": "No Id", "mail": "none@x"},  # skipped: nothing to key it by
+             {"id": "3", "displayName": None, "mail": "3", "userPrincipalName": " C@X "}]
+    assert s.put_entries("user", users, aliases=("mail", "userPrincipalName"), stage_names=stage) == 3
+    assert s.counts()["user"] == 6  # id-1 and bob@x; 2 and b2@x; 3 and c@x (its mail is its id)
+    assert s.get("user", "bob@x") == s.get("user", "id-1") == users[0]
+    assert s.get("user", "c@x") == users[3] and s.get("user", "none@x") is None
+    assert s.index_names("user", "user_name", since=run) == 1
+    assert sorted(c["id"] for c in s.get("user_name", "Bob Smith")) == ["2", "ID-1"]
+    with pytest.raises(ValueError):
+        s.put_entries("user", users, aliases=("a", "b", "c"))
+
+
 def test_prune_by_prefix_keeps_other_teams_and_wildcards_are_literal(make_store):
     clock = Clock()
     s = make_store(clock=clock)

@@ -165,7 +165,7 @@ def test_index_names_lists_every_namesake_written_since_the_run_began(tmp_path):
 
 
 def test_staged_names_give_the_same_lists_as_the_scan(tmp_path):
-    """put_many(stage_names=True) sets each entry written under its own id aside, so
+    """put_entries(stage_names=True) sets each entry written aside, so
     index_names groups those instead of scanning the table: the lists must be the scan's."""
     users = [{"id": "1", "displayName": "Bob Smith", "mail": "b1@x"}, {"id": "3", "displayName": " bob SMITH", "mail": "b3@x"},
              {"id": "4", "displayName": "Anna Straße", "mail": "a@x"}, {"id": "5", "displayName": None, "mail": "n@x"},
@@ -176,7 +176,7 @@ def test_staged_names_give_the_same_lists_as_the_scan(tmp_path):
         run = s.now()
         with s.transaction():
             for u in users + users[:1]:  # one written twice is listed once
-                s.put_many("user", [(u["id"], u), (u["mail"], u)], stage_names=staged)
+                s.put_entries("user", [u], aliases=("mail",), stage_names=staged)
         assert ("user" in s._staged()) is staged
         assert s.index_names("user", "user_name", since=run) == 2
         lists[staged] = {k: sorted(c["id"] for c in s.get("user_name", k)) for k in ("bob smith", "anna strasse")}
@@ -187,10 +187,10 @@ def test_staged_names_give_the_same_lists_as_the_scan(tmp_path):
 def test_staged_names_of_a_run_that_never_indexed_are_not_listed(tmp_path):
     now = [1000.0]
     s = Store(tmp_path / "s.db", clock=lambda: now[0])
-    s.put_many("user", [("old", {"id": "old", "displayName": "Bob Smith"})], stage_names=True)  # a run that stopped
+    s.put_entries("user", [{"id": "old", "displayName": "Bob Smith"}], stage_names=True)  # a run that stopped
     now[0] += 10
     run = s.now()
-    s.put_many("user", [("new", {"id": "new", "displayName": "Bob Smith"})], stage_names=True)
+    s.put_entries("user", [{"id": "new", "displayName": "Bob Smith"}], stage_names=True)
     assert s.index_names("user", "user_name", since=run) == 1
     assert [c["id"] for c in s.get("user_name", "bob smith")] == ["new"]
 
@@ -200,11 +200,25 @@ def test_a_rolled_back_staging_leaves_index_names_working(tmp_path):
     run = s.now()
     try:
         with s.transaction():
-            s.put_many("user", [("1", {"id": "1", "displayName": "Ann"})], stage_names=True)
+            s.put_entries("user", [{"id": "1", "displayName": "Ann"}], stage_names=True)
             raise RuntimeError("the write failed")
     except RuntimeError:
         pass
     assert s.index_names("user", "user_name", since=run) == 0  # nothing was written, nothing listed
-    s.put_many("user", [("2", {"id": "2", "displayName": "Ann"})], stage_names=True)
+    s.put_entries("user", [{"id": "2", "displayName": "Ann"}], stage_names=True)
     assert s.index_names("user", "user_name", since=run) == 1
     assert s.get("user_name", "ann") == [{"id": "2", "displayName": "Ann"}]
+
+
+def test_bulk_writes_span_several_statements_and_keep_every_row(tmp_path, monkeypatch):
+    """put_many and put_entries insert many rows per statement: a remainder, a chunk boundary
+    and a row written twice in one call all come out right."""
+    monkeypatch.setattr("integration.store._ROWS_PER_STATEMENT", 3)
+    s = Store(tmp_path / "s.db")
+    s.put_many("team", [(f"T{i}", {"id": f"t{i}"}) for i in range(10)] + [("t0", {"id": "again"})])
+    assert s.counts()["team"] == 10 and s.get("team", "T0") == {"id": "again"}
+    users = [{"id": f"u{i}", "displayName": "Same", "mail": f"m{i}@x"} for i in range(7)]
+    assert s.put_entries("user", users, aliases=("mail",)) == 7
+    assert s.counts()["user"] == 14 and s.get("user", "M6@X") == users[6]
+    assert s._staged() == set()  # not staged: nothing kept for index_names
+    assert s._conn().conn.execute("SELECT count(*) FROM temp.entry_stage").fetchone() == (0,)
