@@ -7,7 +7,8 @@ to wait: no two senders can both take the last slot of a window, whichever host 
 The script's clock is the Redis server's TIME, so hosts whose clocks disagree still agree on
 every window. An entry holds its slot while its request is in flight (scored at the end of
 IN_FLIGHT_LEASE, so a sender that dies frees it then) and `done` restamps it at the answer
-(later than the service counted it), so pacer.py's SAFETY margins hold as they are. Needs Redis 6.2 or later (ZADD GT). Per class, under ``{namespace}:pacer:{app@tenant}:``:
+(later than the service counted it), so pacer.py's SAFETY margins hold as they are. Per
+class, under ``{namespace}:pacer:{app@tenant}:``:
   ``w:<class>``  a sorted set, one member per request (score: its answer's time, or while
                  it is in flight its lease's end; member: id|cost);
   ``m:<class>``  a hash: the window's total cost and the even pace's next slot;
@@ -323,7 +324,7 @@ class RedisPacer:
         return ticket
 
     def done(self, ticket: Ticket) -> None:
-        """The response is in: its entries count from now (never earlier than they were stamped).
+        """The response is in: its entries, held while in flight, count from now.
         A failure here is only logged: the request has been sent and answered."""
         if not ticket.entries:
             return
