@@ -29,10 +29,12 @@ from . import limits
 # every window a little.
 SAFETY = 1.005
 SAFETY_SECONDS = 0.005
-# A request keeps its slot while it is in flight, however long that takes: it may reach the
-# service at any moment until its answer comes. One that is never answered (its sender died or
-# lost the ticket) counts as sent this long after it was taken.
-IN_FLIGHT_LEASE = 60.0
+# A request keeps its slot while it is in flight: the service counts it when it arrives, at
+# any moment until its answer comes. Arriving takes moments (a connection, a TLS handshake, a
+# busy interpreter), so one still unanswered this long after it was taken counts as having
+# arrived then; this also bounds how long a sender that died holds its slots (a 60 s lease
+# cost a 4-worker pool whose worker was killed holding 8 sends 15% of its rate).
+IN_FLIGHT_LEASE = 5.0
 # Windows this short are sent at an even pace past a small burst; in longer ones (30 s, an
 # hour) network jitter is negligible and a burst costs nothing.
 EVEN_PACE_WINDOW = 2.0
