@@ -327,11 +327,12 @@ def _lower_this_threads_priority() -> None:
     """Give the calling thread the lowest priority of its policy (nice 19, this thread only:
     Linux keeps a nice value per thread). Where cores are fewer than busy threads, the
     scheduler then runs the paging thread (and a Graph on the same machine, as the fake tenant
-    is) first and the preload's writer in their gaps, which is all it needs: at the same
-    priority it took their turns: a 10,000-user preload took 1.31x plain paging, against 1.21x
-    at nice 19 (the two interleaved in one run, as benchmarks/store_bench.py times them). A thread at nice 19 still gets about 1.5% of a core
-    that a normal one keeps busy, so on a saturated host the preload is slower, never stuck.
-    Elsewhere a nice value may be the whole process's: left alone."""
+    is) first and the preload's writer in their gaps, which is all it needs. At the same
+    priority it took their turns: a 10,000-user preload took 1.31x plain paging against 1.21x
+    at nice 19 (both alternated in one process, timed as benchmarks/store_bench.py does). A
+    thread at nice 19 still gets about 1.5% of a core that a normal one keeps busy, so on a
+    saturated host the preload is slower, never stuck. Elsewhere a nice value may be the
+    whole process's: left alone."""
     if not sys.platform.startswith("linux"):
         return
     try:
