@@ -353,3 +353,24 @@ def test_cache_preload_graph_failure_mid_directory_keeps_the_pages_written(emu, 
     assert len(written) == 4  # the two pages read before the failure, complete
     # Name lists are built from a complete directory only: this run wrote none.
     assert all(runtime.store.get("user_name", u["displayName"]) is None for u in written)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values are per thread only on Linux")
+def test_cache_preload_writer_runs_at_nice_19_and_the_paging_thread_is_untouched(emu, runtime, monkeypatch):
+    import os
+    import threading
+
+    from integration.handlers import health
+
+    seen = {}
+    real = health._lower_this_threads_priority
+
+    def lowered():
+        real()
+        seen[threading.current_thread().name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    monkeypatch.setattr(health, "_lower_this_threads_priority", lowered)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    execute("cache-preload", {"include": "users"}, runtime)
+    assert seen == {"preload-writer": 19}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
