@@ -35,7 +35,7 @@ def msteams() -> list[str]:
     script = Path(sys.executable).with_name("msteams")
     if script.is_file():
         return [sys.executable, str(script)]
-    return [sys.executable, "-m", "integration.cli"]
+    return [sys.executable, "-m", "integration.frontends.cli"]
 
 
 def run(cmd: list[str], env: dict) -> float:

@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import requests  # noqa: E402
 
-from integration import config as config_mod  # noqa: E402
+from integration.engine import config as config_mod  # noqa: E402
 from integration.dispatch import Runtime, execute  # noqa: E402
-from integration.pacer import bot_windows, graph_windows  # noqa: E402
+from integration.delivery.pacer import bot_windows, graph_windows  # noqa: E402
 
 
 class Tenant:
@@ -142,7 +142,7 @@ def ours(rt: Runtime, command: str, args: dict):
 def naive(rt: Runtime, kind: str, mails: list[str], text: str):
     """One recipient after another, every lookup and conversation asked for again."""
     def run():
-        from integration.errors import IntegrationError, ThrottledError
+        from integration.engine.errors import IntegrationError, ThrottledError
 
         app, ok, failed, surfaced = rt.client("app"), 0, 0, 0
         tenant_id = rt.cfg.tenant_id
@@ -158,7 +158,7 @@ def naive(rt: Runtime, kind: str, mails: list[str], text: str):
                     g = rt.client("delegated")
                     uid = g.get(f"/users/{mail}")["id"]
                     me = g.get("/me")["id"]
-                    from integration.resolve import chat_body
+                    from integration.graph.resolve import chat_body
 
                     chat = g.post("/chats", chat_body("oneOnOne", [me, uid], rt.cfg.graph_url))
                     g.post(f"/chats/{chat['id']}/messages", {"body": {"contentType": "text", "content": text}})

@@ -41,9 +41,9 @@ import yaml  # noqa: E402
 _PATCH = """import sys, time
 if sys.argv[1] == "unlocked":  # benchmark only: the token lock patched out
     import contextlib
-    from integration import auth
+    from integration.graph import auth
     auth.Auth.token_lock = lambda self, flow: contextlib.nullcontext()
-from integration import tokenlock
+from integration.graph import tokenlock
 HOLDS = []  # (seconds waited for the lock, seconds held)
 _enter, _exit = tokenlock.StoreLock.__enter__, tokenlock.StoreLock.__exit__
 def _timed_enter(self):
@@ -56,7 +56,7 @@ def _timed_exit(self, *exc):
     _exit(self, *exc)
     HOLDS.append((self._w, time.monotonic() - self._t))
 tokenlock.StoreLock.__enter__, tokenlock.StoreLock.__exit__ = _timed_enter, _timed_exit
-from integration.cli import main
+from integration.frontends.cli import main
 """
 # One command per process (--spawn).
 BOOT = _PATCH + "sys.exit(main(sys.argv[2:]))\n"
@@ -64,7 +64,9 @@ BOOT = _PATCH + "sys.exit(main(sys.argv[2:]))\n"
 # a JSON summary at the end.
 LOOP = _PATCH + """import json
 import msal, requests  # warm: imports and the registry, so that the soak times commands
-from integration import dispatch, graph, registry
+from integration import dispatch
+from integration.engine import registry
+from integration.graph import client as graph
 registry.default_registry()
 argv = sys.argv[2:]
 print("ready", flush=True)

@@ -40,10 +40,10 @@ import yaml  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 
 from fanout import Tenant, lower_bound  # noqa: E402
-from integration import config as config_mod  # noqa: E402
+from integration.engine import config as config_mod  # noqa: E402
 from integration.dispatch import Runtime, execute  # noqa: E402
-from integration.limits import BOT_PER_APP  # noqa: E402
-from integration.queue import JobQueue  # noqa: E402
+from integration.delivery.limits import BOT_PER_APP  # noqa: E402
+from integration.delivery.queue import JobQueue  # noqa: E402
 
 
 class Redis:
@@ -119,7 +119,7 @@ def one_run(tenant: Tenant, redis: Redis, work: str, ids: list[str], workers: in
     q = JobQueue.from_config(cfg)
     before = len(tenant.get("requests")["requests"])
     env = dict(os.environ, MSTEAMS_CONFIG=cfg_path, PYTHONPATH=REPO)
-    procs = [subprocess.Popen([sys.executable, "-m", "integration.cli", "worker", "--name", f"w{i}",
+    procs = [subprocess.Popen([sys.executable, "-m", "integration.frontends.cli", "worker", "--name", f"w{i}",
                                "--concurrency", str(ns.concurrency), "--visibility-timeout", str(ns.visibility),
                                "--until-empty"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(workers)]

@@ -30,7 +30,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
 
 from integration.dispatch import Runtime, execute  # noqa: E402
-from integration.resolve import USER_SELECT  # noqa: E402
+from integration.graph.resolve import USER_SELECT  # noqa: E402
 
 GOAL_RATIO, GOAL_RSS_MB, GOAL_P50_US = 1.3, 60.0, 40.0
 

@@ -76,8 +76,8 @@ def _card_text(activity: dict) -> list[str]:
 
 def _activity_of_ref(config: str | None, ref: str) -> str:
     """The bot message's activity id behind a messageRef, from the config's context store."""
-    from integration.config import load
-    from integration.stores import open_store
+    from integration.engine.config import load
+    from integration.store.open import open_store
 
     path = config or os.environ.get("MSTEAMS_CONFIG")
     store = open_store(load(path))

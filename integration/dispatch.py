@@ -11,12 +11,12 @@ import threading
 import sys
 import time
 from collections.abc import Callable
-from .record import field, record as dataclass  # not dataclasses: start-up time (record.py)
+from integration.engine.record import field, record as dataclass  # not dataclasses: start-up time (record.py)
 
-from . import arguments, config as config_mod, registry
-from .errors import AuthError, InputError, IntegrationError, NotFound
-from .registry import CommandSpec, thaw
-from .results import Result, project
+from integration.engine import arguments, config as config_mod, registry
+from integration.engine.errors import AuthError, InputError, IntegrationError, NotFound
+from integration.engine.registry import CommandSpec, thaw
+from integration.engine.results import Result, project
 
 # graph (its client; requests when a request is made) is imported on a command's first Graph
 # call: local commands (cache-show, auth status) start without it. typing costs ~4 ms of every
@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .graph import Client
+    from integration.graph.client import Client
 
 log = logging.getLogger("msteams.dispatch")
 
@@ -69,7 +69,7 @@ class Runtime:
     @property
     def store(self):
         if self._store is None:
-            from .stores import open_store
+            from integration.store.open import open_store
 
             with self._lock:
                 if self._store is None:
@@ -79,7 +79,7 @@ class Runtime:
     @property
     def auth(self):
         if self._auth is None:
-            from .auth import Auth
+            from integration.graph.auth import Auth
 
             with self._lock:
                 if self._auth is None:
@@ -103,7 +103,7 @@ class Runtime:
 
     def progress(self, label: str, total: int | None = None):
         """A progress line on stderr for a long fan-out (silent unless stderr is a terminal)."""
-        from .progress import Progress
+        from integration.delivery.progress import Progress
 
         return Progress(label, total, enabled=not self.quiet, pacer=self._pacer)
 
@@ -117,11 +117,11 @@ class Runtime:
                 if self._pacer is None:
                     # pacing_speed matches a fake tenant run faster than Microsoft's limits (--speed).
                     if self.cfg.store_url:
-                        from .redis_pacer import RedisPacer
+                        from integration.delivery.redis_pacer import RedisPacer
 
                         self._pacer = RedisPacer.from_config(self.cfg, sleep=self.sleep)
                     else:
-                        from .pacer import Pacer
+                        from integration.delivery.pacer import Pacer
 
                         self._pacer = Pacer(sleep=self.sleep, speed=self.cfg.pacing_speed)
         return self._pacer
@@ -136,7 +136,7 @@ class Runtime:
         if flow not in self._clients:
             cfg = self.cfg
             base, service = (cfg.bot_service_url, "Bot Connector") if flow == "bot" else (cfg.graph_url, "Graph")
-            from .graph import Client
+            from integration.graph.client import Client
 
             self._clients[flow] = Client(base, self.auth.provider(flow), verify=cfg.verify, timeout=cfg.timeout,
                                          max_retries=cfg.max_retries, retry_budget=cfg.retry_budget_seconds,
@@ -156,6 +156,16 @@ class Runtime:
         why = "; ".join(f"{f}: {self.auth.why_not_ready(f)}" for f in flows)
         raise AuthError(f"'{spec.name}' needs the {' or '.join(flows)} flow, and none is ready ({why})",
                         hint=f"permissions to grant per flow: {needs}")
+
+    def execute(self, name: str, args: dict | None = None, *, flow: str | None = None) -> Result:
+        """Run another command with this runtime: how code below the front ends (a question's
+        cards, a handler) runs one without importing this module."""
+        return execute(name, args, self, flow=flow)
+
+    def context(self, name: str, args: dict, *, flow: str | None = None) -> CommandContext:
+        """A handler's context for command ``name`` with already typed ``args`` (a worker running
+        one queued item of a fan-out builds the context the command would have had)."""
+        return CommandContext(self.registry.get(name), args, self, flow=flow)
 
     def close(self) -> None:
         """Close the store (this thread's connection), the clients' HTTP connections and the
@@ -203,7 +213,7 @@ class CommandContext:
     @property
     def resolver(self):
         if "_resolver" not in self.extra:
-            from .resolve import Resolver
+            from integration.graph.resolve import Resolver
 
             self.extra["_resolver"] = Resolver(self.graph, self.store)
         return self.extra["_resolver"]
@@ -272,11 +282,11 @@ def _resolve_declared(ctx: CommandContext) -> None:
         elif kind == "channel":
             ctx.extra[pname] = r.channel(ctx.extra[rule["team"]], raw)["id"]
         elif kind == "chat":
-            from .resolve import is_thread_id
+            from integration.graph.resolve import is_thread_id
 
             chat = {"id": raw} if is_thread_id(raw) else r.chat_by_topic(raw)
             if not chat:
-                from .untrusted import quote
+                from integration.engine.untrusted import quote
 
                 raise NotFound(f"chat {quote(raw)} not found")
             ctx.extra[pname] = chat["id"]
@@ -285,7 +295,7 @@ def _resolve_declared(ctx: CommandContext) -> None:
 def _run_declared(ctx: CommandContext) -> Result:
     req = thaw(ctx.spec.request)
     values = {**ctx.args, **ctx.extra}
-    from .graph import seg
+    from integration.graph.client import seg
 
     path = _fill(req["path"], values, seg)
     query = _fill_value(req.get("query") or {}, values)
@@ -301,7 +311,7 @@ def _run_declared(ctx: CommandContext) -> Result:
 
 def execute(name: str, args: dict | None = None, runtime: Runtime | None = None, *, flow: str | None = None) -> Result:
     """Run one command by name (or alias) with raw or typed arguments."""
-    metrics = sys.modules.get("integration.metrics")  # counted only in a service that enabled it
+    metrics = sys.modules.get("integration.engine.metrics")  # counted only in a service that enabled it
     if metrics is None or not metrics.enabled:
         return _execute(name, args, runtime, flow=flow)
     try:
@@ -323,7 +333,7 @@ def _execute(name: str, args: dict | None, runtime: Runtime | None, *, flow: str
         import difflib
 
         close = difflib.get_close_matches(name, runtime.registry.all_names(), n=3)
-        from .untrusted import quote
+        from integration.engine.untrusted import quote
 
         raise InputError(f"unknown command {quote(name)}", hint=f"did you mean: {', '.join(close)}?" if close else
                          "`msteams --help` lists the commands")

@@ -142,7 +142,7 @@ def _redis_store_factory(server, namespace: str, made: list):
     import redis
     from cryptography.fernet import Fernet
 
-    from integration.redis_store import RedisStore
+    from integration.store.redis import RedisStore
 
     key = Fernet.generate_key().decode()
 
@@ -168,7 +168,7 @@ def make_store(request, tmp_path):
         make = _redis_store_factory(request.getfixturevalue("redis_server"),
                                     request.getfixturevalue("redis_namespace"), made)
     else:
-        from integration.store import Store
+        from integration.store.sqlite import Store
 
         def make(clock=_time.time, key_text=None):
             s = Store(tmp_path / "store.sqlite3", clock=clock)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from integration import config as config_mod
+from integration.engine import config as config_mod
 from integration.dispatch import Runtime, execute
 
 

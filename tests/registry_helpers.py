@@ -2,7 +2,7 @@
 the error must name (so that every other check passes and the break is what gets reported)."""
 from __future__ import annotations
 
-from integration import registry
+from integration.engine import registry
 
 SHIPPED = registry.COMMANDS_FILE.read_text(encoding="utf-8")
 

@@ -8,10 +8,10 @@ def open_at(where):
     if isinstance(where, tuple):
         import redis
 
-        from integration.redis_store import RedisStore
+        from integration.store.redis import RedisStore
 
         url, namespace, key = where
         return RedisStore(redis.Redis.from_url(url, decode_responses=True), namespace=namespace, key_text=key)
-    from integration.store import Store
+    from integration.store.sqlite import Store
 
     return Store(where)

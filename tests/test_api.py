@@ -1,4 +1,4 @@
-"""The Python API (integration/api.py, docs/python-api.md): the documented example runs as
+"""The Python API (integration/frontends/api.py, docs/python-api.md): the documented example runs as
 written, importing starts nothing, results carry context/readable/raw, one client serves many
 calls and threads, errors have their documented classes, kinds and exit codes."""
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_import_starts_nothing_and_reads_no_config(tmp_path):
         "from integration import api\n"
         "assert integration.api is api and api.Client and api.execute and api.CommandResult\n"
         "heavy = ('requests', 'msal', 'yaml', 'jsonschema', 'fake_tenant', 'sqlite3', 'integration.dispatch',\n"
-        "         'integration.config', 'integration.registry', 'integration.auth', 'integration.store')\n"
+        "         'integration.engine.config', 'integration.engine.registry', 'integration.graph.auth', 'integration.store.sqlite')\n"
         "print(sorted(m for m in heavy if m in sys.modules), threading.active_count())\n"
     )
     env = dict(os.environ, MSTEAMS_CONFIG=str(tmp_path / "missing.yml"), MSTEAMS_TIMEOUT="not a number")
@@ -211,7 +211,7 @@ def test_load_config_and_adjust(cfg_file, tmp_path, no_msteams_env):
 
 
 def test_a_config_object_registers_its_secrets_for_redaction(emu, tmp_path):
-    from integration import redact
+    from integration.engine import redact
 
     cfg = make_config(emu, tmp_path, client_secret="Direct-Config-Secret-Value-1")
     redact._secrets.discard("Direct-Config-Secret-Value-1")

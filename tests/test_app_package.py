@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft4Validator, Draft7Validator, validators
 
-from integration import app_package, cli
+from integration.frontends import app_package, cli
 
 SCHEMA_FILE = Path(__file__).parent / "data" / "MicrosoftTeams.v1.30.schema.json"
 # The published schema declares draft-04 but uses draft-06's `const` (manifestVersion): check it too.
@@ -156,8 +156,8 @@ def test_conversational_bot_with_commands_domain_and_calling(emu, tmp_path, sche
     assert set(commands["scopes"]) == {"personal", "team", "groupChat"}
     titles = [c["title"] for c in commands["commands"]]
     assert len(titles) == 10 and titles[0] == "channel-list" and "user-get" in titles
-    from integration import registry
-    from integration.bot.access import command_groups
+    from integration.engine import registry
+    from integration.teams.access import command_groups
 
     reg = registry.default_registry()
     assert all(command_groups(reg.get(t)) == {"read"} for t in titles)  # read-only, runnable by analysts
@@ -172,7 +172,7 @@ def test_conversational_bot_with_commands_domain_and_calling(emu, tmp_path, sche
 
 
 def test_commands_are_capped_at_ten(schema):
-    from integration import registry
+    from integration.engine import registry
 
     cmds = app_package.command_list(registry.default_registry(), limit=50)
     assert len(cmds) > 10

@@ -7,10 +7,11 @@ import textwrap
 
 import pytest
 
-from integration import arguments, docs, registry
-from integration.cli import main
+from integration.engine import arguments, registry
+from integration.frontends import docs
+from integration.frontends.cli import main
 from integration.dispatch import execute
-from integration.errors import ArgumentError, FileError
+from integration.engine.errors import ArgumentError, FileError
 from integration.playbooks import load, run_playbook
 from teams_helpers import channel_of, make_owner, team_of, uid
 
@@ -272,7 +273,7 @@ def test_cli_flag_and_warroom_form_take_xsoar_names(cfg_file):
 
 
 def test_shell_completes_aliases():
-    from integration.shell import Shell
+    from integration.frontends.shell import Shell
 
     sh = Shell.__new__(Shell)
     sh.registry = REG

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integration import arguments, registry
-from integration.errors import ArgumentError, InputError
+from integration.engine import arguments, registry
+from integration.engine.errors import ArgumentError, InputError
 
 REG = registry.load()
 

@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from engine_fixtures import Sleeps, make_config
-from integration import questions
-from integration.bot import server as bot_server
+from integration.teams import questions
+from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime, execute
 
 BOB = "bob.smith@contoso.example"
@@ -267,7 +267,7 @@ def _texts(emu) -> list[str]:
 def test_an_answer_resumes_a_run_started_by_another_process(rig, cfg_file, tmp_path):
     pb = _playbook(tmp_path)
     env = dict(os.environ, MSTEAMS_CONFIG=str(cfg_file))
-    proc = subprocess.run([sys.executable, "-m", "integration.cli", "playbook", "run", str(pb), "--input",
+    proc = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "playbook", "run", str(pb), "--input",
                            f"who={CONOR}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
@@ -298,7 +298,7 @@ def test_an_endpoint_restarted_while_a_run_waits_still_resumes_it(rig, tmp_path)
 
 
 def test_the_worker_resumes_a_run_whose_question_expired_with_the_default_answer(rig, tmp_path, monkeypatch, cfg_file):
-    from integration import cli
+    from integration.frontends import cli
     from integration.playbooks import run_playbook
 
     rig.clock.t -= 3600  # asked an hour ago: its 600 s ran out long before the worker looks

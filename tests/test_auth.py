@@ -8,7 +8,7 @@ import pytest
 from urllib.parse import parse_qs, urlsplit
 
 from integration.dispatch import Runtime, execute
-from integration.errors import AuthError
+from integration.engine.errors import AuthError
 
 from engine_fixtures import STORE_BACKEND, make_config
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine_fixtures import Sleeps, make_config
-from integration.bot import server as bot_server
+from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime, execute
 
 BOB = "bob.smith@contoso.example"          # analyst (by mail): read-only commands
@@ -274,7 +274,7 @@ def test_installation_and_messages_teach_conversations_that_send_notification_us
 
 
 def test_a_learned_service_url_on_another_host_gets_the_bot_token_only_once_learned(rig):
-    from integration.bot import conversations
+    from integration.teams import conversations
 
     base = rig.runtime.client("bot")
     other = "https://smba.example.net/emea/"
@@ -430,7 +430,7 @@ def _jwk(key, kid: str, **extra) -> dict:
 
 
 def test_verifier_key_endorsements_and_refresh_limit():
-    from integration.bot.verify import InboundVerifier, Rejected
+    from integration.teams.verify import InboundVerifier, Rejected
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     keys = {"keys": [_jwk(key, "teams", endorsements=["msteams"]), _jwk(key, "webchat", endorsements=["webchat"]),
@@ -472,9 +472,9 @@ def test_verifier_key_endorsements_and_refresh_limit():
 
 
 def test_access_policy_file_is_validated(tmp_path):
-    from integration import registry
-    from integration.bot.access import command_groups, load_policy
-    from integration.errors import ConfigError
+    from integration.engine import registry
+    from integration.teams.access import command_groups, load_policy
+    from integration.engine.errors import ConfigError
 
     reg = registry.default_registry()
     p = tmp_path / "access.yml"
@@ -528,7 +528,7 @@ def test_tls_endpoint_with_the_tenant_trusting_its_ca(emu, tmp_path):
 def test_msteams_bot_serve_process_registers_answers_and_audits(emu, cfg_file, tmp_path, monkeypatch):
     import yaml
 
-    from integration import cli
+    from integration.frontends import cli
 
     access = tmp_path / "access.yml"
     access.write_text(access_yaml(emu))
@@ -538,7 +538,7 @@ def test_msteams_bot_serve_process_registers_answers_and_audits(emu, cfg_file, t
     url_file = tmp_path / "url.txt"
     env = dict(os.environ, MSTEAMS_CONFIG=str(cfg_file))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "integration.cli", "bot", "serve", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "integration.frontends.cli", "bot", "serve", "--port", "0",
                              "--write-url", str(url_file)], cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -577,7 +577,7 @@ def test_msteams_bot_serve_process_registers_answers_and_audits(emu, cfg_file, t
 
 
 def test_bot_serve_usage_errors(emu, cfg_file, monkeypatch, tmp_path):
-    from integration import cli
+    from integration.frontends import cli
 
     monkeypatch.setenv("MSTEAMS_CONFIG", str(cfg_file))
     err = []

@@ -14,10 +14,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine_fixtures import make_config
-from integration.bot import server as bot_server
-from integration.bot.calls import CALL_ISSUERS, outcome, parse
+from integration.frontends.bot import server as bot_server
+from integration.teams.calls import CALL_ISSUERS, outcome, parse
 from integration.dispatch import Runtime, execute
-from integration.errors import ConfigError
+from integration.engine.errors import ConfigError
 from integration.playbooks import run_playbook
 from integration.playbooks.loader import LIBRARY_DIR
 

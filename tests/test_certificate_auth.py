@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from integration.dispatch import Runtime, execute
-from integration.errors import AuthError
+from integration.engine.errors import AuthError
 
 from engine_fixtures import make_config
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from registry_helpers import KINDS, write_broken
 
-from integration.cli import main
+from integration.frontends.cli import main
 from integration.playbooks.loader import shipped as _shipped_playbooks
 
 
@@ -20,7 +20,7 @@ def run(argv):
 
 
 def test_help_lists_commands_and_is_fast_path():
-    r = subprocess.run([sys.executable, "-m", "integration.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "chat-create" in r.stdout and "ring-user" in r.stdout
 
 
@@ -87,8 +87,8 @@ def test_emulator_needs_serve():
 
 
 def test_command_argument_may_share_a_global_option_name():
-    from integration.cli import build_parser
-    from integration.registry import load
+    from integration.frontends.cli import build_parser
+    from integration.engine.registry import load
 
     build_parser(load(validate=False))  # no argparse conflict, whatever the registry names its arguments
 
@@ -135,14 +135,14 @@ def test_a_broken_registry_in_a_real_process(tmp_path, kind):
     path, line, fragment = write_broken(tmp_path, kind)
     env = dict(os.environ, MSTEAMS_REGISTRY=str(path))
     for argv in (["--help"], ["help", "chat-create"], ["!cache-show"]):
-        r = subprocess.run([sys.executable, "-m", "integration.cli", *argv], capture_output=True, text=True, env=env)
+        r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", *argv], capture_output=True, text=True, env=env)
         assert r.returncode == 2 and f"{path}:{line}: " in r.stderr and fragment in r.stderr, (argv, r.stderr)
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr and not r.stdout
 
 
 def test_help_paths_import_no_heavy_module(tmp_path):
     """With the registry cache warm, help needs neither PyYAML nor jsonschema, requests or msal."""
-    code = ("import sys; from integration.cli import main; rc = main(sys.argv[1:], out=lambda s: None); "
+    code = ("import sys; from integration.frontends.cli import main; rc = main(sys.argv[1:], out=lambda s: None); "
             "print(rc, sorted(m for m in ('yaml', 'jsonschema', 'requests', 'msal') if m in sys.modules))")
     for argv in (["--help"], ["help", "chat-create"], ["help", "chat-create"]):
         r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
@@ -152,14 +152,14 @@ def test_help_paths_import_no_heavy_module(tmp_path):
 
 
 def test_help_lists_every_command_and_a_command_gets_its_own_flags():
-    from integration.registry import default_registry
+    from integration.engine.registry import default_registry
 
-    r = subprocess.run([sys.executable, "-m", "integration.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     for spec in default_registry():
         if not spec.name.startswith("auth-"):
             assert f"    {spec.name}" in r.stdout, spec.name
-    r = subprocess.run([sys.executable, "-m", "integration.cli", "channel-list", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "channel-list", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--team VALUE" in r.stdout and "--channel-name" not in r.stdout
 
 
@@ -227,9 +227,9 @@ def test_output_json_error_text_is_escaped_and_redacted():
     registered secret or a token is masked, in the message, the hint and the details."""
     import json
 
-    from integration import redact
-    from integration.cli import _print_error
-    from integration.errors import ArgumentError, IntegrationError
+    from integration.engine import redact
+    from integration.frontends.cli import _print_error
+    from integration.engine.errors import ArgumentError, IntegrationError
 
     secret = "Sup3r-Secret-For-The-Json-Test"
     redact.register(secret)
@@ -256,7 +256,7 @@ def test_output_json_escapes_a_user_value_end_to_end(cfg_file):
 
 
 def test_output_json_internal_error_and_interrupt(monkeypatch):
-    import integration.cli as cli
+    import integration.frontends.cli as cli
 
     def boom(argv, out, err):
         raise ValueError("something \x1b[0m broke")
@@ -294,7 +294,7 @@ def test_without_json_errors_stay_text_and_argparse_is_untouched(cfg_file, capsy
 def test_output_json_in_a_real_process(cfg_file):
     for argv, exit_code in ((["-o", "json", "channel-list", "--bogus"], 2),
                             (["-o", "json", "--config", str(cfg_file), '!channel-list team="Nope Team"'], 5)):
-        r = subprocess.run([sys.executable, "-m", "integration.cli", *argv], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", *argv], capture_output=True, text=True)
         assert r.returncode == exit_code and r.stdout == "", r.stderr
         assert _json_error(r.stderr.strip())["exit_code"] == exit_code
 
@@ -326,7 +326,7 @@ def test_output_json_shell_batch_reports_each_failed_line(cfg_file):
     import json
 
     lines = '!channel-list team="Nope Team"\n!chat-creat\n!channel-list team="IT Helpdesk"\n!ring-user\n'
-    r = subprocess.run([sys.executable, "-m", "integration.cli", "--config", str(cfg_file), "-o", "json", "shell",
+    r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "--config", str(cfg_file), "-o", "json", "shell",
                         "--no-history"], input=lines, capture_output=True, text=True)
     errors = [json.loads(line)["error"] for line in r.stderr.splitlines()]
     assert [(e["input_line"], e["code"], e["exit_code"]) for e in errors] == [

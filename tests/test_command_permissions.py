@@ -2,7 +2,7 @@
 each of its flows (a fresh token carrying only those), through every way it names things."""
 import pytest
 
-from integration import registry
+from integration.engine import registry
 from integration.dispatch import execute
 from teams_helpers import add_channel_message, add_message, grant_exactly, make_chat, make_owner
 

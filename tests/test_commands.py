@@ -2,7 +2,7 @@
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import AuthError, NotFound, PermissionDenied
+from integration.engine.errors import AuthError, NotFound, PermissionDenied
 
 
 def names(emu):

@@ -3,7 +3,14 @@ close-channel), channel-user-add/-remove/-list, channel-message-send (with threa
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import AmbiguousError, ArgumentError, AuthError, NotFound, PermissionDenied, RequestRejected
+from integration.engine.errors import (
+    AmbiguousError,
+    ArgumentError,
+    AuthError,
+    NotFound,
+    PermissionDenied,
+    RequestRejected,
+)
 from teams_helpers import add_channel_message, channel_of, duplicate_team, graph_calls, make_owner, team_of, uid
 
 SECOPS = "Security Operations"

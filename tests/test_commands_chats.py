@@ -3,7 +3,7 @@ chat-message-list, chat-update (each with its failure paths)."""
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import AmbiguousError, ArgumentError, NotFound, PermissionDenied, RequestRejected
+from integration.engine.errors import AmbiguousError, ArgumentError, NotFound, PermissionDenied, RequestRejected
 from teams_helpers import add_message, grant_exactly, graph_calls, make_chat, uid
 
 SVC, BOB, ALICE, GRACE = ("soar-svc@contoso.example", "bob.smith@contoso.example", "alice.johnson@contoso.example",

@@ -3,7 +3,7 @@
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import ArgumentError, NotFound, PermissionDenied
+from integration.engine.errors import ArgumentError, NotFound, PermissionDenied
 from integration.handlers.meetings import parse_time
 from teams_helpers import graph_calls, uid
 

@@ -3,7 +3,7 @@ channels) or a chat's (id, topic, member), newest first, paged; the argument rul
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import ArgumentError, NotFound, PermissionDenied
+from integration.engine.errors import ArgumentError, NotFound, PermissionDenied
 from teams_helpers import add_channel_message, add_message, channel_of, graph_calls, make_chat
 
 SECOPS = "Security Operations"

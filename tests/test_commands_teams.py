@@ -3,7 +3,7 @@ team-member-add, team-member-remove."""
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import AmbiguousError, ArgumentError, NotFound, PermissionDenied, RequestRejected
+from integration.engine.errors import AmbiguousError, ArgumentError, NotFound, PermissionDenied, RequestRejected
 from teams_helpers import duplicate_team, grant_exactly, make_owner, team_of, uid
 
 BOB, WEI = "bob.smith@contoso.example", "wei.chen@contoso.example"

@@ -6,7 +6,7 @@ from urllib.parse import unquote
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import AmbiguousError, NotFound, PermissionDenied
+from integration.engine.errors import AmbiguousError, NotFound, PermissionDenied
 from integration.handlers.users import user_filter
 from teams_helpers import grant_exactly, graph_calls, uid
 

@@ -1,8 +1,8 @@
 """Configuration: file + environment, secrets from env or file, unknown keys refused."""
 import pytest
 
-from integration import config
-from integration.errors import ConfigError, ConfigFileError
+from integration.engine import config
+from integration.engine.errors import ConfigError, ConfigFileError
 
 
 def test_file_env_overlay_and_secret_file(tmp_path):
@@ -40,7 +40,7 @@ def test_env_only():
 
 import json  # noqa: E402
 import math  # noqa: E402
-from integration.record import fields  # noqa: E402
+from integration.engine.record import fields  # noqa: E402
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -242,7 +242,7 @@ def test_missing_ca_bundle_names_the_line(tmp_path):
 
 
 def test_cli_exits_with_the_config_code_naming_file_and_line(tmp_path):
-    from integration.cli import main
+    from integration.frontends.cli import main
 
     bad = write(tmp_path, "tenant_id: t\ntimeout: -5\n", "bad.yml")
     out, err = [], []
@@ -273,7 +273,7 @@ def test_schema_is_valid_json_schema_and_shipped():
     import tomllib
     from pathlib import Path
 
-    root = Path(config.__file__).parent.parent
+    root = Path(config.__file__).parents[2]
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["*"]
     assert "*.json" in globs
 

@@ -1,6 +1,6 @@
 """`msteams demo`: the README's first command runs the shipped incident-war-room playbook against
 an in-process emulator, prints each step and the war room, and exits 0."""
-from integration.cli import main
+from integration.frontends.cli import main
 
 
 def test_demo_runs_the_war_room_playbook(tmp_path):

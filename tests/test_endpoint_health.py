@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from engine_fixtures import make_config
-from integration.bot import server as bot_server
+from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime, execute
 
 

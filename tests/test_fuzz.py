@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration import arguments, registry
-from integration.errors import IntegrationError
+from integration.engine import arguments, registry
+from integration.engine.errors import IntegrationError
 
 EXAMPLES = int(os.environ.get("MSTEAMS_FUZZ_EXAMPLES", "0") or 0)
 DOCUMENTED_EXIT = {0, 1, 2, 3, 4, 5}
@@ -144,7 +144,7 @@ yaml_text = st.one_of(
 @budget(200)
 @given(text=yaml_text)
 def test_the_config_loader_refuses_cleanly(tmp_path_factory, text):
-    from integration import config
+    from integration.engine import config
 
     p = tmp_path_factory.mktemp("cfg") / "c.yml"
     p.write_text(text, encoding="utf-8")
@@ -187,7 +187,7 @@ def test_the_registry_loader_refuses_a_damaged_file_cleanly(tmp_path_factory, cu
 
 @pytest.fixture
 def signed_cfg(cfg_file):
-    from integration.cli import main
+    from integration.frontends.cli import main
 
     assert main(["--config", str(cfg_file), "auth", "login"], out=lambda s: None, err=lambda s: None) == 0
     return cfg_file
@@ -196,7 +196,7 @@ def signed_cfg(cfg_file):
 @budget(40)
 @given(lines=st.lists(warroom_lines(), min_size=1, max_size=6))
 def test_a_shell_batch_runs_every_line_whatever_it_holds(signed_cfg, lines):
-    from integration.shell import main
+    from integration.frontends.shell import main
 
     lines = [ln.replace("\n", " ").replace("\r", " ") for ln in lines]
     _seen("war-room lines in shell batches", len(lines))
@@ -212,7 +212,7 @@ def test_a_shell_batch_runs_every_line_whatever_it_holds(signed_cfg, lines):
 @budget(60)
 @given(case=command_args())
 def test_the_cli_answers_or_refuses_every_command_cleanly(signed_cfg, case):
-    from integration.cli import main
+    from integration.frontends.cli import main
 
     spec, args = case
     _seen("CLI argument sets")

@@ -3,8 +3,8 @@ backoff without it, the retry budget, a refreshed token after 401, paging with l
 $batch packing, and the refusal to send a token to another host."""
 import pytest
 
-from integration.errors import GraphError, NotFound, RequestRejected, ThrottledError
-from integration.graph import odata_literal, seg
+from integration.engine.errors import GraphError, NotFound, RequestRejected, ThrottledError
+from integration.graph.client import odata_literal, seg
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from engine_fixtures import make_config
-from integration import registry
+from integration.engine import registry
 from integration.dispatch import Runtime, execute
-from integration.errors import AmbiguousError, PermissionDenied
+from integration.engine.errors import AmbiguousError, PermissionDenied
 from integration.handlers.health import covers
-from integration.resolve import Resolver
+from integration.graph.resolve import Resolver
 from teams_helpers import duplicate_team
 
 
@@ -201,7 +201,7 @@ def test_a_name_resolved_through_graph_is_cached_with_its_namesakes(emu, runtime
 
 
 def test_a_stale_preloaded_name_is_looked_up_again(emu, runtime):
-    from integration.errors import NotFound
+    from integration.engine.errors import NotFound
 
     execute("cache-preload", {"include": "users"}, runtime)
     old = emu.state.user("zoe.muller@contoso.example")
@@ -294,9 +294,9 @@ def test_cache_preload_delegated_with_exactly_its_declared_permissions(emu, runt
 
 
 def test_declared_lookups_are_in_the_permissions_totals():
-    from integration import docs
+    from integration.frontends import docs
 
-    by_flow = docs.permissions_by_flow(registry.load())
+    by_flow = registry.load().permissions_by_flow()
     assert by_flow["bot"]["send-notification"] == []
     assert by_flow["app"]["send-notification"] == ["User.Read.All", "Team.ReadBasic.All", "Channel.ReadBasic.All"]
     md = docs.command_markdown(registry.load().get("send-notification"))
@@ -311,7 +311,7 @@ def _writer_alive() -> bool:
 
 
 def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, runtime, monkeypatch):
-    from integration.errors import ConfigError
+    from integration.engine.errors import ConfigError
 
     calls = []
     Store = type(runtime.store)  # SQLite's or Redis's, whichever the suite runs on
@@ -334,8 +334,8 @@ def test_cache_preload_store_failure_stops_the_run_with_the_store_error(emu, run
 
 
 def test_cache_preload_graph_failure_mid_directory_keeps_the_pages_written(emu, runtime, monkeypatch):
-    from integration.errors import GraphError
-    from integration.graph import Client
+    from integration.engine.errors import GraphError
+    from integration.graph.client import Client
 
     real = Client.pages
 

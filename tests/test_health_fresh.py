@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from integration.cli import main
+from integration.frontends.cli import main
 
 
 def run(cfg_file, *argv):

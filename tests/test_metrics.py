@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from engine_fixtures import Sleeps, make_config
-from integration import metrics
-from integration.bot import server as bot_server
+from integration.engine import metrics
+from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime
 from test_bot_endpoint import BOB, FORGERIES, SOC, Rig, access_yaml
 

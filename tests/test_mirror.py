@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from engine_fixtures import Sleeps, make_config
-from integration.bot import server as bot_server
+from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime, execute
 from test_bot_endpoint import BOB, CONOR, SOC, access_yaml
 
@@ -261,7 +261,7 @@ def test_mirror_close_with_autoclose_deletes_the_channel_and_stops_mirroring(mri
 
 
 def test_app_package_declares_resource_specific_consent_for_unmentioned_messages():
-    from integration.app_package import build_manifest
+    from integration.frontends.app_package import build_manifest
 
     m = build_manifest(bot_id="00000000-0000-0000-0000-000000000001", client_id="00000000-0000-0000-0000-000000000002")
     rsc = {p["name"]: p["type"] for p in m["authorization"]["permissions"]["resourceSpecific"]}
@@ -270,7 +270,7 @@ def test_app_package_declares_resource_specific_consent_for_unmentioned_messages
 
 
 def test_safe_text_reduces_html_to_plain_text():
-    from integration.mirror import safe_text
+    from integration.teams.mirror import safe_text
 
     assert safe_text("<div>a<br>b</div><at>Bob</at> &lt;x&gt;") == "a\nb\n@Bob"
     assert safe_text("1 &lt; 2 and 3 &gt; 2") == "1 < 2 and 3 > 2"

@@ -6,7 +6,7 @@ import pytest
 
 from engine_fixtures import make_config
 from integration.dispatch import Runtime, execute
-from integration.errors import ArgumentError, AuthError, NotFound
+from integration.engine.errors import ArgumentError, AuthError, NotFound
 
 CARD = {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": "Approve isolating WS-17?"}],
         "actions": [{"type": "Action.Submit", "title": "Approve", "data": {"decision": "approve"}}]}
@@ -227,7 +227,7 @@ def test_update_needs_content_and_refuses_foreign_service_url(emu, runtime):
 
 
 def test_cli_exit_codes(emu, tmp_path, monkeypatch):
-    from integration import cli
+    from integration.frontends import cli
 
     monkeypatch.setenv("MSTEAMS_STORE_PATH", str(tmp_path / "cli-store.sqlite3"))
     conf = emu.write_config(str(tmp_path / "emu.yml"))
@@ -289,7 +289,7 @@ def test_cold_names_are_looked_up_in_one_batch_and_warm_sends_need_one_request_e
 def test_a_send_whose_connection_drops_is_reported_unknown_and_not_resent(emu, runtime):
     emu.faults.add(method="POST", path=r"/v3/conversations/[^/]+/activities$", drop=True, count=1)
     args = {"user": RECIPIENTS[:1], "message": "maybe", "dedupe_key": "k1"}
-    from integration.outbox import UnknownDelivery
+    from integration.delivery.outbox import UnknownDelivery
 
     with pytest.raises(UnknownDelivery) as e:
         execute("send-notification", args, runtime)

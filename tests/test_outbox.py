@@ -7,9 +7,9 @@ import multiprocessing
 
 import pytest
 
-from integration.errors import GraphError, PermissionDenied
-from integration.outbox import Outbox, UnknownDelivery, delivery_key
-from integration.owners import alive
+from integration.engine.errors import GraphError, PermissionDenied
+from integration.delivery.outbox import Outbox, UnknownDelivery, delivery_key
+from integration.delivery.owners import alive
 from store_helpers import open_at
 
 
@@ -84,7 +84,7 @@ def test_ambiguous_then_absent_on_reading_back_is_sent_once_more(outbox):
 
 
 def test_a_429_that_outlasted_retries_is_failed_not_unknown(outbox):
-    from integration.errors import ThrottledError
+    from integration.engine.errors import ThrottledError
 
     with pytest.raises(ThrottledError):
         outbox.deliver("k", sender([], ThrottledError("throttled", status=429)))

@@ -10,7 +10,7 @@ import pytest
 
 from engine_fixtures import make_config
 from integration.dispatch import Runtime, execute
-from integration.outbox import UnknownDelivery
+from integration.delivery.outbox import UnknownDelivery
 
 PEOPLE = ["conor.obrien@contoso.example", "priya.patel@contoso.example", "bob.smith@contoso.example"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from integration import limits
-from integration.pacer import Pacer, Window, bot_windows, graph_windows
+from integration.delivery import limits
+from integration.delivery.pacer import Pacer, Window, bot_windows, graph_windows
 
 
 class FakeTime:

@@ -40,7 +40,7 @@ def _msteams(site: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "HOME": str(cwd), "XDG_CACHE_HOME": str(cwd / "cache"),
            "XDG_DATA_HOME": str(cwd / "data")}
     env.pop("MSTEAMS_CONFIG", None)
-    code = "import sys, integration.cli as c; sys.exit(c.main())"
+    code = "import sys, integration.frontends.cli as c; sys.exit(c.main())"
     return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -68,7 +68,7 @@ def test_plain_install_runs_the_demo_outside_the_checkout(installed, tmp_path):
 
 
 def test_plain_install_runs_a_shipped_playbook_by_name(installed, tmp_path):
-    serve = subprocess.Popen([sys.executable, "-c", "import sys, integration.cli as c; sys.exit(c.main())",
+    serve = subprocess.Popen([sys.executable, "-c", "import sys, integration.frontends.cli as c; sys.exit(c.main())",
                               "emulator", "serve", "--port", "0", "--write-config", str(tmp_path / "emu.yml")],
                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed), "HOME": str(tmp_path)},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,8 +8,8 @@ import pytest
 import requests_mock
 
 from integration.dispatch import execute
-from integration.errors import GraphError
-from integration.graph import Client, TokenProvider, make_cursor, page_max, page_top, parse_cursor
+from integration.engine.errors import GraphError
+from integration.graph.client import Client, TokenProvider, make_cursor, page_max, page_top, parse_cursor
 from teams_helpers import make_chat
 
 SVC, BOB, ALICE = "soar-svc@contoso.example", "bob.smith@contoso.example", "alice.johnson@contoso.example"

@@ -8,12 +8,13 @@ import textwrap
 
 import pytest
 
-from integration import dispatch, registry
-from integration.cli import main
-from integration.errors import FileError, InputError, NotFound, GraphError, ArgumentError
+from integration import dispatch
+from integration.engine import registry
+from integration.frontends.cli import main
+from integration.engine.errors import FileError, InputError, NotFound, GraphError, ArgumentError
 from integration.playbooks import load, run_playbook
 from integration.playbooks import templates as T
-from integration.results import Result
+from integration.engine.results import Result
 
 HOSTILE = "${inputs.secret} {{7*7}} $${x} \"double\" 'single' <script>alert('x')</script> & ; `id`"
 
@@ -407,7 +408,7 @@ class Script:
 @pytest.fixture
 def rt(tmp_path):
     """A runtime whose commands are scripted (no tenant), with a real store for the run's journal."""
-    from integration.config import Config
+    from integration.engine.config import Config
     from integration.dispatch import Runtime
 
     sleeps = []
@@ -551,9 +552,9 @@ def test_a_bug_in_a_command_is_a_step_failure_not_a_crash(monkeypatch, tmp_path,
 
 
 def test_playbook_help_is_fast_path():
-    r = subprocess.run([sys.executable, "-m", "integration.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "playbook" in r.stdout and "shell" in r.stdout
-    r = subprocess.run([sys.executable, "-c", "import sys, integration.cli; "
+    r = subprocess.run([sys.executable, "-c", "import sys, integration.frontends.cli; "
                         "print(sorted(m for m in sys.modules if m.startswith(('yaml', 'jsonschema', 'requests'))))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "[]"

@@ -71,7 +71,7 @@ def runtime_for(emu, tmp_path):
 def test_a_run_killed_mid_fanout_resumes_without_resending(tenant, tmp_path):
     emu, cfg, pb, users = tenant
     emu.faults.add(method="POST", path=r"/activities$", delay=0.04, count=1000)  # a slow Bot Connector
-    code = ("import sys, json; from integration.dispatch import Runtime; from integration.config import load; "
+    code = ("import sys, json; from integration.dispatch import Runtime; from integration.engine.config import load; "
             "from integration.playbooks.runner import run_playbook; "
             f"rt = Runtime(load({str(cfg)!r})); "
             f"run_playbook({str(pb)!r}, {{'users': {users!r}}}, rt, run_key='IR-77')")
@@ -135,7 +135,7 @@ def test_parallel_foreach_keeps_input_order(tenant, tmp_path):
 
 
 def test_runs_and_resume_from_the_command_line(tenant, tmp_path):
-    from integration.cli import main
+    from integration.frontends.cli import main
 
     emu, cfg, pb, users = tenant
     out, err = [], []

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 
-from integration.cli import main
+from integration.frontends.cli import main
 from integration.playbooks import run_playbook
 from integration.playbooks.loader import LIBRARY_DIR
 

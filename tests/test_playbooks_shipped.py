@@ -407,7 +407,7 @@ def test_every_shipped_playbook_is_tested_here():
 
 
 def test_cli_runs_a_shipped_playbook_with_json_inputs(emu, tmp_path, monkeypatch):
-    from integration.cli import main
+    from integration.frontends.cli import main
 
     monkeypatch.setenv("MSTEAMS_STORE_PATH", str(tmp_path / "cli-store.sqlite3"))
     conf = emu.write_config(str(tmp_path / "emu.yml"))

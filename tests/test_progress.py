@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from integration.fanout import fan_out
-from integration.pacer import Pacer
-from integration.progress import Progress
+from integration.delivery.fanout import fan_out
+from integration.delivery.pacer import Pacer
+from integration.delivery.progress import Progress
 
 
 class Tty(io.StringIO):

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from integration import config as config_mod
-from integration.errors import ConfigError
-from integration.queue import GROUP, JobQueue, QueueError, connect
+from integration.engine import config as config_mod
+from integration.engine.errors import ConfigError
+from integration.delivery.queue import GROUP, JobQueue, QueueError, connect
 
 
 @pytest.fixture

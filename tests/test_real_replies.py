@@ -12,8 +12,8 @@ import pytest
 import requests_mock
 
 from integration.dispatch import execute
-from integration.errors import GraphError, IntegrationError, NotFound
-from integration.graph import Client, TokenProvider, items_of, need_id
+from integration.engine.errors import GraphError, IntegrationError, NotFound
+from integration.graph.client import Client, TokenProvider, items_of, need_id
 from teams_helpers import add_message, channel_of, make_chat, team_of, uid
 
 SVC, BOB, ALICE = "soar-svc@contoso.example", "bob.smith@contoso.example", "alice.johnson@contoso.example"
@@ -259,8 +259,8 @@ def test_chat_add_user_gives_a_guest_the_guest_role(emu, signed_in):
 
 
 def test_the_fake_tenant_refuses_a_guest_as_owner(emu, signed_in):
-    from integration.errors import RequestRejected
-    from integration.resolve import chat_body
+    from integration.engine.errors import RequestRejected
+    from integration.graph.resolve import chat_body
 
     guest = add_guest(emu)
     g = signed_in.client("delegated")
@@ -270,7 +270,7 @@ def test_the_fake_tenant_refuses_a_guest_as_owner(emu, signed_in):
 
 
 def test_a_guest_from_an_old_cache_entry_is_known_by_upn(emu, signed_in):
-    from integration.resolve import is_guest
+    from integration.graph.resolve import is_guest
 
     assert is_guest({"userPrincipalName": "gail_fabrikam.example#EXT#@contoso.onmicrosoft.com"})
     assert is_guest({"userType": "Guest"}) and not is_guest({"userType": "Member"}) and not is_guest({})

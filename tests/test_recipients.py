@@ -1,12 +1,12 @@
-"""Recipient routing (integration/recipients.py) and `recipients-resolve` against the emulator."""
+"""Recipient routing (integration/graph/recipients.py) and `recipients-resolve` against the emulator."""
 import json
 from urllib.parse import quote
 
 import pytest
 
 from integration.dispatch import execute
-from integration.errors import ArgumentError, InputError, NotFound, PermissionDenied
-from integration.recipients import RecipientError, classify, parse_channel_url, route_entries
+from integration.engine.errors import ArgumentError, InputError, NotFound, PermissionDenied
+from integration.graph.recipients import RecipientError, classify, parse_channel_url, route_entries
 
 TEAM = "11111111-2222-3333-4444-555555555555"
 TENANT = "8f6c2a4e-1b3d-4e5f-9a7b-0c2d4e6f8a1b"
@@ -199,7 +199,7 @@ def test_missing_permission_is_raised_not_swallowed(emu, runtime):
 
 
 def test_cli_passes_routes_as_json(emu, tmp_path, monkeypatch):
-    from integration import cli
+    from integration.frontends import cli
 
     monkeypatch.setenv("MSTEAMS_STORE_PATH", str(tmp_path / "cli-store.sqlite3"))
     conf = emu.write_config(str(tmp_path / "emu.yml"))
@@ -213,7 +213,7 @@ def test_cli_passes_routes_as_json(emu, tmp_path, monkeypatch):
 
 
 def test_registry_example_runs(runtime):
-    from integration.arguments import parse_warroom
+    from integration.engine.arguments import parse_warroom
 
     name, args = parse_warroom(runtime.registry.get("recipients-resolve").example)
     r = execute(name, args, runtime)

@@ -1,7 +1,7 @@
-"""integration/record.py: the dataclass subset the start-up modules use."""
+"""integration/engine/record.py: the dataclass subset the start-up modules use."""
 import pytest
 
-from integration.record import field, fields, record
+from integration.engine.record import field, fields, record
 
 
 @record
@@ -37,7 +37,7 @@ def test_repr_hides_fields_declared_repr_false_and_eq_replace_fields():
 
 
 def test_config_keeps_its_secrets_out_of_repr():
-    from integration.config import Config
+    from integration.engine.config import Config
 
     c = Config(client_secret="s3cr3t-value", bot_secret="b0t-value", tenant_id="t")
     assert "s3cr3t" not in repr(c) and "b0t-value" not in repr(c) and "tenant_id='t'" in repr(c)

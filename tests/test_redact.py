@@ -1,7 +1,7 @@
 """Secrets are masked in any text that reaches a user or a log."""
 import logging
 
-from integration import redact
+from integration.engine import redact
 
 
 def test_registered_secret_and_token_shapes_masked():

@@ -1,4 +1,4 @@
-"""The pacer's budget in Redis (integration/redis_pacer.py), against a real redis-server: the
+"""The pacer's budget in Redis (integration/delivery/redis_pacer.py), against a real redis-server: the
 window arithmetic on a fake clock (the same schedule as the in-process Pacer), threads with
 clients of their own and separate OS processes sharing one budget on the server's clock, a
 429's pause seen by every client, budgets kept apart per app and tenant, keys that expire, a
@@ -18,8 +18,8 @@ import pytest
 import redis
 
 from engine_fixtures import make_config
-from integration.pacer import Pacer, Window, bot_windows, graph_windows
-from integration.redis_pacer import RedisPacer
+from integration.delivery.pacer import Pacer, Window, bot_windows, graph_windows
+from integration.delivery.redis_pacer import RedisPacer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared store encrypts token caches under a key (store_key); one for every engine of a test.
@@ -211,8 +211,8 @@ _SENDER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import redis
-from integration.pacer import Window
-from integration.redis_pacer import RedisPacer
+from integration.delivery.pacer import Window
+from integration.delivery.redis_pacer import RedisPacer
 url, ns, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
 p = RedisPacer(redis.Redis.from_url(url), namespace=ns, app="app1@tenant1")
 c = p.client
@@ -351,9 +351,9 @@ def test_a_store_that_goes_away_mid_request_never_fails_the_request(caplog):
 
 
 def test_a_store_url_without_the_redis_package_is_a_config_error(monkeypatch, tmp_path):
-    from integration.config import Config
+    from integration.engine.config import Config
     from integration.dispatch import Runtime
-    from integration.errors import ConfigError
+    from integration.engine.errors import ConfigError
 
     monkeypatch.setitem(sys.modules, "redis", None)  # as on an install without the redis extra
     rt = Runtime(Config(store_url="redis://127.0.0.1:6379/0", store_path=str(tmp_path / "s.sqlite3")))
@@ -363,8 +363,8 @@ def test_a_store_url_without_the_redis_package_is_a_config_error(monkeypatch, tm
 
 
 def test_the_client_comes_from_the_configs_store_settings(redis_server):
-    from integration.config import Config
-    from integration.redis_conn import redis_client
+    from integration.engine.config import Config
+    from integration.store.redis_conn import redis_client
 
     c = redis_client(Config(store_url=redis_server.url, timeout=5.0))
     try:
@@ -480,7 +480,7 @@ def test_two_engines_in_separate_processes_share_the_limit_and_see_no_429(big_te
                        MSTEAMS_STORE_URL=redis_server.url, MSTEAMS_STORE_NAMESPACE=redis_namespace,
                        MSTEAMS_STORE_KEY=STORE_KEY)
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "integration.cli", "--config", conf, "-o", "json", "send-notification",
+                [sys.executable, "-m", "integration.frontends.cli", "--config", conf, "-o", "json", "send-notification",
                  "--user", ",".join(mails[i * 60:(i + 1) * 60]), "--message", "two engines"],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [p.communicate(timeout=120) for p in procs]

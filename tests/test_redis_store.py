@@ -281,7 +281,7 @@ def test_token_caches_and_secrets_are_encrypted_at_rest(make_redis_store):
 def test_a_wrong_key_is_a_clear_error_and_rotation_keeps_the_old_data(make_redis_store):
     from cryptography.fernet import Fernet
 
-    from integration.errors import ConfigError
+    from integration.engine.errors import ConfigError
 
     s = make_redis_store()
     s.save_tokens("app", "cache-1")
@@ -296,7 +296,7 @@ def test_a_wrong_key_is_a_clear_error_and_rotation_keeps_the_old_data(make_redis
 
 
 def test_no_key_or_a_malformed_key_is_refused(make_redis_store):
-    from integration.errors import ConfigError
+    from integration.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match="store_key is not set") as exc:
         make_redis_store(key_text="# only a comment\n")
@@ -314,11 +314,11 @@ def test_the_acl_user_of_docs_deploy_can_do_everything_the_store_pacer_and_queue
     import redis
     from cryptography.fernet import Fernet
 
-    from integration.config import Config
-    from integration.pacer import Window
-    from integration.queue import JobQueue
-    from integration.redis_pacer import RedisPacer
-    from integration.redis_store import RedisStore
+    from integration.engine.config import Config
+    from integration.delivery.pacer import Window
+    from integration.delivery.queue import JobQueue
+    from integration.delivery.redis_pacer import RedisPacer
+    from integration.store.redis import RedisStore
 
     doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "deploy.md"), encoding="utf-8").read()
     line = re.search(r"ACL SETUSER msteams (.+)", doc).group(1).split()

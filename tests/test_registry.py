@@ -11,8 +11,8 @@ import textwrap
 import pytest
 from registry_helpers import KINDS, SHIPPED, write_broken
 
-from integration import arguments, registry
-from integration.errors import FileError
+from integration.engine import arguments, registry
+from integration.engine.errors import FileError
 
 
 def write(tmp_path, text):
@@ -341,7 +341,7 @@ def test_old_cache_files_are_pruned(tmp_path, cache_home):
 
 def test_a_warm_load_imports_neither_yaml_nor_jsonschema(cache_home):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
-    code = ("import sys; from integration import registry; r = registry.load(); "
+    code = ("import sys; from integration.engine import registry; r = registry.load(); "
             "heavy = sorted(m for m in ('yaml', 'jsonschema', 'requests', 'msal') if m in sys.modules); "
             "print(len(r.names()), heavy)")
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -1,10 +1,10 @@
-"""Names to ids (integration/resolve.py): misses remembered briefly, in single lookups and in
+"""Names to ids (integration/graph/resolve.py): misses remembered briefly, in single lookups and in
 `$batch` prefetches, against the fake tenant's request log."""
 import pytest
 
-from integration import resolve
-from integration.errors import NotFound
-from integration.resolve import Resolver
+from integration.graph import resolve
+from integration.engine.errors import NotFound
+from integration.graph.resolve import Resolver
 
 GHOST_ID = "99999999-8888-7777-6666-555555555555"
 

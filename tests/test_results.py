@@ -1,5 +1,5 @@
 """Results: projection to context paths and markdown tables that survive hostile cell text."""
-from integration.results import Result, dig, markdown_table, project
+from integration.engine.results import Result, dig, markdown_table, project
 
 
 def test_project_nested_paths_and_params():

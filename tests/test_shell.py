@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from integration import registry
-from integration.shell import Shell
+from integration.engine import registry
+from integration.frontends.shell import Shell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +49,7 @@ def shell_env(tmp_path, cfg=None):
 
 
 def pipe(tmp_path, cfg, text):
-    return subprocess.run([sys.executable, "-m", "integration.cli", "shell"], input=text, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "integration.frontends.cli", "shell"], input=text, capture_output=True,
                           text=True, env=shell_env(tmp_path, cfg), timeout=30, cwd=ROOT)
 
 
@@ -82,7 +82,7 @@ def test_pseudo_terminal_completes_a_command_name(tmp_path):
     import pty
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "integration.cli", "shell"], stdin=slave, stdout=slave,
+    proc = subprocess.Popen([sys.executable, "-m", "integration.frontends.cli", "shell"], stdin=slave, stdout=slave,
                             stderr=slave, env=shell_env(tmp_path), cwd=ROOT, close_fds=True)
     os.close(slave)
     seen = b""
@@ -125,7 +125,7 @@ def test_pseudo_terminal_completes_a_command_name(tmp_path):
 
 
 def pipe_bytes(tmp_path, cfg, data: bytes):
-    return subprocess.run([sys.executable, "-m", "integration.cli", "shell"], input=data, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "integration.frontends.cli", "shell"], input=data, capture_output=True,
                           env=shell_env(tmp_path, cfg), timeout=60, cwd=ROOT)
 
 
@@ -163,7 +163,7 @@ def test_a_bug_in_one_line_is_contained_to_that_line(tmp_path, monkeypatch):
     import io
 
     from integration import dispatch
-    from integration.shell import Shell
+    from integration.frontends.shell import Shell
 
     def broken(name, args, runtime, flow=None):
         if name == "boom":
@@ -182,7 +182,7 @@ def test_a_bug_in_one_line_is_contained_to_that_line(tmp_path, monkeypatch):
 def test_user_get_with_invalid_utf8_in_argv_is_an_input_error(tmp_path):
     """Real argv bytes: Python decodes them with surrogateescape; the CLI must say which
     argument is bad (exit 2), not fail later with a UnicodeEncodeError."""
-    r = subprocess.run([sys.executable, "-c", "import sys, integration.cli as c; sys.exit(c.main())",
+    r = subprocess.run([sys.executable, "-c", "import sys, integration.frontends.cli as c; sys.exit(c.main())",
                         "user-get", "--user", os.fsencode("x\udcff")], capture_output=True,
                        env=shell_env(tmp_path), timeout=30, cwd=ROOT)
     err = r.stderr.decode("utf-8")

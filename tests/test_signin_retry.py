@@ -11,7 +11,7 @@ import pytest
 
 from engine_fixtures import make_config
 from integration.dispatch import Runtime, execute
-from integration.errors import AuthError, GraphError, ThrottledError
+from integration.engine.errors import AuthError, GraphError, ThrottledError
 
 TOKEN = r"oauth2/v2.0/token"
 

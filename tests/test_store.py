@@ -6,7 +6,7 @@ import stat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integration.store import Store
+from integration.store.sqlite import Store
 
 
 def test_file_mode_and_wal(tmp_path):
@@ -140,7 +140,7 @@ def test_several_processes_writing_namesakes_lose_none(tmp_path):
 def test_the_hand_joined_json_is_what_the_encoder_writes(value):
     """Name lists are joined as text in SQL from stored values (_INDEX_NAMES), so every writer
     must encode alike."""
-    from integration.store import _dumps, _encode
+    from integration.store.sqlite import _dumps, _encode
 
     assert _dumps(value) == _encode(value)
 
@@ -213,7 +213,7 @@ def test_a_rolled_back_staging_leaves_index_names_working(tmp_path):
 def test_bulk_writes_span_several_statements_and_keep_every_row(tmp_path, monkeypatch):
     """put_many and put_entries insert many rows per statement: a remainder, a chunk boundary
     and a row written twice in one call all come out right."""
-    monkeypatch.setattr("integration.store._ROWS_PER_STATEMENT", 3)
+    monkeypatch.setattr("integration.store.sqlite._ROWS_PER_STATEMENT", 3)
     s = Store(tmp_path / "s.db")
     s.put_many("team", [(f"T{i}", {"id": f"t{i}"}) for i in range(10)] + [("t0", {"id": "again"})])
     assert s.counts()["team"] == 10 and s.get("team", "T0") == {"id": "again"}

@@ -6,7 +6,7 @@ import os
 import socket
 import stat
 
-from integration.cli import main
+from integration.frontends.cli import main
 
 
 def run(argv):
@@ -96,7 +96,7 @@ def test_rediss_with_the_configured_ca_bundle_and_an_untrusted_server_refused(tm
 
 
 def test_prune_counts_then_deletes_old_finished_history_from_the_configured_store(tmp_path):
-    from integration.store import Store
+    from integration.store.sqlite import Store
 
     db = tmp_path / "store.sqlite3"
     cfg = tmp_path / "config.yml"
@@ -133,8 +133,8 @@ def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_r
 
     import redis
 
-    from integration.redis_store import RedisStore
-    from integration.store import Store
+    from integration.store.redis import RedisStore
+    from integration.store.sqlite import Store
 
     key_file = tmp_path / "store.key"
     key_file.write_text(make_redis_store.key + "\n")
@@ -162,7 +162,7 @@ def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_r
 
 
 def test_a_bug_is_still_reported_as_one(tmp_path, monkeypatch):
-    from integration.store import Store
+    from integration.store.sqlite import Store
 
     monkeypatch.setattr(Store, "purge_history", lambda self, *a, **k: {}["missing"])
     cfg = tmp_path / "sqlite.yml"

@@ -17,9 +17,9 @@ from engine_fixtures import STORE_BACKEND
 
 from engine_fixtures import make_config
 from integration.dispatch import Runtime, execute
-from integration.errors import AuthError
-from integration.store import Store
-from integration.tokenlock import HOST, StoreLock, process_start
+from integration.engine.errors import AuthError
+from integration.store.sqlite import Store
+from integration.graph.tokenlock import HOST, StoreLock, process_start
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,8 +74,8 @@ def test_lock_excludes_then_frees(tmp_path):
 def test_a_killed_holder_does_not_block(tmp_path):
     path = tmp_path / "s.sqlite3"
     Store(path)
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from integration.store import Store;"
-            "from integration.tokenlock import StoreLock;"
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from integration.store.sqlite import Store;"
+            "from integration.graph.tokenlock import StoreLock;"
             "StoreLock(Store(sys.argv[2]), 'tokens:test', lease=3600, timeout=5).acquire();"
             "print('held', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, REPO, str(path)], stdout=subprocess.PIPE, text=True)
@@ -171,7 +171,7 @@ def test_sign_in_keeps_the_store_consistent_and_private(emu, tmp_path, sleeps):
 def run_cli(cfg_file, *args, timeout=120):
     env = dict(os.environ, MSTEAMS_CONFIG=str(cfg_file))
     env.pop("MSTEAMS_CLIENT_SECRET", None)
-    return subprocess.Popen([sys.executable, "-m", "integration.cli", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "integration.frontends.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

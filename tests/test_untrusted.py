@@ -1,13 +1,13 @@
-"""The boundary for untrusted text (integration/untrusted.py): decoding argv and stdin bytes,
+"""The boundary for untrusted text (integration/engine/untrusted.py): decoding argv and stdin bytes,
 quote() for values echoed in messages, and the escaping the CLI applies to whatever it prints;
 then the boundary at work in `msteams` itself (argv, playbook --input, playbook files)."""
 import os
 
 import pytest
 
-from integration import cli
-from integration.errors import InputError, exit_code_for
-from integration.untrusted import clean, decode, decode_argv, escape_controls, printable, quote
+from integration.frontends import cli
+from integration.engine.errors import InputError, exit_code_for
+from integration.engine.untrusted import clean, decode, decode_argv, escape_controls, printable, quote
 
 
 def run_cli(argv):

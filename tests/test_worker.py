@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 from engine_fixtures import make_config
 from fake_tenant import Emulator
 from integration.dispatch import Runtime, execute
-from integration.errors import ArgumentError
-from integration.queue import JobQueue
-from integration.worker import DEAD, RETRY, verdict
+from integration.engine.errors import ArgumentError
+from integration.delivery.queue import JobQueue
+from integration.frontends.worker import DEAD, RETRY, verdict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = "IR-88: rotate your credentials now"
@@ -60,7 +60,7 @@ class Pool:
 
     def worker(self, *args: str) -> subprocess.Popen:
         env = dict(os.environ, MSTEAMS_CONFIG=str(self.cfg_path), PYTHONPATH=REPO)
-        p = subprocess.Popen([sys.executable, "-m", "integration.cli", "worker", *args], cwd=REPO, env=env,
+        p = subprocess.Popen([sys.executable, "-m", "integration.frontends.cli", "worker", *args], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
@@ -164,9 +164,9 @@ def test_queue_true_without_store_url_is_refused_before_anything_is_sent(big, tm
 
 
 def test_what_a_failure_means_for_a_job():
-    from integration.errors import GraphError, NotFound, ThrottledError
+    from integration.engine.errors import GraphError, NotFound, ThrottledError
     from integration.handlers.notify import HeldElsewhere
-    from integration.outbox import UnknownDelivery
+    from integration.delivery.outbox import UnknownDelivery
 
     assert verdict(HeldElsewhere("x")) == RETRY and verdict(ThrottledError("x", status=429)) == RETRY
     assert verdict(GraphError("x", status=503)) == RETRY and verdict(GraphError("x", status=None)) == RETRY
@@ -252,12 +252,12 @@ def test_sigterm_finishes_the_running_jobs_then_exits_0(pool):
 def test_worker_status_shows_the_queue_and_the_outbox(pool):
     queue_notifications(pool, users(pool.emu, 5))
     env = dict(os.environ, MSTEAMS_CONFIG=str(pool.cfg_path), PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "integration.cli", "--output", "json", "worker", "status"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "--output", "json", "worker", "status"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     st = json.loads(proc.stdout)
     assert st["waiting"] == 5 and st["pending"] == 0 and st["dead"] == 0 and "sent" in st["outbox"]
-    proc = subprocess.run([sys.executable, "-m", "integration.cli", "worker", "status"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "worker", "status"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert "5 waiting" in proc.stdout
 
@@ -266,7 +266,7 @@ def test_worker_without_store_url_exits_3_with_a_hint(big, tmp_path):
     cfg = tmp_path / "config.yml"
     big.write_config(str(cfg))
     env = dict(os.environ, MSTEAMS_CONFIG=str(cfg), PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "integration.cli", "worker"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "worker"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "store_url" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -277,14 +277,14 @@ from test_ask import WAITING_PLAYBOOK as WAITING  # noqa: E402 - the same ask-th
 
 
 def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_path):
-    from integration.bot import server as bot_server
+    from integration.frontends.bot import server as bot_server
 
     conor = next(u for u in pool.emu.state.users.values() if u["mail"] == "conor.obrien@contoso.example")
     pb = tmp_path / "ask-then-tell.yml"
     pb.write_text(textwrap.dedent(WAITING))
     env = dict(os.environ, MSTEAMS_CONFIG=str(pool.cfg_path), PYTHONPATH=REPO)
     # host A: the run starts, asks, and waits
-    proc = subprocess.run([sys.executable, "-m", "integration.cli", "playbook", "run", str(pb), "--input",
+    proc = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "playbook", "run", str(pb), "--input",
                            f"who={conor['mail']}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
@@ -315,7 +315,7 @@ def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_
 
 
 def test_without_a_running_pool_the_endpoint_resumes_the_run_itself(pool, tmp_path):
-    from integration.bot import server as bot_server
+    from integration.frontends.bot import server as bot_server
     from integration.playbooks import run_playbook
 
     pb = tmp_path / "ask-then-tell.yml"
@@ -338,7 +338,7 @@ def test_without_a_running_pool_the_endpoint_resumes_the_run_itself(pool, tmp_pa
 
 
 def test_a_refused_delivery_goes_to_the_dead_letters_with_its_reason_and_the_rest_are_sent(pool):
-    from integration.worker import Worker, WorkerRuntime
+    from integration.frontends.worker import Worker, WorkerRuntime
 
     ids = users(pool.emu, 4)
     queue_notifications(pool, ids)

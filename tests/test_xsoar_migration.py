@@ -1,5 +1,5 @@
 """The XSOAR migration table (issue 14, parts 2, 3 and the table): docs/xsoar-migration.md is
-generated from the registry and XSOAR's definitions (integration/xsoar_commands.json) and is
+generated from the registry and XSOAR's definitions (integration/frontends/xsoar_commands.json) and is
 current; every XSOAR command of both integrations has a row; every row runs against the fake
 tenant under XSOAR's command name with XSOAR's argument names, and its context holds every path
 XSOAR documents for the command. Also: playbooks merging results by key never drop entries of
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from integration import arguments, docs, registry
-from integration.cli import main
+from integration.engine import arguments, registry
+from integration.frontends import docs
+from integration.frontends.cli import main
 from integration.dispatch import execute
-from integration.errors import ArgumentError, InputError
+from integration.engine.errors import ArgumentError, InputError
 from integration.playbooks import run_playbook
 from integration.playbooks.runner import merge_context
 from teams_helpers import add_channel_message, add_message, channel_of, make_chat, team_of, uid
@@ -406,7 +407,7 @@ def test_team_create_needs_an_owner_app_only_and_is_owned_by_the_caller_delegate
 
 
 def test_archived_teams_refuse_changes_and_the_last_owner_stays(emu, runtime):
-    from integration.errors import PermissionDenied, RequestRejected
+    from integration.engine.errors import PermissionDenied, RequestRejected
 
     tid = execute("team-create", {"display_name": "IR", "owner": ALICE}, runtime).outputs[0]["id"]
     execute("team-archive", {"team": tid, "set_sharepoint_read_only": True}, runtime)
@@ -438,7 +439,7 @@ def test_the_fake_tenant_refuses_what_graph_refuses(emu, app_token, http):
 
 
 def test_team_admin_needs_its_permissions(emu, runtime):
-    from integration.errors import PermissionDenied
+    from integration.engine.errors import PermissionDenied
 
     app = emu.config()["client_id"]
     granted = set(emu.state.apps[app].application_permissions) - {"Group.ReadWrite.All"}
@@ -485,7 +486,7 @@ def test_merge_context_merges_nested_lists_by_id_and_replaces_scalar_lists():
 
 
 def test_playbooks_may_use_every_context_path_a_command_writes(tmp_path):
-    from integration.errors import FileError
+    from integration.engine.errors import FileError
     from integration.playbooks import load
 
     def check(ref: str, command: str, args: str):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integration import yamlfile
+from integration.engine import yamlfile
 
 
 def _slow(text: str):
@@ -106,7 +106,7 @@ def test_generated_config_like_documents_agree_with_pyyaml(entries, extra):
 def test_a_flat_config_loads_without_importing_pyyaml(tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text(f"store_path: {tmp_path / 's.sqlite3'}\ntimeout: 20\n", encoding="utf-8")
-    code = ("import sys; from integration import config; c = config.load(sys.argv[1], env={}); "
+    code = ("import sys; from integration.engine import config; c = config.load(sys.argv[1], env={}); "
             "print(c.timeout, 'yaml' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.split() == ["20.0", "False"], r.stdout + r.stderr

@@ -1,5 +1,5 @@
 """``ask``, ``ask-status`` and ``ask-wait``: a question card sent as the bot, answered by a
-button press that reaches the bot's messaging endpoint (see integration/questions.py).
+button press that reaches the bot's messaging endpoint (see integration/teams/questions.py).
 
 Inside a playbook run, ``ask`` is idempotent: the question id comes from the run, step and item,
 so a resumed run finds its question (and its cards, already sent) instead of asking again, and
@@ -8,10 +8,10 @@ the step's result carries the answer once there is one.
 from __future__ import annotations
 
 
-from .. import questions as Q
-from ..errors import ArgumentError, IntegrationError, NotFound
-from ..outbox import delivery_key, delivery_scope
-from ..resolve import is_thread_id
+from integration.teams import questions as Q
+from integration.engine.errors import ArgumentError, IntegrationError, NotFound
+from integration.delivery.outbox import delivery_key, delivery_scope
+from integration.graph.resolve import is_thread_id
 from . import notify
 
 HANDLERS = ("ask", "ask_status", "ask_wait")

@@ -14,7 +14,7 @@ def ring_user(ctx):
     callback = ctx.cfg.call_callback_url
     wait = ctx.args.get("wait") or 0
     if not callback and wait:
-        from ..errors import ConfigError
+        from integration.engine.errors import ConfigError
 
         raise ConfigError("ring-user wait= needs a callback URL for the call's notifications",
                           hint="set bot_public_url (the public HTTPS URL of `msteams bot serve`; /api/calls is "
@@ -35,7 +35,7 @@ def ring_user(ctx):
     call = ctx.graph.create("/communications/calls", body)
     if not wait:
         return ctx.result(call, call, message=f"Calling {user['displayName']}.")
-    from ..bot.calls import NO_ANSWER, wait_for_outcome
+    from integration.teams.calls import NO_ANSWER, wait_for_outcome
 
     outcome, events, timed_out = wait_for_outcome(ctx.store, call["id"], float(wait), ctx.runtime.sleep)
     if timed_out:  # still ringing: stop it, as a caller who gives up hangs up

@@ -3,11 +3,11 @@ app-only), adding and removing members of private and shared channels (membershi
 looked up by user), and posting to a channel or replying in a thread."""
 from __future__ import annotations
 
-from ..errors import ArgumentError, NotFound, PermissionDenied, RequestRejected
-from ..graph import seg
-from ..outbox import delivery_key, delivery_scope
-from ..posting import post_once
-from ..resolve import member_body
+from integration.engine.errors import ArgumentError, NotFound, PermissionDenied, RequestRejected
+from integration.graph.client import seg
+from integration.delivery.outbox import delivery_key, delivery_scope
+from integration.delivery.posting import post_once
+from integration.graph.resolve import member_body
 
 HANDLERS = ("channel_create", "channel_delete", "channel_user_add", "channel_user_remove", "channel_message_send")
 
@@ -64,7 +64,7 @@ def channel_delete(ctx):
     """Delete a channel; without one (XSOAR's close-channel in a mirrored war room), the channel
     of the incident's mirror (incident_id), whose mirroring stops. A mirror of the deleted
     channel is marked deleted either way."""
-    from .. import mirror
+    from integration.teams import mirror
 
     args, store = ctx.args, ctx.store
     if not args.get("channel"):

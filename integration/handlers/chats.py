@@ -7,13 +7,13 @@ Topics and members are looked up among the signed-in account's chats, so with th
 (no account) a chat is named by its id."""
 from __future__ import annotations
 
-from .. import redact
-from ..errors import ArgumentError, IntegrationError, NotFound, RequestRejected
-from ..fanout import fan_out
-from ..graph import seg
-from ..outbox import delivery_key, delivery_scope
-from ..posting import post_once
-from ..resolve import chat_body, is_guest, is_guid, is_thread_id, member_body
+from integration.engine import redact
+from integration.engine.errors import ArgumentError, IntegrationError, NotFound, RequestRejected
+from integration.delivery.fanout import fan_out
+from integration.graph.client import seg
+from integration.delivery.outbox import delivery_key, delivery_scope
+from integration.delivery.posting import post_once
+from integration.graph.resolve import chat_body, is_guest, is_guid, is_thread_id, member_body
 
 HANDLERS = ("chat_create", "message_send_to_chat", "chat_list", "chat_member_list", "chat_add_user",
             "chat_message_list", "chat_update")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from .. import redact
-from ..errors import ConfigError, IntegrationError
+from integration.engine import redact
+from integration.engine.errors import ConfigError, IntegrationError
 
 HANDLERS = ("auth_test", "create_messaging_endpoint")
 
@@ -56,12 +56,12 @@ def create_messaging_endpoint(ctx):
         raise ConfigError("no public address of the bot endpoint is configured",
                           hint="set bot_public_url (the https address in front of `msteams bot serve`), "
                                "or pass engine_url")
-    from ..config import url_problem
+    from integration.engine.config import url_problem
 
     base = base.strip().rstrip("/")
     problem = url_problem(base)
     if problem:
-        from ..errors import ArgumentError
+        from integration.engine.errors import ArgumentError
 
         raise ArgumentError("engine_url", problem)
     if base.endswith(MESSAGES_PATH):

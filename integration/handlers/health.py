@@ -15,12 +15,11 @@ import sys
 import threading
 import time
 
-from .. import redact
-from ..auth import FLOW_SETUP, FLOWS, jwt_claims
-from ..docs import permissions_by_flow
-from ..errors import IntegrationError, PermissionDenied
-from ..graph import seg
-from ..resolve import USER_SELECT, user_view, channel_view, remember_channels
+from integration.engine import redact
+from integration.graph.auth import FLOW_SETUP, FLOWS, jwt_claims
+from integration.engine.errors import IntegrationError, PermissionDenied
+from integration.graph.client import seg
+from integration.graph.resolve import USER_SELECT, user_view, channel_view, remember_channels
 
 HANDLERS = ("integration_health", "token_permissions_list", "cache_preload")
 
@@ -147,7 +146,7 @@ def _endpoint_row(ctx) -> dict | None:
 
 def integration_health(ctx):
     reg = ctx.runtime.registry
-    needs = permissions_by_flow(reg)
+    needs = reg.permissions_by_flow()
     rows = [_flow_row(ctx, flow, needs.get(flow, {})) for flow in FLOWS]
     rows.append(_store_row(ctx))
     endpoint = _endpoint_row(ctx)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from ..errors import ArgumentError, PermissionDenied
-from ..graph import seg
+from integration.engine.errors import ArgumentError, PermissionDenied
+from integration.graph.client import seg
 
 HANDLERS = ("meeting_create",)
 

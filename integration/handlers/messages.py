@@ -3,8 +3,8 @@ the replies to a channel message, newest first, paged; XSOAR's list-messages nam
 conversation_id (a channel when a team is given)."""
 from __future__ import annotations
 
-from ..errors import ArgumentError
-from ..graph import seg
+from integration.engine.errors import ArgumentError
+from integration.graph.client import seg
 from .chats import find_chat
 
 HANDLERS = ("message_list",)

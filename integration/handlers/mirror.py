@@ -1,5 +1,5 @@
 """Mirroring an incident's war room in Teams (XSOAR's ``mirror-investigation``), both ways: see
-integration/mirror.py for the link, the journal and the webhook sink.
+integration/teams/mirror.py for the link, the journal and the webhook sink.
 
 - ``mirror-investigation``: creates or reuses the incident's channel (or links a group chat),
   records the link, posts a welcome card as the bot (once per conversation). Running it again
@@ -15,13 +15,13 @@ import html
 import time
 from datetime import datetime, timezone
 
-from .. import mirror as M
-from ..bot import conversations
-from ..errors import ArgumentError, IntegrationError, NotFound
-from ..graph import seg
-from ..outbox import Outbox, delivery_key, delivery_scope
-from ..resolve import is_thread_id
-from ..tokenlock import StoreLock
+from integration.teams import mirror as M
+from integration.teams import conversations
+from integration.engine.errors import ArgumentError, IntegrationError, NotFound
+from integration.graph.client import seg
+from integration.delivery.outbox import Outbox, delivery_key, delivery_scope
+from integration.graph.resolve import is_thread_id
+from integration.graph.tokenlock import StoreLock
 from . import notify
 
 # The longest a run waits for another creating the same channel (a create with its retries).

@@ -14,13 +14,13 @@ import re
 import time
 import uuid
 
-from .. import redact
-from ..errors import ArgumentError, ConfigError, IntegrationError, NotFound
-from ..fanout import fan_out
-from ..graph import need_id, seg
-from ..outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
-from ..bot import conversations
-from ..resolve import Prefetch, Resolver, is_guid, is_thread_id
+from integration.engine import redact
+from integration.engine.errors import ArgumentError, ConfigError, IntegrationError, NotFound
+from integration.delivery.fanout import fan_out
+from integration.graph.client import need_id, seg
+from integration.delivery.outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from integration.teams import conversations
+from integration.graph.resolve import Prefetch, Resolver, is_guid, is_thread_id
 
 HANDLERS = ("send_notification", "message_update")
 
@@ -328,7 +328,7 @@ def _rows(outcomes) -> tuple[list[dict], list[IntegrationError]]:
     return rows, errors
 
 
-# ---- queued: the worker pool sends (queue=true; integration/worker.py) ----
+# ---- queued: the worker pool sends (queue=true; integration/frontends/worker.py) ----
 def _queue_configured(ctx) -> None:
     if not ctx.cfg.store_url:
         raise ArgumentError("queue", "queues the sends for `msteams worker`, which needs store_url (the Redis the "
@@ -340,7 +340,7 @@ def _enqueue(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, 
     """Names to ids here (bad names fail here, reported per recipient), then one job per
     recipient with the delivery key the in-process send would use; recipients already sent
     under that key are not queued again. The workers open conversations and send."""
-    from ..queue import JobQueue
+    from integration.delivery.queue import JobQueue
 
     thread = ctx.args.get("message_id")
     rids: dict[str, str] = {}  # delivery key -> recipient id (a user's object id, a channel id)
@@ -404,15 +404,12 @@ def deliver_queued(runtime, body: dict, *, before_send=None) -> dict:
     through the outbox under the job's delivery key (a key already sent is not sent again).
     ``before_send(url)`` runs after the outbox was checked and before the send is claimed
     (the worker takes its pacing slot there, so no delivery is marked pending while it waits)."""
-    from ..dispatch import CommandContext
-
-    spec = runtime.registry.get("send-notification")
     args: dict = {"resend_unknown": bool(body.get("resend_unknown"))}
     if body["kind"] == "channel":
         args["channel"] = body["rid"]
         if body.get("thread"):
             args["message_id"] = body["thread"]
-    ctx = CommandContext(spec, args, runtime, flow="bot")
+    ctx = runtime.context("send-notification", args, flow="bot")
     prior = ctx.store.outbox_get(body["key"])
     if prior and prior.get("state") == "sent":
         return {"recipient": body["label"], "status": "already sent", "deliveryKey": body["key"],

@@ -1,10 +1,10 @@
 """`recipients-resolve`: route keys (roles, severities, teams) to users and channels through a
 route map with a "*" entry, plus suggested reviewers, with fallback recipients for the ones
-that cannot be reached. The routing itself is :mod:`integration.recipients`."""
+that cannot be reached. The routing itself is :mod:`integration.graph.recipients`."""
 from __future__ import annotations
 
-from ..errors import InputError, NotFound
-from ..recipients import RecipientResolver, route_entries
+from integration.engine.errors import InputError, NotFound
+from integration.graph.recipients import RecipientResolver, route_entries
 
 HANDLERS = ("recipients_resolve",)
 

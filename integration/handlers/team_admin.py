@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ArgumentError, GraphError
-from ..graph import seg
-from ..resolve import is_guid, member_body
+from integration.engine.errors import ArgumentError, GraphError
+from integration.graph.client import seg
+from integration.graph.resolve import is_guid, member_body
 from .teams import find_team_member
 
 HANDLERS = ("team_create", "team_create_from_group", "team_update", "team_clone", "team_member_get",

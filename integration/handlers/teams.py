@@ -2,9 +2,9 @@
 membership id looked up by user."""
 from __future__ import annotations
 
-from ..errors import NotFound, RequestRejected
-from ..graph import items_of, need_id, odata_literal, seg
-from ..resolve import member_body
+from integration.engine.errors import NotFound, RequestRejected
+from integration.graph.client import items_of, need_id, odata_literal, seg
+from integration.graph.resolve import member_body
 
 HANDLERS = ("team_member_add", "team_member_remove")
 

@@ -2,7 +2,7 @@
 escaped OData literal, never as raw filter text."""
 from __future__ import annotations
 
-from ..graph import odata_literal
+from integration.graph.client import odata_literal
 
 HANDLERS = ("user_list",)
 

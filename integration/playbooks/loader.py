@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, FileError, InputError
-from ..untrusted import quote
-from ..registry import CommandSpec, Registry, thaw
+from integration.engine.errors import ArgumentError, FileError, InputError
+from integration.engine.untrusted import quote
+from integration.engine.registry import CommandSpec, Registry, thaw
 from . import templates as T
-from .. import yamlfile
-from ..yamlfile import LineMap
+from integration.engine import yamlfile
+from integration.engine.yamlfile import LineMap
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 # The playbooks shipped with the package (also at ./playbooks in a checkout), runnable by name.
@@ -343,7 +343,7 @@ class _Checker:
                     line=self.lines.line(base) if self.lines else None)
 
     def check_args(self, i: int, sid: str, spec: CommandSpec, args: dict) -> None:
-        from ..arguments import canonical_name, valid_names
+        from integration.engine.arguments import canonical_name, valid_names
 
         props = dict(spec.arguments.get("properties", {}))
         original = {}
@@ -383,7 +383,7 @@ def _no_refs(ref):  # pragma: no cover - only called for values without template
 def check_static_args(spec: CommandSpec, static: dict, templated: set, report) -> bool:
     """Validate the arguments known before running against the command's schema, as if the
     templated ones were valid (they are checked when the step runs). report(arg, message)."""
-    from .. import arguments
+    from integration.engine import arguments
 
     schema = thaw(spec.arguments)
     props = schema.get("properties", {})
@@ -423,7 +423,7 @@ def load(source: str | Path | dict, registry: Registry | None = None) -> Playboo
     """Load and check a playbook (a file path, or an already parsed mapping). Raises FileError
     listing every problem found, each as FILE:LINE: message."""
     if registry is None:
-        from ..registry import default_registry
+        from integration.engine.registry import default_registry
 
         registry = default_registry()
     if isinstance(source, dict):

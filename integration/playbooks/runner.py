@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..arguments import canonical_name
-from ..errors import IntegrationError, InputError, exit_code_for
-from ..untrusted import quote
-from ..registry import CommandSpec, Registry
+from integration.engine.arguments import canonical_name
+from integration.engine.errors import IntegrationError, InputError, exit_code_for
+from integration.engine.untrusted import quote
+from integration.engine.registry import CommandSpec, Registry
 from . import templates as T
 from .loader import Playbook, Step, check_static_args, input_schema, load
 
@@ -94,7 +94,7 @@ def _coerce_input(name: str, value: Any, decl: dict) -> Any:
                 if value.strip().startswith("["):
                     value = json.loads(value)
                 else:
-                    from ..arguments import split_list
+                    from integration.engine.arguments import split_list
 
                     value = split_list(value)
             item_decl = dict(decl.get("items") or {"type": "string"})
@@ -246,7 +246,7 @@ def planned_calls(spec: CommandSpec, args: dict, registry: Registry) -> list[str
     """The HTTP calls a command would make with these arguments, in words (nothing is sent)."""
     if spec.local:
         return ["none: runs locally (context store / sign-in state)"]
-    from ..registry import thaw
+    from integration.engine.registry import thaw
 
     calls, resolved = [], {}
     for pname, rule in spec.resolve.items():
@@ -286,7 +286,7 @@ WAITING_COMMANDS = ("ask", "ask-wait")
 
 
 def _first_line(exc: BaseException) -> str:
-    from ..redact import redact
+    from integration.engine.redact import redact
 
     text = str(exc) if isinstance(exc, IntegrationError) else f"internal error: {type(exc).__name__}: {exc}"
     return redact(text.splitlines()[0] if text else type(exc).__name__)
@@ -495,7 +495,7 @@ class _Run:
                 record(entry)
         todo = [n for n in range(len(items)) if n not in kept]
         if step.parallel > 1 and len(todo) > 1:
-            from ..fanout import fan_out
+            from integration.delivery.fanout import fan_out
 
             fan_out(todo, one, workers=step.parallel, on_done=lambda o: record(o.value if o.ok else {
                 "n": o.item, "item": items[o.item], "status": "failed", "error": _first_line(o.error),
@@ -674,7 +674,7 @@ def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = Non
     if runtime is not None:
         reg = runtime.registry
     else:
-        from ..registry import default_registry
+        from integration.engine.registry import default_registry
 
         reg = default_registry()
     pb = source if isinstance(source, Playbook) else load(source, reg)
@@ -717,8 +717,8 @@ def _continue(run: "_Run", row: dict, out) -> PlaybookResult:
 def resume_waiting(run_id: str, runtime, out: Callable[[str], None] | None = None) -> PlaybookResult | None:
     """Resume a run suspended on a question, if it still waits: one caller of any process gets
     it (the run turns running in one transaction), the others get None."""
-    from ..errors import InputError as _InputError
-    from ..owners import owner_id
+    from integration.engine.errors import InputError as _InputError
+    from integration.delivery.owners import owner_id
     from .runs import LEASE_SECONDS, Journal, digest
 
     out = out or _stderr
@@ -742,7 +742,7 @@ def resume_waiting(run_id: str, runtime, out: Callable[[str], None] | None = Non
 def resume_waiting_on(runtime, question_id: str | None = None, out: Callable[[str], None] | None = None) -> list:
     """Resume the runs waiting on ``question_id`` (None: on any question no longer open); the
     results of those this process resumed."""
-    from .. import questions
+    from integration.teams import questions
 
     out = out or _stderr
     if question_id:

@@ -12,8 +12,8 @@ import hashlib
 import uuid
 from pathlib import Path
 
-from ..errors import InputError, NotFound
-from ..owners import alive, owner_id
+from integration.engine.errors import InputError, NotFound
+from integration.delivery.owners import alive, owner_id
 
 LEASE_SECONDS = 120.0
 FINISHED = ("ok",)

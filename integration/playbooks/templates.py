@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import InputError
-from ..untrusted import quote
+from integration.engine.errors import InputError
+from integration.engine.untrusted import quote
 
 ROOTS = ("inputs", "steps", "context", "item", "result")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -10,7 +10,7 @@ import re
 import time
 from typing import Callable
 
-from ..errors import FileError, InputError, IntegrationError
+from integration.engine.errors import FileError, InputError, IntegrationError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # the playbook schema's pattern for input names
 USAGE = ("usage: msteams playbook {validate FILE..., run FILE|NAME [--input NAME=VALUE ...] [--run-key KEY] "
@@ -19,7 +19,7 @@ USAGE = ("usage: msteams playbook {validate FILE..., run FILE|NAME [--input NAME
 
 def _inputs(pairs: list[str]) -> dict:
     """--input k=v, repeated; a name given twice collects a list (for array inputs)."""
-    from ..untrusted import decode, quote
+    from integration.engine.untrusted import decode, quote
 
     values: dict = {}
     for number, item in enumerate(pairs, 1):
@@ -42,7 +42,7 @@ def _inputs(pairs: list[str]) -> dict:
 
 
 def _summary(result) -> str:
-    from ..results import markdown_table
+    from integration.engine.results import markdown_table
 
     lines = [f"### Playbook {result.name}: {result.status}"]
     rows = [{"step": s["id"], "command": s["command"], "status": s["status"],
@@ -69,8 +69,8 @@ class ValidationFailed(InputError):
 
 def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[str], None],
                    as_json: bool = False) -> int:
-    from ..redact import redact
-    from ..untrusted import printable
+    from integration.engine.redact import redact
+    from integration.engine.untrusted import printable
     from .loader import load
 
     bad = 0
@@ -183,7 +183,7 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
         rows = runtime.store.run_list(ns.status, ns.limit)
     finally:
         runtime.close()
-    from ..results import markdown_table
+    from integration.engine.results import markdown_table
 
     for r in rows:
         for k in ("created", "updated"):
@@ -200,8 +200,8 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
 def _worker(argv: list[str], *, out, err, config: str | None, sleep=None) -> int:
     """`playbook worker`: resume the runs waiting on questions that were answered or expired
     (expiry applied here too), every --interval seconds; --once: one pass (tests, cron)."""
-    from .. import questions
-    from ..argtypes import positive_number
+    from integration.teams import questions
+    from integration.engine.argtypes import positive_number
     from ..dispatch import Runtime
     from .runner import resume_waiting_on
 

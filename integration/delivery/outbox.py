@@ -1,0 +1,156 @@
+"""Exactly-once delivery: every outbound message has a delivery key, and its state lives in
+the store (pending, sent with the message id, failed with the reason, unknown).
+
+    new ──send──> sent                          nothing under this key is sent again
+     │     └────> failed (the service refused)  sent again on a later attempt
+     └──ambiguous (timeout, dropped connection, 5xx on a POST)──> reconcile:
+            read the conversation back for our message: found -> sent, absent -> sent again once,
+            cannot be read back -> unknown (reported; sent again only when asked)
+
+A key stays `pending` while one sender holds it; a pending key whose lease ran out belongs to
+a sender that died mid-send, and is treated as an ambiguous outcome. Keys are the caller's:
+(run, step, recipient) for playbooks, (command, recipient, message digest) or the caller's own
+`dedupe_key` for a command run by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from integration.engine.errors import GraphError, IntegrationError, ThrottledError
+from .owners import alive, owner_id
+
+LEASE_SECONDS = 300.0
+STATES = ("pending", "sent", "failed", "unknown")
+
+
+def delivery_key(*parts: Any) -> str:
+    """A stable key from its parts (any JSON-able values), short enough to log."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def delivery_scope(ctx) -> tuple:
+    """What makes two sends of a command "the same message": the caller's dedupe_key, the
+    playbook run's step and item, or else this invocation alone (a retry inside it is still
+    never a resend)."""
+    if ctx.args.get("dedupe_key"):
+        return ("dedupe", ctx.spec.name, ctx.args["dedupe_key"])
+    scope = ctx.runtime.delivery_scope
+    if scope:
+        return ("run", ctx.spec.name, *scope)
+    return ("once", uuid.uuid4().hex)
+
+
+def ambiguous(exc: BaseException) -> bool:
+    """True when a failed write may nevertheless have been applied by the service."""
+    if isinstance(exc, ThrottledError):
+        return False  # a 429 is never applied
+    if isinstance(exc, GraphError):
+        return exc.status is None or exc.status >= 500
+    return False
+
+
+@dataclass
+class Delivery:
+    key: str
+    state: str             # sent | failed | unknown | pending
+    message_id: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    reused: bool = False   # True: already delivered earlier under this key; nothing was sent now
+    value: Any = None      # what the sender returned (on a fresh send)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "sent"
+
+    def settled(self, target: str) -> "Delivery":
+        """This delivery when it is sent; an error naming ``target`` when its outcome is unknown
+        (resent only when asked) or another sender holds it right now."""
+        if self.state == "unknown":
+            raise UnknownDelivery(f"{target}: outcome unknown: {self.reason}",
+                                  hint="resend with resend_unknown=true if it did not arrive")
+        if self.state == "pending":
+            raise IntegrationError(f"{target}: {self.reason}")
+        return self
+
+
+class UnknownDelivery(IntegrationError):
+    """A delivery whose outcome cannot be known (exit 1): it is reported, not resent."""
+
+
+class Outbox:
+    def __init__(self, store, *, lease: float = LEASE_SECONDS):
+        self.store = store
+        self.lease = lease
+
+    def state(self, key: str) -> dict | None:
+        return self.store.outbox_get(key)
+
+    def deliver(self, key: str, send: Callable[[], tuple[str | None, Any]], *,
+                read_back: Callable[[], str | None] | None = None, target: str = "",
+                resend_unknown: bool = False) -> Delivery:
+        """Send once under ``key``. ``send()`` returns (message id, value) or raises;
+        ``read_back()`` (where the conversation can be read) returns the id of the message
+        this delivery posted, or None when it is not there."""
+        claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
+        prior, row = claim["prior"], claim["row"]
+        attempts = row.get("attempts", 0)
+        if prior == "sent":
+            return Delivery(key, "sent", row.get("message_id"), attempts=attempts, reused=True)
+        if prior == "pending":  # another sender holds the lease right now
+            return Delivery(key, "pending", reason="another sender is delivering this message now", attempts=attempts)
+        if prior in ("unknown", "stale"):  # an earlier attempt may have arrived: look first
+            readable, found = self._look(read_back)
+            if found:
+                self.store.outbox_set(key, "sent", message_id=found, reason="found by reading the conversation back")
+                return Delivery(key, "sent", found, reason="found by reading the conversation back", attempts=attempts,
+                                reused=True)
+            if not readable and not resend_unknown:
+                reason = row.get("reason") or "an earlier attempt was interrupted; its outcome is not known"
+                self.store.outbox_set(key, "unknown", reason=reason)
+                return Delivery(key, "unknown", reason=reason, attempts=attempts)
+        return self._send(key, send, read_back, target)
+
+    @staticmethod
+    def _look(read_back) -> tuple[bool, str | None]:
+        """(could the conversation be read, the id of our message there or None)."""
+        if read_back is None:
+            return False, None
+        try:
+            return True, read_back()
+        except IntegrationError:
+            return False, None
+
+    def _send(self, key: str, send, read_back, target: str) -> Delivery:
+        for attempt in (0, 1):
+            self.store.outbox_set(key, "pending", attempt=True, lease=self.lease)
+            try:
+                message_id, value = send()
+            except IntegrationError as exc:
+                reason = exc.message.splitlines()[0]
+                if not ambiguous(exc):
+                    self.store.outbox_set(key, "failed", reason=reason)
+                    raise
+                # The write may have been applied: look before sending again.
+                readable, found = self._look(read_back)
+                if found:
+                    self.store.outbox_set(key, "sent", message_id=found, reason="found by reading the conversation back")
+                    return Delivery(key, "sent", found, reason="found by reading the conversation back")
+                if readable and attempt == 0:
+                    continue  # read back and absent: it was not applied; send once more
+                self.store.outbox_set(key, "unknown", reason=reason)
+                raise UnknownDelivery(f"{target or 'delivery ' + key[:12]}: outcome unknown: {reason}",
+                                      hint="it may have arrived: check the conversation, and resend with "
+                                           "resend_unknown=true only if it did not") from None
+            self.store.outbox_set(key, "sent", message_id=message_id)
+            return Delivery(key, "sent", message_id, attempts=attempt + 1, value=value)
+        raise AssertionError("unreachable")
+
+    def forget(self, key: str) -> None:
+        self.store.outbox_delete(key)
+

@@ -1,0 +1,279 @@
+"""Pacing outbound requests to Microsoft's published limits, so that a fan-out runs at the
+throttle limit instead of into it.
+
+Each request draws from the limit classes it belongs to (`integration.delivery.limits`): per app per
+tenant for its Graph category or for the bot, per team or channel, per bot conversation. Every
+class is a sliding window (N requests per W seconds) kept on this side: a window on the client
+is never looser than the service's token buckets or windows with the same numbers, so a paced
+sender does not see 429s, and it still runs at the sustained rate. A request holds its slot
+from when it is taken until a window after its answer, since the service counted it somewhere
+in between (however slow the way there was). A 429 with Retry-After
+pauses the class it hit for every sender in this process, not only for the one that got it.
+
+One pacer serves every client and worker thread of a runtime. Its clock and sleep are
+injectable (tests run it on a fake clock).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+from . import limits
+
+# Requests count from their answers (Pacer.done), so the service never counted one later than
+# this side does; what is left (two clocks, the service's own rounding) is covered by widening
+# every window a little.
+SAFETY = 1.005
+SAFETY_SECONDS = 0.005
+# A request keeps its slot while it is in flight: the service counts it when it arrives, at
+# any moment until its answer comes. Arriving takes moments (a connection, a TLS handshake, a
+# busy interpreter), so one still unanswered this long after it was taken counts as having
+# arrived then; this also bounds how long a sender that died holds its slots (a 60 s lease
+# cost a 4-worker pool whose worker was killed holding 8 sends 15% of its rate).
+IN_FLIGHT_LEASE = 5.0
+# Windows this short are sent at an even pace past a small burst; in longer ones (30 s, an
+# hour) network jitter is negligible and a burst costs nothing.
+EVEN_PACE_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str          # the class and, for per-resource classes, the resource ("conversation:a:19:x")
+    capacity: float   # what may be spent per window
+    seconds: float
+    cost: float = 1.0
+
+
+def burst(w: "Window") -> float:
+    """What a class may send at once before even pacing sets in: half a window."""
+    return max(2.0, w.capacity / 2)
+
+
+def span(w: "Window") -> float:
+    """The window as this side keeps it: a little wider than the service's (SAFETY)."""
+    return w.seconds * SAFETY + SAFETY_SECONDS
+
+
+def step(w: "Window") -> float:
+    """The even pace's interval for one request of this class."""
+    return span(w) * w.cost / w.capacity
+
+
+def scaled(windows: Iterable["Window"], speed: float) -> list["Window"]:
+    """The windows at ``speed`` (the fake tenant's switch): the same capacity in 1/speed the time."""
+    if speed == 1.0:
+        return list(windows)
+    return [Window(w.key, w.capacity, w.seconds / speed, w.cost) for w in windows]
+
+
+@dataclass
+class Ticket:
+    """What one acquire spent: the seconds it waited, its ledger entries (Entry here, (ledger
+    key, hash key, member, TTL) in redis_pacer) and when it was taken on the pacer's clock."""
+    waited: float = 0.0
+    entries: list = None  # type: ignore[assignment]
+    at: float | None = None
+
+
+class Entry:
+    """One request in one class's ledger: its cost, when it was taken and, once answered, its stamp."""
+
+    __slots__ = ("ledger", "cost", "taken", "stamp")
+
+    def __init__(self, ledger: "_Ledger", cost: float, taken: float):
+        self.ledger, self.cost, self.taken, self.stamp = ledger, cost, taken, None
+
+
+class _Ledger:
+    """What one class spent in its current window: answered entries oldest first, and the
+    entries still in flight."""
+
+    __slots__ = ("spent", "flying", "total", "paused_until", "next_slot")
+
+    def __init__(self):
+        self.spent: collections.deque = collections.deque()
+        self.flying: set = set()
+        self.total = 0.0
+        self.paused_until = 0.0
+        # The even pace's schedule, kept apart from the stamps: a sender that wakes a little late
+        # for its slot does not push every later slot back (oversleeping 0.5 ms in a 10 ms
+        # interval would otherwise cost 5% of the rate).
+        self.next_slot = 0.0
+
+    def trim(self, now: float, seconds: float, lease: float) -> None:
+        while self.spent and self.spent[0].stamp <= now - seconds:
+            self.total -= self.spent.popleft().cost
+        if self.flying:
+            for e in [e for e in self.flying if e.taken + lease <= now - seconds]:
+                self.flying.discard(e)
+                self.total -= e.cost
+
+    def land(self, entry: "Entry", now: float) -> None:
+        """The entry's answer came: it counts from now (answers land in time order)."""
+        if entry in self.flying:
+            self.flying.discard(entry)
+            entry.stamp = max(entry.taken, now)
+            self.spent.append(entry)
+
+    def wait(self, now: float, w: Window, lease: float) -> float:
+        """Seconds until ``w.cost`` fits in the window (0 when it fits now)."""
+        if self.paused_until > now:
+            return self.paused_until - now
+        seconds = span(w)
+        self.trim(now, seconds, lease)
+        if self.total + w.cost <= w.capacity + 1e-9:
+            # Past a small burst, keep an even pace: bursts that fill a window at once meet the
+            # service's window edges out of step (network jitter) and draw 429s.
+            if w.seconds <= EVEN_PACE_WINDOW and self.total + w.cost > burst(w) and (self.spent or self.flying):
+                return max(0.0, self.next_slot - now)
+            return 0.0
+        # The oldest answered entries leave the window first; wait until enough of them have.
+        need, freed = self.total + w.cost - w.capacity, 0.0
+        for e in self.spent:
+            freed += e.cost
+            if freed + 1e-9 >= need:
+                return max(0.0, e.stamp + seconds - now)
+        # The rest are in flight and leave a window after their answers: look again shortly.
+        return step(w)
+
+
+class Pacer:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 speed: float = 1.0, enabled: bool = True):
+        self.clock = clock
+        self.sleep = sleep
+        self.speed = float(speed)  # the same switch as the fake tenant's: limits x speed
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._ledgers: dict[str, _Ledger] = {}
+        self.waited = 0.0  # seconds spent waiting for room, for progress and benchmarks
+        self.paused = 0    # 429s that paused a class
+        self.lease = IN_FLIGHT_LEASE
+        # An injected sleep (tests) may not let the clock move: time the pacer slept through is
+        # added here, so its windows still drain.
+        self._skew = 0.0
+
+    def now(self) -> float:
+        return self.clock() + self._skew
+
+    def sleep_for(self, seconds: float) -> None:
+        """Sleep, and make sure the pacer's clock counts it (an injected sleep may not move it)."""
+        t0 = self.clock()
+        self.sleep(seconds)
+        short = seconds - (self.clock() - t0)
+        if short > 0:
+            with self._lock:
+                self._skew += short
+
+    def _ledger(self, key: str) -> _Ledger:
+        led = self._ledgers.get(key)
+        if led is None:
+            led = self._ledgers[key] = _Ledger()
+        return led
+
+    def acquire(self, windows: Iterable[Window]) -> "Ticket":
+        """Block until every window has room, then spend it there. The ticket says how long it
+        waited; hand it to :meth:`done` when the response is in."""
+        if not self.enabled:
+            return Ticket()
+        windows = scaled(windows, self.speed)
+        if not windows:
+            return Ticket()
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.now()
+                delay = max(self._ledger(w.key).wait(now, w, self.lease) for w in windows)
+                if delay <= 0:
+                    entries = []
+                    for w in windows:
+                        led = self._ledger(w.key)
+                        entry = Entry(led, w.cost, now)
+                        led.flying.add(entry)
+                        led.total += w.cost
+                        entries.append(entry)
+                        every = step(w)
+                        # A sender up to half an interval late keeps the schedule; later than
+                        # that (an idle class, a full window) starts it again from now, so no
+                        # pause is saved up as a burst.
+                        late = now - led.next_slot
+                        led.next_slot = (led.next_slot if 0 <= late < every / 2 else now) + every
+                    self.waited += waited
+                    return Ticket(waited, entries, now)
+            # Sleep outside the lock: other senders on other classes go on meanwhile.
+            self.sleep_for(delay)
+            waited += delay
+
+    def done(self, ticket: "Ticket") -> None:
+        """The response is in: count the request from now. The service counted it somewhere
+        between sending and answering, so a stamp taken at the answer is never early, however
+        long the request waited for a connection or a TLS handshake on the way; until then it
+        holds its slot (IN_FLIGHT_LEASE bounds a ticket never handed back)."""
+        if not ticket.entries:
+            return
+        with self._lock:
+            now = self.now()
+            for entry in ticket.entries:
+                entry.ledger.land(entry, now)
+
+    def pause(self, windows: Iterable[Window], seconds: float) -> None:
+        """A 429 said to wait: nobody in this process spends from these classes until then."""
+        if not self.enabled or seconds <= 0:
+            return
+        with self._lock:
+            until = self.now() + seconds
+            for w in windows:
+                led = self._ledger(w.key)
+                led.paused_until = max(led.paused_until, until)
+            self.paused += 1
+
+
+# ---- which classes a request belongs to ----
+def _segments(path: str) -> list[str]:
+    return [unquote(s) for s in urlsplit(path).path.strip("/").split("/") if s]
+
+
+def graph_windows(method: str, path: str) -> list[Window]:
+    """The limit classes of one Graph call (path relative to /v1.0 or a full URL)."""
+    segs = _segments(path)
+    if segs and segs[0] in ("v1.0", "beta"):
+        segs = segs[1:]
+    low = [s.lower() for s in segs]
+    if not low:
+        return []
+    method = method.upper()
+    if low[0] == "$batch":
+        return []  # each item is paced by the caller that packs it
+    teamsy = bool(limits.TEAMS_SEGMENTS.intersection(low))
+    if low[0] in limits.IDENTITY_ROOTS and not teamsy and "onlinemeetings" not in low:
+        units = limits.IDENTITY_UNITS_PER_10S_SMALLEST  # the tenant's size is unknown here: the smallest
+        cost = (2.0 if len(low) == 1 or low[-1] in ("members", "memberof") else 1.0) if method == "GET" else 3.0
+        return [Window("graph:identity", units, 10.0, cost)]
+    if not teamsy:
+        return []
+    cat = limits.teams_category(method, low)
+    out = [Window(f"graph:{cat}", limits.TEAMS_LIMITS[cat][0], 1.0)]
+    if low[0] == "teams" and len(segs) >= 2:
+        if len(segs) >= 4 and low[2] == "channels":
+            out.append(Window(f"graph:channel:{segs[3]}", limits.PER_RESOURCE_RPS, 1.0))
+        else:
+            out.append(Window(f"graph:team:{low[1]}", limits.PER_RESOURCE_RPS, 1.0))
+    return out
+
+
+def bot_windows(method: str, path: str) -> list[Window]:
+    """The limit classes of one Bot Connector call: the app's, and the conversation's."""
+    segs = _segments(path)
+    try:
+        i = segs.index("conversations")
+    except ValueError:
+        i = -1
+    per_app = [Window(f"bot:app:{s}", n, s) for n, s in limits.BOT_PER_APP]
+    if i < 0 or len(segs) <= i + 1:
+        return per_app  # creating a conversation: the app's budget only
+    conv = segs[i + 1]
+    return per_app + [Window(f"bot:conversation:{conv}:{s}", n, s) for n, s in limits.BOT_PER_CONVERSATION]

@@ -1,0 +1,315 @@
+"""The endpoint's HTTP side: a Starlette app served by uvicorn (``msteams bot serve``).
+
+Routes are one table (:func:`routes`): ``POST /api/messages`` (Bot Framework activities),
+``POST /api/calls`` (Graph's call notifications, ``calls.py``: the same steps with the calling
+service's keys, recorded in the store, answered 202) and ``GET /healthz``. For
+``/api/messages``, in this order and before anything is processed or stored:
+
+1. no ``Authorization`` header -> 401;
+2. a declared body over :data:`MAX_BODY` -> 413;
+3. the token (``verify.py``) -> 401 when anything is wrong;
+4. the body, read up to the cap -> 413 past it; not a JSON object -> 400;
+5. the activity's ``serviceUrl`` against the token's -> 401;
+6. the processor (``activities.py``) answers at once (200/202) and works in the background.
+
+A refusal is logged in one line (peer, path, reason), never with the token; no answer carries
+a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from typing import Callable
+
+log = logging.getLogger("msteams.bot.server")
+
+MAX_BODY = 256 * 1024  # Teams activities are far smaller (messages stop at ~28 KB)
+
+
+def _json(status: int, body: dict | None = None):
+    from starlette.responses import JSONResponse, Response
+
+    if body is None:
+        return Response(status_code=status)
+    return JSONResponse(body, status_code=status)
+
+
+class Endpoint:
+    """The verifier and processor the routes use."""
+
+    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY, calls=None):
+        self.verifier = verifier
+        self.processor = processor
+        self.calls = calls  # CallNotifications (calls.py), or None: /api/calls answers 404
+        self.max_body = max_body
+        self.rejected = 0  # refused requests (health, tests)
+
+    def _refuse(self, request, status: int, reason: str):
+        self.rejected += 1
+        _note_inbound(request, _REFUSED.get(status, f"refused-{status}"))
+        peer = request.client.host if request.client else "?"
+        from integration.engine.untrusted import clean
+
+        # The reason may quote what the caller sent (an issuer, an algorithm): escaped, one line.
+        log.warning("refused %s %s from %s: %d %s", request.method, clean(request.url.path, 100), peer, status,
+                    clean(reason, 300))
+        message = {401: "Unauthorized", 413: "Request body too large", 400: "Bad request"}.get(status, "Refused")
+        return _json(status, {"error": {"code": message.replace(" ", ""), "message": message}})
+
+    async def _verified_json(self, request, verify):
+        """(what ``verify`` made of the token, the parsed body), in the order Microsoft asks:
+        the token is checked before a byte of the body is read. A _Refusal otherwise."""
+        from starlette.concurrency import run_in_threadpool
+
+        from integration.teams.verify import Rejected
+
+        auth = request.headers.get("authorization")
+        if not auth:
+            raise _Refusal(401, "no Authorization header")
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
+            raise _Refusal(413, f"declared body of {declared[:20]} bytes")
+        try:
+            identity = await run_in_threadpool(verify, auth)
+        except Rejected as exc:
+            raise _Refusal(401, str(exc)) from None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise _Refusal(413, f"body over {self.max_body} bytes")
+        try:
+            return identity, json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise _Refusal(400, "body is not JSON") from None
+
+    def _internal(self, request, exc: Exception):
+        _note_inbound(request, "error")
+        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+        log.debug("internal error", exc_info=True)
+        return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
+    async def messages(self, request):
+        from starlette.concurrency import run_in_threadpool
+
+        from integration.teams.verify import Rejected
+
+        try:
+            identity, activity = await self._verified_json(request, self.verifier.verify)
+            if not isinstance(activity, dict):
+                raise _Refusal(400, "body is not a JSON object")
+            try:
+                self.verifier.check_activity(identity, activity)
+            except Rejected as exc:
+                raise _Refusal(401, str(exc)) from None
+            status, payload = await run_in_threadpool(self.processor.accept, activity)
+            _note_inbound(request, "accepted")
+            return _json(status, payload)
+        except _Refusal as r:
+            return self._refuse(request, r.status, r.reason)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
+            return self._internal(request, exc)
+
+    async def call_notifications(self, request):
+        """``POST /api/calls``: verified as the messages are (calls.py), then recorded."""
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            if self.calls is None:
+                return _json(404, {"error": {"code": "NotFound", "message": "Not found"}})
+            _, doc = await self._verified_json(request, self.calls.verifier.verify)
+            try:
+                await run_in_threadpool(self.calls.accept, doc)
+            except ValueError as exc:
+                raise _Refusal(400, str(exc)) from None
+            _note_inbound(request, "accepted")
+            return _json(202)
+        except _Refusal as r:
+            return self._refuse(request, r.status, r.reason)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the caller
+            return self._internal(request, exc)
+
+    async def healthz(self, request):
+        return _json(200, {"status": "ok"})
+
+
+_REFUSED = {401: "refused-auth", 413: "refused-size", 400: "refused-invalid"}
+
+
+def _note_inbound(request, decision: str) -> None:
+    """Count a request in the service metrics (metrics.py), when `bot serve` turned them on."""
+    from integration.engine import metrics
+
+    metrics.inbound(decision, kind="call" if request.url.path.endswith("/calls") else "activity")
+
+
+class _Refusal(Exception):
+    """A request refused before anything was processed: its status and the reason to log."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def routes(endpoint: Endpoint) -> list:
+    """The endpoint's routes: add one line here for a new one."""
+    from starlette.routing import Route
+
+    return [
+        Route("/api/messages", endpoint.messages, methods=["POST"]),
+        Route("/api/calls", endpoint.call_notifications, methods=["POST"]),
+        Route("/healthz", endpoint.healthz, methods=["GET"]),
+    ]
+
+
+
+def create_app(endpoint: Endpoint):
+    from starlette.applications import Starlette
+
+    async def not_found(request, exc):
+        return _json(getattr(exc, "status_code", 404), {"error": {"code": "NotFound", "message": "Not found"}})
+
+    async def server_error(request, exc):
+        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+        return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
+
+    return Starlette(routes=routes(endpoint), exception_handlers={404: not_found, 405: not_found,
+                                                                   500: server_error})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), so the URL is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping on SIGINT/SIGTERM without raising the signal again after
+        the graceful shutdown (uvicorn does, to end the process by it): `msteams bot serve` says
+        it stopped and exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            sigs = [s for s in (signal.SIGINT, signal.SIGTERM)]
+            original = {s: signal.signal(s, self.handle_exit) for s in sigs}
+            try:
+                yield
+            finally:
+                for s, handler in original.items():
+                    signal.signal(s, handler)
+
+    return Server
+
+
+def _Server(config):
+    return _server_class()(config)
+
+
+class BotServer:
+    """uvicorn serving the app on a socket of its own; ``start()`` in a thread (tests) or
+    ``run()`` in the foreground (``msteams bot serve``: Ctrl-C and SIGTERM stop it)."""
+
+    def __init__(self, endpoint: Endpoint, *, host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
+                 tls_key: str | None = None):
+        import uvicorn
+
+        self.endpoint = endpoint
+        self.sock = bind(host, port)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.tls = bool(tls_cert)
+        config = uvicorn.Config(create_app(endpoint), log_config=None, access_log=False, lifespan="off",
+                                ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=15,
+                                timeout_graceful_shutdown=5,  # a TLS peer that never closes cannot hold us
+                                h11_max_incomplete_event_size=64 * 1024, server_header=False, http="h11")
+        try:
+            config.load()  # a bad certificate or key fails here, not once serving
+        except BaseException:
+            self.sock.close()
+            raise
+        self.server = _Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def messaging_endpoint(self) -> str:
+        return self.url + "/api/messages"
+
+    def run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.sock.close()
+
+    def start(self, timeout: float = 10.0) -> "BotServer":
+        self._thread = threading.Thread(target=self.run, name=f"msteams-bot:{self.port}", daemon=True)
+        self._thread.start()
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the bot endpoint did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.endpoint.processor.close()
+
+    def __enter__(self) -> "BotServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def build(runtime, *, workers: int = 4, clock: Callable[[], float] | None = None, verifier=None) -> Endpoint:
+    """The endpoint for a runtime's config: verifier, access policy, rate limiter, processor."""
+    import time
+
+    from integration.teams.access import Access, GraphDirectory, RateLimiter, load_policy
+    from .activities import Processor
+    from integration.teams.verify import InboundVerifier
+
+    cfg = runtime.cfg
+    verifier = verifier or InboundVerifier.from_config(cfg)
+    policy = load_policy(getattr(cfg, "bot_access_file", None), runtime.registry)
+    if policy.empty:
+        log.warning("no bot_access_file (or it allows nothing): every command from Teams will be refused")
+    clock = clock or time.monotonic
+    access = Access(policy, GraphDirectory(runtime), clock=clock)
+    limiter = RateLimiter(policy.per_minute, policy.burst, clock=clock)
+    calls = None
+    if cfg.client_id:  # the app that places calls (ring-user) is the notifications' audience
+        from integration.teams.calls import CallNotifications, CallVerifier
+
+        calls = CallNotifications(CallVerifier.from_config(cfg), runtime.store)
+    return Endpoint(verifier, Processor(runtime, access, limiter, workers=workers, clock=clock), calls=calls)

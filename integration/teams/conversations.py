@@ -1,0 +1,155 @@
+"""Conversation references learned from inbound activities (the bot installed in a personal
+scope, a team or a group chat; members added; any message), kept in the store's
+``conversations`` table so that ``send-notification`` writes into a conversation Teams already
+knows, through the service URL Teams gave, instead of opening one through the configured URL.
+
+Keys (per bot, so two bots sharing a store do not mix):
+
+- ``user/{bot}/{aad object id}``: the bot's 1:1 (personal) conversation with that user;
+- ``channel/{bot}/{channel id}``: a channel of a team the bot is in (a team's General channel
+  has the team's id);
+- ``team/{bot}/{group id}``: a team the bot is installed in (by its group's object id; its
+  conversation is the General channel, whose thread id Teams calls the team id);
+- ``chat/{bot}/{chat id}``: a group chat the bot is in;
+- ``service/{bot}/{service url}``: a service URL Teams gave (the bot token may be sent there).
+
+Values carry ``conversationId``, ``serviceUrl``, ``tenantId`` and what else the activity said
+(names, team, users' object ids). Only activities whose token was verified reach here, so the
+service URL is Microsoft's word, not the sender's.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _user_oid(account: dict) -> str | None:
+    oid = _id(account.get("aadObjectId"))
+    if oid:
+        return oid
+    raw = _id(account.get("id")) or ""
+    return raw[3:] if raw.startswith("29:") and len(raw) == 39 else None
+
+
+def tenant_of(activity: dict) -> str | None:
+    cd = activity.get("channelData") if isinstance(activity.get("channelData"), dict) else {}
+    conv = activity.get("conversation") if isinstance(activity.get("conversation"), dict) else {}
+    tenant = cd.get("tenant") if isinstance(cd.get("tenant"), dict) else {}
+    return _id(tenant.get("id")) or _id(conv.get("tenantId"))
+
+
+def describe(activity: dict) -> dict:
+    """Where an activity happened: conversation type and id (thread part dropped), team and
+    channel ids and names, tenant."""
+    conv = activity.get("conversation") if isinstance(activity.get("conversation"), dict) else {}
+    cd = activity.get("channelData") if isinstance(activity.get("channelData"), dict) else {}
+    conv_id = _id(conv.get("id")) or ""
+    base = conv_id.partition(";messageid=")[0]
+    ctype = _id(conv.get("conversationType")) or ("personal" if not conv.get("isGroup") else "groupChat")
+    team = cd.get("team") if isinstance(cd.get("team"), dict) else {}
+    channel = cd.get("channel") if isinstance(cd.get("channel"), dict) else {}
+    return {"type": ctype, "conversationId": conv_id, "baseId": base, "tenantId": tenant_of(activity),
+            "teamId": _id(team.get("id")), "teamName": _id(team.get("name")),
+            "teamAadGroupId": _id(team.get("aadGroupId")),
+            "channelId": _id(channel.get("id")) or (base if ctype == "channel" else None),
+            "channelName": _id(channel.get("name"))}
+
+
+def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
+    """Record what ``activity`` tells about where the bot may write; the keys written."""
+    service_url = _id(activity.get("serviceUrl"))
+    if not service_url:
+        return []
+    where = describe(activity)
+    if not where["baseId"]:
+        return []
+    now = clock()
+    common = {"serviceUrl": service_url, "tenantId": where["tenantId"], "botId": bot_id, "learnedAt": now}
+    skey = _service_key(bot_id, service_url)
+    if store.conversation_get(skey) is None:
+        store.conversation_put(skey, "service", {"serviceUrl": service_url, "botId": bot_id, "learnedAt": now})
+    written = [skey]
+    sender = activity.get("from") if isinstance(activity.get("from"), dict) else {}
+    oid = _user_oid(sender)
+    members = [m for m in activity.get("membersAdded") or [] if isinstance(m, dict)]
+    member_oids = [o for o in (_user_oid(m) for m in members) if o]
+    if where["type"] == "personal":
+        if oid:
+            key = f"user/{bot_id}/{oid.lower()}"
+            store.conversation_put(key, "user", dict(common, conversationId=where["baseId"], userId=oid,
+                                                     userName=_id(sender.get("name")), type="personal"))
+            written.append(key)
+        return written
+    if where["type"] == "channel":
+        team_id = where["teamId"]  # Teams' team id is its General channel's thread id
+        if team_id:
+            key = f"team/{bot_id}/{(where['teamAadGroupId'] or team_id).lower()}"
+            prev = store.conversation_get(key) or {}
+            users = sorted(set(prev.get("userIds") or []) | set(member_oids))
+            store.conversation_put(key, "team", dict(common, conversationId=team_id, teamId=team_id,
+                                                     teamName=where["teamName"] or prev.get("teamName"),
+                                                     aadGroupId=where["teamAadGroupId"] or prev.get("aadGroupId"),
+                                                     userIds=users, type="team"))
+            written.append(key)
+        channel_id = where["channelId"]
+        if channel_id:
+            key = f"channel/{bot_id}/{channel_id}"
+            prev = store.conversation_get(key) or {}
+            store.conversation_put(key, "channel", dict(common, conversationId=channel_id, channelId=channel_id,
+                                                        teamId=team_id or prev.get("teamId"),
+                                                        channelName=where["channelName"] or prev.get("channelName"),
+                                                        type="channel"))
+            written.append(key)
+        return written
+    # group chat
+    key = f"chat/{bot_id}/{where['baseId']}"
+    prev = store.conversation_get(key) or {}
+    users = sorted(set(prev.get("userIds") or []) | set(member_oids) | ({oid} if oid else set()))
+    store.conversation_put(key, "chat", dict(common, conversationId=where["baseId"], userIds=users, type="groupChat"))
+    written.append(key)
+    return written
+
+
+def personal(store, bot_id: str, user_id: str) -> dict | None:
+    """The learned 1:1 conversation of the bot with a user (by object id), or None."""
+    return store.conversation_get(f"user/{bot_id}/{user_id.strip().lower()}")
+
+
+def channel(store, bot_id: str, channel_id: str) -> dict | None:
+    return store.conversation_get(f"channel/{bot_id}/{channel_id.strip()}")
+
+
+def _service_key(bot_id: str, service_url: str) -> str:
+    return f"service/{bot_id}/{service_url.rstrip('/')}"
+
+
+def bot_client_for(runtime, service_url: str | None):
+    """The Bot Connector client for a service URL: the runtime's own when the URL is on the
+    configured origin or was never learned (that client then refuses to send the bot token
+    elsewhere), else one for that URL with the same bot sign-in and pacer. A service URL is
+    learned only from a verified activity (:func:`learn`)."""
+    base = runtime.client("bot")
+    if not service_url or service_url.startswith(base.origin + "/") or service_url.rstrip("/") == base.origin:
+        return base
+    if runtime.store.conversation_get(_service_key(runtime.cfg.bot_id, service_url)) is None:
+        return base
+    clients = runtime.__dict__.setdefault("_learned_bot_clients", {})
+    key = service_url.rstrip("/")
+    if key not in clients:
+        from integration.graph.client import Client
+
+        cfg = runtime.cfg
+        clients[key] = Client(key, runtime.auth.provider("bot"), verify=cfg.verify, timeout=cfg.timeout,
+                              max_retries=cfg.max_retries, retry_budget=cfg.retry_budget_seconds,
+                              sleep=runtime.sleep, service="Bot Connector", pacer=runtime.pacer)
+    return clients[key]
+
+
+def activities_url(service_url: str, conversation_id: str) -> str:
+    from integration.graph.client import seg
+
+    return f"{service_url.rstrip('/')}/v3/conversations/{seg(conversation_id)}/activities"
