@@ -22,6 +22,9 @@
 `loader` checks a file (schema.json, then commands, arguments, references: FILE:LINE errors),
 `templates` substitutes `${...}` as data and parses `when` conditions, `runner` runs or plans
 (dry run) it, and `tool` is `msteams playbook validate|run`.
+
+Stage: above ``dispatch`` (a step is one ``execute()``) and below the front ends. Door:
+``load``, ``run_playbook``, ``coerce_inputs`` below, and ``runs`` for persisted runs.
 """
 from .loader import Playbook, load
 from .runner import PlaybookResult, coerce_inputs, run_playbook
