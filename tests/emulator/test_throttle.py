@@ -343,11 +343,3 @@ def test_bot_windows_of_idle_conversations_are_dropped():
         clock.advance(0.05)
     assert before > 4096 and list(th._bot_logs) == [("app", "bot-a")]
 
-
-def test_the_fake_tenant_enforces_the_table_the_pacer_sends_by():
-    """One table: a pacer looser than the tenant would run into 429s."""
-    from fake_tenant import limits
-    from integration.delivery import limits as product_limits
-
-    for name in ("TEAMS_LIMITS", "TEAMS_SEGMENTS", "IDENTITY_ROOTS", "BOT_LIMITS", "BOT_RETRY_STATUSES"):
-        assert getattr(limits, name) is getattr(product_limits, name), name
