@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from integration.engine.argtypes import port, positive_number, whole_number
+from .argtypes import port, positive_number, whole_number
 
 PROG = "msteams emulator serve"
 
