@@ -2,17 +2,35 @@
 before the next attempt (the service's Retry-After, else exponential backoff, plus jitter)."""
 from __future__ import annotations
 
+import math
 import random
+import time
 
 MAX_BACKOFF_SECONDS = 32.0
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After in seconds; None when absent or an HTTP date (the caller backs off instead)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After in seconds, given as seconds (Graph) or as an HTTP date (RFC 9110 10.2.3;
+    proxies and the Bot Connector may send one): the seconds from ``now`` until that date, 0 for
+    a date past. None when absent or unreadable (the caller backs off exponentially instead)."""
+    if not value or not value.strip():
         return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime  # only for the rare date form
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are GMT; a zone-less one is read as such
+            from datetime import timezone
+
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def retry_delay(retry_after: str | None, attempt: int, rng: random.Random) -> float:
