@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from integration.engine.errors import GraphError, IntegrationError, ThrottledError
+from integration.engine.errors import GraphError, IntegrationError, NotSent, ThrottledError
 from .owners import alive, owner_id
 
 LEASE_SECONDS = 300.0
@@ -47,8 +47,8 @@ def delivery_scope(ctx) -> tuple:
 
 def ambiguous(exc: BaseException) -> bool:
     """True when a failed write may nevertheless have been applied by the service."""
-    if isinstance(exc, ThrottledError):
-        return False  # a 429 is never applied
+    if isinstance(exc, (ThrottledError, NotSent)):
+        return False  # a 429 is never applied; a request that never left cannot be
     if isinstance(exc, GraphError):
         return exc.status is None or exc.status >= 500
     return False

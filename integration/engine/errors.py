@@ -13,6 +13,7 @@
     ├── PermissionDenied              4       permission Graph said 403: names the permission(s) to grant
     ├── NotFound                      5       not_found  a user, team, channel, chat... that does not exist
     └── GraphError                    1       graph      any other Graph / Bot Connector error (status, code, request id)
+        ├── NotSent                   1       graph      the connection never opened (refused, DNS, TLS): nothing was sent
         ├── RequestRejected           2       graph      Graph refused what was asked (400, 409): the input needs changing
         └── ThrottledError            1       throttled  429s that outlasted the retry budget
 
@@ -174,6 +175,11 @@ class GraphError(IntegrationError):
 
     def details(self) -> dict:
         return {"status": self.status, "graph_code": self.code, "request_id": self.request_id}
+
+
+class NotSent(GraphError):
+    """The request never reached the service (the connection did not open): nothing was
+    written, so a delivery that failed this way is failed, never of unknown outcome."""
 
 
 class RequestRejected(GraphError):

@@ -1,6 +1,7 @@
 """HTTP client for Microsoft Graph and the Bot Connector: one session, a timeout on every
-request, our own retry loop (429/503 always, 504 and dropped connections only for idempotent
-methods; Retry-After honoured, jitter, bounded budget, injectable sleep), `@odata.nextLink`
+request, our own retry loop (429/503 and a connection that never opened always, 504 and dropped
+connections only for idempotent methods; Retry-After honoured, jitter, bounded budget, injectable
+sleep), `@odata.nextLink`
 paging with a limit and a resumable next link, `$batch` packing, and Graph errors mapped to
 the typed hierarchy in `errors.py`.
 
@@ -23,6 +24,7 @@ from integration.engine.errors import (
     AuthError,
     GraphError,
     NotFound,
+    NotSent,
     PermissionDenied,
     RequestRejected,
     ThrottledError,
@@ -31,6 +33,29 @@ from integration.engine.errors import (
 log = logging.getLogger("msteams.graph")
 
 RETRY_ALWAYS = {429, 503}
+
+
+def never_sent(exc: BaseException) -> str | None:
+    """Why a failed request certainly never reached the service (the connection never opened:
+    refused, no such host, connect timeout, TLS handshake), or None when it may have: a read
+    timeout or a reset after the request was written is ambiguous."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "proxy refused the connection"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NameResolutionError):  # (a NewConnectionError, itself a ConnectTimeoutError)
+        return "host name not resolved"
+    if isinstance(reason, NewConnectionError):
+        return "connection refused"
+    if isinstance(reason, ConnectTimeoutError):
+        return "connect timed out"
+    return None
 
 
 def _note(what: str, *args) -> None:
@@ -208,6 +233,14 @@ class Client:
                     if ticket is not None:
                         self.pacer.done(ticket)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                unsent = never_sent(exc)
+                if unsent:  # nothing was written: safe to try again whatever the method
+                    if unsent != "TLS handshake failed" and attempt < self.max_retries and self._wait(None, attempt, waited):
+                        attempt += 1
+                        continue
+                    raise NotSent(f"{self.service} {method} {self._short(url)}: not sent ({unsent})",
+                                  hint="nothing reached the service: check the URL, the network and the CA "
+                                       "bundle, then retry") from None
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 if method in IDEMPOTENT and attempt < self.max_retries and self._wait(None, attempt, waited):
                     attempt += 1
