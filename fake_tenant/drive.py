@@ -5,6 +5,11 @@ or ``--emulator URL`` with ``--ca-bundle``.
 
 ``user-says`` prints what the bot's endpoint answered and, with ``--wait SECONDS``, the bot's
 reply in the thread once it arrives (the text of its card).
+
+``user-clicks --message-ref REF`` names the card by the product's messageRef, which only the
+product's context store can turn into the bot message's activity id. The fake tenant imports
+nothing of the product, so the front end that runs these commands passes that lookup in
+(``main(..., activity_of_ref=...)``); without it, only ``--question ID`` can name the card.
 """
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ import argparse
 import os
 import sys
 import time
+from typing import Callable
 from urllib.parse import urlsplit
+
+# (config path or None, messageRef) -> the activity id of the bot message it names, or None when
+# the context store has no such reference. The product's front end supplies it.
+ActivityOfRef = Callable[[str | None, str], str | None]
 
 
 class _UsageError(Exception):
@@ -74,23 +84,19 @@ def _card_text(activity: dict) -> list[str]:
     return lines
 
 
-def _activity_of_ref(config: str | None, ref: str) -> str:
-    """The bot message's activity id behind a messageRef, from the config's context store."""
-    from integration.engine.config import load
-    from integration.store.open import open_store
-
-    path = config or os.environ.get("MSTEAMS_CONFIG")
-    store = open_store(load(path))
-    try:
-        found = store.get_message_ref(ref.strip())
-    finally:
-        store.close()
-    if not found or not found.get("activityId"):
+def _activity_of_ref(lookup: ActivityOfRef | None, config: str | None, ref: str) -> str:
+    """The bot message's activity id behind a messageRef, through the product's lookup."""
+    if lookup is None:
+        raise _UsageError("--message-ref needs the context store, which `msteams emulator user-clicks` reads; "
+                          "pass --question ID instead")
+    found = lookup(config, ref.strip())
+    if not found:
         raise _UsageError(f"no message reference {ref!r} in the context store")
-    return found["activityId"]
+    return found
 
 
-def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> int:
+def main(argv: list[str], *, out=print, err=None, config: str | None = None,
+         activity_of_ref: ActivityOfRef | None = None) -> int:
     err = err or (lambda s: print(s, file=sys.stderr))
     action = argv[0] if argv else None
     p = _Parser(prog=f"msteams emulator {action}")
@@ -151,7 +157,7 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None) -> 
             body["question"] = ns.question
         else:
             try:
-                body["activity_id"] = _activity_of_ref(ns.config, ns.message_ref)
+                body["activity_id"] = _activity_of_ref(activity_of_ref, ns.config, ns.message_ref)
             except _UsageError as exc:
                 err(f"error: {exc}")
                 return 2

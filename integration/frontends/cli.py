@@ -355,7 +355,8 @@ def _main(argv: list[str], out, err) -> int:
         if rest[1:2] in (["user-says"], ["user-clicks"], ["install-bot"], ["answer-call"]):  # a simulated Teams user acts (a running emulator)
             from fake_tenant.drive import main as drive_main
 
-            return drive_main(rest[1:], out=out, err=err, config=opts.config)
+            return drive_main(rest[1:], out=out, err=err, config=opts.config,
+                              activity_of_ref=_activity_of_message_ref)
         if rest[1:2] != ["serve"]:
             from integration.engine.errors import InputError
 
@@ -434,6 +435,21 @@ def _main(argv: list[str], out, err) -> int:
     return run_command(ns.command, args, config=getattr(ns, "config", None) or opts.config,
                        output=getattr(ns, "output", None) or opts.output, flow=getattr(ns, "flow", None) or opts.flow, out=out,
                        quiet=opts.quiet or getattr(ns, "quiet", False))
+
+
+def _activity_of_message_ref(config: str | None, ref: str) -> str | None:
+    """The activity id of the bot message a messageRef names, from the config's context store,
+    or None: `msteams emulator user-clicks --message-ref` hands it to the fake tenant, which
+    imports nothing of the product and so cannot read the store itself."""
+    from integration.engine.config import load
+    from integration.store.open import open_store
+
+    store = open_store(load(config))  # no config path: load reads $MSTEAMS_CONFIG
+    try:
+        found = store.get_message_ref(ref)
+    finally:
+        store.close()
+    return (found or {}).get("activityId") or None
 
 
 def _doc_tool(tool: str, argv: list[str], out) -> int:
