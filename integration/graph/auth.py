@@ -109,19 +109,32 @@ class Auth:
                             budget=cfg.retry_budget_seconds, sleep=self.sleep)
 
     def _cache(self, flow: str):
+        """The flow's token cache, loaded from the store before any other thread can see it
+        (a cache seen empty while loading reads as "not signed in": items of a parallel
+        playbook step failed that way)."""
+        cache = self._caches.get(flow)
+        if cache is not None:
+            return cache
         import msal
 
-        if flow not in self._caches:
-            self._caches[flow] = msal.SerializableTokenCache()
-            self._reload(flow)
-        return self._caches[flow]
+        with self._lock:
+            cache = self._caches.get(flow)
+            if cache is None:
+                cache = msal.SerializableTokenCache()
+                self._load_into(cache, flow)
+                self._caches[flow] = cache  # published only once loaded
+        return cache
 
     def _reload(self, flow: str) -> None:
         """Replace the in-memory cache (in place: MSAL apps hold it) with the store's copy."""
-        cache = self._caches.get(flow)
-        if cache is None:
-            self._cache(flow)
-            return
+        with self._lock:
+            cache = self._caches.get(flow)
+            if cache is None:
+                self._cache(flow)
+            else:
+                self._load_into(cache, flow)
+
+    def _load_into(self, cache, flow: str) -> None:
         blob = self.store.load_tokens(flow)
         try:
             cache.deserialize(blob)
@@ -205,7 +218,8 @@ class Auth:
         import msal
 
         cache = self._cache("delegated")
-        return any(True for _ in cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
+        with self._lock:  # a reload in another thread replaces the cache's content under it
+            return any(True for _ in cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
 
     def ready(self, flow: str) -> bool:
         if not self.configured(flow):
