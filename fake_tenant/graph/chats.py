@@ -2,20 +2,18 @@
 ``/users/{id}/chats``), get, PATCH topic, and chat members."""
 from __future__ import annotations
 
-import re
 from urllib.parse import quote
 
 from ..core import Claims, Context, Request, Response, graph_route, utcnow_iso
 from ..state import Chat, Membership, TenantState
-from .common import (ALL_HISTORY, bad, caller_user_id, conflict, find_by_id, find_membership, forbidden, is_app, iso,
-                     json_object, member_collection, member_entity, member_id, member_resource, membership_or_404,
-                     opt_list, opt_str, parse_iso, parse_member, parse_members, require_delegated,
+from .common import (ALL_HISTORY, bad, caller_user_id, chat_membership, chat_or_error, conflict, forbidden, is_app,
+                     iso, json_object, member_collection, member_entity, member_id, member_resource, membership_or_404,
+                     opt_list, opt_str, parse_iso, parse_member, parse_members, require_chat_member, require_delegated,
                      require_self_unless_app, thread_hex, user_or_404)
 from .messages import preview
 from .odata import Schema, compile_filter, parse_expand, parse_orderby, parse_top, qopt
 from .paging import base_of, collection, paginate
 
-CHAT_ID_RE = re.compile(r"^19:[^\s/]+@(thread\.v2|unq\.gbl\.spaces|thread\.skype|thread\.tacv2)$", re.IGNORECASE)
 MAX_TOP = 50
 DEFAULT_TOP = 20
 MAX_EXPANDED_MEMBERS = 25
@@ -80,25 +78,6 @@ def chat_resource(state: TenantState, chat: Chat, claims: Claims | None = None, 
     if "lastMessagePreview" in expand:
         out["lastMessagePreview"] = preview(state, chat.messages[-1]) if chat.messages else None
     return out
-
-
-def chat_or_error(state: TenantState, chat_id: str) -> Chat:
-    return find_by_id(state.chats, chat_id, CHAT_ID_RE, "Chat")
-
-
-def chat_membership(chat: Chat, user_id: str | None) -> Membership | None:
-    return find_membership(chat.members, user_id)
-
-
-def require_chat_member(chat: Chat, claims: Claims | None) -> Membership | None:
-    """A delegated caller must be a member of the chat (403 otherwise); None for app callers."""
-    uid = caller_user_id(claims)
-    if not uid:
-        return None
-    m = chat_membership(chat, uid)
-    if m is None:
-        raise forbidden("The caller is not a member of the chat.")
-    return m
 
 
 def check_chat_roles(user: dict, roles: list) -> None:

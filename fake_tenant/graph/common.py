@@ -1,5 +1,7 @@
 """Helpers shared by the Graph route modules: body validation, caller checks, chat and channel
-lookup by id, memberships, member binding and the conversationMember / identity shapes."""
+lookup by id (with the chat member check), memberships, member binding and the
+conversationMember / identity shapes. It imports no route module, so every route module can
+import it without a cycle."""
 from __future__ import annotations
 
 import re
@@ -11,7 +13,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from ..core import Claims, GraphError, Request
-from ..state import Membership, TenantState
+from ..state import Chat, Membership, TenantState
 from .paging import collection
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -159,6 +161,32 @@ def find_membership(members: list[Membership], user_id: str | None) -> Membershi
     if not user_id:
         return None
     return next((m for m in members if m.user_id == user_id), None)
+
+
+# Chat lookup and the member check live here, not in chats.py, because messages.py needs them
+# too and chats.py imports messages.py (for a chat's lastMessagePreview): kept in chats.py, the
+# two modules would import each other.
+CHAT_ID_RE = re.compile(r"^19:[^\s/]+@(thread\.v2|unq\.gbl\.spaces|thread\.skype|thread\.tacv2)$", re.IGNORECASE)
+
+
+def chat_or_error(state: TenantState, chat_id: str) -> Chat:
+    """The chat with this id: 400 for an id not of a chat's form, 404 when there is none."""
+    return find_by_id(state.chats, chat_id, CHAT_ID_RE, "Chat")
+
+
+def chat_membership(chat: Chat, user_id: str | None) -> Membership | None:
+    return find_membership(chat.members, user_id)
+
+
+def require_chat_member(chat: Chat, claims: Claims | None) -> Membership | None:
+    """A delegated caller must be a member of the chat (403 otherwise); None for app callers."""
+    uid = caller_user_id(claims)
+    if not uid:
+        return None
+    m = chat_membership(chat, uid)
+    if m is None:
+        raise forbidden("The caller is not a member of the chat.")
+    return m
 
 
 def user_identity(state: TenantState, user_id: str) -> dict:

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from ..core import Context, GraphError, Request, Response, graph_route
 from ..state import Channel, Chat, Message, Team, TenantState
-from .common import (ALL_HISTORY, bad, caller_user_id, forbidden, is_app, json_object, ms_to_iso, new_message_id,
-                     not_found, opt_list, opt_obj, opt_str, user_identity)
+from .common import (ALL_HISTORY, bad, caller_user_id, chat_or_error, forbidden, is_app, json_object, ms_to_iso,
+                     new_message_id, not_found, opt_list, opt_obj, opt_str, require_chat_member, user_identity)
 from .odata import Schema, compile_filter, parse_expand, parse_orderby, parse_top, qopt
 from .paging import base_of, collection, paginate
 
@@ -323,8 +323,6 @@ def _chat_visible(m: Message, since: str | None) -> bool:
 
 
 def _chat_for(ctx: Context, req: Request) -> tuple[Chat, str | None]:
-    from .chats import chat_or_error, require_chat_member
-
     chat = chat_or_error(ctx.state, req.params["chat_id"])
     mem = require_chat_member(chat, req.token)
     return chat, (mem.visible_history_start if mem is not None else None)
