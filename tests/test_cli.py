@@ -299,12 +299,13 @@ def test_output_json_in_a_real_process(cfg_file):
         assert _json_error(r.stderr.strip())["exit_code"] == exit_code
 
 
-def test_the_readme_json_error_example_is_what_the_cli_prints(cfg_file):
+def test_the_documented_json_error_example_is_what_the_cli_prints(cfg_file):
+    """The JSON error example of docs/usage.md (once in the README) is exactly what the CLI prints."""
     import json
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    example = json.loads(readme.split("```json\n")[1].split("```")[0])
+    usage = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text(encoding="utf-8")
+    example = json.loads(usage.split("```json\n")[1].split("```")[0])
     code, _, err = run(["--config", str(cfg_file), "-o", "json", '!channel-list team="Nope Team"'])
     assert code == 5 and json.loads(err) == example
 
