@@ -14,7 +14,7 @@ from collections.abc import Callable
 from integration.engine.record import field, record as dataclass  # not dataclasses: start-up time (record.py)
 
 from integration.engine import arguments, config as config_mod, registry
-from integration.engine.errors import AuthError, InputError, IntegrationError, NotFound
+from integration.engine.errors import PARTIAL_EXIT, AuthError, InputError, IntegrationError, NotFound
 from integration.engine.registry import CommandSpec, thaw
 from integration.engine.results import Result, project
 
@@ -219,9 +219,12 @@ class CommandContext:
         return self.extra["_resolver"]
 
     def result(self, items: list | dict | None, raw: Any = None, *, message: str | None = None,
-               title: str | None = None, next_link: str | None = None, context: dict | None = None) -> Result:
+               title: str | None = None, next_link: str | None = None, context: dict | None = None,
+               failed: int = 0) -> Result:
         """The command's result: each item projected through `outputs.fields` (and each `also`),
-        XSOAR's nesting and next-link path from the registry; ``context`` adds more paths."""
+        XSOAR's nesting and next-link path from the registry; ``context`` adds more paths.
+        ``failed``: how many of a fan-out's items (each among ``items``, with its status) failed
+        or have an unknown outcome: the result then exits PARTIAL_EXIT, unless fail_on=none."""
         out = self.spec.outputs
         if isinstance(items, dict):
             items = [items]
@@ -240,9 +243,11 @@ class CommandContext:
             t = _fill(t, values)
         if message is None and out.get("message"):
             message = _fill(out["message"], values)
+        partial = failed and self.args.get("fail_on", "any") != "none"
         return Result(self.spec.name, rows, out.get("prefix"), out.get("key"), t, list(out.get("columns") or []) or None,
                       raw, message, next_link, self.flow, nest=out.get("nest"), next_link_path=out.get("next_link"),
-                      also=also, extra_context=dict(context or {}))
+                      also=also, extra_context=dict(context or {}), failed=failed,
+                      exit_code=PARTIAL_EXIT if partial else 0)
 
 
 _TEMPLATE = re.compile(r"\{(\w+)\}")

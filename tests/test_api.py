@@ -121,7 +121,7 @@ def test_result_fields(teams):
     assert isinstance(r.raw, list) and any(c["displayName"] == "Escalations" for c in r.raw)  # Graph's shape
     assert r.next_link is None
     d = r.to_dict()
-    assert set(d) == {"command", "flow", "context", "readable", "raw", "exit_code"}
+    assert set(d) == {"command", "flow", "context", "readable", "raw", "exit_code", "failed"}
     json.dumps(d)  # plain data
     assert json.loads(r.render("json")) == r.raw and json.loads(r.render("context")) == r.context
     assert r.render() == r.readable

@@ -1,6 +1,7 @@
 """Microsoft's published rate limits for Teams in Graph and for bots in Teams, as plain data:
-the pacer (pacer.py) sends by them and the fake tenant (fake_tenant/throttle.py) enforces the
-very same table, so the two cannot drift apart. Nothing here imports anything.
+the pacer (pacer.py) sends by them. The fake tenant keeps its own copy (fake_tenant/limits.py),
+so a wrong number here meets a fake that disagrees; tests/emulator/test_limits_agree.py
+compares the two entry by entry. Nothing here imports anything.
 
 Sources (summarized in shared/design/graph-facts.md):
 - Graph: "Microsoft Graph service-specific throttling limits", sections "Microsoft Teams service

@@ -83,6 +83,17 @@ class UnknownDelivery(IntegrationError):
     """A delivery whose outcome cannot be known (exit 1): it is reported, not resent."""
 
 
+def failure_of(exc: BaseException) -> tuple[str, IntegrationError]:
+    """How one item of a fan-out that raised is reported: its status ("unknown" when it may
+    have arrived, else "failed") and the error as ours (a library's, such as a store that went
+    away, named as what it is rather than as an internal error)."""
+    from integration.engine.errors import from_foreign
+
+    err = exc if isinstance(exc, IntegrationError) else from_foreign(exc) or IntegrationError(
+        f"internal error: {type(exc).__name__}")
+    return ("unknown" if isinstance(err, UnknownDelivery) else "failed"), err
+
+
 class Outbox:
     def __init__(self, store, *, lease: float = LEASE_SECONDS):
         self.store = store

@@ -12,10 +12,15 @@
     ├── AuthError                     3       auth       sign-in failed / no usable flow / token refused
     ├── PermissionDenied              4       permission Graph said 403: names the permission(s) to grant
     ├── NotFound                      5       not_found  a user, team, channel, chat... that does not exist
+    ├── PartialFailure                6       partial    a playbook step where some items failed (the rest were reached)
     └── GraphError                    1       graph      any other Graph / Bot Connector error (status, code, request id)
         ├── NotSent                   1       graph      the connection never opened (refused, DNS, TLS): nothing was sent
         ├── RequestRejected           2       graph      Graph refused what was asked (400, 409): the input needs changing
         └── ThrottledError            1       throttled  429s that outlasted the retry budget
+
+A command that fans out (several chats, recipients) and reaches some items but not all is not an
+error: its result lists every item with its status, and exits PARTIAL_EXIT (6) unless the caller
+passed ``fail_on=none``. A playbook that stops at such a step fails with PartialFailure (6).
 
 :meth:`IntegrationError.to_dict` is the error as data (kind, message, hint, exit code and the
 class's details), escaped and redacted: `msteams --output json` prints it, the Python API
@@ -159,6 +164,13 @@ class NotFound(IntegrationError):
     kind = "not_found"
 
 
+class PartialFailure(IntegrationError):
+    """Some items of a step (or of its command's fan-out) failed and the others were reached:
+    every item is in the output with its status."""
+    exit_code = 6
+    kind = "partial"
+
+
 class GraphError(IntegrationError):
     kind = "graph"
 
@@ -214,8 +226,16 @@ def from_foreign(exc: BaseException) -> IntegrationError | None:
     return None
 
 
+# Some items of a fan-out failed or have an unknown outcome; every item is in the output with its status.
+PARTIAL_EXIT = PartialFailure.exit_code
+# What a caller may ask of a fan-out: "any" failed item makes the result partial (exit 6; every
+# item failed: the error itself), "none" reports the items and exits 0 whatever they did.
+FAIL_ON = ("any", "none")
+
+
 def exit_code_for(exc: BaseException) -> int:
-    """The CLI's exit code for an exception: 0 ok, 2 input, 3 config/auth, 4 permission, 5 not found, 1 other."""
+    """The CLI's exit code for an exception: 0 ok, 2 input, 3 config/auth, 4 permission, 5 not found, 1 other
+    (6, a partial fan-out, is a result's exit code, not an exception's: see PARTIAL_EXIT)."""
     if isinstance(exc, IntegrationError):
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):

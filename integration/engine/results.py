@@ -147,8 +147,11 @@ class Result:
     message: str | None = None  # a sentence for results without a table
     next_link: str | None = None
     flow: str | None = None
-    # The CLI's exit code for a result that reports a problem without failing (integration-health).
+    # The CLI's exit code for a result that reports a problem without failing (integration-health;
+    # a fan-out where some items failed: errors.PARTIAL_EXIT).
     exit_code: int = 0
+    # Items of a fan-out that failed or whose outcome is unknown (each is also a row, with its status).
+    failed: int = 0
     # XSOAR's shapes (commands.yml `outputs`): `nest` gathers each row's object of that name into
     # one list per key value; `next_link_path` is where the next link goes (default
     # prefix + "NextLink"); `also` more (prefix, entries) written beside; `extra_context` more
@@ -185,7 +188,7 @@ class Result:
 
     def to_dict(self) -> dict:
         return {"command": self.command, "flow": self.flow, "context": self.context(), "readable": self.readable,
-                "raw": self.raw}
+                "raw": self.raw, "failed": self.failed, "exit_code": self.exit_code}
 
     def render(self, fmt: str = "table") -> str:
         if fmt == "json":

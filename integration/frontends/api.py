@@ -35,7 +35,10 @@ from integration.engine.errors import (
     GraphError,
     InputError,
     IntegrationError,
+    PARTIAL_EXIT,
     NotFound,
+    NotSent,
+    PartialFailure,
     PermissionDenied,
     RequestRejected,
     ThrottledError,
@@ -50,7 +53,7 @@ __all__ = [
     "Client", "CommandResult", "Config", "execute", "load_config",
     "IntegrationError", "InputError", "ArgumentError", "AmbiguousError", "FileError", "ConfigError",
     "ConfigFileError", "AuthError", "PermissionDenied", "NotFound", "GraphError", "RequestRejected",
-    "ThrottledError", "exit_code_for",
+    "NotSent", "ThrottledError", "PartialFailure", "PARTIAL_EXIT", "exit_code_for",
 ]
 
 def __getattr__(name: str):
@@ -80,7 +83,10 @@ class CommandResult:
     - ``raw``: the reply of Graph / the Bot Connector (or the handler's own data), as parsed JSON.
     - ``outputs``: the context entries (the list under the prefix).
     - ``exit_code``: 0, or what a report that found a problem exits with (integration-health: 3
-      or 4); ``ok`` is ``exit_code == 0``.
+      or 4), or 6 (``PARTIAL_EXIT``) when some items of a fan-out failed and the call did not pass
+      ``fail_on="none"``; ``ok`` is ``exit_code == 0``.
+    - ``failed``: how many items of a fan-out failed or have an unknown outcome (each is among
+      ``outputs`` with its status and error).
     """
 
     command: str
@@ -91,12 +97,13 @@ class CommandResult:
     flow: str | None = None
     next_link: str | None = None
     exit_code: int = 0
+    failed: int = 0
     _result: "Result | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_result(cls, result: "Result") -> "CommandResult":
         return cls(result.command, result.context(), result.readable, result.raw, list(result.outputs),
-                   result.flow, result.next_link, result.exit_code, result)
+                   result.flow, result.next_link, result.exit_code, result.failed, result)
 
     @property
     def ok(self) -> bool:
@@ -104,9 +111,9 @@ class CommandResult:
 
     def to_dict(self) -> dict:
         """Plain data (JSON-serialisable when the reply is): command, flow, context, readable,
-        raw, exit_code."""
+        raw, exit_code, failed."""
         return {"command": self.command, "flow": self.flow, "context": self.context, "readable": self.readable,
-                "raw": self.raw, "exit_code": self.exit_code}
+                "raw": self.raw, "exit_code": self.exit_code, "failed": self.failed}
 
     def render(self, fmt: str = "table") -> str:
         """What `msteams --output FMT` prints: "table" (readable), "json" (raw) or "context"."""

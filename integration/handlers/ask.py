@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from integration.teams import questions as Q
 from integration.engine.errors import ArgumentError, IntegrationError, NotFound
-from integration.delivery.outbox import delivery_key, delivery_scope
+from integration.delivery.outbox import delivery_key, delivery_scope, failure_of
+from integration.engine.redact import redact
 from integration.graph.resolve import is_thread_id
 from . import notify
 
 HANDLERS = ("ask", "ask_status", "ask_wait")
 
 
-def _row(ctx, q: dict, message: str):
+def _row(ctx, q: dict, message: str, not_reached: list | None = None):
     row = Q.public(q)
-    return ctx.result(row, row, message=message)
+    if not_reached:  # every recipient is in the output: those the question did not reach, with why
+        row["notReached"] = not_reached
+    return ctx.result(row, row, message=message, failed=len(not_reached or ()))
 
 
 def _targets(ctx) -> list[tuple[str, str]]:
@@ -88,19 +91,21 @@ def ask(ctx):
         try:
             row = notify._notify_one(sub, lookups, activity, tenant, ("ask", qid), (kind, names.get(name, name)))
         except Exception as exc:  # noqa: BLE001 - one recipient failing does not stop the others
-            errors.append(f"{name}: {exc}")
+            status, err = failure_of(exc)
+            errors.append({"recipient": names.get(name, name), "status": status, "error": redact(err.message)})
             continue
         refs.append(row["messageRef"])
         recipients.append(row["recipient"])
-    if not refs:
-        raise IntegrationError("the question reached nobody: " + "; ".join(errors))
+    if not refs and a.get("fail_on") != "none":
+        raise IntegrationError("the question reached nobody: " + "; ".join(f"{e['recipient']}: {e['error']}"
+                                                                         for e in errors))
     value.update(refs=refs, recipients=recipients)
     ctx.store.question_set_value(qid, value)
     q = ctx.store.question_get(qid)
     note = f"Question {qid} sent to {len(refs)} of {len(targets)} recipient(s)."
     if errors:
-        note += " Not sent: " + "; ".join(errors)
-    return _row(ctx, q, note)
+        note += " Not sent: " + "; ".join(f"{e['recipient']}: {e['error']}" for e in errors)
+    return _row(ctx, q, note, errors)
 
 
 def _get(ctx) -> dict:

@@ -11,7 +11,7 @@ from integration.engine import redact
 from integration.engine.errors import ArgumentError, IntegrationError, NotFound, RequestRejected
 from integration.delivery.fanout import fan_out
 from integration.graph.client import seg
-from integration.delivery.outbox import delivery_key, delivery_scope
+from integration.delivery.outbox import delivery_key, delivery_scope, failure_of
 from integration.delivery.posting import post_once
 from integration.graph.resolve import chat_body, is_guest, is_guid, is_thread_id, member_body
 
@@ -73,10 +73,6 @@ def _send_to_chat(ctx, name: str, body: dict, scope: tuple) -> dict:
     return msg
 
 
-def _text(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, IntegrationError) else f"internal error: {type(exc).__name__}"
-
-
 def message_send_to_chat(ctx):
     args = ctx.args
     names = ([args["chat"]] if args.get("chat") else []) + list(args.get("chats") or [])
@@ -93,10 +89,12 @@ def message_send_to_chat(ctx):
                        progress=ctx.runtime.progress("sending", len(names)) if len(names) > 1 else None)
     sent = [o.value for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
-    if not sent:
-        raise failed[0].error
+    if not sent and args.get("fail_on") != "none":
+        raise failure_of(failed[0].error)[1]
     again = sum(m["deliveryStatus"] == "already sent" for m in sent)
-    if len(names) == 1:
+    if len(names) == 1 and not sent:
+        note = "Message not sent."
+    elif len(names) == 1:
         note = (f"Message sent to '{sent[0]['recipient']}'." if not again else
                 f"Message already sent to '{sent[0]['recipient']}' under this delivery key: not sent again.")
     else:
@@ -104,8 +102,21 @@ def message_send_to_chat(ctx):
         if again:
             note += f" {again} had it already (same delivery key): not sent again."
     if failed:
-        note += " Not sent: " + "; ".join(f"{o.item}: {redact.redact(_text(o.error))}" for o in failed)
-    return ctx.result(sent, sent, message=note)
+        note += " Not sent: " + "; ".join(f"{o.item}: {redact.redact(failure_of(o.error)[1].message)}" for o in failed)
+    result = ctx.result(sent, None, message=note, failed=len(failed))
+    # Every chat in input order, in every output: the failed ones with their status and error.
+    projected = iter(result.outputs)
+    rows = {id(o): _failed_row(o) for o in failed}
+    result.outputs = [next(projected) if o.ok else rows[id(o)] for o in outcomes]
+    result.raw = [o.value if o.ok else rows[id(o)] for o in outcomes]
+    if failed and result.columns and "error" not in result.columns:
+        result.columns = [*result.columns, "recipient", "error"]
+    return result
+
+
+def _failed_row(outcome) -> dict:
+    status, err = failure_of(outcome.error)
+    return {"chatId": None, "recipient": outcome.item, "deliveryStatus": status, "error": redact.redact(err.message)}
 
 
 # ---------------------------------------------------------------------------- naming a chat

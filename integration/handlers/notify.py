@@ -18,7 +18,7 @@ from integration.engine import redact
 from integration.engine.errors import ArgumentError, ConfigError, IntegrationError, NotFound
 from integration.delivery.fanout import fan_out
 from integration.graph.client import need_id, seg
-from integration.delivery.outbox import Outbox, UnknownDelivery, delivery_key, delivery_scope
+from integration.delivery.outbox import Outbox, delivery_key, delivery_scope, failure_of
 from integration.teams import conversations
 from integration.graph.resolve import Prefetch, Resolver, is_guid, is_thread_id
 
@@ -293,7 +293,7 @@ def send_notification(ctx):
             lookups.prefetch.close()
     rows, errors = _rows(outcomes)
     sent_n = sum(r["status"] in ("sent", "already sent") for r in rows)
-    if not sent_n:
+    if not sent_n and ctx.args.get("fail_on") != "none":
         first = errors[0]
         if len(errors) > 1:
             detail = "; ".join(f"{r['recipient']}: {r['error']}" for r in rows)
@@ -308,7 +308,7 @@ def send_notification(ctx):
     if sent_n < len(rows):
         note += " Not sent: " + "; ".join(f"{r['recipient']}: {r['status']}: {r['error']}" for r in rows
                                         if r["status"] not in ("sent", "already sent"))
-    return ctx.result(rows, rows, message=note)
+    return ctx.result(rows, rows, message=note, failed=len(errors))
 
 
 def _rows(outcomes) -> tuple[list[dict], list[IntegrationError]]:
@@ -318,11 +318,9 @@ def _rows(outcomes) -> tuple[list[dict], list[IntegrationError]]:
         if o.ok:
             rows.append(o.value)
             continue
-        exc = o.error if isinstance(o.error, IntegrationError) else IntegrationError(
-            f"internal error: {type(o.error).__name__}")
+        status, exc = failure_of(o.error)
         errors.append(exc)
-        rows.append({"recipient": o.item[1], "recipientType": o.item[0],
-                     "status": "unknown" if isinstance(exc, UnknownDelivery) else "failed",
+        rows.append({"recipient": o.item[1], "recipientType": o.item[0], "status": status,
                      "error": redact.redact(exc.message), "messageRef": None, "activityId": None,
                      "conversationId": None, "deliveryKey": None})
     return rows, errors

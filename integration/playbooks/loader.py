@@ -38,6 +38,9 @@ class Step:
     when_uses_item: bool = False
     foreach: Any = None  # None, a single-template string, or a list
     on_error: str = "fail"
+    # "any": a step where some items (of its foreach, or of its command's fan-out) failed is
+    # "partial", a failure on_error handles; "none": it is recorded as partial and the run goes on.
+    fail_on: str = "any"
     retries: int = 0
     retry_delay: float = 1.0
     parallel: int = 1  # foreach items run at once (paced to the tenant's limits by the client)
@@ -338,7 +341,7 @@ class _Checker:
                 self.problem(base + ["on_error"], f"step '{sid}': on_error: step '{on_error}' must come after "
                                                   f"this step (a recovery step runs later; jumps never go back)")
         return Step(index=i, id=sid, command=s["command"], spec=spec, args=args, when=when, when_uses_item=uses_item,
-                    foreach=foreach, on_error=on_error, retries=s.get("retries", 0),
+                    foreach=foreach, on_error=on_error, fail_on=s.get("fail_on", "any"), retries=s.get("retries", 0),
                     retry_delay=float(s.get("retry_delay", 1.0)), parallel=int(s.get("parallel", 1)), outputs=outputs,
                     line=self.lines.line(base) if self.lines else None)
 

@@ -22,19 +22,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from integration.engine.arguments import canonical_name
-from integration.engine.errors import IntegrationError, InputError, exit_code_for
+from integration.engine.errors import PARTIAL_EXIT, IntegrationError, InputError, PartialFailure, exit_code_for
 from integration.engine.untrusted import quote
 from integration.engine.registry import CommandSpec, Registry
 from . import templates as T
 from .loader import Playbook, Step, check_static_args, input_schema, load
 
 _NO_ITEM = object()
+# Statuses of a step, an item or a record that count as the step failing (on_error handles them).
+FAILING = ("failed", "partial")
 
 
 @dataclass
 class PlaybookResult:
     name: str
-    status: str  # "ok", "failed", or "planned" (a dry run that found nothing wrong)
+    status: str  # "ok", "failed", "waiting", or "planned" (a dry run that found nothing wrong)
     context: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     # [{id, command, status, duration, attempts, error, outputs, readable?, reason?, items?, failed?, plan?}]
@@ -393,13 +395,16 @@ class _Run:
                            sorted(copy.deepcopy(self.records), key=lambda r: r["_index"])]
                 return PlaybookResult(self.pb.name, "waiting", self.context, {}, records,
                                       run_id=self.journal.id if self.journal else None, waiting_for=rec["waiting"])
-            if rec["status"] == "failed" and step.on_error == "fail":
+            failing = rec["status"] == "failed" or (rec["status"] == "partial" and step.fail_on != "none")
+            if failing and step.on_error == "fail":
                 # Not done: a resumed run starts again here (its delivered items are not resent).
-                failed = (step, self.errors.get(step.id) or IntegrationError(rec.get("error") or "failed"))
+                failed = (step, PartialFailure(f"step '{step.id}': {rec.get('error') or 'some items failed'}")
+                          if rec["status"] == "partial" else
+                          self.errors.get(step.id) or IntegrationError(rec.get("error") or "failed"))
                 self.checkpoint("failed")
                 break
             done.add(i)
-            if rec["status"] != "failed":
+            if not failing:
                 i += 1
             elif step.on_error == "continue":
                 self.out("    on_error: continue")
@@ -504,7 +509,7 @@ class _Run:
             for n in todo:
                 entry = one(n)
                 record(entry)
-                if entry["status"] == "failed" and step.on_error == "fail":
+                if entry["status"] in FAILING and step.on_error == "fail" and step.fail_on != "none":
                     break
         waiting = [e for n, e in sorted(entries.items()) if e["status"] == "waiting"]
         if waiting:
@@ -512,7 +517,7 @@ class _Run:
                        duration=round(time.perf_counter() - started, 3))
             return rec
         outputs_per_item: list[dict | None] = []
-        ran = failures = 0
+        ran = failures = partials = 0
         for n in sorted(entries):
             entry = entries[n]
             if entry["status"] == "skipped":
@@ -520,14 +525,19 @@ class _Run:
                 continue
             ran += 1
             rec["attempts"] += entry["attempts"]
-            outputs_per_item.append(entry["outputs"] if entry["status"] == "ok" else None)
-            if entry["status"] == "failed":
-                failures += 1
+            outputs_per_item.append(entry["outputs"] if entry["status"] in ("ok", "partial") else None)
+            if entry["status"] in FAILING:
+                failures += entry["status"] == "failed"
+                partials += entry["status"] == "partial"
                 rec["error"] = entry["error"]
                 if step.foreach is not None:
                     rec["failed"].append(entry["item"])
         rec["duration"] = round(time.perf_counter() - started, 3)
-        rec["status"] = "failed" if failures else "ok" if ran else "skipped"
+        # Every item failed: the step failed; some (or some of a command's own items): partial.
+        rec["status"] = ("failed" if failures and failures == ran else "partial" if failures or partials
+                         else "ok" if ran else "skipped")
+        if rec["status"] == "partial" and step.foreach is not None:
+            rec["error"] = f"{failures + partials} of {ran} items failed; the last: {rec['error']}"
         if step.foreach is None:
             rec["outputs"] = outputs_per_item[0] or {} if outputs_per_item else {}
             if ran and entries[0].get("readable") is not None:
@@ -583,6 +593,11 @@ class _Run:
         view = {"outputs": result.outputs, "context": ctx, "message": result.message, "raw": result.raw,
                 "flow": result.flow}
         outputs = T.render(step.outputs, self.resolver(item, view))
+        if result.exit_code == PARTIAL_EXIT:  # the command reached some of its items, not all
+            why = _first_line(result.message or f"{result.failed} items failed")
+            self.out(f"{tag} partial in {took:.2f}s: {why}")
+            return {"status": "partial", "error": why, "outputs": outputs, "attempts": attempts,
+                    "duration": round(took, 3), "readable": result.readable}
         self.out(f"{tag} ok in {took:.2f}s" + (f" (attempt {attempts})" if attempts > 1 else "")
                  + (f" [{result.flow} flow]" if result.flow else ""))
         return {"status": "ok", "error": None, "outputs": outputs, "attempts": attempts, "duration": round(took, 3),
