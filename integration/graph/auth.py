@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from integration.engine import redact
 from integration.engine.config import BOT_SCOPE, Config
 from integration.engine.errors import AuthError, ConfigError, IntegrationError
-from integration.store.sqlite import Store
+from integration.store.base import Store
 
 log = logging.getLogger("msteams.auth")
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from integration.engine.errors import AmbiguousError, NotFound
 from integration.engine.untrusted import quote as quoted  # how a message shows a user's value
 from .client import Client, items_of, need_id, odata_literal, seg
-from integration.store.sqlite import Store
+from integration.store.base import Store
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 USER_SELECT = "id,displayName,mail,userPrincipalName,userType"

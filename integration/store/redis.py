@@ -1,5 +1,6 @@
-"""The context store in Redis (store_url: redis:// or rediss://), for several engines on several
-hosts: the same methods and guarantees as the SQLite `Store`, so every caller works on either.
+"""The shared context store, `RedisStore`: `base.Store` in Redis (store_url: redis:// or
+rediss://), for several engines on several hosts: the same methods and guarantees as the SQLite
+store (sqlite.SQLiteStore), so every caller works on either.
 
 Everything lives under ``{store_namespace}:``. Writes that must be decided by one process only
 (a delivery's lease, a run's claim, the first answer to a question, a redelivered activity) are
@@ -7,7 +8,7 @@ one Lua script or one WATCH/MULTI transaction, so they are atomic across hosts; 
 one command or one MULTI. Token caches and the store's secrets are encrypted with Fernet under
 store_key (the first key encrypts, every key decrypts: see `rotate_key`).
 
-TTLs and leases are compared against the store's clock (injectable, as in `Store`), not left
+TTLs and leases are compared against the store's clock (injectable, as in SQLiteStore), not left
 to Redis expiry, so fake clocks in tests and hosts' clocks behave as with SQLite.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from integration.engine.errors import STORE_SERVER_HINT, ConfigError
-from .sqlite import DEFAULT_TTL, DIRECTORY_KINDS, _dumps, _encode, claim_decision, entry_keys
+from .base import AUDIT_COLS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
+# The same compact JSON as the SQLite store writes (index_names joins stored values as text).
+from .sqlite import _dumps, _encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,7 +118,9 @@ def fernet(keys_text: str | None):
 
 
 class RedisStore:
-    """`Store`'s interface over Redis. ``client`` is a redis.Redis with decode_responses=True."""
+    """`base.Store` over Redis. ``client`` is a redis.Redis with decode_responses=True. Beyond the
+    protocol: `from_config` (the client from the config), `rotate_key` (only this store encrypts)
+    and `k` (its key names)."""
 
     def __init__(self, client, *, namespace: str = "msteams", key_text: str | None = None,
                  location: str = "redis", clock=time.time):
@@ -194,7 +199,7 @@ class RedisStore:
                     yield rid, json.loads(raw)
 
     def thread_done(self) -> None:
-        """Nothing to do: connections are pooled for every thread (Store closes a thread's own)."""
+        """Nothing to do: connections are pooled for every thread (SQLiteStore closes a thread's own)."""
 
     def k(self, *parts: str) -> str:
         return ":".join((self.ns,) + parts)
@@ -231,7 +236,7 @@ class RedisStore:
         self.put_many(kind, [(key, value)], ttl)
 
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]], ttl: float | None = DEFAULT_TTL) -> None:
-        """As Store.put_many: one HSET of every pair."""
+        """As base.Store.put_many: one HSET of every pair."""
         now = self._clock()
         expires = now + ttl if ttl else None
         mapping, last, text = {}, None, ""
@@ -244,7 +249,7 @@ class RedisStore:
 
     def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
                     ttl: float | None = DEFAULT_TTL, stage_names: bool = False) -> int:
-        """As Store.put_entries; ``stage_names`` changes nothing here, as index_names reads the
+        """As base.Store.put_entries; ``stage_names`` changes nothing here, as index_names reads the
         hash it wrote anyway (Redis keeps no per-connection table to set the names aside in)."""
         if len(aliases) > 2:
             raise ValueError("put_entries takes at most two alias fields")
@@ -253,7 +258,7 @@ class RedisStore:
         return len(written)
 
     def index_names(self, source: str, kind: str, *, since: float, ttl: float | None = DEFAULT_TTL) -> int:
-        """As Store.index_names: the name lists of ``kind`` rebuilt from the ``source`` entries
+        """As base.Store.index_names: the name lists of ``kind`` rebuilt from the ``source`` entries
         written since ``since`` under their own id."""
         groups: dict[str, list[str]] = {}
         for key, raw in self.r.hscan_iter(self.k("c", source), count=1000):
@@ -396,8 +401,8 @@ class RedisStore:
                 "owner": _str(h.get("owner")), "created": _float(h.get("created")), "updated": _float(h.get("updated"))}
 
     def outbox_claim(self, key: str, *, target: str = "", lease: float, owner: str = "",
-                     holder_alive=lambda owner: True) -> dict:
-        """As Store.outbox_claim, decided in a WATCH/MULTI transaction (retried if another
+                     holder_alive=assume_alive) -> dict:
+        """As base.Store.outbox_claim, decided in a WATCH/MULTI transaction (retried if another
         process changed the key meanwhile)."""
         hkey = self.k("outbox", key)
         result: dict = {}
@@ -467,7 +472,7 @@ class RedisStore:
 
     # ---- retention (msteams store prune) ----
     def purge_history(self, before: float, *, dry_run: bool = False) -> dict[str, int]:
-        """As Store.purge_history. Each record is deleted in a WATCHed MULTI that checks it
+        """As base.Store.purge_history. Each record is deleted in a WATCHed MULTI that checks it
         again, so one changed meanwhile (a delivery claimed again, a question answered) stays."""
         awaited = {q for rid in self.r.smembers(self.k("runs", "waiting"))
                    if (q := self._waiting_on("waiting", (self.run_get(rid) or {}).get("state") or {}))}
@@ -573,7 +578,7 @@ class RedisStore:
         return w.get("question") if isinstance(w, dict) else None
 
     def run_create(self, run: dict, *, lease: float) -> dict:
-        """As Store.run_create: a run key names one run, whichever process creates it first
+        """As base.Store.run_create: a run key names one run, whichever process creates it first
         (decided in a WATCH/MULTI transaction on the key)."""
         now = self._clock()
         key = self.k("runkey", run["run_key"]) if run.get("run_key") else None
@@ -694,8 +699,7 @@ class RedisStore:
         return rows[:limit]
 
     # ---- bot audit log ----
-    AUDIT_COLS = ("id", "time", "activity_id", "tenant_id", "sender_id", "sender_name", "conversation_type",
-                  "conversation_id", "place", "command", "text", "decision", "outcome", "detail", "duration_ms")
+    AUDIT_COLS = AUDIT_COLS  # base's: the fields audit_list answers
 
     def audit_add(self, row: dict) -> int | None:
         now = self._clock()
@@ -892,7 +896,7 @@ class RedisStore:
 
     # ---- locks (tokenlock.StoreLock) ----
     def lock_try(self, name: str, holder: dict, *, now: float, lease: float, holder_alive) -> dict:
-        """As Store.lock_try, decided in a WATCH/MULTI transaction."""
+        """As base.Store.lock_try, decided in a WATCH/MULTI transaction."""
         key = self.k("lock", name)
         result: dict = {}
 

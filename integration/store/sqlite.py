@@ -1,8 +1,9 @@
-"""The context store: one SQLite file (WAL mode, mode 0600) holding cached directory data
-(users, teams, channels, members, chats) with TTLs, MSAL's serialized token caches, and
-references to messages the integration sent (so they can be edited later). Several
-processes may share it: every write is one short transaction (a bulk write too: all its rows
-or none).
+"""The embedded context store, `SQLiteStore`: `base.Store` over one SQLite file (WAL mode,
+mode 0600) holding cached directory data (users, teams, channels, members, chats) with TTLs,
+MSAL's serialized token caches, references to messages the integration sent (so they can be
+edited later), and the deliveries, runs, questions, audit log, mirrors and locks of the
+protocol. Several processes may share it: every write is one short transaction (a bulk write
+too: all its rows or none), and `transaction()` groups writes into one that rolls back whole.
 
 Display names live in their own kinds (``user_name``, ``team_name``, ``channel_name``) whose
 value is the list of every object with that name, so a name shared by two people is answered
@@ -22,15 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from integration.engine.errors import ConfigError
+# The names every backend shares live in base (the store's door); imported here too, so that
+# `from integration.store.sqlite import DEFAULT_TTL` (and the rest) keeps working.
+from .base import (AUDIT_COLS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
+                   assume_alive, claim_decision, entry_keys, name_key)
 
-# typing's import costs ~4 ms of every command's start: only type checkers read these.
+# Only type checkers read these (no run-time import of typing's names for an annotation).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_TTL = 24 * 3600.0
-NAME_KINDS = ("user_name", "team_name", "channel_name")  # value: [candidate, ...]
-DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member") + NAME_KINDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
@@ -87,7 +89,7 @@ CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, ho
 
 
 _GET = "SELECT value, expires FROM cache WHERE kind=? AND key=?"
-# Store.index_names: the entries under their own id (not their mail or UPN copies, skipped
+# SQLiteStore.index_names: the entries under their own id (not their mail or UPN copies, skipped
 # cheaply first by the '@' no id has), grouped by name. NOT INDEXED: reading the table in its own
 # order is a third of the cost of fetching each row through the key index's order. The values are the compact JSON _dumps wrote, so the lists are too.
 _INDEX_NAMES = """INSERT INTO cache(kind,key,value,updated,expires)
@@ -96,7 +98,7 @@ SELECT ?, name, '[' || group_concat(value, ',') || ']', ?, ? FROM (
   WHERE kind=? AND updated>=? AND instr(key, '@')=0 AND key=msteams_name(json_extract(value, '$.id')))
 WHERE name != '' GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
-# Store.put_entries: the values go through a temp table of the writing connection (no other
+# SQLiteStore.put_entries: the values go through a temp table of the writing connection (no other
 # connection sees it, and it goes with the connection); SQLite then copies each to its id and
 # alias keys itself, and the table keeps them for index_names. Appended to, with no key to keep
 # in order as it grows: an entry written twice is listed once, as its last write, by the query.
@@ -116,7 +118,8 @@ GROUP BY name
 ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updated, expires=excluded.expires"""
 
 
-# Store.purge_history: what each kind of history keeps whatever its age is in the WHERE.
+# SQLiteStore.purge_history: what each kind of history keeps whatever its age is in the WHERE;
+# its keys are base.HISTORY_KINDS, in that order (the contract suite checks purge_history's answer).
 _PURGE = {
     "outbox": "FROM outbox WHERE state IN ('sent','failed') AND updated < ?",
     "runs": "FROM runs WHERE status IN ('ok','failed') AND updated < ?",
@@ -128,12 +131,7 @@ _PURGE = {
     "call_events": "FROM call_events WHERE call_id IN (SELECT call_id FROM call_events GROUP BY call_id "
                    "HAVING max(time) < ?)",
 }
-HISTORY_KINDS = tuple(_PURGE)
 
-
-def _name_key(name) -> str:
-    """A name as the store keys it (Store.norm), in SQL."""
-    return name.strip().casefold() if isinstance(name, str) else ""
 
 # An upsert, not INSERT OR REPLACE: a preload that refreshes the cache updates each row in place
 # instead of deleting it and its index entry and inserting both again (~40% less work).
@@ -163,19 +161,6 @@ def _insert_rows(conn: sqlite3.Connection, head: str, tail: str, width: int, row
         conn.execute(_values_sql(head, tail, width, len(block)), [x for row in block for x in row])
 
 
-def entry_keys(value: dict, aliases: Iterable[str] = ()) -> list[str]:
-    """The keys ``Store.put_entries`` writes a value under: its id, then each alias field's
-    value, normalized and each once ([] when the value has no id)."""
-    keys = [_name_key(value.get("id"))]
-    if not keys[0]:
-        return []
-    for field in aliases:
-        k = _name_key(value.get(field))
-        if k and k not in keys:
-            keys.append(k)
-    return keys
-
-
 def _dumps(value) -> str:
     """Compact JSON. A flat mapping of strings (a user, team or channel view: most of what a
     preload writes) is joined by hand, byte for byte what the encoder writes, at a third of
@@ -192,19 +177,10 @@ def _dumps(value) -> str:
     return _encode(value)
 
 
-def claim_decision(row: dict | None, now: float, holder_alive) -> tuple[str | None, bool]:
-    """What an outbox key was (``prior``: None, sent, pending, stale, failed or unknown) and
-    whether the claimer takes it: the one rule of both backends' ``outbox_claim``."""
-    if row is None:
-        return None, True
-    if row["state"] == "sent":
-        return "sent", False
-    if row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
-        return "pending", False
-    return ("stale" if row["state"] == "pending" else row["state"]), True
+class SQLiteStore:
+    """`base.Store` in one SQLite file at ``path`` (created 0600 if missing). Each thread
+    gets its own connection (`thread_done` closes it)."""
 
-
-class Store:
     def __init__(self, path: str | Path, *, clock=time.time):
         self.path = Path(path)
         self._clock = clock
@@ -307,7 +283,7 @@ class Store:
             keys = entry_keys(v, aliases)
             if keys:
                 keys += [None] * (3 - len(keys))
-                rows.append((kind, keys[0], _name_key(v.get("displayName")), _dumps(v), now, keys[1], keys[2]))
+                rows.append((kind, keys[0], name_key(v.get("displayName")), _dumps(v), now, keys[1], keys[2]))
         if not rows:
             return 0
         with self.transaction() as c:
@@ -358,7 +334,7 @@ class Store:
                 c.execute("DELETE FROM temp.entry_stage WHERE kind=?", (source,))
                 self._staged().discard(source)
                 return n
-            c.create_function("msteams_name", 1, _name_key, deterministic=True)
+            c.create_function("msteams_name", 1, name_key, deterministic=True)
             return c.execute(_INDEX_NAMES, (kind, now, expires, source, since)).rowcount
 
     def prune(self, kind: str, *, before: float, prefix: str | None = None) -> int:
@@ -456,7 +432,7 @@ class Store:
         return dict(zip(self._OUTBOX_COLS, row)) if row else None
 
     def outbox_claim(self, key: str, *, target: str = "", lease: float, owner: str = "",
-                     holder_alive=lambda owner: True) -> dict:
+                     holder_alive=assume_alive) -> dict:
         """Take the lease on a delivery key, atomically across processes. ``prior`` is what the
         key was: None (new), 'sent', 'pending' (someone holds it: not taken), 'stale' (a holder
         died or its lease ran out), 'failed' or 'unknown'."""
@@ -606,8 +582,7 @@ class Store:
         return [{"key": k, "kind": kd, "value": json.loads(v), "updated": u} for k, kd, v, u in rows]
 
     # ---- bot audit log (every command received from Teams; see bot/activities.py) ----
-    AUDIT_COLS = ("id", "time", "activity_id", "tenant_id", "sender_id", "sender_name", "conversation_type",
-                  "conversation_id", "place", "command", "text", "decision", "outcome", "detail", "duration_ms")
+    AUDIT_COLS = AUDIT_COLS  # base's: the fields audit_list answers
 
     def audit_add(self, row: dict) -> int | None:
         """Record an inbound command; None when its activity id was recorded before (a
@@ -833,3 +808,8 @@ class _Tx:
                 self.conn.execute("ROLLBACK")
             raise ConfigError(f"context store error: {exc}") from None
         return False
+
+
+# The class's name before base.Store (the protocol) took it: kept for the code and tests that
+# open a SQLite store by it (`from integration.store.sqlite import Store`).
+Store = SQLiteStore
