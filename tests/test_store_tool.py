@@ -96,13 +96,13 @@ def test_rediss_with_the_configured_ca_bundle_and_an_untrusted_server_refused(tm
 
 
 def test_prune_counts_then_deletes_old_finished_history_from_the_configured_store(tmp_path):
-    from integration.store.sqlite import Store
+    from integration.store.sqlite import SQLiteStore
 
     db = tmp_path / "store.sqlite3"
     cfg = tmp_path / "config.yml"
     cfg.write_text(f"store_path: {db}\n")
     clock = [1_000_000.0]
-    s = Store(db, clock=lambda: clock[0])
+    s = SQLiteStore(db, clock=lambda: clock[0])
     s.outbox_claim("old", target="chat:1", lease=5)
     s.outbox_set("old", "sent", message_id="m1")
     s.outbox_claim("stuck", target="chat:1", lease=5)
@@ -111,10 +111,10 @@ def test_prune_counts_then_deletes_old_finished_history_from_the_configured_stor
     # The store's clock is the wall clock for the CLI: the rows above are decades old to it.
     code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30", "--dry-run"])
     assert code == 0 and text.startswith("Would delete, older than 30 day(s): 1 outbox,") and "0 runs" in text
-    assert Store(db).outbox_get("old") is not None
+    assert SQLiteStore(db).outbox_get("old") is not None
     code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30"])
     assert code == 0 and text.startswith("Deleted, older than 30 day(s): 1 outbox,")
-    assert Store(db).outbox_get("old") is None and Store(db).outbox_get("stuck")["state"] == "unknown"
+    assert SQLiteStore(db).outbox_get("old") is None and SQLiteStore(db).outbox_get("stuck")["state"] == "unknown"
 
 
 def test_prune_refuses_a_window_under_a_day_or_no_number(tmp_path):
@@ -134,7 +134,7 @@ def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_r
     import redis
 
     from integration.store.redis import RedisStore
-    from integration.store.sqlite import Store
+    from integration.store.sqlite import SQLiteStore
 
     key_file = tmp_path / "store.key"
     key_file.write_text(make_redis_store.key + "\n")
@@ -154,7 +154,7 @@ def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_r
     def locked(self, *a, **k):
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(Store, "purge_history", locked)
+    monkeypatch.setattr(SQLiteStore, "purge_history", locked)
     sqlite_cfg = tmp_path / "sqlite.yml"
     sqlite_cfg.write_text(f"store_path: {tmp_path / 'store.sqlite3'}\n")
     code, _ = run(["--config", str(sqlite_cfg), "store", "prune", "--older-than", "30"])
@@ -162,9 +162,9 @@ def test_a_store_failing_mid_command_is_a_store_error_not_a_bug(tmp_path, make_r
 
 
 def test_a_bug_is_still_reported_as_one(tmp_path, monkeypatch):
-    from integration.store.sqlite import Store
+    from integration.store.sqlite import SQLiteStore
 
-    monkeypatch.setattr(Store, "purge_history", lambda self, *a, **k: {}["missing"])
+    monkeypatch.setattr(SQLiteStore, "purge_history", lambda self, *a, **k: {}["missing"])
     cfg = tmp_path / "sqlite.yml"
     cfg.write_text(f"store_path: {tmp_path / 'store.sqlite3'}\n")
     code, _ = run(["--config", str(cfg), "store", "prune", "--older-than", "30"])
