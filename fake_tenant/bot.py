@@ -276,6 +276,11 @@ class BotConnector:
                                 "Teams bots can only create one-on-one conversations (exactly one member, isGroup false) "
                                 "or post to a channel (channelData.channel.id).")
             user = self._resolve_user(members[0])
+            if user["id"] in self.state.bot_uninstalled_users:
+                # As Teams answers a bot whose app the user uninstalled (or never had).
+                raise _BotError(403, "BotNotInConversationRoster",
+                                "The bot is not part of the conversation roster (the app is not installed for the "
+                                "user).")
             conv_id = self._personal_conversation_id(claims.app_id, user["id"])
             created = conv_id not in self.state.bot_conversations
             if created:
@@ -297,6 +302,9 @@ class BotConnector:
         activity = self._validate_activity(data)
         if conv.get("botId") not in (None, claims.app_id):
             raise _BotError(403, "Forbidden", "The conversation belongs to another bot.")
+        if (conv["type"] == "personal" and set(conv.get("members") or ()) & self.state.bot_uninstalled_users) or (
+                conv["type"] == "channel" and conv.get("teamId") in self.state.bot_removed_teams):
+            raise _BotError(403, "BotNotInConversationRoster", "The bot is not part of the conversation roster.")
         if activity["type"] == "typing":
             return {"id": ""}
         aid = _activity_id()

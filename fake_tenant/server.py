@@ -698,7 +698,8 @@ class Emulator:
                 return Response(200, self.throttle.settings())
             if method == "POST" and what == "revoke":
                 return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
-            if what in ("messaging-endpoint", "user-says", "user-clicks", "install-bot", "deliveries"):
+            if what in ("messaging-endpoint", "user-says", "user-clicks", "install-bot", "uninstall-bot",
+                        "forget-conversations", "deliveries"):
                 return self._teams_admin(method, what, data)
             if what == "answer-call" and method == "POST":
                 unknown = set(data) - {"user", "answer"}
@@ -749,6 +750,10 @@ class Emulator:
                                                        activity_id=data.get("activity_id"), reason=data.get("reason")))
             if what == "install-bot" and method == "POST":
                 return Response(200, teams.install_bot(user=data.get("user"), team=data.get("team")))
+            if what == "uninstall-bot" and method == "POST":
+                return Response(200, teams.uninstall_bot(user=data.get("user"), team=data.get("team")))
+            if what == "forget-conversations" and method == "POST":
+                return Response(200, teams.forget_conversations(user=data.get("user")))
         except ChannelError as e:
             return Response(e.status, {"error": str(e)})
         return Response(404, {"error": f"no admin endpoint {method} /_emulator/{what}"})

@@ -143,6 +143,10 @@ class TenantState:
         self.calls: dict[str, dict] = {}
         self.bot_conversations: dict[str, dict] = {}  # id -> {"id","members","tenantId","isGroup", ...}
         self.activities: dict[str, dict] = {}  # activity id -> {"conversationId", "activity", "edits": int}
+        # Where an admin took the bot away (the app is installed everywhere until then): users who
+        # uninstalled it (its 1:1 conversation refuses it) and teams it was removed from.
+        self.bot_uninstalled_users: set[str] = set()
+        self.bot_removed_teams: set[str] = set()
         self._seed: dict | None = None
 
     # ---- lookup helpers shared by route modules ----

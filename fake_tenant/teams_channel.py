@@ -323,10 +323,12 @@ class TeamsChannel:
         bot = self._bot()
         if user:
             u = self._user(user)
+            self.state.bot_uninstalled_users.discard(u["id"])
             activity = self._envelope("installationUpdate", u, bot, self._personal(u, bot), {})
             activity["action"] = "add"
             return self.deliver(activity, bot.app_id)
         t = self._team(team)
+        self.state.bot_removed_teams.discard(t.id)
         general = self._channel(t, None)
         owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
         u = self._user(installer) if installer else self.state.users[owner]
@@ -339,6 +341,44 @@ class TeamsChannel:
         update["membersAdded"] = [{"id": f"28:{bot.app_id}"}] + [
             {"id": user_mri(m.user_id), "aadObjectId": m.user_id} for m in t.members]
         return self.deliver(update, bot.app_id)
+
+    def uninstall_bot(self, *, user: str | None = None, team: str | None = None) -> dict:
+        """An admin takes the bot away: the user uninstalls the app (its 1:1 conversation and a new
+        one refuse the bot: 403 BotNotInConversationRoster), or the bot is removed from a team (its
+        channels refuse it). Teams tells the bot (installationUpdate "remove") when an endpoint is
+        registered. ``install_bot`` undoes it."""
+        if bool(user) == bool(team):
+            raise ChannelError("uninstall the bot for a user or from a team (one of them)")
+        bot = self._bot()
+        if user:
+            u = self._user(user)
+            self.state.bot_uninstalled_users.add(u["id"])
+            activity = self._envelope("installationUpdate", u, bot, self._personal(u, bot), {})
+            done = {"user": u["id"]}
+        else:
+            t = self._team(team)
+            self.state.bot_removed_teams.add(t.id)
+            general = self._channel(t, None)
+            owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
+            conv = {"conversationType": "channel", "isGroup": True, "id": general.id}
+            activity = self._envelope("installationUpdate", self.state.users[owner], bot, conv,
+                                      self._team_data(t, general))
+            done = {"team": t.id}
+        activity["action"] = "remove"
+        if self.messaging_endpoint:
+            done["delivery"] = self.deliver(activity, bot.app_id)
+        return done
+
+    def forget_conversations(self, *, user: str | None = None) -> dict:
+        """Teams no longer knows the bot's 1:1 conversations (of one user, or all): as after a chat
+        was deleted or a tenant restarted; sending to one answers 404 ConversationNotFound."""
+        with self.state.lock:
+            uid = self._user(user)["id"] if user else None
+            gone = [cid for cid, c in self.state.bot_conversations.items()
+                    if c.get("type") == "personal" and (uid is None or uid in (c.get("members") or ()))]
+            for cid in gone:
+                del self.state.bot_conversations[cid]
+        return {"forgotten": gone}
 
     def _post_as_user(self, user: dict, message_id: str, text: str, *, team_id: str | None = None,
                       channel_id: str | None = None, chat_id: str | None = None, reply_to: str | None = None) -> None:

@@ -148,6 +148,7 @@ class AuthError(IntegrationError):
 class PermissionDenied(IntegrationError):
     exit_code = 4
     kind = "permission"
+    code: str | None = None  # the service's error code (BotNotInConversationRoster)
 
     def __init__(self, message: str, *, permissions: list[str] | None = None, flow: str | None = None,
                  hint: str | None = None):
@@ -162,6 +163,7 @@ class PermissionDenied(IntegrationError):
 class NotFound(IntegrationError):
     exit_code = 5
     kind = "not_found"
+    code: str | None = None  # the service's error code, when a service said it (ConversationNotFound)
 
 
 class PartialFailure(IntegrationError):

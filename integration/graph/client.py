@@ -312,9 +312,13 @@ class Client:
                 msg = f"{what}: missing permission: needs one of {', '.join(perms)} ({kind})"
             else:
                 hint, msg = "check the app's permissions and the caller's access to this resource", f"{what}: forbidden: {message}"
-            return PermissionDenied(msg, permissions=perms, flow=flow, hint=hint)
+            denied = PermissionDenied(msg, permissions=perms, flow=flow, hint=hint)
+            denied.code = code
+            return denied
         if status == 404:
-            return NotFound(f"{what}: not found ({message})")
+            missing = NotFound(f"{what}: not found ({message})")
+            missing.code = code
+            return missing
         if status == 429:
             return ThrottledError(f"{what}: still throttled after retries", status=status, code=code, request_id=request_id,
                                   hint="lower the request rate or raise retry_budget_seconds")

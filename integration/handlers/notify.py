@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 import time
 import uuid
 
 from integration.engine import redact
-from integration.engine.errors import ArgumentError, ConfigError, IntegrationError, NotFound
+from integration.engine.errors import ArgumentError, ConfigError, IntegrationError, NotFound, NotSent, PermissionDenied
 from integration.delivery.fanout import fan_out
 from integration.graph.client import need_id, seg
 from integration.delivery.outbox import Outbox, delivery_key, delivery_scope, failure_of
 from integration.teams import conversations
 from integration.graph.resolve import Prefetch, Resolver, is_guid, is_thread_id
+
+log = logging.getLogger("msteams.notify")
 
 HANDLERS = ("send_notification", "message_update")
 
@@ -171,22 +174,41 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
         learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"])
         if learned and learned.get("conversationId"):
             return learned["conversationId"], user["id"], label, learned.get("serviceUrl")
-        conv_key = f"{ctx.cfg.bot_id}/{user['id']}"
-        known = ctx.store.get("bot_conversation", conv_key)
+        known = ctx.store.get("bot_conversation", _conv_key(ctx, user["id"]))
         if known:
             return known["id"], user["id"], label, None
-        body = {"bot": {"id": ctx.cfg.bot_id}, "members": [{"id": user["id"]}], "isGroup": False,
-                "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
         try:
-            conv = ctx.bot.post("/v3/conversations", body)
+            return _create_user_conversation(ctx, user["id"], tenant, label), user["id"], label, None
         except NotFound:
             if attempt == 0 and r and len(r.from_cache) > cached_before and r.forget_cached():
                 continue
             raise
-        conv_id = need_id(conv, f"Bot Connector POST /v3/conversations for {label}")
-        ctx.store.put("bot_conversation", conv_key, {"id": conv_id})
-        return conv_id, user["id"], label, None
     raise AssertionError("unreachable")
+
+
+def _conv_key(ctx, user_id: str) -> str:
+    return f"{ctx.cfg.bot_id}/{user_id}"
+
+
+def _create_user_conversation(ctx, user_id: str, tenant: str, label: str) -> str:
+    """The bot's 1:1 conversation with a user through the Bot Connector (get-or-create: Teams
+    gives the same one each time), cached; a user whose app is not installed is named so."""
+    body = {"bot": {"id": ctx.cfg.bot_id}, "members": [{"id": user_id}], "isGroup": False,
+            "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
+    try:
+        conv = ctx.bot.post("/v3/conversations", body)
+    except PermissionDenied as exc:
+        if conversations.gone(exc):
+            raise PermissionDenied(f"{label}: the app is not installed for this user (Teams: {exc.code})",
+                                   flow="bot", hint=NOT_INSTALLED_HINT) from None
+        raise
+    conv_id = need_id(conv, f"Bot Connector POST /v3/conversations for {label}")
+    ctx.store.put("bot_conversation", _conv_key(ctx, user_id), {"id": conv_id})
+    return conv_id
+
+
+NOT_INSTALLED_HINT = ("install the app for them (Teams admin center > Manage apps, or an app setup policy; "
+                      "`msteams app-package` builds it), or ask them to open the bot once; then send again")
 
 
 def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str, str | None]:
@@ -231,12 +253,14 @@ def _prepare(ctx, lookups: _Lookups, tenant: str, scope: tuple | None, target: t
         if ctx.args.get("message_id"):  # a reply in the thread of that message
             conv_id = _thread(conv_id, ctx.args["message_id"])
             found_label += f" (thread {ctx.args['message_id'].strip()})"
-    # Where Teams said the conversation lives (learned from a verified activity), else the configured URL.
-    service_url = service_url or ctx.cfg.bot_service_url
+    # Where Teams last said this tenant lives, else where it said the conversation lives (both
+    # learned from verified activities), else the configured URL.
+    service_url = (conversations.tenant_service_url(ctx.store, ctx.cfg.bot_id, tenant) or service_url
+                   or ctx.cfg.bot_service_url)
     thread = ctx.args.get("message_id") if kind == "channel" else None
     key = key or _key(scope, kind, rid, thread)
     return {"kind": kind, "rid": rid, "label": label or found_label, "conv_id": conv_id, "service_url": service_url,
-            "key": key, "ref": str(uuid.UUID(key))}  # the same delivery always has the same messageRef
+            "key": key, "ref": str(uuid.UUID(key)), "tenant": tenant}  # the same delivery: the same messageRef
 
 
 class HeldElsewhere(IntegrationError):
@@ -244,11 +268,35 @@ class HeldElsewhere(IntegrationError):
 
 
 def _deliver(ctx, p: dict, activity: dict) -> dict:
-    conv_id, service_url, label, ref = p["conv_id"], p["service_url"], p["label"], p["ref"]
+    label, ref = p["label"], p["ref"]
+    where = {"conv_id": p["conv_id"], "service_url": p["service_url"]}
+
+    def post() -> dict:
+        client = conversations.bot_client_for(ctx.runtime, where["service_url"])
+        return client.post(conversations.activities_url(where["service_url"], where["conv_id"]), activity) or {}
 
     def send():
-        client = conversations.bot_client_for(ctx.runtime, service_url)
-        sent = client.post(conversations.activities_url(service_url, conv_id), activity) or {}
+        # Each refusal below is certain the message was not written, so sending again cannot
+        # duplicate it: the outbox sees one send that either arrived or failed by name.
+        healed = fell_back = False
+        while True:
+            try:
+                sent = post()
+                break
+            except NotSent:
+                configured = ctx.cfg.bot_service_url.rstrip("/")
+                if fell_back or where["service_url"].rstrip("/") == configured:
+                    raise
+                fell_back = True  # a learned service URL that does not answer: the configured one
+                log.warning("%s: the learned service URL %s does not answer; sending through %s",
+                            label, where["service_url"], configured)
+                where["service_url"] = ctx.cfg.bot_service_url
+            except (NotFound, PermissionDenied) as exc:
+                if healed or not conversations.gone(exc):
+                    raise
+                healed = True
+                where["conv_id"] = _heal(ctx, p, exc)
+        conv_id, service_url = where["conv_id"], where["service_url"]
         ctx.store.save_message_ref(ref, {
             "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
             "recipient": label, "recipientId": p["rid"], "recipientType": p["kind"], "botId": ctx.cfg.bot_id,
@@ -261,8 +309,26 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
         raise HeldElsewhere(f"{label}: {d.reason}")
     d.settled(label)
     return {"recipient": label, "recipientType": p["kind"], "status": "already sent" if d.reused else "sent",
-            "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": conv_id,
+            "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": where["conv_id"],
             "deliveryKey": p["key"]}
+
+
+def _heal(ctx, p: dict, exc: IntegrationError) -> str:
+    """A stored conversation Teams no longer takes (gone, or the bot not in it): stop using it;
+    a user's is opened again (get-or-create) and its id returned; a channel's cannot be, so the
+    failure is named."""
+    bot_id, label = ctx.cfg.bot_id, p["label"]
+    base = p["conv_id"].partition(";messageid=")[0]
+    conversations.mark_gone(ctx.store, bot_id, p["kind"], p["rid"], exc.code)
+    if p["kind"] == "user":
+        ctx.store.delete("bot_conversation", _conv_key(ctx, p["rid"]))
+        log.info("%s: conversation %s refused (%s); opening it again", label, base, exc.code)
+        return _create_user_conversation(ctx, p["rid"], p["tenant"], label)
+    if exc.code == "BotNotInConversationRoster":
+        raise PermissionDenied(f"{label}: the bot is no longer in this team (Teams: {exc.code})", flow="bot",
+                               hint="add the app to the team again (Teams > the team > Apps), then send again") from None
+    raise NotFound(f"{label}: the channel no longer exists (Teams: {exc.code})",
+                   hint="check the channel with `msteams channel-list`") from None
 
 
 def _notify_one(ctx, lookups: _Lookups, activity: dict, tenant: str, scope: tuple, target: tuple[str, str]) -> dict:

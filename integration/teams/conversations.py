@@ -11,7 +11,14 @@ Keys (per bot, so two bots sharing a store do not mix):
 - ``team/{bot}/{group id}``: a team the bot is installed in (by its group's object id; its
   conversation is the General channel, whose thread id Teams calls the team id);
 - ``chat/{bot}/{chat id}``: a group chat the bot is in;
-- ``service/{bot}/{service url}``: a service URL Teams gave (the bot token may be sent there).
+- ``service/{bot}/{service url}``: a service URL Teams gave (the bot token may be sent there);
+- ``tenant/{bot}/{tenant id}``: the service URL Teams last gave for that tenant, which replaces
+  the one stored with each of the tenant's conversations (Teams moves a tenant between regions).
+
+A reference Teams no longer honours (404 ConversationNotFound, 403 BotNotInConversationRoster:
+a chat deleted, the app uninstalled, the bot removed from a team) is marked ``gone`` rather
+than deleted (the record of where the bot was stays) and is not used again until Teams tells
+the bot about the conversation anew.
 
 Values carry ``conversationId``, ``serviceUrl``, ``tenantId`` and what else the activity said
 (names, team, users' object ids). Only activities whose token was verified reach here, so the
@@ -73,6 +80,12 @@ def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
     if store.conversation_get(skey) is None:
         store.conversation_put(skey, "service", {"serviceUrl": service_url, "botId": bot_id, "learnedAt": now})
     written = [skey]
+    if where["tenantId"]:
+        tkey = f"tenant/{bot_id}/{where['tenantId'].lower()}"
+        if (store.conversation_get(tkey) or {}).get("serviceUrl") != service_url:
+            store.conversation_put(tkey, "tenant", {"serviceUrl": service_url, "tenantId": where["tenantId"],
+                                                    "botId": bot_id, "learnedAt": now})
+        written.append(tkey)
     sender = activity.get("from") if isinstance(activity.get("from"), dict) else {}
     oid = _user_oid(sender)
     members = [m for m in activity.get("membersAdded") or [] if isinstance(m, dict)]
@@ -114,13 +127,50 @@ def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
     return written
 
 
+def _usable(ref: dict | None) -> dict | None:
+    return None if not ref or ref.get("gone") else ref
+
+
 def personal(store, bot_id: str, user_id: str) -> dict | None:
     """The learned 1:1 conversation of the bot with a user (by object id), or None."""
-    return store.conversation_get(f"user/{bot_id}/{user_id.strip().lower()}")
+    return _usable(store.conversation_get(_personal_key(bot_id, user_id)))
 
 
 def channel(store, bot_id: str, channel_id: str) -> dict | None:
-    return store.conversation_get(f"channel/{bot_id}/{channel_id.strip()}")
+    return _usable(store.conversation_get(_channel_key(bot_id, channel_id)))
+
+
+def _personal_key(bot_id: str, user_id: str) -> str:
+    return f"user/{bot_id}/{user_id.strip().lower()}"
+
+
+def _channel_key(bot_id: str, channel_id: str) -> str:
+    return f"channel/{bot_id}/{channel_id.strip()}"
+
+
+def tenant_service_url(store, bot_id: str, tenant_id: str | None) -> str | None:
+    """The service URL Teams last gave for this tenant, if an activity from it was verified."""
+    if not tenant_id:
+        return None
+    return (store.conversation_get(f"tenant/{bot_id}/{tenant_id.strip().lower()}") or {}).get("serviceUrl")
+
+
+# What the Bot Connector answers when a stored conversation no longer takes the bot's messages.
+GONE_CODES = frozenset({"ConversationNotFound", "BotNotInConversationRoster"})
+
+
+def gone(exc: BaseException) -> bool:
+    """True when Teams said the conversation is gone or the bot is not in it (any more)."""
+    return getattr(exc, "code", None) in GONE_CODES
+
+
+def mark_gone(store, bot_id: str, kind: str, target_id: str, why: str, *, clock=time.time) -> None:
+    """Stop using a learned reference Teams refused (kind ``user`` or ``channel``); its record
+    stays, marked, until Teams tells the bot about that conversation again (:func:`learn`)."""
+    key = _personal_key(bot_id, target_id) if kind == "user" else _channel_key(bot_id, target_id)
+    ref = store.conversation_get(key)
+    if ref and not ref.get("gone"):
+        store.conversation_put(key, kind, dict(ref, gone=why, goneAt=clock()))
 
 
 def _service_key(bot_id: str, service_url: str) -> str:
