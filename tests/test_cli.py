@@ -1,5 +1,6 @@
 """The msteams CLI: generated subcommands, war-room form, aliases, exit codes, and no secret
 or traceback in anything it prints."""
+import json
 import logging
 import os
 import subprocess
@@ -318,7 +319,8 @@ def test_output_json_playbook_validate_problems_travel_in_the_error(tmp_path):
     assert code == 2 and e["code"] == "input" and e["message"] == "1 of 2 playbooks has problems"
     [problem] = e["problems"]
     assert problem["path"] == str(bad) and problem["line"] == 4 and "unknown command" in problem["message"]
-    assert "\x1b" not in err and "ok (" in out  # the good one is still reported on stdout
+    assert "\x1b" not in err  # the good one is still reported on stdout, as JSON too
+    assert [v["path"] for v in json.loads(out)["valid"]] == [PLAYBOOK]
     code, _, err = run(["playbook", "validate", str(bad)])  # text: FILE:LINE lines, then the error
     assert code == 2 and f"{bad}:4: " in err and err.splitlines()[-1] == "error: 1 of 1 playbook has problems"
 

@@ -30,6 +30,17 @@ TOOLS = {
     "worker": "a worker of the pool sending queued notifications and resuming runs (needs store_url); `worker status`",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
+AUTH_USAGE = "usage: msteams auth {login,status,reset} [options]"
+EMULATOR_USAGE = (
+    "usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] [--write-config PATH] "
+    "[--messaging-endpoint URL] | emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
+    "emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE [--reason TEXT] | "
+    "emulator install-bot --user MAIL | --team NAME | emulator answer-call --user MAIL accept|decline|busy|ignore")
+# The groups of tool commands: `msteams GROUP --help` prints the group's usage (exit 0).
+GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
+               "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
+               "bot": lambda: __import__("integration.frontends.bot.tool", fromlist=["USAGE"]).USAGE,
+               "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE}
 
 
 def _registry(validate: bool = True):
@@ -342,13 +353,20 @@ def _main(argv: list[str], out, err) -> int:
         return run_command(name, args, config=opts.config, output=opts.output, flow=opts.flow, out=out,
                            quiet=opts.quiet)
     if head == "help":
+        if rest[1:2] in (["-h"], ["--help"]):
+            out("usage: msteams help [COMMAND]: a command's arguments, flows, permissions and an example; "
+                "without COMMAND, the list of commands")
+            return 0
         return help_command(_registry(), rest[1] if len(rest) > 1 else None, out)
+    if head in GROUP_USAGE and rest[1:2] in (["-h"], ["--help"]):
+        out(GROUP_USAGE[head]() + "\n  (each action takes --help too)")
+        return 0
     if head == "auth":
         action = rest[1] if len(rest) > 1 else None
         if action not in AUTH_ACTIONS:
             from integration.engine.errors import InputError
 
-            raise InputError("usage: msteams auth {login,status,reset} [options]")
+            raise InputError(AUTH_USAGE)
         rest = [AUTH_ACTIONS[action]] + rest[2:]
         head = rest[0]
     if head == "emulator":
@@ -360,11 +378,7 @@ def _main(argv: list[str], out, err) -> int:
         if rest[1:2] != ["serve"]:
             from integration.engine.errors import InputError
 
-            raise InputError("usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] "
-                             "[--write-config PATH] [--messaging-endpoint URL] | emulator user-says --user MAIL "
-                             "[--team NAME --channel NAME | --chat ID] TEXT | emulator user-clicks --user MAIL (--question ID | "
-                             "--message-ref REF) --choice TITLE [--reason TEXT] | emulator install-bot --user MAIL | "
-                             "--team NAME | emulator answer-call --user MAIL accept|decline|busy|ignore")
+            raise InputError(EMULATOR_USAGE)
         from fake_tenant.serve import main as serve_main
 
         return serve_main(rest[2:])
@@ -398,7 +412,7 @@ def _main(argv: list[str], out, err) -> int:
         return shell_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output, flow=opts.flow)
 
     if head in ("permissions", "docs"):
-        return _doc_tool(head, rest[1:], out)
+        return _doc_tool(head, rest[1:], out, output=opts.output)
     if head == "app-package":
         from .app_package import main as package_main
 
@@ -452,7 +466,7 @@ def _activity_of_message_ref(config: str | None, ref: str) -> str | None:
     return (found or {}).get("activityId") or None
 
 
-def _doc_tool(tool: str, argv: list[str], out) -> int:
+def _doc_tool(tool: str, argv: list[str], out, output: str | None = None) -> int:
     from . import docs
 
     p = argparse.ArgumentParser(prog=f"msteams {tool}", formatter_class=_Help)
@@ -464,7 +478,13 @@ def _doc_tool(tool: str, argv: list[str], out) -> int:
     ns = p.parse_args(argv)
     reg = _registry()
     if tool == "permissions":
-        out(docs.permissions_markdown(reg))
+        if output == "json":  # per flow: each command's permissions, and the total to grant
+            import json
+
+            out(json.dumps({flow: {"total": sorted({p for perms in cmds.values() for p in perms}), "commands": cmds}
+                            for flow, cmds in reg.permissions_by_flow().items()}, indent=2))
+        else:
+            out(docs.permissions_markdown(reg))
         return 0
     text = docs.xsoar_markdown(reg) if ns.xsoar else docs.commands_markdown(reg)
     if ns.write == "":

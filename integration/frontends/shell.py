@@ -55,13 +55,18 @@ class Shell:
             if words and words[0] in ("exit", "quit"):
                 raise _Leave
             if words and words[0] in ("help", "?"):
-                return self.help(words[1] if len(words) > 1 else None)
+                return self.help(words[1] if len(words) > 1 else None, number)
             from integration.engine.arguments import parse_warroom
             from integration.dispatch import execute
 
             name, args = parse_warroom(text)
             result = execute(name, args, self.runtime, flow=self.flow)
-            self.out(result.render(self.output))
+            if self.output == "json":  # NDJSON: one object per input line, errors on stderr
+                self._line_json(number, {"command": result.command, "exit_code": result.exit_code,
+                                         "failed": result.failed,
+                                         "result": result.raw if result.raw is not None else result.outputs})
+            else:
+                self.out(result.render(self.output))
             return result.exit_code  # a report that found a problem (integration-health) counts as failing
         except (_Leave, BrokenPipeError):  # leaving, or nobody reads the output any more
             raise
@@ -105,8 +110,24 @@ class Shell:
             error["input_line"] = number
         self.err(json.dumps({"error": error}, ensure_ascii=False))
 
-    def help(self, name: str | None) -> int:
+    def _line_json(self, number: int | None, fields: dict) -> None:
+        import json
+
+        self.out(json.dumps({"input_line": number, **fields}, ensure_ascii=False, default=str))
+
+    def help(self, name: str | None, number: int | None = None) -> int:
         from integration.engine.errors import InputError
+
+        if self.output == "json":  # the help text as one JSON line, like every other answer
+            lines: list[str] = []
+            shown, self.output, out = self.output, "table", self.out
+            self.out = lines.append
+            try:
+                code = self.help(name)
+            finally:
+                self.output, self.out = shown, out
+            self._line_json(number, {"help": "\n".join(lines)})
+            return code
 
         if not name:
             by_cat: dict[str, list[str]] = {}
@@ -263,7 +284,7 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     from integration.dispatch import Runtime
 
     runtime = Runtime(config_path=config)
-    runtime.echo = out
+    runtime.echo = err if output == "json" else out  # stdout holds only the JSON lines then
     shell = Shell(runtime, out, err, output=output or "table", flow=flow)
     try:
         if stdin.isatty():

@@ -75,6 +75,7 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
 
     bad = 0
     problems: list[dict] = []
+    valid: list[dict] = []
     for path in paths:
         try:
             pb = load(path)
@@ -89,8 +90,16 @@ def validate_files(paths: list[str], out: Callable[[str], None], err: Callable[[
                 # the file's own text back, so they are escaped and cut here.
                 err(redact(printable(str(problem))))
             continue
+        if as_json:
+            valid.append({"path": path, "name": pb.name, "steps": len(pb.steps),
+                          "inputs": [{"name": k, "required": bool(d.get("required"))} for k, d in pb.inputs.items()]})
+            continue
         inputs = ", ".join(f"{k}{'*' if d.get('required') else ''}" for k, d in pb.inputs.items()) or "none"
         out(f"{printable(path)}: ok ({len(pb.steps)} step{'s' if len(pb.steps) != 1 else ''}; inputs: {inputs})")
+    if as_json:  # the good ones on stdout; the problems travel in the error on stderr
+        import json
+
+        out(json.dumps({"valid": valid}, indent=2, ensure_ascii=False))
     if bad:
         raise ValidationFailed(f"{bad} of {len(paths)} playbook{'s' if len(paths) > 1 else ''} "
                                f"{'has' if bad == 1 else 'have'} problems", problems)
@@ -105,6 +114,14 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     if action == "list":
         from .loader import shipped
 
+        argparse.ArgumentParser(prog="msteams playbook list",
+                                description="The shipped playbooks, by name (run one by its name).").parse_args(argv[1:])
+
+        if output == "json":
+            import json
+
+            out(json.dumps([{"name": name, "path": str(path)} for name, path in shipped().items()], indent=2))
+            return 0
         for name, path in shipped().items():
             out(f"{name}  ({path})")
         return 0

@@ -28,9 +28,9 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     if action == "rotate-key":
         return rotate_key(argv[1:], out=out, config=config)
     if action == "status":
-        return status(argv[1:], out=out, config=config)
+        return status(argv[1:], out=out, config=config, as_json=output == "json")
     if action == "prune":
-        return prune(argv[1:], out=out, config=config)
+        return prune(argv[1:], out=out, config=config, as_json=output == "json")
     raise InputError(USAGE)
 
 
@@ -108,7 +108,7 @@ def rotate_key(argv: list[str], *, out, config: str | None) -> int:
     return 0
 
 
-def status(argv: list[str], *, out, config: str | None) -> int:
+def status(argv: list[str], *, out, config: str | None, as_json: bool = False) -> int:
     argparse.ArgumentParser(prog="msteams store status", description="Where the store is and what it holds.") \
         .parse_args(argv)
     from integration.engine.config import load
@@ -117,15 +117,20 @@ def status(argv: list[str], *, out, config: str | None) -> int:
     store = open_store(load(config))
     try:
         counts = store.counts()
-        out(f"store: {store.path}")
-        for kind, n in counts.items():
-            out(f"  {kind}: {n}")
+        if as_json:
+            import json
+
+            out(json.dumps({"store": str(store.path), "counts": counts}, indent=2))
+        else:
+            out(f"store: {store.path}")
+            for kind, n in counts.items():
+                out(f"  {kind}: {n}")
     finally:
         store.close()
     return 0
 
 
-def prune(argv: list[str], *, out, config: str | None) -> int:
+def prune(argv: list[str], *, out, config: str | None, as_json: bool = False) -> int:
     from integration.engine.config import load
     from .open import open_store
 
@@ -144,6 +149,11 @@ def prune(argv: list[str], *, out, config: str | None) -> int:
         counts = store.purge_history(store.now() - ns.older_than * 86400.0, dry_run=ns.dry_run)
     finally:
         store.close()
+    if as_json:
+        import json
+
+        out(json.dumps({"dry_run": ns.dry_run, "older_than_days": ns.older_than, "deleted": counts}, indent=2))
+        return 0
     verb = "Would delete" if ns.dry_run else "Deleted"
     out(f"{verb}, older than {ns.older_than:g} day(s): " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + ".")
     return 0
