@@ -5,6 +5,11 @@ file itself. Endpoints are overridable, which is how the emulator and national c
 Read when a command runs, never at import. Every value, from the file or the environment, is
 checked against config.schema.json; an error names the file and line (or the variable) and the
 setting, and never echoes a secret.
+
+A path in the config file (PATH_KEYS) is taken relative to the file's directory, whatever the
+current directory; `~` is expanded. A path from an MSTEAMS_* variable stays relative to the
+current directory, as a path on a command line would. An error about a file that cannot be
+read names the full path tried.
 """
 from __future__ import annotations
 
@@ -125,7 +130,7 @@ class Config:
 
     @property
     def resolved_store_path(self) -> Path:
-        return Path(self.store_path) if self.store_path else default_data_dir() / "store.sqlite3"
+        return Path(self.store_path).expanduser() if self.store_path else default_data_dir() / "store.sqlite3"
 
     @property
     def verify(self) -> str | bool:
@@ -134,6 +139,11 @@ class Config:
 
 _KEYS = {f.name for f in fields(Config)} - {"source"}
 _SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret", "store_password", "store_key")
+# The settings that name a file (or the SQLite store): relative ones in a config file are taken
+# from the file's directory (tests/test_config.py checks every *_file, *_path and *ca_bundle
+# setting of the schema is here).
+PATH_KEYS = ("certificate_path", "ca_bundle", "store_path", "store_ca_bundle", "bot_access_file",
+             *(f"{k}_file" for k in _SECRET_KEYS))
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -309,13 +319,29 @@ def _problem(origin, key: str, message: str, hint: str | None = None) -> ConfigE
                        hint=hint or f"fix or unset {origin[1]}")
 
 
+def full_path(path: str) -> str:
+    """The absolute path a (possibly relative) configured path is read from: what errors name."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _beside(value: str, base: str | None) -> str:
+    """A path setting's value with `~` expanded; a relative one from a config file is taken
+    from the file's directory ``base`` (None: from the environment, left relative to the
+    current directory)."""
+    value = os.path.expanduser(value)
+    if base is None or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(base, value))
+
+
 def _read_secret_file(path: str, key: str, origin) -> str:
+    where = full_path(path)
     try:
-        return Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
+        return Path(where).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise _problem(origin, f"{key}_file", f"cannot read {quote(path)}: {exc.strerror or exc}") from None
+        raise _problem(origin, f"{key}_file", f"cannot read {quote(where)}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, ValueError):
-        raise _problem(origin, f"{key}_file", f"{quote(path)} is not UTF-8 text") from None
+        raise _problem(origin, f"{key}_file", f"{quote(where)} is not UTF-8 text") from None
 
 
 def _unknown(key) -> str:
@@ -334,7 +360,7 @@ def _read_file(p: Path) -> tuple[dict, dict]:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"config file {quote(where)}: cannot read ({exc.strerror or exc})",
+        raise ConfigError(f"config file {quote(full_path(where))}: cannot read ({exc.strerror or exc})",
                           hint="pass --config PATH or set MSTEAMS_CONFIG; `msteams emulator serve --write-config PATH` "
                                "writes one") from None
     try:
@@ -388,6 +414,10 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
         source = str(p)
         data, lines = _read_file(p)
         origin = {k: ("file", source, ln) for k, ln in lines.items()}
+        base = os.path.dirname(os.path.abspath(p))  # the file's paths are relative to where it is
+        for key in PATH_KEYS:
+            if key in data:
+                data[key] = _beside(data[key], base)
     props = schema()["properties"]
     for key in sorted(props):  # "client_secret" before "client_secret_file"
         var = f"MSTEAMS_{key.upper()}"
@@ -398,6 +428,8 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
         if problem:
             raise _problem(("env", var), key, problem,
                            hint=f"fix or unset {var}" + (f" (it overrides {source})" if path else ""))
+        if key in PATH_KEYS:
+            value = _beside(value, None)  # relative to the current directory, like a command line's
         data[key], origin[key] = value, ("env", var)
         if key.endswith("_file"):
             data.pop(key[:-5], None)  # the variable's file wins over a secret given directly
@@ -410,6 +442,6 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
     for key in _SECRET_KEYS:
         redact.register(getattr(cfg, key))
     if cfg.ca_bundle and not Path(cfg.ca_bundle).is_file():
-        raise _problem(origin["ca_bundle"], "ca_bundle", f"{quote(cfg.ca_bundle)} does not exist",
+        raise _problem(origin["ca_bundle"], "ca_bundle", f"{quote(full_path(cfg.ca_bundle))} does not exist",
                        hint="is the emulator that wrote this config still running?")
     return cfg

@@ -25,8 +25,9 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from integration.engine import redact
-from integration.engine.config import BOT_SCOPE, Config
+from integration.engine.config import BOT_SCOPE, Config, full_path
 from integration.engine.errors import AuthError, ConfigError, IntegrationError
+from integration.engine.untrusted import quote
 from integration.store.base import Store
 
 log = logging.getLogger("msteams.auth")
@@ -170,11 +171,14 @@ class Auth:
         if cfg.client_secret:
             return cfg.client_secret
         if cfg.certificate_path:
+            where = full_path(cfg.certificate_path)  # the full path tried
             try:
-                with open(cfg.certificate_path, encoding="utf-8") as f:
+                with open(where, encoding="utf-8") as f:
                     key = f.read()
-            except OSError as exc:
-                raise ConfigError(f"certificate_path {cfg.certificate_path!r}: {exc.strerror}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"certificate_path {quote(where)}: cannot read ({getattr(exc, 'strerror', None) or exc})",
+                                  hint="a relative certificate_path in a config file is taken from the config "
+                                       "file's directory") from None
             if not cfg.certificate_thumbprint:
                 raise ConfigError("certificate_path is set but certificate_thumbprint is not")
             return {"private_key": key, "thumbprint": cfg.certificate_thumbprint}

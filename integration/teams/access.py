@@ -105,19 +105,22 @@ def load_policy(path: str | None, registry=None) -> Policy:
     from integration.engine import yamlfile
     from integration.engine.errors import FileError
 
+    where = os.path.abspath(os.path.expanduser(path))  # the full path tried, in every error
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
+        with open(where, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"bot_access_file {quote(path)}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+        raise ConfigError(f"bot_access_file {quote(where)}: cannot read ({getattr(exc, 'strerror', None) or exc})",
+                          hint="a relative bot_access_file in a config file is taken from the config file's "
+                               "directory (from MSTEAMS_BOT_ACCESS_FILE, from the current directory)") from None
     try:
-        data = yamlfile.parse(text, path)[0]
+        data = yamlfile.parse(text, where)[0]
     except FileError as exc:
-        raise ConfigError(f"bot_access_file {quote(path)}: {exc}") from None
+        raise ConfigError(f"bot_access_file {quote(where)}: {exc}") from None
     try:
         return parse_policy(data, registry)
     except ConfigError as exc:
-        exc.message = f"{path}: {exc.message}"
+        exc.message = f"{where}: {exc.message}"
         raise
 
 
