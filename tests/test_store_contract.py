@@ -439,6 +439,14 @@ def test_purge_history_deletes_only_what_is_finished_and_old(make_store):
     assert s.call_events("call-old") == [] and len(s.call_events("call-new")) == 1
 
 
+def test_purge_history_of_an_empty_store_finds_nothing(make_store):
+    """A store nothing was written to yet (msteams store prune on a new one): every kind at 0,
+    counted or deleted."""
+    s = make_store()
+    assert s.purge_history(s.now(), dry_run=True) == dict.fromkeys(base.HISTORY_KINDS, 0)
+    assert s.purge_history(s.now()) == dict.fromkeys(base.HISTORY_KINDS, 0)
+
+
 def test_purge_history_goes_through_a_long_audit_log_in_chunks(make_store):
     clock = Clock()
     s = make_store(clock=clock)

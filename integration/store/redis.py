@@ -539,6 +539,8 @@ class RedisStore:
         n = kept = 0  # entries deleted (or counted); ids left in front (a dry run's)
         while True:
             ids = self.r.zrange(order, kept, kept + 499)
+            if not ids:  # an empty log (or the end of it): HMGET of no fields is an error in Redis
+                return n
             old, entries = [], []
             for aid, raw in zip(ids, self.r.hmget(data, ids)):
                 e = json.loads(raw) if raw is not None else None
