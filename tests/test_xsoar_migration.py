@@ -222,9 +222,14 @@ def scenario(name: str, emu, rt):
     if name == "microsoft-teams-create-messaging-endpoint":
         return {"engine_url": "https://bot.contoso.example:8443"}, \
             lambda r: r.context()["MicrosoftTeams.MessagingEndpoint"][0]["url"] == "https://bot.contoso.example:8443/api/messages"
-    if name in ("microsoft-teams-auth-start", "microsoft-teams-auth-complete"):
+    if name == "microsoft-teams-auth-start":  # returns at once: the URL and code, the sign-in pending
         execute("auth-reset", {}, rt)
-        return {}, lambda r: rt.auth.ready("delegated")
+        return {}, lambda r: not rt.auth.ready("delegated") and rt.auth.device_pending() is not None \
+            and r.outputs[0]["userCode"] in r.message
+    if name == "microsoft-teams-auth-complete":  # the fake tenant approves the code after the first poll
+        execute("auth-reset", {}, rt)
+        execute("microsoft-teams-auth-start", {}, rt)
+        return {}, lambda r: rt.auth.ready("delegated") and rt.auth.device_pending() is None
     # ---- the Management integration
     if name == "microsoft-teams-team-create":
         return {"display_name": "IR 99", "owner": ALICE, "visibility": "private", "allow_team_mentions": "true",

@@ -139,15 +139,8 @@ XSOAR_FILE = "xsoar_commands.json"  # XSOAR's command definitions (facts of XSOA
 
 # XSOAR commands that are no alias of ours: what to run instead (our command and fixed
 # arguments, or None), and why.
-XSOAR_INSTEAD: dict[str, tuple[str | None, dict, str]] = {
-    "microsoft-teams-auth-start": (
-        "auth-login", {"device_code": True},
-        "`auth-login device_code=true` starts and completes the device-code sign-in in one command: it prints the "
-        "code and the URL and waits for the sign-in."),
-    "microsoft-teams-auth-complete": (
-        "auth-login", {"device_code": True},
-        "Part of `auth-login device_code=true`, which waits for the sign-in started."),
-}
+# (None now: auth-start and auth-complete, once run as auth-login device_code=true, are aliases.)
+XSOAR_INSTEAD: dict[str, tuple[str | None, dict, str]] = {}
 
 
 def xsoar_commands() -> dict:

@@ -34,6 +34,11 @@ log = logging.getLogger("msteams.auth")
 
 FLOWS = ("app", "delegated", "bot")
 PENDING_LOGIN = "pending-login"
+# A device-code sign-in started by `auth-start`, waiting for `auth-complete`: MSAL's flow dict in
+# the store's key/value entries (state, not the directory cache, nor a token cache), kept until
+# the code expires.
+DEVICE_FLOW = ("auth_flow", "delegated-device-code")
+DEVICE_PENDING = ("authorization_pending", "slow_down")  # the person has not finished yet
 FLOW_SETUP = {
     "app": "set client_id, tenant_id and client_secret (or certificate_path + certificate_thumbprint) in the config",
     "delegated": "set client_id and tenant_id in the config, then run `msteams auth login`",
@@ -421,10 +426,7 @@ class Auth:
             elif device_code:
                 # Device code is a public-client flow ("Allow public client flows" on the app).
                 app = self.public_app(fresh)
-                flow = app.initiate_device_flow(scopes=scopes)
-                if "user_code" not in flow:
-                    raise AuthError(f"device-code sign-in failed: {flow.get('error')}: "
-                                    f"{redact.redact(flow.get('error_description', ''))}")
+                flow = self._initiate_device_flow(app)
                 out(flow["message"])
                 result = app.acquire_token_by_device_flow(flow)
             else:
@@ -433,11 +435,96 @@ class Auth:
             raise
         except Exception as exc:
             raise AuthError(f"delegated sign-in failed: {redact.redact(str(exc))[:200]}") from None
+        return self._finish_sign_in(fresh, result)
+
+    def _finish_sign_in(self, fresh, result: dict) -> TokenInfo:
+        """A sign-in's answer: its tokens (in ``fresh``) merged into the store's cache."""
         info = self._result("delegated", result)
         self._adopt("delegated", fresh)
         with self._lock:
             self._memo["delegated"] = info
         return info
+
+    def _initiate_device_flow(self, app) -> dict:
+        flow = app.initiate_device_flow(scopes=self._scopes("delegated"))
+        if "user_code" not in flow:
+            raise AuthError(f"device-code sign-in failed: {flow.get('error')}: "
+                            f"{redact.redact(flow.get('error_description', ''))}",
+                            hint="check that the app registration allows public client flows (device code)")
+        return flow
+
+    # ---- device code in two steps (auth-start, auth-complete) ----
+    def device_start(self) -> dict:
+        """Start a device-code sign-in and return at once: MSAL's flow (verification_uri,
+        user_code, message, expires_in) is kept in the store, for `device_complete` to finish
+        in another process, until the code expires. A sign-in already pending is replaced."""
+        if not self.cfg.delegated_configured:
+            raise AuthError("the delegated flow is not configured", hint=FLOW_SETUP["delegated"])
+        import msal
+
+        try:
+            flow = self._initiate_device_flow(self.public_app(msal.SerializableTokenCache()))
+        except IntegrationError:
+            raise
+        except Exception as exc:
+            raise AuthError(f"device-code sign-in failed: {redact.redact(str(exc))[:200]}",
+                            hint="check authority, ca_bundle and network access") from None
+        self.store.put(*DEVICE_FLOW, flow, ttl=max(1.0, float(flow["expires_at"]) - time.time()))
+        return flow
+
+    def device_pending(self) -> dict | None:
+        """The device-code sign-in `device_start` left waiting, unless it has expired."""
+        flow = self.store.get(*DEVICE_FLOW)
+        if not isinstance(flow, dict) or float(flow.get("expires_at") or 0) <= time.time():
+            return None
+        return flow
+
+    def device_complete(self, wait: float = 10.0) -> TokenInfo:
+        """Finish the sign-in `device_start` began: ask the token endpoint for up to ``wait``
+        seconds (0: once). Signed in: the tokens join the store's cache and the flow is dropped.
+        Not finished yet: AuthError (exit 3) saying so, the flow kept for another try. Expired,
+        declined or refused: AuthError, the flow dropped."""
+        if not self.cfg.delegated_configured:
+            raise AuthError("the delegated flow is not configured", hint=FLOW_SETUP["delegated"])
+        flow = self.device_pending()
+        if flow is None:
+            raise AuthError("no device-code sign-in is pending (none was started, or its code has expired)",
+                            hint="start one with `msteams auth-start` (`!microsoft-teams-auth-start`), sign in "
+                                 "with the code it prints, then run auth-complete")
+        import msal
+
+        fresh = msal.SerializableTokenCache()
+        deadline = time.monotonic() + max(0.0, wait)
+        try:
+            app = self.public_app(fresh)
+            too_soon = float(flow.get("latest_attempt_at") or 0) + float(flow.get("interval") or 5) - time.time()
+            if too_soon > 0 and wait > 0:  # the token endpoint answers slow_down to a poll this early
+                self.sleep(min(too_soon, wait))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # MSAL's "Attempted too soon" (wait=0, a retry)
+                result = app.acquire_token_by_device_flow(
+                    flow, exit_condition=lambda f: time.monotonic() >= deadline or f.get("expires_at", 0) < time.time())
+        except IntegrationError:
+            raise
+        except Exception as exc:  # the flow stays: the next auth-complete may get through
+            raise AuthError(f"delegated sign-in failed: {redact.redact(str(exc))[:200]}",
+                            hint="check authority, ca_bundle and network access, then run auth-complete again") from None
+        err = result.get("error")
+        if err in DEVICE_PENDING:
+            left = float(flow["expires_at"]) - time.time()
+            self.store.put(*DEVICE_FLOW, flow, ttl=max(1.0, left))  # MSAL noted the poll (and any slow_down)
+            raise AuthError(f"the sign-in is not finished yet: nobody has entered the code {flow['user_code']} at "
+                            f"{flow['verification_uri']} and signed in",
+                            hint=f"sign in there with the code, then run auth-complete again (`msteams auth-complete`, "
+                                 f"`!microsoft-teams-auth-complete`); the code expires in {max(0, int(left)) // 60} "
+                                 f"min {max(0, int(left)) % 60} s")
+        self.store.delete(*DEVICE_FLOW)  # signed in, or it can never succeed
+        if err == "expired_token":
+            raise AuthError("the device code has expired before the sign-in was finished",
+                            hint="start again with `msteams auth-start` (`!microsoft-teams-auth-start`)")
+        if err in ("authorization_declined", "access_denied"):
+            raise AuthError("the sign-in was declined", hint="start again with `msteams auth-start`")
+        return self._finish_sign_in(fresh, result)
 
     def _auth_code_login(self, app, scopes, port, hint, out, timeout) -> dict:
         listener = _RedirectListener(port)

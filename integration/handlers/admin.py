@@ -2,15 +2,38 @@
 cache reset and inspection. They run without choosing a Graph flow."""
 from __future__ import annotations
 
-HANDLERS = ("auth_login", "auth_status", "auth_reset", "generate_login_url", "cache_reset", "cache_show")
+HANDLERS = ("auth_login", "auth_start", "auth_complete", "auth_status", "auth_reset", "generate_login_url",
+            "cache_reset", "cache_show")
+
+
+def _signed_in_message(info) -> str:
+    return f"Signed in as {info.account or 'the delegated account'}; {len(info.permissions)} delegated permissions granted."
 
 
 def auth_login(ctx):
     a = ctx.args
     info = ctx.runtime.auth.login(device_code=a["device_code"], port=a["port"], login_hint=a.get("login_hint"),
                                   redirect_url=a.get("redirect_url"), out=ctx.runtime.echo)
-    return ctx.result([], None, message=f"Signed in as {info.account or 'the delegated account'}; "
-                                        f"{len(info.permissions)} delegated permissions granted.")
+    return ctx.result([], None, message=_signed_in_message(info))
+
+
+def auth_start(ctx):
+    """The device-code sign-in's first step: the URL and code, at once; auth-complete finishes it."""
+    import time
+
+    flow = ctx.runtime.auth.device_start()
+    left = max(0, int(float(flow["expires_at"]) - time.time()))
+    row = {"verificationUri": flow["verification_uri"], "userCode": flow["user_code"],
+           "expiresOn": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(flow["expires_at"])))}
+    return ctx.result([row], row, message=(
+        f"To sign in the delegated account, open {flow['verification_uri']} and enter the code {flow['user_code']} "
+        f"(within {round(left / 60)} minutes).\nThen run: msteams auth-complete (in a war room: !microsoft-teams-auth-complete)"))
+
+
+def auth_complete(ctx):
+    """The device-code sign-in's second step: signed in, or exit 3 saying it is not finished yet."""
+    info = ctx.runtime.auth.device_complete(wait=ctx.args["wait"])
+    return ctx.result([], None, message=_signed_in_message(info))
 
 
 def auth_status(ctx):
