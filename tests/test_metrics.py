@@ -83,8 +83,11 @@ def test_the_outbox_and_waiting_runs_are_read_from_the_store_at_scrape(served, m
     store.outbox_claim("k1", lease=60)
     store.outbox_set("k1", "sent", message_id="m1")
     store.outbox_claim("k2", lease=60)
+    store.outbox_claim("k3", lease=60)
+    store.outbox_set("k3", "pending", attempt=True, lease=60)  # its request is being written
     got = scrape(url)
     assert got['msteams_outbox_deliveries{state="sent"}'] == 1
+    assert got['msteams_outbox_deliveries{state="claimed"}'] == 1
     assert got['msteams_outbox_deliveries{state="pending"}'] == 1
     assert got['msteams_runs{status="waiting"}'] == 0 and got["msteams_questions_open"] == 0
 

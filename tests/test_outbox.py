@@ -96,6 +96,7 @@ def test_a_dead_senders_lease_runs_out_and_the_key_becomes_unknown(outbox, clock
     # a sender on another host that then went silent: only its lease tells
     claim = store.outbox_claim("k", target="Conor", lease=60, owner="elsewhere:1", holder_alive=alive)
     assert claim["prior"] is None
+    store.outbox_set("k", "pending", attempt=True, lease=60)  # it was writing the request
     busy = outbox.deliver("k", sender([]))
     assert busy.state == "pending"
     clock.t += 61
@@ -114,9 +115,40 @@ def test_a_key_held_by_a_dead_process_on_this_host_is_taken_over_at_once(outbox)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = f"{socket.gethostname()}:{gone.stdout.strip()}"
     outbox.store.outbox_claim("k", lease=300, owner=dead, holder_alive=alive)
+    outbox.store.outbox_set("k", "pending", attempt=True, lease=300)  # it died writing the request
     log = []
     d = outbox.deliver("k", sender(log))
     assert d.state == "unknown" and log == []  # no waiting for the lease, and no blind resend
+
+
+def test_a_holder_that_died_before_writing_sent_nothing_and_the_key_is_sent(outbox, clock):
+    """Killed while it held the key but before its request was written (resolving names,
+    waiting for a pacing slot): nothing was sent, so the next sender sends, never "unknown"."""
+    store = outbox.store
+    store.outbox_claim("k", target="Conor", lease=60, owner="elsewhere:1", holder_alive=alive)
+    assert outbox.deliver("k", sender([])).state == "pending"  # held: not taken while its lease runs
+    clock.t += 61
+    log = []
+    d = outbox.deliver("k", sender(log))
+    assert d.state == "sent" and len(log) == 1
+
+
+def test_a_send_that_fails_before_the_write_is_failed_even_if_the_error_looks_ambiguous(outbox):
+    """With pending_at_write the client says when it writes; an error before that (a token
+    refused, a connection that never opened) cannot have been applied."""
+    from integration.delivery.outbox import before_write
+
+    with pytest.raises(GraphError):
+        outbox.deliver("k1", sender([], GraphError("connection failed")), pending_at_write=True)
+    assert outbox.state("k1")["state"] == "failed"
+
+    def writes_then_times_out():
+        before_write()
+        raise GraphError("timed out")
+
+    with pytest.raises(UnknownDelivery):
+        outbox.deliver("k2", writes_then_times_out, pending_at_write=True)
+    assert outbox.state("k2")["state"] == "unknown"
 
 
 def test_keys_are_stable_and_distinct():

@@ -1,14 +1,18 @@
 """Exactly-once delivery: every outbound message has a delivery key, and its state lives in
 the store (pending, sent with the message id, failed with the reason, unknown).
 
-    new ──send──> sent                          nothing under this key is sent again
-     │     └────> failed (the service refused)  sent again on a later attempt
-     └──ambiguous (timeout, dropped connection, 5xx on a POST)──> reconcile:
-            read the conversation back for our message: found -> sent, absent -> sent again once,
-            cannot be read back -> unknown (reported; sent again only when asked)
+    new ──claim──> claimed ──about to write──> pending ──> sent   nothing under this key is sent again
+                      │                          └────> failed (refused, or never written)
+                      │                          └──ambiguous (timeout or reset after the write,
+                      │                             5xx on a POST)──> reconcile:
+                      │       read the conversation back for our message: found -> sent, absent ->
+                      │       sent again once, cannot be read back -> unknown (sent again only when asked)
+                      └── the holder died before writing: nothing was sent; the next sender sends
 
-A key stays `pending` while one sender holds it; a pending key whose lease ran out belongs to
-a sender that died mid-send, and is treated as an ambiguous outcome. Keys are the caller's:
+A sender holds the key (`claimed`) while it prepares and waits for its pacing slot, and marks it
+`pending` only when the HTTP client is about to write the one request that sends (the client
+calls :func:`before_write`): a key still `claimed` when its holder died was never sent, and
+only a `pending` one whose lease ran out is of ambiguous outcome. Keys are the caller's:
 (run, step, recipient) for playbooks, (command, recipient, message digest) or the caller's own
 `dedupe_key` for a command run by hand.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -24,7 +29,19 @@ from integration.engine.errors import GraphError, IntegrationError, NotSent, Thr
 from .owners import alive, owner_id
 
 LEASE_SECONDS = 300.0
-STATES = ("pending", "sent", "failed", "unknown")
+STATES = ("claimed", "pending", "sent", "failed", "unknown")
+
+# The delivery this thread is sending, if its sender lets the HTTP client say when it writes.
+_writing = threading.local()
+
+
+def before_write() -> None:
+    """Called by the HTTP client just before it writes a request that changes something (a
+    POST): the delivery being sent on this thread, if any, becomes ``pending`` now, once."""
+    mark = getattr(_writing, "mark", None)
+    if mark is not None:
+        _writing.mark = None
+        mark()
 
 
 def delivery_key(*parts: Any) -> str:
@@ -104,10 +121,12 @@ class Outbox:
 
     def deliver(self, key: str, send: Callable[[], tuple[str | None, Any]], *,
                 read_back: Callable[[], str | None] | None = None, target: str = "",
-                resend_unknown: bool = False) -> Delivery:
+                resend_unknown: bool = False, pending_at_write: bool = False) -> Delivery:
         """Send once under ``key``. ``send()`` returns (message id, value) or raises;
         ``read_back()`` (where the conversation can be read) returns the id of the message
-        this delivery posted, or None when it is not there."""
+        this delivery posted, or None when it is not there. ``pending_at_write``: ``send``
+        writes through the Graph client, which says when it writes (:func:`before_write`), so
+        the delivery is pending only from then, and a failure before it is certain: failed."""
         claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
         prior, row = claim["prior"], claim["row"]
         attempts = row.get("attempts", 0)
@@ -125,7 +144,7 @@ class Outbox:
                 reason = row.get("reason") or "an earlier attempt was interrupted; its outcome is not known"
                 self.store.outbox_set(key, "unknown", reason=reason)
                 return Delivery(key, "unknown", reason=reason, attempts=attempts)
-        return self._send(key, send, read_back, target)
+        return self._send(key, send, read_back, target, pending_at_write)
 
     @staticmethod
     def _look(read_back) -> tuple[bool, str | None]:
@@ -137,14 +156,23 @@ class Outbox:
         except IntegrationError:
             return False, None
 
-    def _send(self, key: str, send, read_back, target: str) -> Delivery:
+    def _send(self, key: str, send, read_back, target: str, pending_at_write: bool = False) -> Delivery:
         for attempt in (0, 1):
-            self.store.outbox_set(key, "pending", attempt=True, lease=self.lease)
+            written: list[bool] = []
+
+            def mark() -> None:
+                self.store.outbox_set(key, "pending", attempt=True, lease=self.lease)
+                written.append(True)
+
+            if pending_at_write:
+                _writing.mark = mark
+            else:
+                mark()
             try:
                 message_id, value = send()
             except IntegrationError as exc:
                 reason = exc.message.splitlines()[0]
-                if not ambiguous(exc):
+                if not written or not ambiguous(exc):  # refused, or never written: not applied
                     self.store.outbox_set(key, "failed", reason=reason)
                     raise
                 # The write may have been applied: look before sending again.
@@ -158,6 +186,8 @@ class Outbox:
                 raise UnknownDelivery(f"{target or 'delivery ' + key[:12]}: outcome unknown: {reason}",
                                       hint="it may have arrived: check the conversation, and resend with "
                                            "resend_unknown=true only if it did not") from None
+            finally:
+                _writing.mark = None
             self.store.outbox_set(key, "sent", message_id=message_id)
             return Delivery(key, "sent", message_id, attempts=attempt + 1, value=value)
         raise AssertionError("unreachable")

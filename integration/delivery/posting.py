@@ -56,6 +56,6 @@ def post_once(ctx, path: str, body: dict, key: str, target: str) -> tuple[dict, 
                 return m.get("id")
         return None
 
-    d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=target,
+    d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=target, pending_at_write=True,
                                   resend_unknown=ctx.args.get("resend_unknown", False)).settled(target)
     return dict(d.value or {"id": d.message_id}), d.reused

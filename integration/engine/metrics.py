@@ -106,7 +106,7 @@ class _StoreCollector:
             self._cached = (now, self._read())
         outbox, waiting, questions = self._cached[1]
         g = GaugeMetricFamily("msteams_outbox_deliveries", "Deliveries in the outbox, by state", labels=["state"])
-        for state in ("pending", "sent", "failed", "unknown"):
+        for state in ("claimed", "pending", "sent", "failed", "unknown"):  # as delivery/outbox.py's STATES
             g.add_metric([state], outbox.get(state, 0))
         yield g
         r = GaugeMetricFamily("msteams_runs", "Playbook runs, by status (waiting: on a question)", labels=["status"])

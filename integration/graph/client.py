@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from integration.delivery.backoff import MAX_BACKOFF_SECONDS, retry_after_seconds, retry_delay
+from integration.delivery.outbox import before_write
 from integration.engine.errors import (
     AuthError,
     GraphError,
@@ -225,6 +226,8 @@ class Client:
             if ticket is not None and ticket.waited:
                 _note("paced", ticket.waited)
             t0 = time.monotonic()
+            if method not in IDEMPOTENT:
+                before_write()  # the delivery this request sends (if any) is pending from here on
             try:
                 try:
                     resp = self.session.request(method, url, params=params, json=json, headers=hdrs,

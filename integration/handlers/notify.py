@@ -304,7 +304,8 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
         return sent.get("id"), sent
 
     # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
-    d = Outbox(ctx.store).deliver(p["key"], send, target=label, resend_unknown=ctx.args.get("resend_unknown", False))
+    d = Outbox(ctx.store).deliver(p["key"], send, target=label, pending_at_write=True,
+                                  resend_unknown=ctx.args.get("resend_unknown", False))
     if d.state == "pending":
         raise HeldElsewhere(f"{label}: {d.reason}")
     d.settled(label)

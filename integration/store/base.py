@@ -56,15 +56,24 @@ def entry_keys(value: dict, aliases: Iterable[str] = ()) -> list[str]:
 
 
 def claim_decision(row: dict | None, now: float, holder_alive) -> tuple[str | None, bool]:
-    """What an outbox key was (``prior``: None, sent, pending, stale, failed or unknown) and
-    whether the claimer takes it: the one rule of both backends' ``outbox_claim``."""
+    """What an outbox key was (``prior``: None, sent, pending, stale, claimed, failed or unknown)
+    and whether the claimer takes it: the one rule of both backends' ``outbox_claim``.
+
+    A claim marks the key ``claimed`` (held, nothing written yet); the sender marks it
+    ``pending`` only when it is about to write the request. So a holder that died while
+    ``claimed`` sent nothing (``prior`` "claimed": send), and only one that died ``pending``
+    may have (``prior`` "stale": look before sending again)."""
     if row is None:
         return None, True
     if row["state"] == "sent":
         return "sent", False
-    if row["state"] == "pending" and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
+    if row["state"] in HELD and (row["lease_until"] or 0) > now and holder_alive(row["owner"]):
         return "pending", False
     return ("stale" if row["state"] == "pending" else row["state"]), True
+
+
+# Outbox states in which a sender holds the key's lease.
+HELD = ("claimed", "pending")
 
 
 def assume_alive(owner: str) -> bool:

@@ -412,15 +412,15 @@ class RedisStore:
             row = self._outbox_decode(pipe.hgetall(hkey))
             prior, take = claim_decision(row, now, holder_alive)
             if row is None:
-                row = {"key": key, "state": "pending", "target": target, "attempts": 0}
+                row = {"key": key, "state": "claimed", "target": target, "attempts": 0}
                 pipe.multi()
-                pipe.hset(hkey, mapping={"key": key, "state": "pending", "target": target, "attempts": 0,
+                pipe.hset(hkey, mapping={"key": key, "state": "claimed", "target": target, "attempts": 0,
                                          "lease_until": repr(now + lease), "owner": owner, "created": repr(now),
                                          "updated": repr(now)})
                 pipe.zadd(self.k("outbox"), {key: now})
             elif take:
                 pipe.multi()
-                pipe.hset(hkey, mapping={"state": "pending", "lease_until": repr(now + lease), "owner": owner,
+                pipe.hset(hkey, mapping={"state": "claimed", "lease_until": repr(now + lease), "owner": owner,
                                          "updated": repr(now)})
                 pipe.zadd(self.k("outbox"), {key: now})
             result.update(prior=prior, row=row)

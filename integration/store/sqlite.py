@@ -443,10 +443,10 @@ class SQLiteStore:
             prior, take = claim_decision(row, now, holder_alive)
             if row is None:
                 c.execute("INSERT INTO outbox(key,state,target,lease_until,owner,created,updated) VALUES (?,?,?,?,?,?,?)",
-                          (key, "pending", target, now + lease, owner, now, now))
-                row = {"key": key, "state": "pending", "target": target, "attempts": 0}
+                          (key, "claimed", target, now + lease, owner, now, now))
+                row = {"key": key, "state": "claimed", "target": target, "attempts": 0}
             elif take:
-                c.execute("UPDATE outbox SET state='pending', lease_until=?, owner=?, updated=? WHERE key=?",
+                c.execute("UPDATE outbox SET state='claimed', lease_until=?, owner=?, updated=? WHERE key=?",
                           (now + lease, owner, now, key))
             c.execute("COMMIT")
         return {"prior": prior, "row": row}
