@@ -410,13 +410,18 @@ class Emulator:
                if self.throttle.speed != 1.0 and math.isfinite(self.throttle.speed) else {}),
         }
 
-    def write_config(self, path: str) -> str:
-        """Write :meth:`config` as YAML, readable only by the owner (it holds secrets)."""
+    def write_config(self, path: str, store_path: str | None = None) -> str:
+        """Write :meth:`config` as YAML, readable only by the owner (it holds secrets); with
+        ``store_path``, the config names that context store (``msteams emulator serve
+        --write-config`` gives each config its own, beside it)."""
         path = os.path.abspath(path)
+        cfg = self.config()
+        if store_path:
+            cfg["store_path"] = os.path.abspath(store_path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(self.config(), f, sort_keys=False, allow_unicode=True)
+            yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
         return path
 
     def info(self) -> dict:
