@@ -143,3 +143,12 @@ def test_starting_again_replaces_the_pending_sign_in(emu, runtime):
     assert first != second and runtime.auth.device_pending()["user_code"] == second
     r = execute("auth-complete", {}, runtime)
     assert r.message.startswith(f"Signed in as {SVC}") and runtime.auth.ready("delegated")
+
+
+def test_auth_reset_forgets_a_pending_sign_in(emu, runtime):
+    execute("auth-start", {}, runtime)
+    execute("auth-reset", {}, runtime)
+    assert runtime.auth.device_pending() is None
+    with pytest.raises(AuthError):
+        execute("auth-complete", {}, runtime)
+    assert not runtime.auth.ready("delegated")

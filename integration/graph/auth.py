@@ -582,9 +582,11 @@ class Auth:
         return result
 
     def reset(self) -> int:
+        """Sign every flow out: the token caches, and any sign-in still pending, forgotten."""
         self._memo.clear()
         self._caches.clear()
         self._apps.clear()
+        self.store.delete(*DEVICE_FLOW)
         return self.store.clear_tokens()
 
     def status(self, check: bool = True) -> list[dict]:
