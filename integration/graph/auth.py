@@ -582,12 +582,15 @@ class Auth:
         return result
 
     def reset(self) -> int:
-        """Sign every flow out: the token caches, and any sign-in still pending, forgotten."""
         self._memo.clear()
         self._caches.clear()
         self._apps.clear()
-        self.store.delete(*DEVICE_FLOW)
         return self.store.clear_tokens()
+
+    def device_cancel(self) -> None:
+        """Forget the device-code sign-in auth-start left pending (auth-reset signs out: nothing
+        left to complete; cache-reset keeps it, as all state)."""
+        self.store.delete(*DEVICE_FLOW)
 
     def status(self, check: bool = True) -> list[dict]:
         rows = []

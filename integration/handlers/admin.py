@@ -43,6 +43,7 @@ def auth_status(ctx):
 
 def auth_reset(ctx):
     n = ctx.runtime.auth.reset()
+    ctx.runtime.auth.device_cancel()  # signed out: no sign-in left pending either
     return ctx.result([], None, message=f"Signed out: {n} token cache(s) removed.")
 
 
