@@ -174,9 +174,9 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
         learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"])
         if learned and learned.get("conversationId"):
             return learned["conversationId"], user["id"], label, learned.get("serviceUrl")
-        known = ctx.store.get("bot_conversation", _conv_key(ctx, user["id"]))
+        known = conversations.opened(ctx.store, ctx.cfg.bot_id, user["id"])
         if known:
-            return known["id"], user["id"], label, None
+            return known["conversationId"], user["id"], label, None
         try:
             return _create_user_conversation(ctx, user["id"], tenant, label), user["id"], label, None
         except NotFound:
@@ -184,10 +184,6 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
                 continue
             raise
     raise AssertionError("unreachable")
-
-
-def _conv_key(ctx, user_id: str) -> str:
-    return f"{ctx.cfg.bot_id}/{user_id}"
 
 
 def _create_user_conversation(ctx, user_id: str, tenant: str, label: str) -> str:
@@ -203,7 +199,7 @@ def _create_user_conversation(ctx, user_id: str, tenant: str, label: str) -> str
                                    flow="bot", hint=NOT_INSTALLED_HINT) from None
         raise
     conv_id = need_id(conv, f"Bot Connector POST /v3/conversations for {label}")
-    ctx.store.put("bot_conversation", _conv_key(ctx, user_id), {"id": conv_id})
+    conversations.remember_opened(ctx.store, ctx.cfg.bot_id, user_id, conv_id, tenant)
     return conv_id
 
 
@@ -322,7 +318,6 @@ def _heal(ctx, p: dict, exc: IntegrationError) -> str:
     base = p["conv_id"].partition(";messageid=")[0]
     conversations.mark_gone(ctx.store, bot_id, p["kind"], p["rid"], exc.code)
     if p["kind"] == "user":
-        ctx.store.delete("bot_conversation", _conv_key(ctx, p["rid"]))
         log.info("%s: conversation %s refused (%s); opening it again", label, base, exc.code)
         return _create_user_conversation(ctx, p["rid"], p["tenant"], label)
     if exc.code == "BotNotInConversationRoster":

@@ -30,6 +30,11 @@ DEFAULT_TTL = 24 * 3600.0
 NAME_KINDS = ("user_name", "team_name", "channel_name")
 # The directory cache's kinds: `counts()` lists each of them, at 0 when empty.
 DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member") + NAME_KINDS
+# What `clear` (cache-reset) may remove: what can be fetched again (the directory, names found
+# missing, the health check's probe). Every other kind of the key/value store is state that
+# cannot be fetched again (a mirror webhook's delivered mark, a sign-in in progress, the bot's
+# opened conversations of a store written before they had their own table) and survives it.
+CACHE_KINDS = DIRECTORY_KINDS + ("user_miss", "health_probe")
 # What `purge_history` deletes, in the order of its answer.
 HISTORY_KINDS = ("outbox", "runs", "questions", "bot_audit", "call_events")
 # A bot audit entry's fields, as `audit_list` answers them.

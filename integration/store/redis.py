@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from integration.engine.errors import STORE_SERVER_HINT, ConfigError
-from .base import AUDIT_COLS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
+from .base import AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
 # The same compact JSON as the SQLite store writes (index_names joins stored values as text).
 from .sqlite import _dumps, _encode
 
@@ -330,6 +330,8 @@ class RedisStore:
         removed = {}
         pipe = self.r.pipeline(transaction=True)
         for kind in self._kinds():
+            if kind not in CACHE_KINDS:  # state: it cannot be fetched again (see base.CACHE_KINDS)
+                continue
             removed[kind] = self.r.hlen(self.k("c", kind))
             pipe.delete(self.k("c", kind))
         if include_tokens:

@@ -25,7 +25,7 @@ from pathlib import Path
 from integration.engine.errors import ConfigError
 # The names every backend shares live in base (the store's door); imported here too, so that
 # `from integration.store.sqlite import DEFAULT_TTL` (and the rest) keeps working.
-from .base import (AUDIT_COLS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
+from .base import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
                    assume_alive, claim_decision, entry_keys, name_key)
 
 # Only type checkers read these (no run-time import of typing's names for an annotation).
@@ -385,11 +385,14 @@ class SQLiteStore:
         return out
 
     def clear(self, *, include_tokens: bool = False) -> dict[str, int]:
-        """cache-reset: forget directory data (and tokens when asked). Returns what was removed."""
+        """cache-reset: forget what can be fetched again (CACHE_KINDS; and tokens when asked).
+        Returns what was removed, per kind."""
+        marks = ",".join("?" * len(CACHE_KINDS))
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
-            removed = dict(c.execute("SELECT kind, COUNT(*) FROM cache GROUP BY kind").fetchall())
-            c.execute("DELETE FROM cache")
+            removed = dict(c.execute(f"SELECT kind, COUNT(*) FROM cache WHERE kind IN ({marks}) GROUP BY kind",
+                                     CACHE_KINDS).fetchall())
+            c.execute(f"DELETE FROM cache WHERE kind IN ({marks})", CACHE_KINDS)
             if include_tokens:
                 removed["token_caches"] = c.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]
                 c.execute("DELETE FROM tokens")

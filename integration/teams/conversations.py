@@ -12,6 +12,8 @@ Keys (per bot, so two bots sharing a store do not mix):
   conversation is the General channel, whose thread id Teams calls the team id);
 - ``chat/{bot}/{chat id}``: a group chat the bot is in;
 - ``service/{bot}/{service url}``: a service URL Teams gave (the bot token may be sent there);
+- ``opened/{bot}/{aad object id}``: the 1:1 conversation the bot itself opened with that user
+  through the Bot Connector (``send-notification`` to someone who never wrote to the bot);
 - ``tenant/{bot}/{tenant id}``: the service URL Teams last gave for that tenant, which replaces
   the one stored with each of the tenant's conversations (Teams moves a tenant between regions).
 
@@ -148,6 +150,29 @@ def _channel_key(bot_id: str, channel_id: str) -> str:
     return f"channel/{bot_id}/{channel_id.strip()}"
 
 
+def opened(store, bot_id: str, user_id: str) -> dict | None:
+    """The 1:1 conversation the bot opened with a user (conversationId), or None. A store
+    written before these had their own key kept them in the directory cache: read there too."""
+    ref = _usable(store.conversation_get(_opened_key(bot_id, user_id)))
+    if ref is None and store.conversation_get(_opened_key(bot_id, user_id)) is None:
+        legacy = store.get("bot_conversation", f"{bot_id}/{user_id}")
+        if legacy and legacy.get("id"):
+            ref = remember_opened(store, bot_id, user_id, legacy["id"], None)
+    return ref
+
+
+def remember_opened(store, bot_id: str, user_id: str, conversation_id: str, tenant_id: str | None, *,
+                    clock=time.time) -> dict:
+    ref = {"conversationId": conversation_id, "userId": user_id, "botId": bot_id, "tenantId": tenant_id,
+           "openedAt": clock(), "type": "personal"}
+    store.conversation_put(_opened_key(bot_id, user_id), "opened", ref)
+    return ref
+
+
+def _opened_key(bot_id: str, user_id: str) -> str:
+    return f"opened/{bot_id}/{user_id.strip().lower()}"
+
+
 def tenant_service_url(store, bot_id: str, tenant_id: str | None) -> str | None:
     """The service URL Teams last gave for this tenant, if an activity from it was verified."""
     if not tenant_id:
@@ -167,10 +192,14 @@ def gone(exc: BaseException) -> bool:
 def mark_gone(store, bot_id: str, kind: str, target_id: str, why: str, *, clock=time.time) -> None:
     """Stop using a learned reference Teams refused (kind ``user`` or ``channel``); its record
     stays, marked, until Teams tells the bot about that conversation again (:func:`learn`)."""
-    key = _personal_key(bot_id, target_id) if kind == "user" else _channel_key(bot_id, target_id)
-    ref = store.conversation_get(key)
-    if ref and not ref.get("gone"):
-        store.conversation_put(key, kind, dict(ref, gone=why, goneAt=clock()))
+    keys = ([(_personal_key(bot_id, target_id), "user"), (_opened_key(bot_id, target_id), "opened")]
+            if kind == "user" else [(_channel_key(bot_id, target_id), "channel")])
+    for key, key_kind in keys:
+        ref = store.conversation_get(key)
+        if ref and not ref.get("gone"):
+            store.conversation_put(key, key_kind, dict(ref, gone=why, goneAt=clock()))
+    if kind == "user":  # a store written before opened conversations had their own key
+        store.delete("bot_conversation", f"{bot_id}/{target_id}")
 
 
 def _service_key(bot_id: str, service_url: str) -> str:
