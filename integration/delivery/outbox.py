@@ -80,6 +80,15 @@ class Delivery:
     attempts: int = 0
     reused: bool = False   # True: already delivered earlier under this key; nothing was sent now
     value: Any = None      # what the sender returned (on a fresh send)
+    unrecorded: str | None = None  # sent, but the store failed to record it: why, and where it is kept
+
+    @property
+    def status(self) -> str:
+        """How a row reports it: sent, already sent, sent-unrecorded (arrived; recorded on the
+        next run), or the state."""
+        if self.state == "sent":
+            return "already sent" if self.reused else "sent-unrecorded" if self.unrecorded else "sent"
+        return self.state
 
     @property
     def ok(self) -> bool:
@@ -127,6 +136,9 @@ class Outbox:
         this delivery posted, or None when it is not there. ``pending_at_write``: ``send``
         writes through the Graph client, which says when it writes (:func:`before_write`), so
         the delivery is pending only from then, and a failure before it is certain: failed."""
+        from . import spill
+
+        spill.replay(self.store)  # what an earlier run sent but could not record: recorded first
         claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
         prior, row = claim["prior"], claim["row"]
         attempts = row.get("attempts", 0)
@@ -188,9 +200,23 @@ class Outbox:
                                            "resend_unknown=true only if it did not") from None
             finally:
                 _writing.mark = None
-            self.store.outbox_set(key, "sent", message_id=message_id)
+            try:
+                self.store.outbox_set(key, "sent", message_id=message_id)
+            except Exception as exc:  # noqa: BLE001 - the message arrived: never report it as failed
+                why = self.unrecorded(exc, {"kind": "sent", "key": key, "message_id": message_id, "target": target})
+                return Delivery(key, "sent", message_id, attempts=attempt + 1, value=value, unrecorded=why)
             return Delivery(key, "sent", message_id, attempts=attempt + 1, value=value)
         raise AssertionError("unreachable")
+
+    def unrecorded(self, exc: BaseException, entry: dict) -> str:
+        """The store failed to record something a send did (a sent mark, a message reference):
+        keep it locally for the next run (delivery/spill.py) and say so."""
+        from . import spill
+
+        err = failure_of(exc)[1]
+        kept = spill.keep(self.store, entry)
+        where = f"kept in {kept}; recorded on the next run" if kept else "and it could not be kept locally either"
+        return f"sent, but not recorded: {err.message.splitlines()[0]} ({where})"
 
     def forget(self, key: str) -> None:
         self.store.outbox_delete(key)

@@ -26,9 +26,10 @@ def _created_after(created: str | None, since: float | None) -> bool:
     return t >= since - CLOCK_SKEW
 
 
-def post_once(ctx, path: str, body: dict, key: str, target: str) -> tuple[dict, bool]:
+def post_once(ctx, path: str, body: dict, key: str, target: str):
     """POST ``body`` to ``path`` (…/messages or …/replies) once under ``key``. Returns (the
-    message, or {"id": ...} when it was found by reading back; whether it had been sent before)."""
+    message, or {"id": ...} when it was found by reading back; the outbox's Delivery: its
+    ``status`` says sent, already sent or sent-unrecorded)."""
     started: dict = {}
 
     def send():
@@ -58,4 +59,4 @@ def post_once(ctx, path: str, body: dict, key: str, target: str) -> tuple[dict, 
 
     d = Outbox(ctx.store).deliver(key, send, read_back=read_back, target=target, pending_at_write=True,
                                   resend_unknown=ctx.args.get("resend_unknown", False)).settled(target)
-    return dict(d.value or {"id": d.message_id}), d.reused
+    return dict(d.value or {"id": d.message_id}), d

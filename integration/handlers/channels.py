@@ -150,12 +150,13 @@ def channel_message_send(ctx):
     where = f"channel '{chan.get('displayName')}'"
     key = delivery_key(delivery_scope(ctx), team["id"], chan["id"], args.get("reply_to"))
     try:
-        msg, reused = post_once(ctx, path, body, key, where)
+        msg, d = post_once(ctx, path, body, key, where)
     except PermissionDenied as exc:
         if not exc.permissions and chan.get("membershipType") in ("private", "shared"):
             exc.hint = (f"the signed-in account must be a member of the {chan['membershipType']} channel: "
                         "add it with `msteams channel-user-add`")
         raise
-    if reused:
+    if d.reused:
         return ctx.result(msg, msg, message=f"Already sent to {where} under this delivery key: not sent again.")
-    return ctx.result(msg, msg, message=(f"Reply sent in {where}." if args.get("reply_to") else f"Message sent to {where}."))
+    note = f"Reply sent in {where}." if args.get("reply_to") else f"Message sent to {where}."
+    return ctx.result(msg, msg, message=note + (f" {d.unrecorded}" if d.unrecorded else ""))

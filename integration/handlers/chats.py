@@ -67,9 +67,11 @@ def _target_chat(ctx, name: str) -> dict:
 def _send_to_chat(ctx, name: str, body: dict, scope: tuple) -> dict:
     chat = _target_chat(ctx, name)
     label = chat.get("topic") or chat.get("label") or chat["id"]
-    msg, reused = post_once(ctx, f"/chats/{seg(chat['id'])}/messages", body, delivery_key(scope, chat["id"]), label)
+    msg, d = post_once(ctx, f"/chats/{seg(chat['id'])}/messages", body, delivery_key(scope, chat["id"]), label)
     msg.setdefault("chatId", chat["id"])
-    msg.update(deliveryStatus="already sent" if reused else "sent", recipient=label)
+    msg.update(deliveryStatus=d.status, recipient=label)
+    if d.unrecorded:
+        msg["error"] = d.unrecorded
     return msg
 
 

@@ -24,6 +24,8 @@ from integration.teams import conversations
 from integration.graph.resolve import Prefetch, Resolver, is_guid, is_thread_id
 
 log = logging.getLogger("msteams.notify")
+# A row's statuses that mean the recipient has the message.
+SENT = ("sent", "already sent", "sent-unrecorded")
 
 HANDLERS = ("send_notification", "message_update")
 
@@ -293,20 +295,28 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
                 healed = True
                 where["conv_id"] = _heal(ctx, p, exc)
         conv_id, service_url = where["conv_id"], where["service_url"]
-        ctx.store.save_message_ref(ref, {
+        value = {
             "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
             "recipient": label, "recipientId": p["rid"], "recipientType": p["kind"], "botId": ctx.cfg.bot_id,
-            "sentAt": _now(), "card": "attachments" in activity})
+            "sentAt": _now(), "card": "attachments" in activity}
+        try:
+            ctx.store.save_message_ref(ref, value)
+        except Exception as exc:  # noqa: BLE001 - the message arrived: keep its reference for the next run
+            lost_ref.append(box.unrecorded(exc, {"kind": "message_ref", "ref": ref, "value": value}))
         return sent.get("id"), sent
 
+    lost_ref: list[str] = []
+    box = Outbox(ctx.store)
     # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
-    d = Outbox(ctx.store).deliver(p["key"], send, target=label, pending_at_write=True,
-                                  resend_unknown=ctx.args.get("resend_unknown", False))
+    d = box.deliver(p["key"], send, target=label, pending_at_write=True,
+                    resend_unknown=ctx.args.get("resend_unknown", False))
+    if lost_ref and not d.unrecorded:
+        d.unrecorded = lost_ref[0]
     if d.state == "pending":
         raise HeldElsewhere(f"{label}: {d.reason}")
     d.settled(label)
-    return {"recipient": label, "recipientType": p["kind"], "status": "already sent" if d.reused else "sent",
-            "error": None, "messageRef": ref, "activityId": d.message_id, "conversationId": where["conv_id"],
+    return {"recipient": label, "recipientType": p["kind"], "status": d.status,
+            "error": d.unrecorded, "messageRef": ref, "activityId": d.message_id, "conversationId": where["conv_id"],
             "deliveryKey": p["key"]}
 
 
@@ -354,7 +364,7 @@ def send_notification(ctx):
         if lookups.prefetch is not None:
             lookups.prefetch.close()
     rows, errors = _rows(outcomes)
-    sent_n = sum(r["status"] in ("sent", "already sent") for r in rows)
+    sent_n = sum(r["status"] in SENT for r in rows)
     if not sent_n and ctx.args.get("fail_on") != "none":
         first = errors[0]
         if len(errors) > 1:
@@ -369,7 +379,7 @@ def send_notification(ctx):
         note += f" {again} had it already (same delivery key): not sent again."
     if sent_n < len(rows):
         note += " Not sent: " + "; ".join(f"{r['recipient']}: {r['status']}: {r['error']}" for r in rows
-                                        if r["status"] not in ("sent", "already sent"))
+                                        if r["status"] not in SENT)
     return ctx.result(rows, rows, message=note, failed=len(errors))
 
 
