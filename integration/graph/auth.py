@@ -13,6 +13,10 @@ bypassing every cache (integration-health).
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the protocol is for type checkers
+    from integration.store.base import Store
+
 import base64
 import json
 import logging
@@ -28,7 +32,6 @@ from integration.engine import redact
 from integration.engine.config import BOT_SCOPE, Config, full_path
 from integration.engine.errors import AuthError, ConfigError, IntegrationError
 from integration.engine.untrusted import quote
-from integration.store.base import Store
 
 log = logging.getLogger("msteams.auth")
 

@@ -8,13 +8,16 @@ path segments.
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the protocol is for type checkers
+    from integration.store.base import Store
+
 import re
 from urllib.parse import quote
 
 from integration.engine.errors import AmbiguousError, NotFound
 from integration.engine.untrusted import quote as quoted  # how a message shows a user's value
 from .client import Client, items_of, need_id, odata_literal, seg
-from integration.store.base import Store
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 USER_SELECT = "id,displayName,mail,userPrincipalName,userType"

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from integration.engine.errors import STORE_SERVER_HINT, ConfigError
-from .base import AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
+from .rules import AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
 # The same compact JSON as the SQLite store writes (index_names joins stored values as text).
 from .sqlite import _dumps, _encode
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from integration.engine.errors import ConfigError
 # The names every backend shares live in base (the store's door); imported here too, so that
 # `from integration.store.sqlite import DEFAULT_TTL` (and the rest) keeps working.
-from .base import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
+from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
                    assume_alive, claim_decision, entry_keys, name_key)
 
 # Only type checkers read these (no run-time import of typing's names for an annotation).
