@@ -329,10 +329,8 @@ class TeamsChannel:
             return self.deliver(activity, bot.app_id)
         t = self._team(team)
         self.state.bot_removed_teams.discard(t.id)
-        general = self._channel(t, None)
-        owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
-        u = self._user(installer) if installer else self.state.users[owner]
-        conv = {"conversationType": "channel", "isGroup": True, "id": general.id}
+        general, owner, conv = self._team_place(t)
+        u = self._user(installer) if installer else owner
         install = self._envelope("installationUpdate", u, bot, conv, self._team_data(t, general))
         install["action"] = "add"
         self.deliver(install, bot.app_id)
@@ -341,6 +339,12 @@ class TeamsChannel:
         update["membersAdded"] = [{"id": f"28:{bot.app_id}"}] + [
             {"id": user_mri(m.user_id), "aadObjectId": m.user_id} for m in t.members]
         return self.deliver(update, bot.app_id)
+
+    def _team_place(self, t) -> tuple:
+        """Where Teams speaks for a team: its General channel, the owner acting, the conversation."""
+        general = self._channel(t, None)
+        owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
+        return general, self.state.users[owner], {"conversationType": "channel", "isGroup": True, "id": general.id}
 
     def uninstall_bot(self, *, user: str | None = None, team: str | None = None) -> dict:
         """An admin takes the bot away: the user uninstalls the app (its 1:1 conversation and a new
@@ -358,11 +362,8 @@ class TeamsChannel:
         else:
             t = self._team(team)
             self.state.bot_removed_teams.add(t.id)
-            general = self._channel(t, None)
-            owner = next((m.user_id for m in t.members if "owner" in m.roles), None) or t.members[0].user_id
-            conv = {"conversationType": "channel", "isGroup": True, "id": general.id}
-            activity = self._envelope("installationUpdate", self.state.users[owner], bot, conv,
-                                      self._team_data(t, general))
+            general, owner, conv = self._team_place(t)
+            activity = self._envelope("installationUpdate", owner, bot, conv, self._team_data(t, general))
             done = {"team": t.id}
         activity["action"] = "remove"
         if self.messaging_endpoint:
