@@ -47,6 +47,9 @@ def command_markdown(spec: CommandSpec) -> str:
     lines = [f"### {spec.name}", "", spec.description, ""]
     if spec.aliases:
         lines += ["Aliases: " + ", ".join(f"`{a}`" for a in spec.aliases), ""]
+    if spec.destructive:
+        lines += ["Destructive: an HTTP API key runs it only with a scope naming it, never a glob "
+                  "([docs/http-api.md](http-api.md)).", ""]
     if spec.local:
         lines += ["Runs locally (no Graph call).", ""]
     else:
@@ -88,6 +91,8 @@ def command_help(spec: CommandSpec) -> str:
     lines = [f"{spec.name}: {spec.description}"]
     if spec.aliases:
         lines.append("aliases: " + ", ".join(spec.aliases))
+    if spec.destructive:
+        lines.append("destructive: an HTTP API key needs a scope naming it (not a glob)")
     if not spec.local:
         for f, perms in spec.flows:
             lines.append(f"flow {f}: needs {', '.join(perms) or 'no permissions'}")
