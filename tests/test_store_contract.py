@@ -292,6 +292,8 @@ def test_tokens_refs_conversations_calls_and_secrets(make_store):
     made = []
     first = s.secret("signing", lambda: made.append(1) or "s3cret")
     assert first == "s3cret" and s.secret("signing", lambda: made.append(1) or "other") == "s3cret" and made == [1]
+    assert s.forget_secret("signing") is True and s.forget_secret("signing") is False
+    assert s.secret("signing", lambda: "new") == "new"  # forgotten: made afresh
 
 
 # ======================================================================= playbook runs

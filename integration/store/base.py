@@ -100,6 +100,9 @@ class Store(Protocol):
     def secret(self, name: str, make: Callable[[], str]) -> str:
         """The secret ``name``, made once by ``make()``: every process gets the first one made."""
 
+    def forget_secret(self, name: str) -> bool:
+        """Delete the secret ``name`` (a webhook's, when the webhook is removed); True when there was one."""
+
     # ---- sent-message references ----
     def save_message_ref(self, ref: str, value: dict) -> None:
         """Remember where a sent message is (so it can be edited later)."""

@@ -898,6 +898,9 @@ class RedisStore:
             token = self.r.hget(self.k("secrets"), name)  # the first writer's, if another process won
         return self._decrypt(f"secret {name!r}", token)
 
+    def forget_secret(self, name: str) -> bool:
+        return bool(self.r.hdel(self.k("secrets"), name))
+
     # ---- locks (tokenlock.StoreLock) ----
     def lock_try(self, name: str, holder: dict, *, now: float, lease: float, holder_alive) -> dict:
         """As base.Store.lock_try, decided in a WATCH/MULTI transaction."""

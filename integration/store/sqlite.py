@@ -772,6 +772,10 @@ class SQLiteStore:
             c.execute("INSERT INTO secrets(name, value, created) VALUES (?,?,?)", (name, value, self._clock()))
             return value
 
+    def forget_secret(self, name: str) -> bool:
+        with self._conn() as c:
+            return c.execute("DELETE FROM secrets WHERE name=?", (name,)).rowcount > 0
+
     # ---- named locks (tokenlock.StoreLock) ----
     _LOCK_COLS = ("owner", "host", "pid", "started", "taken", "expires")
 
