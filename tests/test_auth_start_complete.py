@@ -17,7 +17,6 @@ from integration.dispatch import Runtime, execute
 from integration.engine.errors import AuthError
 from integration.frontends.cli import main
 from integration.graph.auth import DEVICE_FLOW
-from integration.store.base import DIRECTORY_KINDS
 
 SVC = "soar-svc@contoso.example"
 
@@ -49,13 +48,13 @@ def test_auth_start_returns_at_once_with_the_url_and_the_code(emu, cfg_file):
     assert flow is not None
     assert flow["verification_uri"] in out and flow["user_code"] in out and "auth-complete" in out
     assert not device_polls(emu)  # nothing asked of the token endpoint yet
-    # kept as state: neither a directory cache kind nor a token cache, expiring with the code
-    assert DEVICE_FLOW[0] not in DIRECTORY_KINDS
+    # kept as a token cache is (the device code can redeem the sign-in): 0600 on disk,
+    # encrypted in a shared store, beside the delegated cache that is still empty
     rt = Runtime(config_path=str(cfg_file))
     try:
         assert rt.store.load_tokens("delegated") is None and not rt.auth.signed_in()
-        entry = next(e for e in rt.store.entries(DEVICE_FLOW[0]))
-        assert entry["value"]["user_code"] == flow["user_code"] and not entry["expired"]
+        kept = json.loads(rt.store.load_tokens(DEVICE_FLOW))
+        assert kept["user_code"] == flow["user_code"] and kept["expires_at"] > time.time()
     finally:
         rt.close()
     # the JSON output carries the URL and code, never the device code itself
@@ -109,7 +108,7 @@ def test_auth_complete_without_a_start_says_what_to_run(emu, runtime):
 def test_a_flow_past_its_expiry_is_not_pending(emu, runtime):
     execute("auth-start", {}, runtime)
     flow = runtime.auth.device_pending()
-    runtime.store.put(*DEVICE_FLOW, {**flow, "expires_at": time.time() - 1}, ttl=60)
+    runtime.store.save_tokens(DEVICE_FLOW, json.dumps({**flow, "expires_at": time.time() - 1}))
     with pytest.raises(AuthError) as e:
         execute("auth-complete", {}, runtime)
     assert "no device-code sign-in is pending" in e.value.message and "expired" in e.value.message
@@ -125,16 +124,13 @@ def test_a_code_the_tenant_says_has_expired_is_dropped(emu, runtime):
     assert runtime.auth.device_pending() is None and not runtime.auth.ready("delegated")
 
 
-def test_the_stored_flow_expires_with_the_code(emu, runtime):
+def test_the_stored_flow_expires_with_the_code(emu, runtime, monkeypatch):
     execute("auth-start", {}, runtime)
-    entry = runtime.store.entries(DEVICE_FLOW[0])[0]
-    assert entry["value"]["expires_in"] == 900  # the fake tenant's lifetime, as Entra's
-    now, clock = runtime.store.now(), runtime.store._clock  # both backends' injectable clock
-    runtime.store._clock = lambda: now + 901
-    try:
-        assert runtime.store.get(*DEVICE_FLOW) is None
-    finally:
-        runtime.store._clock = clock
+    flow = json.loads(runtime.store.load_tokens(DEVICE_FLOW))
+    assert flow["expires_in"] == 900  # the fake tenant's lifetime, as Entra's
+    later = time.time() + 901
+    monkeypatch.setattr("integration.graph.auth.time.time", lambda: later)
+    assert runtime.auth.device_pending() is None
 
 
 def test_starting_again_replaces_the_pending_sign_in(emu, runtime):

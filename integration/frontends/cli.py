@@ -16,7 +16,7 @@ from integration import __version__
 OUTPUTS = ("table", "json", "context")
 TOOLS = {
     "help": "show a command's arguments, flows, permissions and an example",
-    "auth": "sign-in: `auth login`, `auth status`, `auth reset`",
+    "auth": "sign-in: `auth login`, `auth status`, `auth reset`; in two steps: `auth start`, `auth complete`",
     "emulator": "the built-in fake tenant: `emulator serve --write-config PATH`",
     "demo": "run an incident scenario against the built-in emulator",
     "playbook": "check or run a YAML playbook: `playbook validate FILE`, `playbook run FILE --input k=v [--dry-run]`",
@@ -29,8 +29,10 @@ TOOLS = {
              "retention: `store prune --older-than DAYS [--dry-run]`",
     "worker": "a worker of the pool sending queued notifications and resuming runs (needs store_url); `worker status`",
 }
-AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset"}
-AUTH_USAGE = "usage: msteams auth {login,status,reset} [options]"
+AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset", "start": "auth-start",
+                "complete": "auth-complete"}
+AUTH_USAGE = ("usage: msteams auth {login,status,reset,start,complete} [options]  "
+              "(start/complete: a device-code sign-in in two steps)")
 EMULATOR_USAGE = (
     "usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] [--write-config PATH] "
     "[--messaging-endpoint URL] | emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "

@@ -37,10 +37,11 @@ log = logging.getLogger("msteams.auth")
 
 FLOWS = ("app", "delegated", "bot")
 PENDING_LOGIN = "pending-login"
-# A device-code sign-in started by `auth-start`, waiting for `auth-complete`: MSAL's flow dict in
-# the store's key/value entries (state, not the directory cache, nor a token cache), kept until
-# the code expires.
-DEVICE_FLOW = ("auth_flow", "delegated-device-code")
+# A device-code sign-in started by `auth-start`, waiting for `auth-complete`: MSAL's flow dict.
+# Its device code can redeem the sign-in once the person approves, so it is kept as a token
+# cache is (0600 on disk, encrypted in a shared store; auth-reset forgets it, cache-reset does
+# not) and trusted only until the code expires.
+DEVICE_FLOW = "delegated-device-flow"
 DEVICE_PENDING = ("authorization_pending", "slow_down")  # the person has not finished yet
 FLOW_SETUP = {
     "app": "set client_id, tenant_id and client_secret (or certificate_path + certificate_thumbprint) in the config",
@@ -472,12 +473,23 @@ class Auth:
         except Exception as exc:
             raise AuthError(f"device-code sign-in failed: {redact.redact(str(exc))[:200]}",
                             hint="check authority, ca_bundle and network access") from None
-        self.store.put(*DEVICE_FLOW, flow, ttl=max(1.0, float(flow["expires_at"]) - time.time()))
+        self._keep_device_flow(flow)
         return flow
+
+    def _keep_device_flow(self, flow: dict) -> None:
+        import json
+
+        self.store.save_tokens(DEVICE_FLOW, json.dumps(flow))
 
     def device_pending(self) -> dict | None:
         """The device-code sign-in `device_start` left waiting, unless it has expired."""
-        flow = self.store.get(*DEVICE_FLOW)
+        import json
+
+        blob = self.store.load_tokens(DEVICE_FLOW)
+        try:
+            flow = json.loads(blob) if blob else None
+        except ValueError:
+            flow = None
         if not isinstance(flow, dict) or float(flow.get("expires_at") or 0) <= time.time():
             return None
         return flow
@@ -515,13 +527,13 @@ class Auth:
         err = result.get("error")
         if err in DEVICE_PENDING:
             left = float(flow["expires_at"]) - time.time()
-            self.store.put(*DEVICE_FLOW, flow, ttl=max(1.0, left))  # MSAL noted the poll (and any slow_down)
+            self._keep_device_flow(flow)  # MSAL noted the poll (and any slow_down)
             raise AuthError(f"the sign-in is not finished yet: nobody has entered the code {flow['user_code']} at "
                             f"{flow['verification_uri']} and signed in",
                             hint=f"sign in there with the code, then run auth-complete again (`msteams auth-complete`, "
                                  f"`!microsoft-teams-auth-complete`); the code expires in {max(0, int(left)) // 60} "
                                  f"min {max(0, int(left)) % 60} s")
-        self.store.delete(*DEVICE_FLOW)  # signed in, or it can never succeed
+        self.store.clear_tokens(DEVICE_FLOW)  # signed in, or it can never succeed
         if err == "expired_token":
             raise AuthError("the device code has expired before the sign-in was finished",
                             hint="start again with `msteams auth-start` (`!microsoft-teams-auth-start`)")
@@ -593,7 +605,7 @@ class Auth:
     def device_cancel(self) -> None:
         """Forget the device-code sign-in auth-start left pending (auth-reset signs out: nothing
         left to complete; cache-reset keeps it, as all state)."""
-        self.store.delete(*DEVICE_FLOW)
+        self.store.clear_tokens(DEVICE_FLOW)
 
     def status(self, check: bool = True) -> list[dict]:
         rows = []
