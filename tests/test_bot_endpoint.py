@@ -594,3 +594,30 @@ def test_bot_serve_usage_errors(emu, cfg_file, monkeypatch, tmp_path):
     emu.teams.register(None)
     assert cli.main(["emulator", "user-says", "--user", BOB, "hi"], out=lambda s: None, err=err.append) == 3
     assert "no messaging endpoint" in err[-1]
+
+
+@pytest.mark.parametrize("token", ["a.b", "a.b.c.d", "!!!.e30.sig", "e30.bm90IGpzb24.sig", "W10.e30.sig",
+                                   "eyJhbGciOiJSUzI1NiJ9.W10.sig"])
+def test_a_token_that_is_not_three_parts_of_json_objects_is_malformed(token):
+    from integration.teams.verify import InboundVerifier, Rejected
+
+    v = InboundVerifier("bot-app", metadata_url="https://meta.example/openid", fetch=lambda url: {})
+    with pytest.raises(Rejected) as e:
+        v.verify(f"Bearer {token}")
+    assert str(e.value) == "malformed token"
+
+
+def test_key_objects_are_built_once_per_key_set(emu):
+    """Parsing the RSA key is the costly part of a check: built once per key set, rebuilt when
+    the key set is fetched again."""
+    from integration.engine import config as config_mod
+    from integration.teams.verify import InboundVerifier
+
+    cfg = config_mod.Config(**{k: v for k, v in emu.config().items() if k in config_mod._KEYS}, source="test")
+    v = InboundVerifier.from_config(cfg)
+    for _ in range(3):
+        v.verify(f"Bearer {emu.teams.sign(cfg.bot_id)}")
+    objects = dict(v.botframework._objects)
+    assert len(objects) == 1
+    v.verify(f"Bearer {emu.teams.sign(cfg.bot_id)}")
+    assert v.botframework._objects == objects  # the same key object, not a new one

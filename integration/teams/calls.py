@@ -20,7 +20,7 @@ import re
 import time
 from typing import Callable
 
-from .verify import KeySource, Rejected, bearer_token, check_key, decode_signed, fetch_json, signing_key_id
+from .verify import KeySource, Rejected, bearer_token, check_key, decode_signed, fetch_json, peek, signing_key_id
 
 CALLING_OPENID_METADATA = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
 CALL_ISSUERS = ("https://graph.microsoft.com", "https://api.botframework.com")
@@ -53,18 +53,14 @@ class CallVerifier:
                    verify=cfg.verify, timeout=min(cfg.timeout, 10.0), **kw)
 
     def verify(self, authorization: str | None) -> dict:
-        import jwt
-
         token = bearer_token(authorization)
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.InvalidTokenError, ValueError, TypeError):
-            raise Rejected("malformed token") from None
-        jwk = self.keys.key(signing_key_id(header))
+        kid = signing_key_id(peek(token)[0])
+        jwk = self.keys.key(kid)
         if jwk is None:
             raise Rejected("unknown signing key")
         check_key(jwk)
-        claims = decode_signed(token, jwk, audience=self.app_id, issuers=list(CALL_ISSUERS))
+        claims = decode_signed(token, jwk, audience=self.app_id, issuers=list(CALL_ISSUERS),
+                               key=self.keys.key_object(kid, jwk))
         if self.tenant_id and str(claims.get("tid", "")).lower() != self.tenant_id.lower():
             raise Rejected("token issued for another tenant")
         return claims

@@ -83,6 +83,7 @@ class KeySource:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._keys: dict[str, dict] = {}
+        self._objects: dict[str, Any] = {}  # kid -> the key object PyJWT verifies with, built once
         self._fetched: float | None = None  # when the keys were last fetched successfully
         self._attempted: float | None = None  # when a fetch was last tried
         self.issuer: str | None = None
@@ -122,7 +123,16 @@ class KeySource:
         self.fetches += 1
         self.issuer = meta.get("issuer") if isinstance(meta.get("issuer"), str) else None
         self._keys = {k["kid"]: k for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+        self._objects = {}
         self._fetched = now
+
+    def key_object(self, kid: str, jwk: dict):
+        """The verifying key of ``jwk`` (which :meth:`key` returned for ``kid``), built once per
+        key set: parsing an RSA key costs more than checking a signature with it."""
+        obj = self._objects.get(kid)
+        if obj is None or obj[0] is not jwk:
+            obj = self._objects[kid] = (jwk, _key_object(jwk))
+        return obj[1]
 
 
 @dataclass
@@ -180,14 +190,10 @@ class InboundVerifier:
 
     # ---- the token ----
     def verify(self, authorization: str | None) -> Identity:
-        import jwt
-
         token = bearer_token(authorization)
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except (jwt.InvalidTokenError, ValueError, TypeError):
-            raise Rejected("malformed token") from None
+        # Which key and issuer to check against, from an unverified look at the token (used for
+        # nothing else); PyJWT then checks everything, signature first, in one decode.
+        header, unverified = peek(token)
         kid = signing_key_id(header)
         iss = unverified.get("iss")
         source, name, issuers = self._source_for(iss)
@@ -198,7 +204,8 @@ class InboundVerifier:
         endorsements = jwk.get("endorsements")
         if endorsements is not None and (not isinstance(endorsements, list) or CHANNEL not in endorsements):
             raise Rejected(f"the signing key is not endorsed for {CHANNEL}")
-        claims = decode_signed(token, jwk, audience=self.bot_id, issuers=sorted(issuers))
+        claims = decode_signed(token, jwk, audience=self.bot_id, issuers=sorted(issuers),
+                               key=source.key_object(kid, jwk))
         if name == "tenant" and claims.get("tid") != self.tenant_id:
             raise Rejected("token issued for another tenant")
         service_url = claims.get("serviceurl", claims.get("serviceUrl"))
@@ -262,13 +269,41 @@ def check_key(jwk: dict) -> None:
         raise Rejected("the signing key is not an RS256 signature key")
 
 
-def decode_signed(token: str, jwk: dict, *, audience: str, issuers: list[str]) -> dict:
-    """The claims of a token signed by ``jwk``: RS256 only, audience and issuer as given, exp
-    required, exp and nbf with SKEW_SECONDS of leeway; Rejected naming what failed, never the token."""
+def peek(token: str) -> tuple[dict, dict]:
+    """The header and claims of a token, NOT verified: only to choose the key and issuer to
+    verify against. Refuses anything that is not three base64url parts of JSON objects."""
+    import base64
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Rejected("malformed token")
+    try:
+        header, claims = (json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2])
+    except (ValueError, TypeError):
+        raise Rejected("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Rejected("malformed token")
+    return header, claims
+
+
+def _key_object(jwk: dict):
     import jwt
 
     try:
-        key = jwt.PyJWK(jwk, algorithm="RS256").key
+        return jwt.PyJWK(jwk, algorithm="RS256").key
+    except (jwt.PyJWKError, ValueError, TypeError) as exc:
+        raise Rejected(f"invalid signing key ({type(exc).__name__})") from None
+
+
+def decode_signed(token: str, jwk: dict, *, audience: str, issuers: list[str], key=None) -> dict:
+    """The claims of a token signed by ``jwk`` (``key``: its key object, when already built):
+    RS256 only, audience and issuer as given, exp required, exp and nbf with SKEW_SECONDS of
+    leeway; Rejected naming what failed, never the token."""
+    import jwt
+
+    try:
+        key = key if key is not None else _key_object(jwk)
         return jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=issuers,
                           leeway=SKEW_SECONDS, options={"require": ["exp", "iss", "aud"]})
     except jwt.ExpiredSignatureError:
