@@ -28,6 +28,8 @@ TOOLS = {
     "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`; "
              "retention: `store prune --older-than DAYS [--dry-run]`",
     "worker": "a worker of the pool sending queued notifications and resuming runs (needs store_url); `worker status`",
+    "webhook": "events to the SOAR platform, signed (Standard Webhooks): `webhook add URL --event run.finished`, "
+               "`webhook list`, `webhook remove NAME`, `webhook deliveries [--state failed|dead|pending] [--retry]`",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset", "start": "auth-start",
                 "complete": "auth-complete"}
@@ -42,7 +44,8 @@ EMULATOR_USAGE = (
 GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
                "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
                "bot": lambda: __import__("integration.frontends.bot.tool", fromlist=["USAGE"]).USAGE,
-               "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE}
+               "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE,
+               "webhook": lambda: __import__("integration.delivery.webhook_tool", fromlist=["USAGE"]).USAGE}
 
 
 def _registry(validate: bool = True):
@@ -398,10 +401,23 @@ def _main(argv: list[str], out, err) -> int:
         from integration.frontends.bot.tool import main as bot_main
 
         return bot_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "serve":
+        _registry()
+        from integration.frontends.service.tool import serve as serve_main
+
+        return serve_main(rest[1:], out=out, err=err, config=opts.config)
+    if head == "api-key":
+        from integration.frontends.service.tool import api_key
+
+        return api_key(rest[1:], out=out, config=opts.config, output=opts.output)
     if head == "store":
         from integration.store.tool import main as store_main
 
         return store_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "webhook":
+        from integration.delivery.webhook_tool import main as webhook_main
+
+        return webhook_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
     if head == "worker":
         _registry()
         from .worker import main as worker_main

@@ -1,0 +1,403 @@
+"""The HTTP API's routes (a Starlette app), one table (:func:`routes`):
+
+    POST /v1/commands/{name}   run a command: the body is its arguments (a JSON object)
+    GET  /v1/commands          the commands, and whether this key may run each
+    GET  /v1/openapi.json      the OpenAPI 3.1 document (no key)
+    GET  /v1/health            alive (no key; nothing checked)
+    GET  /v1/ready             the integration-health checks: 200, or 503 with the report
+    GET  /metrics              Prometheus (no key when bound to loopback; else the scope 'metrics')
+
+and, with ``--bot``, the bot's messaging endpoint (``/api/messages``, ``/api/calls``,
+``/healthz``) in the same app.
+
+A command request, in this order: no key -> 401 at once; a declared body over the cap -> 413;
+the body read up to the cap (413 past it); then one hop to the thread pool, under the request
+time limit (504 past it: the command goes on, and its answer is recorded for an
+Idempotency-Key retry), where: the key (401: unknown, revoked, expired) -> its rate (429) ->
+the command (404) -> the key's scopes (403) -> the body (400 not JSON, 422 not an object of
+arguments) -> the Idempotency-Key (replay, 409, 422) -> ``execute()`` -> the answer (the
+result, or a problem: problems.py) -> the audit entry. Every call with a key is audited in the
+store's audit log (the bot's: ``msteams bot audit``; conversation type ``http``): the key's
+name, the command, the sha256 of the arguments (never the arguments), the decision, the
+outcome and status, and the duration.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from . import idempotency as idem
+from .keys import Keys, RateLimiter, Refused, allows
+from .problems import MEDIA_TYPE, Problem, from_error, unauthorized
+
+log = logging.getLogger("msteams.service")
+
+MAX_BODY = 256 * 1024
+TIME_LIMIT = 60.0
+READY_CACHE_SECONDS = 5.0
+FLOWS = ("app", "delegated", "bot")
+
+
+class Answer:
+    """What a request answers: status, body bytes, media type, headers."""
+
+    __slots__ = ("status", "body", "media_type", "headers")
+
+    def __init__(self, status: int, body: bytes, media_type: str = "application/json", headers: dict | None = None):
+        self.status, self.body, self.media_type, self.headers = status, body, media_type, dict(headers or {})
+
+    def response(self):
+        from starlette.responses import Response
+
+        return Response(self.body, status_code=self.status, media_type=self.media_type, headers=self.headers)
+
+
+def _dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+
+def problem_answer(p: Problem, instance: str | None = None) -> Answer:
+    return Answer(p.status, _dumps(p.body(instance)), MEDIA_TYPE, p.headers)
+
+
+def _token(headers) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+    key = headers.get("x-api-key")
+    return key.strip() if key is not None else None
+
+
+class Service:
+    """What the routes share: the runtime (config, store, clients), the keys, the rate limiter,
+    the idempotency records and the thread pool commands run in."""
+
+    def __init__(self, runtime, *, loopback: bool, workers: int = 8, max_body: int = MAX_BODY,
+                 time_limit: float = TIME_LIMIT, rate: float = 20.0, burst: int = 40):
+        self.runtime = runtime
+        self.loopback = loopback
+        self.max_body = max_body
+        self.time_limit = time_limit
+        self.keys = Keys(runtime.store)
+        self.limiter = RateLimiter(rate, burst)
+        self.idempotency = idem.Idempotency(runtime.store, lease=max(300.0, 2 * time_limit))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api")
+        self._ready: tuple[float, Answer] | None = None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- the async side: cap the body, one hop to the pool, the time limit ----
+    async def _in_pool(self, request, work, *args) -> Answer:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, work, *args)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.time_limit)
+        except asyncio.TimeoutError:
+            return problem_answer(Problem(504, "timeout", f"no answer within the service's time limit of "
+                                                          f"{self.time_limit:g} s; the command goes on",
+                                          hint="retry with the same Idempotency-Key and body to get its answer "
+                                               "once it is done"), request.url.path)
+
+    async def _body(self, request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
+            raise Problem(413, "too_large", f"the body is over {self.max_body} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise Problem(413, "too_large", f"the body is over {self.max_body} bytes")
+        return bytes(body)
+
+    async def command(self, request):
+        started = time.monotonic()
+        try:
+            token = _token(request.headers)
+            if token is None:
+                raise unauthorized("no API key", invalid=False)
+            body = await self._body(request)
+        except Problem as p:
+            _note(p.status)
+            log.warning("refused %s %s from %s: %d %s", request.method, _clean(request.url.path), _peer(request),
+                        p.status, p.code)
+            return problem_answer(p, request.url.path).response()
+        call = {"name": request.path_params["name"], "token": token, "body": body, "started": started,
+                "idempotency_key": request.headers.get(idem.HEADER), "flow": request.query_params.get("flow"),
+                "peer": _peer(request), "path": request.url.path}
+        return (await self._in_pool(request, self.run_command, call)).response()
+
+    async def list_commands(self, request):
+        return (await self._guarded(request, self._listing)).response()
+
+    async def ready(self, request):
+        return (await self._guarded(request, self._ready_report)).response()
+
+    async def metrics(self, request):
+        from integration.engine import metrics
+
+        if not self.loopback:
+            answer = await self._guarded(request, lambda key: self._allow(key, "metrics", destructive=True))
+            if answer.status != 200:
+                return answer.response()
+        body, media_type = metrics.render()
+        from starlette.responses import Response
+
+        return Response(body, media_type=media_type.split(";")[0], headers={"Content-Type": media_type})
+
+    async def health(self, request):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(self, request):
+        from starlette.responses import Response
+
+        from .openapi import document
+
+        return Response(document(), media_type="application/json")
+
+    async def _guarded(self, request, work) -> Answer:
+        """A GET route behind a key: ``work(key record)`` in the pool after the key and its rate."""
+        token = _token(request.headers)
+        if token is None:
+            _note(401)
+            return problem_answer(unauthorized("no API key", invalid=False), request.url.path)
+
+        def run() -> Answer:
+            try:
+                key = self._authenticate(token)
+                return work(key) or Answer(200, b"{}")
+            except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+                p = from_error(exc)
+                _note(p.status)
+                return problem_answer(p, request.url.path)
+
+        return await self._in_pool(request, run)
+
+    # ---- the worker side (a thread of the pool) ----
+    def _authenticate(self, token: str) -> dict:
+        try:
+            key = self.keys.authenticate(token)
+        except Refused as exc:
+            raise unauthorized(str(exc), invalid=True) from None
+        wait = self.limiter.take(key["name"])
+        if wait:
+            raise Problem(429, "rate_limited", f"API key {key['name']!r}: over its rate limit",
+                          headers={"Retry-After": str(max(1, math.ceil(wait)))}, hint="slow down, or ask for a "
+                          "service with a higher --rate")
+        return key
+
+    def _allow(self, key: dict, name: str, *, destructive: bool) -> None:
+        if not allows(key.get("scopes") or (), name, destructive=destructive):
+            why = " (destructive: a glob does not allow it, only a scope naming it)" if destructive else ""
+            raise Problem(403, "scope", f"API key {key['name']!r} may not run {name!r}{why}",
+                          hint=f"create a key with --scope {name}", details={"scope": name})
+
+    def _spec(self, name: str):
+        spec = self.runtime.registry.get(name)
+        if spec is None:
+            import difflib
+
+            from integration.engine.untrusted import quote
+
+            close = difflib.get_close_matches(name, self.runtime.registry.all_names(), n=3)
+            raise Problem(404, "unknown_command", f"unknown command {quote(name, 80)}",
+                          hint=f"did you mean: {', '.join(close)}?" if close else "GET /v1/commands lists them")
+        return spec
+
+    def run_command(self, call: dict) -> Answer:
+        """One command request, from the key to the audit entry. Never raises."""
+        audit = {"command": call["name"][:100], "key": None, "digest": None, "decision": "refused"}
+        path = call["path"]
+        answer = None
+        try:
+            try:
+                key = self._authenticate(call["token"])
+            except Problem:
+                audit["key"] = "?"
+                raise
+            audit["key"] = key["name"]
+            spec = self._spec(call["name"])
+            audit["command"] = spec.name
+            self._allow(key, spec.name, destructive=spec.destructive)
+            args = _arguments(call["body"])
+            audit["digest"] = hashlib.sha256(_dumps(args)).hexdigest()
+            flow = call["flow"]
+            if flow is not None and flow not in FLOWS:
+                raise Problem(400, "input", f"flow must be one of {', '.join(FLOWS)}", details={"parameter": "flow"})
+            audit["decision"] = "allowed"
+            header = call["idempotency_key"]
+            if header is None:
+                answer = self._execute(spec, args, flow, path)
+            else:
+                answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, audit)
+        except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+            answer = problem_answer(from_error(exc), path)
+        self._audit(call, audit, answer)
+        _note(answer.status)
+        return answer
+
+    def _idempotent(self, key, spec, args, flow, header: str, path: str, audit: dict) -> Answer:
+        scope = idem.scoped(key["name"], header)
+        fp = idem.fingerprint(spec.name, args)
+        recorded = self.idempotency.begin(scope, fp)
+        if recorded is not None:
+            audit["replayed"] = True
+            return Answer(recorded["status"], recorded["body"].encode("utf-8", "surrogateescape"),
+                          recorded.get("media_type") or "application/json",
+                          {**(recorded.get("headers") or {}), "Idempotent-Replayed": "true"})
+        answer = None
+        try:
+            run_args = dict(args)
+            if "dedupe_key" in spec.argument_names and not _gives(spec, args, "dedupe_key"):
+                run_args["dedupe_key"] = idem.dedupe_key(scope)
+            answer = self._execute(spec, run_args, flow, path)
+        finally:
+            if answer is None:
+                self.idempotency.release(scope)
+            else:
+                self.idempotency.finish(scope, fp, answer.status, answer.body, answer.headers, answer.media_type)
+        return answer
+
+    def _execute(self, spec, args: dict, flow: str | None, path: str) -> Answer:
+        from integration.dispatch import execute
+
+        try:
+            result = execute(spec.name, args, self.runtime, flow=flow)
+        except Exception as exc:  # noqa: BLE001 - ours by the table, a bug as 500
+            return problem_answer(from_error(exc), path)
+        return Answer(200, _dumps(result_body(result)))
+
+    def _audit(self, call: dict, audit: dict, answer: Answer) -> None:
+        if audit["key"] is None:
+            return
+        outcome = "ok" if answer.status < 300 else _code_of(answer)
+        detail = f"HTTP {answer.status}" + (" (replayed)" if audit.get("replayed") else "")
+        try:
+            self.runtime.store.audit_add({
+                "activity_id": "http:" + uuid.uuid4().hex, "sender_id": f"api-key:{audit['key']}",
+                "sender_name": audit["key"], "conversation_type": "http", "place": f"HTTP API from {call['peer']}",
+                "command": audit["command"], "text": f"sha256:{audit['digest']}" if audit["digest"] else None,
+                "decision": audit["decision"], "outcome": outcome, "detail": detail,
+                "duration_ms": int((time.monotonic() - call["started"]) * 1000)})
+        except Exception as exc:  # noqa: BLE001 - the answer stands; the log says the audit failed
+            log.error("could not audit an HTTP API call: %s", type(exc).__name__)
+
+    def _listing(self, key: dict) -> Answer:
+        scopes = key.get("scopes") or ()
+        rows = [{"name": s.name, "description": s.description, "category": s.category or "admin",
+                 "aliases": list(s.aliases), "destructive": bool(s.destructive),
+                 "allowed": allows(scopes, s.name, destructive=s.destructive)} for s in self.runtime.registry]
+        return Answer(200, _dumps({"commands": rows}))
+
+    def _ready_report(self, key: dict) -> Answer:
+        self._allow(key, "integration-health", destructive=False)
+        now = time.monotonic()
+        if self._ready is not None and now - self._ready[0] < READY_CACHE_SECONDS:
+            return self._ready[1]
+        from integration.dispatch import execute
+
+        result = execute("integration-health", {}, self.runtime)
+        ok = result.exit_code == 0
+        answer = Answer(200 if ok else 503, _dumps({"status": "ready" if ok else "not ready",
+                                                    "exit_code": result.exit_code, "checks": result.outputs,
+                                                    "readable": result.readable}),
+                        headers={} if ok else {"Retry-After": "30"})
+        self._ready = (now, answer)
+        return answer
+
+
+def result_body(result) -> dict:
+    """A result as the Python API gives it (CommandResult), with its outputs and next link."""
+    return {"command": result.command, "flow": result.flow, "context": result.context(),
+            "readable": result.readable, "raw": result.raw, "outputs": list(result.outputs),
+            "next_link": result.next_link, "exit_code": result.exit_code, "failed": result.failed}
+
+
+def _arguments(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        args = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Problem(400, "input", "the body is not JSON", hint="send the arguments as a JSON object "
+                      "(Content-Type: application/json)") from None
+    if not isinstance(args, dict):
+        raise Problem(422, "input", f"the body must be a JSON object of arguments, not {type(args).__name__}",
+                      hint='{"team": "Security Operations"}')
+    return args
+
+
+def _gives(spec, args: dict, name: str) -> bool:
+    from integration.engine.arguments import canonical_name
+
+    return any(canonical_name(spec, k) == name and v is not None for k, v in args.items())
+
+
+def _code_of(answer: Answer) -> str:
+    try:
+        return str(json.loads(answer.body).get("code") or answer.status)
+    except (ValueError, AttributeError):
+        return str(answer.status)
+
+
+def _note(status: int) -> None:
+    from integration.engine import metrics
+
+    metrics.inbound("accepted" if status < 400 else f"refused-{status}" if status < 500 else "error", kind="http")
+
+
+def _peer(request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _clean(text: str) -> str:
+    from integration.engine.untrusted import clean
+
+    return clean(text, 100)
+
+
+def routes(service: Service, bot_endpoint=None) -> list:
+    """The service's routes: add one line here for a new one."""
+    from starlette.routing import Route
+
+    table = [
+        Route("/v1/commands/{name}", service.command, methods=["POST"]),
+        Route("/v1/commands", service.list_commands, methods=["GET"]),
+        Route("/v1/openapi.json", service.openapi, methods=["GET"]),
+        Route("/v1/health", service.health, methods=["GET"]),
+        Route("/v1/ready", service.ready, methods=["GET"]),
+        Route("/metrics", service.metrics, methods=["GET"]),
+    ]
+    if bot_endpoint is not None:
+        from integration.frontends.bot.server import routes as bot_routes
+
+        table += bot_routes(bot_endpoint)
+    return table
+
+
+def create_app(service: Service, bot_endpoint=None):
+    from starlette.applications import Starlette
+
+    async def not_found(request, exc):
+        status = getattr(exc, "status_code", 404)
+        code = "method_not_allowed" if status == 405 else "not_found"
+        return problem_answer(Problem(status, code, "no such route" if status == 404 else "method not allowed",
+                                      hint="GET /v1/openapi.json describes the routes",
+                                      headers=dict(getattr(exc, "headers", None) or {})),
+                              request.url.path).response()
+
+    async def server_error(request, exc):
+        log.error("internal error on %s: %s", _clean(request.url.path), type(exc).__name__)
+        return problem_answer(from_error(exc), request.url.path).response()
+
+    return Starlette(routes=routes(service, bot_endpoint),
+                     exception_handlers={404: not_found, 405: not_found, 500: server_error})

@@ -1,0 +1,333 @@
+"""The OpenAPI 3.1 document of the HTTP API (``GET /v1/openapi.json``), generated from
+``commands.yml``: one operation per command (``POST /v1/commands/<name>``, ``operationId`` the
+command's name, the request body its argument schema, the 200 reply the common result fields
+with ``context`` shaped by its ``outputs``, every error the problem schema), plus the service's
+own routes.
+
+Built once per registry content and cached, as the registry check is (engine/registry.py): in
+memory for the process, and as JSON in the same cache directory under a sha256 of the registry
+file's bytes, the package version and this module's size and time; a cache file that is not the
+user's own or not what is expected is ignored and rebuilt.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from integration import __version__
+
+FORMAT = "msteams-soar openapi cache 1"
+_memory: dict[str, bytes] = {}
+
+ERROR_STATUSES = {
+    "400": "Bad input: the body is not JSON, a header is malformed, or the command refused what it was given",
+    "401": "No API key, or one that is unknown, revoked or expired (WWW-Authenticate says which)",
+    "403": "The key's scopes do not allow this command (scope), or Microsoft refused it (permission)",
+    "404": "No such command, or what it names does not exist",
+    "409": "A request with this Idempotency-Key is still running",
+    "413": "The body is over the service's limit",
+    "422": "The body is JSON but its arguments are wrong (unknown argument, schema violation), or this "
+           "Idempotency-Key was used with another body",
+    "429": "This key's rate limit, or Microsoft throttling beyond the retry budget (Retry-After says when)",
+    "502": "Microsoft failed (an error answer, a connection that never opened, a delivery of unknown outcome)",
+    "503": "Not signed in, or the configuration or the context store is not usable",
+    "504": "No answer from Microsoft, or the command outran the service's time limit (it goes on: retry "
+           "with the same Idempotency-Key for its answer)",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                               "schema": {"type": "string"}}}
+
+
+def _problem_ref() -> dict:
+    return {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _errors(*statuses: str) -> dict:
+    out = {}
+    for s in statuses:
+        resp: dict = {"description": ERROR_STATUSES[s], "content": _problem_ref()}
+        if s in ("429", "409", "503"):
+            resp["headers"] = dict(RETRY_AFTER)
+        if s == "401":
+            resp["headers"] = {"WWW-Authenticate": {"description": "The Bearer challenge (RFC 6750)",
+                                                    "schema": {"type": "string"}}}
+        out[s] = resp
+    out["default"] = {"description": "Any other failure, as a problem", "content": _problem_ref()}
+    return out
+
+
+AUTHED = ("401", "403", "429")
+
+
+def _schemas() -> dict:
+    problem = {
+        "type": "object",
+        "description": "RFC 9457 problem details with the integration's error code, message and hint.",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string", "description": "urn:msteams-soar:problem:<code>"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string", "description": "What went wrong (escaped, redacted)"},
+            "code": {"type": "string", "description": "The error's kind: input, config, auth, permission, "
+                                                      "not_found, graph, throttled, partial, error, or the "
+                                                      "service's own (unauthorized, scope, unknown_command, "
+                                                      "rate_limited, too_large, idempotency_in_progress, "
+                                                      "idempotency_mismatch, timeout, internal)"},
+            "hint": {"type": ["string", "null"], "description": "What to do about it"},
+            "exit_code": {"type": "integer", "description": "What `msteams` would exit with"},
+            "details": {"type": "object", "description": "The argument, candidates, permissions, Graph's status "
+                                                         "and request id, ... when known"},
+            "instance": {"type": "string"},
+        },
+    }
+    result = {
+        "type": "object",
+        "description": "What the Python API's CommandResult holds.",
+        "required": ["command", "flow", "context", "readable", "raw", "outputs", "exit_code", "failed"],
+        "properties": {
+            "command": {"type": "string"},
+            "flow": {"type": ["string", "null"], "description": "The auth flow it ran with (null: local)"},
+            "context": {"type": "object", "description": "XSOAR-style context: output paths to entries"},
+            "readable": {"type": "string", "description": "The markdown the CLI prints"},
+            "raw": {"description": "Microsoft's reply (or the handler's data), as parsed JSON"},
+            "outputs": {"type": "array", "items": {"type": "object"}, "description": "The entries under the prefix"},
+            "next_link": {"type": ["string", "null"], "description": "Pass as next_link for the next page"},
+            "exit_code": {"type": "integer", "description": "0; 6 when some items of a fan-out failed (each is in "
+                                                            "outputs with its status); 3 or 4 for a health report "
+                                                            "that found a problem"},
+            "failed": {"type": "integer", "description": "Items of a fan-out that failed or whose outcome is unknown"},
+        },
+    }
+    return {"Problem": problem, "Result": result}
+
+
+def _context_schema(spec) -> dict:
+    out = spec.outputs
+    props: dict = {}
+    if out.get("prefix"):
+        fields = [k.split(".")[0] for k in (out.get("fields") or {}) if k != "*"]
+        item: dict = {"type": "object"}
+        if fields:
+            item["properties"] = {f: ({"type": "array"} if f == out.get("nest") else {}) for f in dict.fromkeys(fields)}
+        props[out["prefix"]] = {"type": "array", "items": item}
+        props[out.get("next_link") or out["prefix"] + "NextLink"] = {"type": "string"}
+        for more in out.get("also") or ():
+            props[more["prefix"]] = {"type": "array", "items": {"type": "object"}}
+    schema: dict = {"type": "object"}
+    if props:
+        schema["properties"] = props
+    return schema
+
+
+def _argument_schema(spec) -> dict:
+    from integration.engine.registry import thaw
+
+    schema = thaw(spec.arguments)
+    for prop in schema.get("properties", {}).values():
+        if "aliases" in prop:  # XSOAR's names for the argument: accepted in the body too
+            prop["x-aliases"] = prop.pop("aliases")
+    schema.setdefault("additionalProperties", False)
+    return schema
+
+
+def _operation(spec) -> dict:
+    desc = spec.description
+    if spec.destructive:
+        desc += "\n\nDestructive: an API key needs a scope naming this command (not a glob)."
+    if spec.aliases:
+        desc += "\n\nAlso at: " + ", ".join(f"/v1/commands/{a}" for a in spec.aliases)
+    body_required = bool(spec.arguments.get("required"))
+    return {
+        "operationId": spec.name,
+        "summary": spec.description.split(". ")[0].rstrip("."),
+        "description": desc,
+        "tags": [spec.category or "admin"],
+        "x-destructive": bool(spec.destructive),
+        "parameters": [
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "description": "Retry safely: the same key and body within 24 h answer the first answer without "
+                            "running again (sends use it as their dedupe_key)",
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~][ -~]*$"}},
+            {"name": "flow", "in": "query", "required": False,
+             "description": "Force an auth flow instead of the first one ready",
+             "schema": {"type": "string", "enum": list(spec.flow_names) or ["app", "delegated", "bot"]}},
+        ],
+        "requestBody": {"required": body_required, "description": "The command's arguments (XSOAR's names also "
+                                                                   "accepted; strings are read as the CLI reads them)",
+                        "content": {"application/json": {"schema": _argument_schema(spec)}}},
+        "responses": {
+            "200": {"description": "The command ran (exit_code 6: some items of a fan-out failed, each listed "
+                                   "with its status)",
+                    "headers": {"Idempotent-Replayed": {"description": "true when this is a recorded answer",
+                                                        "schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {
+                        "allOf": [{"$ref": "#/components/schemas/Result"},
+                                  {"type": "object", "properties": {"context": _context_schema(spec)}}]}}}},
+            **_errors("400", *AUTHED, "404", "409", "413", "422", "502", "503", "504"),
+        },
+    }
+
+
+def _service_paths(registry) -> dict:
+    open_ = []  # no key needed
+    listing = {"type": "object", "required": ["commands"], "properties": {"commands": {"type": "array", "items": {
+        "type": "object", "required": ["name", "description", "category", "destructive", "allowed"],
+        "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "category": {"type": "string"},
+                       "aliases": {"type": "array", "items": {"type": "string"}},
+                       "destructive": {"type": "boolean"},
+                       "allowed": {"type": "boolean", "description": "whether this key's scopes allow it"}}}}}}
+    report = {"type": "object", "required": ["status", "exit_code", "checks"], "properties": {
+        "status": {"type": "string", "enum": ["ready", "not ready"]}, "exit_code": {"type": "integer"},
+        "checks": {"type": "array", "items": {"type": "object"}}, "readable": {"type": "string"}}}
+    return {
+        "/v1/commands": {"get": {
+            "operationId": "list-commands", "summary": "The commands, and whether this key may run each",
+            "tags": ["service"],
+            "responses": {"200": {"description": "The commands",
+                                  "content": {"application/json": {"schema": listing}}}, **_errors(*AUTHED)}}},
+        "/v1/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "tags": ["service"], "security": open_,
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                "schema": {"type": "object"}}}}}}},
+        "/v1/health": {"get": {
+            "operationId": "health", "summary": "Alive (no key needed; nothing checked)", "tags": ["service"],
+            "security": open_,
+            "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}}}}},
+        "/v1/ready": {"get": {
+            "operationId": "ready", "summary": "The integration-health checks (a key allowed integration-health)",
+            "tags": ["service"],
+            "responses": {"200": {"description": "Every check passed",
+                                  "content": {"application/json": {"schema": report}}},
+                          **_errors(*AUTHED),
+                          "503": {"description": "A check found a problem (the report), or the service cannot run "
+                                                 "the checks (a problem)",
+                                  "headers": dict(RETRY_AFTER),
+                                  "content": {"application/json": {"schema": report}, **_problem_ref()}}}}},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (no key on a service bound to loopback; else a key with the scope 'metrics')",
+            "tags": ["service"],
+            "responses": {"200": {"description": "Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(*AUTHED)}}},
+    }
+
+
+def build(registry) -> dict:
+    """The document for a registry (not cached: :func:`document` is)."""
+    paths = {f"/v1/commands/{spec.name}": {"post": _operation(spec)} for spec in registry}
+    paths.update(_service_paths(registry))
+    tags = sorted({spec.category or "admin" for spec in registry}) + ["service"]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "msteams-soar HTTP API", "version": __version__,
+                 "description": "Microsoft Teams commands for security automation, one operation per command of "
+                                "commands.yml. Authenticate with an API key (`msteams api-key create`) as "
+                                "`Authorization: Bearer KEY` or `X-API-Key: KEY`. Errors are RFC 9457 problems. "
+                                "See docs/http-api.md.",
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t} for t in tags],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: mst_..."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------- cached per registry content
+
+def _key(raw: bytes) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
+    h.update(hashlib.sha256(raw).digest())
+    try:
+        for p in (__file__, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                                         "engine", "registry.py")):
+            st = os.stat(p)
+            h.update(f"{os.path.basename(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def document(registry=None) -> bytes:
+    """The document as JSON bytes, for the registry in use (or ``registry``, uncached)."""
+    from integration.engine import registry as reg_mod
+
+    if registry is not None:
+        return json.dumps(build(registry), ensure_ascii=False).encode()
+    path = reg_mod.registry_path()
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return json.dumps(build(reg_mod.default_registry()), ensure_ascii=False).encode()
+    key = _key(raw)
+    if key is not None and key in _memory:
+        return _memory[key]
+    text = _read(key) if key else None
+    if text is None:
+        doc = build(reg_mod.default_registry())
+        if key:
+            doc["x-cache"] = {"format": FORMAT, "key": key}
+        text = json.dumps(doc, ensure_ascii=False).encode()
+        if key:
+            _write(key, text)
+    if key:
+        _memory.clear()
+        _memory[key] = text
+    return text
+
+
+def _file(key: str):
+    from integration.engine.registry import cache_dir
+
+    return cache_dir() / f"openapi-{key[:40]}.json"
+
+
+def _read(key: str) -> bytes | None:
+    try:
+        with open(_file(key), "rb") as f:
+            if hasattr(os, "geteuid") and os.fstat(f.fileno()).st_uid != os.geteuid():
+                return None  # someone else's file in our cache dir: not trusted
+            data = f.read()
+        doc = json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("x-cache") != {"format": FORMAT, "key": key}:
+        return None
+    return data
+
+
+def _write(key: str, text: bytes) -> None:
+    """Atomically, mode 0600; older documents removed."""
+    import tempfile
+
+    target = _file(key)
+    tmp = None
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".openapi-", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text)
+        os.replace(tmp, target)
+        tmp = None
+        for e in os.scandir(target.parent):
+            if e.name.startswith("openapi-") and e.name.endswith(".json") and e.path != str(target):
+                os.unlink(e.path)
+    except (OSError, ValueError):
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
