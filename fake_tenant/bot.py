@@ -7,7 +7,10 @@ proactively. A bot signs in with client credentials for scope
   channel (``channelData.channel.id``) and, with an ``activity``, starts a thread there.
 - ``POST /v3/conversations/{id}/activities`` sends a message (text and/or Adaptive Card
   attachments); in a channel conversation (the id *is* the channel id) it creates a channel
-  thread that Graph then lists as a channel message; ``{channel};messageid={id}`` replies.
+  thread that Graph then lists as a channel message; ``{channel};messageid={id}`` replies. In
+  a 1:1 conversation, Graph lists the message in the user's chat with the app
+  (``teams_apps.py``), as it lists a group chat's in that chat: an html body (the text
+  escaped) and the cards as attachments, ``from.application`` the bot.
 - ``PUT /v3/conversations/{id}/activities/{activityId}`` updates a sent message in place.
 - ``GET /v3/conversations/{id}/members`` lists who is in it.
 Errors use the Bot Framework shape ``{"error": {"code": ..., "message": ...}}``. With throttling
@@ -28,6 +31,7 @@ import threading
 import time
 import urllib.parse
 
+from . import teams_apps
 from .core import Claims, GraphError, Response, utcnow_iso
 from .state import Membership, Message
 from .tokens import BOT_AUDIENCE, TokenError
@@ -330,11 +334,38 @@ class BotConnector:
             self.state.chats[conv["chatId"]].messages.append(msg)
             if reply_to:
                 stored["replyToId"] = reply_to
-        elif reply_to:
-            stored["replyToId"] = reply_to
+        else:
+            chat = self._graph_chat(conv)
+            if chat is not None:  # a 1:1 conversation: Graph lists it in the user's chat with the app
+                msg = self._graph_message(aid, activity, claims, None, None, None)
+                msg.chat_id = chat.id
+                chat.messages.append(msg)
+                chat.updated = msg.created
+            if reply_to:
+                stored["replyToId"] = reply_to
         self.state.activities[aid] = {"conversationId": conv["id"], "activity": stored, "edits": 0,
                                       "botId": claims.app_id}
         return {"id": aid}
+
+    def _graph_chat(self, conv: dict):
+        """The Graph chat a personal or group conversation is (None for a channel, or a personal
+        conversation whose user is gone): the user's chat with the app for a 1:1 conversation."""
+        if conv["type"] == "groupChat":
+            return self.state.chats.get(conv.get("chatId"))
+        if conv["type"] != "personal" or not conv.get("botId"):
+            return None
+        user_id = next(iter(conv.get("members") or ()), None)
+        if user_id not in self.state.users:
+            return None
+        return teams_apps.personal_chat(self.state, conv["botId"], user_id)
+
+    def _mirrored(self, conv: dict, activity_id: str) -> list:
+        """The Graph messages that show this activity (in a channel, or a chat)."""
+        if conv["type"] == "channel":
+            ch = self.state.teams[conv["teamId"]].channels.get(conv["channelId"])
+            return [m for m in self._all_messages(ch) if m.id == activity_id]
+        chat = self._graph_chat(conv)
+        return [m for m in chat.messages if m.id == activity_id] if chat is not None else []
 
     def _own_activity(self, conv_id: str, activity_id: str, claims: Claims, verb: str) -> tuple[dict, dict]:
         """The conversation and the activity record, which only the bot that sent it may change."""
@@ -357,13 +388,9 @@ class BotConnector:
                 stored["replyToId"] = old["replyToId"]
             rec["activity"] = stored
             rec["edits"] += 1
-            if conv["type"] == "channel":
-                ch = self.state.teams[conv["teamId"]].channels.get(conv["channelId"])
-                for m in self._all_messages(ch):
-                    if m.id == activity_id:
-                        fresh = self._graph_message(activity_id, activity, claims, m.team_id, m.channel_id,
-                                                    m.reply_to_id)
-                        m.body, m.attachments, m.last_modified = fresh.body, fresh.attachments, utcnow_iso()
+            for m in self._mirrored(conv, activity_id):
+                fresh = self._graph_message(activity_id, activity, claims, m.team_id, m.channel_id, m.reply_to_id)
+                m.body, m.attachments, m.last_modified = fresh.body, fresh.attachments, utcnow_iso()
         return Response(200, {"id": activity_id})
 
     @staticmethod
@@ -376,12 +403,9 @@ class BotConnector:
         with self.state.lock:
             conv, rec = self._own_activity(conv_id, activity_id, claims, "delete")
             rec["deleted"] = True
-            if conv["type"] == "channel":
-                ch = self.state.teams[conv["teamId"]].channels.get(conv["channelId"])
-                for m in self._all_messages(ch):
-                    if m.id == activity_id:
-                        m.body = {"contentType": "html", "content": ""}
-                        m.last_modified = utcnow_iso()
+            for m in self._mirrored(conv, activity_id):
+                m.body = {"contentType": "html", "content": ""}
+                m.last_modified = utcnow_iso()
         return Response(200, {})
 
     def members(self, conv_id: str) -> list:

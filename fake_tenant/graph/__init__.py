@@ -4,7 +4,8 @@
 Modules: ``users`` (users, /me), ``teams`` (groups that are teams, teams, joined teams, team
 members), ``channels`` (channels, channel members), ``chats`` (chats, chat members),
 ``messages`` (chat and channel messages, replies), ``meetings`` (online meetings), ``calls``
-(communications/calls), ``batch`` ($batch). Shared: ``odata`` (query options, the $filter
+(communications/calls), ``installed_apps`` (apps installed for a user, and the user's chat with
+an app), ``batch`` ($batch). Shared: ``odata`` (query options, the $filter
 tokenizer and parser), ``paging`` (nextLink / keyset $skiptoken), ``common`` (validation, shapes).
 
 Choices where Microsoft's documentation is vague, and known deviations:
@@ -35,6 +36,6 @@ Choices where Microsoft's documentation is vague, and known deviations:
 - $batch: items run sequentially in dependency order; ``id`` may be a JSON number (made a
   string); nested ``$batch`` items are 400.
 """
-from . import users, teams, channels, messages, chats, meetings, calls, batch  # noqa: F401  (route registration)
+from . import users, teams, channels, messages, chats, meetings, calls, installed_apps, batch  # noqa: F401  (route registration)
 
-__all__ = ["users", "teams", "channels", "messages", "chats", "meetings", "calls", "batch"]
+__all__ = ["users", "teams", "channels", "messages", "chats", "meetings", "calls", "installed_apps", "batch"]

@@ -12,7 +12,8 @@ from fake_tenant.tenant import TenantFileError, generate_tenant, load_tenant, re
 SOAR_APP_ONLY = {"User.Read.All", "Chat.Create", "Chat.Read.All", "ChatMember.ReadWrite.All", "Channel.ReadBasic.All",
                  "Channel.Create", "Channel.Delete.All", "ChannelMember.ReadWrite.All", "ChannelMessage.Read.All",
                  "Team.ReadBasic.All", "TeamMember.ReadWrite.All", "Group.Read.All", "Calls.Initiate.All",
-                 "OnlineMeetings.ReadWrite.All", "Chat.ReadWrite.All", "Team.Create", "Group.ReadWrite.All"}
+                 "OnlineMeetings.ReadWrite.All", "Chat.ReadWrite.All", "Team.Create", "Group.ReadWrite.All",
+                 "TeamsAppInstallation.ReadForUser.All"}  # reading bot messages back (send-notification)
 
 
 def test_default_organisation():
