@@ -287,6 +287,10 @@ def test_cold_names_are_looked_up_in_one_batch_and_warm_sends_need_one_request_e
 
 
 def test_a_send_whose_connection_drops_is_reported_unknown_and_not_resent(emu, runtime):
+    # Without the permissions to read the chat back (tests/test_bot_readback.py reads it back).
+    from teams_helpers import grant_exactly
+
+    grant_exactly(emu, runtime, "app", ["User.Read.All", "Team.ReadBasic.All", "Channel.ReadBasic.All"])
     emu.faults.add(method="POST", path=r"/v3/conversations/[^/]+/activities$", drop=True, count=1)
     args = {"user": RECIPIENTS[:1], "message": "maybe", "dedupe_key": "k1"}
     from integration.delivery.outbox import UnknownDelivery

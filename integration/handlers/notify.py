@@ -20,7 +20,7 @@ from integration.engine.errors import ArgumentError, ConfigError, IntegrationErr
 from integration.delivery.fanout import fan_out
 from integration.graph.client import need_id, seg
 from integration.delivery.outbox import Outbox, delivery_key, delivery_scope, failure_of
-from integration.teams import conversations
+from integration.teams import conversations, readback
 from integration.graph.resolve import Prefetch, Resolver, is_guid, is_thread_id
 
 log = logging.getLogger("msteams.notify")
@@ -273,9 +273,21 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
         client = conversations.bot_client_for(ctx.runtime, where["service_url"])
         return client.post(conversations.activities_url(where["service_url"], where["conv_id"]), activity) or {}
 
+    def ref_value(activity_id: str | None) -> dict:
+        return {"conversationId": where["conv_id"], "activityId": activity_id, "serviceUrl": where["service_url"],
+                "recipient": label, "recipientId": p["rid"], "recipientType": p["kind"], "botId": ctx.cfg.bot_id,
+                "sentAt": _now(), "card": "attachments" in activity}
+
+    def keep_ref(value: dict) -> None:
+        try:
+            ctx.store.save_message_ref(ref, value)
+        except Exception as exc:  # noqa: BLE001 - the message arrived: keep its reference for the next run
+            lost_ref.append(box.unrecorded(exc, {"kind": "message_ref", "ref": ref, "value": value}))
+
     def send():
         # Each refusal below is certain the message was not written, so sending again cannot
         # duplicate it: the outbox sees one send that either arrived or failed by name.
+        started.setdefault("at", time.time())
         healed = fell_back = False
         while True:
             try:
@@ -294,21 +306,24 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
                     raise
                 healed = True
                 where["conv_id"] = _heal(ctx, p, exc)
-        conv_id, service_url = where["conv_id"], where["service_url"]
-        value = {
-            "conversationId": conv_id, "activityId": sent.get("id"), "serviceUrl": service_url,
-            "recipient": label, "recipientId": p["rid"], "recipientType": p["kind"], "botId": ctx.cfg.bot_id,
-            "sentAt": _now(), "card": "attachments" in activity}
-        try:
-            ctx.store.save_message_ref(ref, value)
-        except Exception as exc:  # noqa: BLE001 - the message arrived: keep its reference for the next run
-            lost_ref.append(box.unrecorded(exc, {"kind": "message_ref", "ref": ref, "value": value}))
+        keep_ref(ref_value(sent.get("id")))
         return sent.get("id"), sent
 
+    def read_back() -> str | None:
+        # The attempt began when this process sent, or (a sender that died, an earlier run)
+        # after the key was first claimed.
+        since = started.get("at") or (ctx.store.outbox_get(p["key"]) or {}).get("created")
+        found = _read_back(ctx, p, where["conv_id"], activity, since)
+        if found:  # Teams' chatMessage id is the activity id: message-update can edit it
+            keep_ref(ref_value(found))
+        return found
+
+    started: dict = {}
     lost_ref: list[str] = []
     box = Outbox(ctx.store)
-    # The Bot Connector cannot read a conversation back: an ambiguous send is reported as unknown.
-    d = box.deliver(p["key"], send, target=label, pending_at_write=True,
+    # The Bot Connector cannot read a conversation back; Graph can, with the app flow: an
+    # ambiguous send is settled by reading it back, and stays unknown only when that cannot be done.
+    d = box.deliver(p["key"], send, read_back=read_back, target=label, pending_at_write=True,
                     resend_unknown=ctx.args.get("resend_unknown", False))
     if lost_ref and not d.unrecorded:
         d.unrecorded = lost_ref[0]
@@ -318,6 +333,23 @@ def _deliver(ctx, p: dict, activity: dict) -> dict:
     return {"recipient": label, "recipientType": p["kind"], "status": d.status,
             "error": d.unrecorded, "messageRef": ref, "activityId": d.message_id, "conversationId": where["conv_id"],
             "deliveryKey": p["key"]}
+
+
+def _read_back(ctx, p: dict, conv_id: str, activity: dict, since: float | None) -> str | None:
+    """The id of this delivery's message where it went, read through Graph (teams/readback.py),
+    or None when it is not there; an IntegrationError when it cannot be read: no app flow, a
+    permission missing, or a channel whose team is not known (a channel id given without it)."""
+    if p["kind"] == "user":
+        return readback.find_user_message(ctx.runtime, ctx.store, user_id=p["rid"], bot_id=ctx.cfg.bot_id,
+                                          activity=activity, since=since)
+    team = (ctx.args.get("team") or "").strip()
+    if not team:
+        raise NotFound(f"{p['label']}: the channel's team is not known, so its posts cannot be read back")
+    if not is_guid(team):
+        team = _Lookups(ctx).need("team", f"team '{team}'").team(team)["id"]
+    channel, _, thread = conv_id.partition(";messageid=")
+    return readback.find_channel_message(ctx.runtime, team_id=team, channel_id=channel, thread=thread or None,
+                                         bot_id=ctx.cfg.bot_id, activity=activity, since=since)
 
 
 def _heal(ctx, p: dict, exc: IntegrationError) -> str:
