@@ -33,6 +33,23 @@ STATES = ("claimed", "pending", "sent", "failed", "unknown")
 
 # The delivery this thread is sending, if its sender lets the HTTP client say when it writes.
 _writing = threading.local()
+# Keys a thread of this process is delivering right now. A key held under this process's own
+# name but not among them was left by an attempt that could not release it (the store failed
+# mid-send): it is not "another sender", and is taken as a dead holder's.
+_active: set[str] = set()
+_active_lock = threading.Lock()
+
+
+def _holder_alive(key: str):
+    me = owner_id()
+
+    def check(owner: str) -> bool:
+        if owner == me:
+            with _active_lock:
+                return key in _active
+        return alive(owner)
+
+    return check
 
 
 def before_write() -> None:
@@ -139,13 +156,24 @@ class Outbox:
         from . import spill
 
         spill.replay(self.store)  # what an earlier run sent but could not record: recorded first
-        claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(), holder_alive=alive)
+        claim = self.store.outbox_claim(key, target=target, lease=self.lease, owner=owner_id(),
+                                        holder_alive=_holder_alive(key))
         prior, row = claim["prior"], claim["row"]
+        if prior == "pending":  # another sender holds the lease right now
+            return Delivery(key, "pending", reason="another sender is delivering this message now",
+                            attempts=row.get("attempts", 0))
+        with _active_lock:
+            _active.add(key)
+        try:
+            return self._deliver_claimed(key, send, prior, row, read_back, target, resend_unknown, pending_at_write)
+        finally:
+            with _active_lock:
+                _active.discard(key)
+
+    def _deliver_claimed(self, key, send, prior, row, read_back, target, resend_unknown, pending_at_write):
         attempts = row.get("attempts", 0)
         if prior == "sent":
             return Delivery(key, "sent", row.get("message_id"), attempts=attempts, reused=True)
-        if prior == "pending":  # another sender holds the lease right now
-            return Delivery(key, "pending", reason="another sender is delivering this message now", attempts=attempts)
         if prior in ("unknown", "stale"):  # an earlier attempt may have arrived: look first
             readable, found = self._look(read_back)
             if found:
