@@ -1,15 +1,16 @@
 """Mirrored incidents end to end (mirror-investigation): a real bot endpoint on loopback, the
 fake tenant playing Teams (signed activities, the Bot Connector recording the bot's posts), a
-small local webhook standing in for the SOAR platform."""
+small local webhook standing in for the SOAR platform (it verifies each delivery as a
+Standard Webhooks receiver does, with the standardwebhooks library)."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from engine_fixtures import Sleeps, make_config
 from integration.frontends.bot import server as bot_server
@@ -20,12 +21,14 @@ SECRET = "mirror-hook-secret"
 
 
 class Sink:
-    """The SOAR platform's webhook: refuses (503) while ``down``, else records each body whose
-    signature is valid."""
+    """The SOAR platform's webhook: refuses (503) while ``down``, else records each delivery
+    whose Standard Webhooks signature is valid (mirror_webhook_secret, not a whsec_ secret: its
+    bytes are the key)."""
 
     def __init__(self):
         self.down = True
         self.refused = 0
+        self.refused_ids: list[str] = []
         self.received: list[dict] = []
         self.bad: list[str] = []
         sink = self
@@ -38,16 +41,19 @@ class Sink:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if sink.down:
                     sink.refused += 1
+                    sink.refused_ids.append(self.headers.get("webhook-id"))
                     self.send_response(503)
                     self.end_headers()
                     return
-                want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(want, self.headers.get("X-MSTeams-Signature") or ""):
-                    sink.bad.append(self.headers.get("X-MSTeams-Signature") or "")
+                try:
+                    payload = Webhook(SECRET.encode()).verify(body, dict(self.headers))
+                except WebhookVerificationError as exc:
+                    sink.bad.append(str(exc))
                     self.send_response(401)
                     self.end_headers()
                     return
-                sink.received.append(dict(json.loads(body), _delivery=self.headers.get("X-MSTeams-Delivery")))
+                assert payload["type"] == "mirror.entry"
+                sink.received.append(dict(payload["data"], _delivery=self.headers.get("webhook-id")))
                 self.send_response(204)
                 self.end_headers()
 
@@ -203,22 +209,33 @@ def test_inbound_messages_are_journaled_once_in_order_and_escaped(mrig, sink):
 
 
 def test_webhook_refuses_for_a_while_then_receives_every_entry_once_signed(mrig, sink):
+    """mirror_webhook_url is a subscription to mirror.entry: Standard Webhooks deliveries,
+    oldest first, each refused one retried with the same webhook-id after its backoff."""
     mrig.run("mirror-investigation", incident_id="42", team=SOC)
     for i in range(3):
         mrig.says(BOB, f"message {i}", channel="incident-42")
-    assert sink.refused >= 3 and sink.received == []
-    out = mrig.run("mirror-flush").outputs[0]
+    # The first entry was tried and refused; the next two wait behind it (the order holds)
+    # until its backoff has passed.
+    assert sink.refused == 1 and sink.received == []
+    out = mrig.run("mirror-flush").outputs[0]  # at once, backoff or not
     assert out["sent"] == 0 and out["pending"] == 3 and "503" in out["error"]
+    assert sink.refused == 2 and len(set(sink.refused_ids)) == 1  # the same entry, the same webhook-id
     sink.down = False
-    mrig.says(CONOR, "message 3", channel="incident-42")  # the next inbound message flushes
-    assert [e["text"] for e in sink.received] == ["message 0", "message 1", "message 2", "message 3"]
+    mrig.says(CONOR, "message 3", channel="incident-42")  # not due yet: it waits too
+    assert sink.received == []
+    later = time.time() + 3600
+    mrig.runtime.store._clock = lambda: later  # an hour on: the backoff has passed
+    mrig.says(CONOR, "message 3b", channel="incident-42")  # the next inbound message flushes
+    assert [e["text"] for e in sink.received] == ["message 0", "message 1", "message 2", "message 3", "message 3b"]
+    assert sink.received[0]["_delivery"] == sink.refused_ids[0]
     again = mrig.run("mirror-flush").outputs[0]
     assert again["sent"] == 0 and again["pending"] == 0
     mrig.says(BOB, "message 4", channel="incident-42")
     mrig.run("mirror-flush")
     texts = [e["text"] for e in sink.received]
-    assert texts == [f"message {i}" for i in range(5)] and sink.bad == []
-    assert len({e["_delivery"] for e in sink.received}) == 5
+    assert texts == ["message 0", "message 1", "message 2", "message 3", "message 3b", "message 4"]
+    assert sink.bad == []
+    assert len({e["_delivery"] for e in sink.received}) == 6
     assert {e["incidentId"] for e in sink.received} == {"42"}
 
 

@@ -31,6 +31,8 @@ TOOLS = {
     "serve": "the HTTP API (OpenAPI, API keys, Idempotency-Key): `serve [--port N] [--write-url FILE] [--bot]`",
     "api-key": "the HTTP API's keys: `api-key create --name NAME --scope GLOB [--expires 90d]`, `api-key list`, "
                "`api-key revoke NAME`",
+    "webhook": "events to the SOAR platform, signed (Standard Webhooks): `webhook add URL --event run.finished`, "
+               "`webhook list`, `webhook remove NAME`, `webhook deliveries [--state failed|dead|pending] [--retry]`",
 }
 AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-reset", "start": "auth-start",
                 "complete": "auth-complete"}
@@ -46,7 +48,8 @@ GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
                "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
                "bot": lambda: __import__("integration.frontends.bot.tool", fromlist=["USAGE"]).USAGE,
                "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE,
-               "api-key": lambda: __import__("integration.frontends.service.tool", fromlist=["KEY_USAGE"]).KEY_USAGE}
+               "api-key": lambda: __import__("integration.frontends.service.tool", fromlist=["KEY_USAGE"]).KEY_USAGE,
+               "webhook": lambda: __import__("integration.delivery.webhook_tool", fromlist=["USAGE"]).USAGE}
 
 
 def _registry(validate: bool = True):
@@ -415,6 +418,10 @@ def _main(argv: list[str], out, err) -> int:
         from integration.store.tool import main as store_main
 
         return store_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
+    if head == "webhook":
+        from integration.delivery.webhook_tool import main as webhook_main
+
+        return webhook_main(rest[1:], out=out, err=err, config=opts.config, output=opts.output)
     if head == "worker":
         _registry()
         from .worker import main as worker_main

@@ -7,7 +7,8 @@ throttle budget. What makes a job safe to run twice is the job's own guard: a no
 delivery key in the outbox (a key already sent is acked without sending), a waiting run's atomic
 claim. SIGTERM (or Ctrl-C) stops taking jobs, lets the running ones finish, then exits 0; a
 worker killed outright leaves its jobs pending, and another takes them over once they sat idle
-for the visibility timeout.
+for the visibility timeout. Every few seconds a worker also sends the webhook deliveries whose
+retry is due (delivery/webhooks.py; the outbox keeps each to one sender).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from integration.dispatch import Runtime
 from integration.engine.errors import AuthError, ConfigError, GraphError, IntegrationError, ThrottledError
 
 log = logging.getLogger("msteams.worker")
+WEBHOOK_TICK = 5.0  # seconds between two looks for webhook deliveries due for a retry
 
 USAGE = ("usage: msteams worker [--name NAME] [--concurrency N] [--visibility-timeout S] [--metrics-port P] "
          "[--until-empty] | worker status [--output json]")
@@ -217,6 +219,7 @@ class Worker:
         self._taken_over.extend(self.q.own_pending(self.name))  # restarted under its old name
         threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
                    for i in range(self.concurrency)]
+        threads.append(threading.Thread(target=self._webhooks, name="worker-webhooks", daemon=True))
         for t in threads:
             t.start()
         self.out(f"worker {self.name}: {self.concurrency} at a time, jobs idle {self.visibility:g} s are taken over")
@@ -242,6 +245,13 @@ class Worker:
             done = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         self.out(f"worker {self.name} stopped: {done or 'no jobs'}")
         return 0
+
+    def _webhooks(self) -> None:
+        """Send the webhook deliveries due for a retry, every WEBHOOK_TICK seconds until stopped."""
+        from integration.delivery import webhooks
+
+        while not self.stopping.wait(WEBHOOK_TICK):
+            webhooks.pump_quietly(self.rt.store, self.rt.cfg)
 
     def _empty(self) -> bool:
         with self._lock:

@@ -257,9 +257,11 @@ def mirror_close(ctx):
 
 
 def mirror_flush(ctx):
-    out = M.flush(ctx.runtime)
+    out = M.flush(ctx.runtime, force=True)
     if not out["configured"]:
-        raise IntegrationError("no mirror webhook is configured", hint="set mirror_webhook_url in the config")
+        raise IntegrationError("no webhook receives mirror.entry",
+                               hint="`msteams webhook add URL --event mirror.entry`, or set mirror_webhook_url "
+                                    "in the config")
     row = {"sent": out["sent"], "pending": out["pending"], "error": out["error"]}
     note = f"{out['sent']} entr{'y' if out['sent'] == 1 else 'ies'} delivered to the webhook; {out['pending']} waiting."
     if out["error"]:

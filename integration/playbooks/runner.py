@@ -307,12 +307,13 @@ class _Run:
         self.at, self.done = 0, set()  # the step to run next, and the steps finished
         self.partial: dict[str, dict] = {}  # a resumed step's saved record (items done before the stop)
         self.waiting: dict | None = None  # {"question", "step"} while suspended
+        self.fails = 0  # times this run stopped failed: each is its own run.finished event
         self._lock = threading.RLock()  # parallel foreach items share the context and the records
 
     # -- persistence
     def state(self) -> dict:
         return {"inputs": self.inputs, "i": self.at, "done": sorted(self.done), "context": self.context,
-                "records": self.records, "sha256": self.sha256, "waiting": self.waiting}
+                "records": self.records, "sha256": self.sha256, "waiting": self.waiting, "fails": self.fails}
 
     sha256 = None
 
@@ -323,6 +324,7 @@ class _Run:
         self.partial = {r["id"]: r for r in state.get("records") or [] if r["_index"] not in self.done}
         self.ns = {r["id"]: r for r in self.records}
         self.sha256 = state.get("sha256")
+        self.fails = int(state.get("fails") or 0)
 
     def checkpoint(self, status: str = "running") -> None:
         if self.journal is not None:
@@ -393,14 +395,19 @@ class _Run:
                          + (f"; run {self.journal.id} is suspended" if self.journal else ""))
                 records = [{k: v for k, v in r.items() if k != "_index"} for r in
                            sorted(copy.deepcopy(self.records), key=lambda r: r["_index"])]
+                run_id = self.journal.id if self.journal else None
+                self._emit("run.waiting", {"runId": run_id, "playbook": self.pb.name, "status": "waiting",
+                                           "step": step.id, "questionId": rec["waiting"]},
+                           (run_id, "waiting", rec["waiting"]) if run_id else None)
                 return PlaybookResult(self.pb.name, "waiting", self.context, {}, records,
-                                      run_id=self.journal.id if self.journal else None, waiting_for=rec["waiting"])
+                                      run_id=run_id, waiting_for=rec["waiting"])
             failing = rec["status"] == "failed" or (rec["status"] == "partial" and step.fail_on != "none")
             if failing and step.on_error == "fail":
                 # Not done: a resumed run starts again here (its delivered items are not resent).
                 failed = (step, PartialFailure(f"step '{step.id}': {rec.get('error') or 'some items failed'}")
                           if rec["status"] == "partial" else
                           self.errors.get(step.id) or IntegrationError(rec.get("error") or "failed"))
+                self.fails += 1
                 self.checkpoint("failed")
                 break
             done.add(i)
@@ -433,9 +440,31 @@ class _Run:
         outputs = T.render(self.pb.outputs, self.resolver())
         status = "failed" if failed else "ok"
         self.out(f"playbook '{self.pb.name}': {status}" + (f" at step '{failed[0].id}'" if failed else ""))
+        run_id = self.journal.id if self.journal else None
+        error = failed[1] if failed else None
+        self._emit("run.finished", {
+            "runId": run_id, "playbook": self.pb.name, "status": status, "outputs": outputs,
+            "error": (error.to_dict() if isinstance(error, IntegrationError) else {"message": _first_line(error)})
+            if error is not None else None,
+            "failedStep": failed[0].id if failed else None,
+            "steps": [{"id": r["id"], "status": r["status"]} for r in records]},
+            (run_id, "ok") if run_id and not failed else (run_id, "failed", self.fails) if run_id else None)
         return PlaybookResult(self.pb.name, status, self.context, outputs, records,
-                              error=failed[1] if failed else None, failed_step=failed[0].id if failed else None,
-                              run_id=self.journal.id if self.journal else None)
+                              error=error, failed_step=failed[0].id if failed else None, run_id=run_id)
+
+    def _emit(self, event: str, data: dict, key: tuple | None) -> None:
+        """A webhook event (delivery/webhooks.py): queued, then sent to its subscribers. Never
+        fails the run: a webhook that fails is logged and retried later."""
+        if self.runtime is None or self.dry_run:
+            return
+        try:
+            from integration.delivery import webhooks
+
+            webhooks.emit(self.runtime.store, self.runtime.cfg, event, _jsonable(data), key=key)
+        except Exception as exc:  # noqa: BLE001 - the run's outcome stands whatever the webhook does
+            import logging
+
+            logging.getLogger("msteams.playbook").warning("could not emit %s: %s", event, _first_line(exc))
 
     def _record(self, step: Step) -> dict:
         rec = {"id": step.id, "command": step.spec.name, "status": "running", "duration": 0.0, "attempts": 0,

@@ -8,30 +8,27 @@ chat, both ways.
   appended to the incident's journal (``mirror_entries``), once per activity id, in arrival
   order: author, time, text reduced to safe text, attachment names, reply thread. The bot's own
   messages are never journaled.
-- Optionally each entry is POSTed to the SOAR platform's webhook (``mirror_webhook_url``), signed
-  with HMAC-SHA256 of the body (``X-MSTeams-Signature: sha256=<hex>``), through the outbox: an
-  entry refused or unreachable is sent again later (the next inbound message, ``mirror-flush``),
-  in order, and never twice once accepted.
+- Each entry is the ``mirror.entry`` webhook event (delivery/webhooks.py: Standard Webhooks,
+  through the outbox), for every webhook subscribed to it: ``msteams webhook add URL --event
+  mirror.entry``, or the config's ``mirror_webhook_url`` (a subscription of its own, signed with
+  ``mirror_webhook_secret``). An entry is handed over once (an event per activity id; the
+  store's mark ``mirror_webhook/delivered-through`` says how far), and an entry refused or
+  unreachable is sent again later (the next inbound message once due, ``mirror-flush`` at
+  once), in order, with the same webhook-id, and never twice once accepted.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
-import json
 import logging
 import re
 import threading
 
 from . import conversations
-from integration.engine.errors import IntegrationError
-from integration.delivery.outbox import Outbox, delivery_key
+from integration.delivery import webhooks
 
 log = logging.getLogger("msteams.mirror")
 
 MAX_TEXT = 28000
-SIGNATURE_HEADER = "X-MSTeams-Signature"
-DELIVERY_HEADER = "X-MSTeams-Delivery"
 _BLOCK = re.compile(r"<\s*(?:br\s*/?|/p|/div|/li|/tr|/h[1-6])\s*>", re.IGNORECASE)
 _AT = re.compile(r"<at\b[^>]*>(.*?)</at\s*>", re.IGNORECASE | re.DOTALL)
 _DROP = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -118,63 +115,25 @@ def set_status(store, m: dict, status: str) -> dict:
     return store.mirror_put(m["incidentId"], m["conversationId"], m["kind"], status, value)
 
 
-# ---- the webhook sink ----
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+# ---- the webhook sink: mirror.entry events ----
+def event_data(entry: dict) -> dict:
+    """A journal entry as the ``mirror.entry`` event's data."""
+    return {k: v for k, v in entry.items() if k != "journaledAt"}
 
 
-def webhook_body(entry: dict) -> bytes:
-    return json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _post(cfg, key: str, entry: dict):
-    import requests
-
-    body = webhook_body(entry)
-    headers = {"Content-Type": "application/json", DELIVERY_HEADER: key}
-    if cfg.mirror_webhook_secret:
-        headers[SIGNATURE_HEADER] = signature(cfg.mirror_webhook_secret, body)
-    try:
-        with requests.Session() as s:
-            s.trust_env = False
-            resp = s.post(cfg.mirror_webhook_url, data=body, headers=headers, timeout=cfg.timeout,
-                          verify=cfg.verify, allow_redirects=False)
-    except requests.ConnectionError as exc:
-        # Not connected (or the connection broke): the platform did not take it; send again later.
-        raise IntegrationError(f"the mirror webhook could not be reached ({type(exc).__name__})") from None
-    except requests.RequestException as exc:
-        raise IntegrationError(f"the mirror webhook did not answer ({type(exc).__name__})") from None
-    if not 200 <= resp.status_code < 300:
-        raise IntegrationError(f"the mirror webhook refused the entry (HTTP {resp.status_code})")
-    return key, resp.status_code
-
-
-def flush(runtime, *, limit: int = 1000) -> dict:
-    """Deliver journal entries not yet delivered to the webhook, oldest first; stops at the
-    first one refused (the order holds). {"sent", "pending", "error"}."""
-    cfg = runtime.cfg
-    if not cfg.mirror_webhook_url:
+def flush(runtime, *, limit: int = 1000, force: bool = False) -> dict:
+    """Hand the journal entries not handed over yet to the webhooks subscribed to
+    ``mirror.entry`` (oldest first, each once), then deliver what is due (``force``: every
+    entry waiting, backoff or not); per webhook, delivery stops at the first refusal (the
+    order holds). {"sent", "pending", "error", "configured"}."""
+    cfg, store = runtime.cfg, runtime.store
+    if not webhooks.subscribed(store, cfg, "mirror.entry"):
         return {"sent": 0, "pending": 0, "error": None, "configured": False}
-    store = runtime.store
-    box = Outbox(store)
-    sent, error = 0, None
     with _flush_lock:
         mark = store.get("mirror_webhook", "delivered-through") or 0
-        entries = [e for e in store.mirror_entries() if e["seq"] > mark][:limit]
-        left = len(entries)
-        for e in entries:
-            key = delivery_key("mirror-webhook", e["activityId"])
-            if (box.state(key) or {}).get("state") != "sent":
-                try:
-                    d = box.deliver(key, lambda e=e, key=key: _post(cfg, key, e), target="mirror webhook",
-                                    resend_unknown=True)
-                except IntegrationError as exc:
-                    error = exc.message
-                    break
-                if not d.ok:
-                    error = d.reason
-                    break
-                sent += 0 if d.reused else 1
+        for e in [e for e in store.mirror_entries() if e["seq"] > mark][:limit]:
+            webhooks.enqueue(store, cfg, "mirror.entry", event_data(e), key=(e["incidentId"], e["activityId"]))
             store.put("mirror_webhook", "delivered-through", e["seq"], ttl=None)
-            left -= 1
-    return {"sent": sent, "pending": left, "error": error, "configured": True}
+    out = webhooks.pump(store, cfg, force=force)
+    return {"sent": out["events"].get("mirror.entry", 0), "pending": webhooks.waiting(store, "mirror.entry"),
+            "error": out["error"], "configured": True}

@@ -136,9 +136,24 @@ def expire(runtime, qid: str | None = None, *, cards: bool = True) -> list[str]:
     for i in ids:
         q = runtime.store.question_get(i)
         log.info("question %s expired (default answer %s)", i, q.get("answer"))
+        emit_answered(runtime, q)
         if cards:
             update_cards(runtime, q)
     return ids
+
+
+def emit_answered(runtime, q: dict, *, send: bool = True) -> None:
+    """The ``question.answered`` webhook event (delivery/webhooks.py), once per question: its
+    answer, or its default answer when it expired (status says which). Never raises."""
+    try:
+        from integration.delivery import webhooks
+
+        p = public(q)
+        data = {k: p[k] for k in ("id", "status", "question", "answer", "responder", "responderId", "reason",
+                                  "answeredAt")}
+        webhooks.emit(runtime.store, runtime.cfg, "question.answered", data, key=(q["id"],), send=send)
+    except Exception as exc:  # noqa: BLE001 - the answer stands whatever the webhook does
+        log.warning("could not emit question.answered for %s: %s", q.get("id"), type(exc).__name__)
 
 
 def current(runtime, qid: str) -> dict | None:
@@ -201,4 +216,5 @@ def answer_from_teams(runtime, data: dict, sender_oid: str | None, sender_name: 
         q = current(runtime, qid)
         return ("expired" if q["status"] == "expired" else "lost"), "Already answered: " + outcome_line(q) + ".", None
     q = store.question_get(qid)
+    emit_answered(runtime, q, send=False)  # recorded with the answer; sent by the endpoint's worker
     return "answered", outcome_line(q), q

@@ -7,7 +7,8 @@ is a command: it is rate-limited per sender, recorded in the audit log (a redeli
 id is recorded once and never runs twice), acknowledged at once, and run by a worker thread:
 authorization (``access``), ``execute()``, and the readable result (or a short refusal or the
 error) sent back into the thread through the Bot Connector, proactively, since Teams gives a
-bot's HTTP answer only about 15 seconds. ``help`` lists what the sender may run.
+bot's HTTP answer only about 15 seconds. ``help`` lists what the sender may run. Each audited
+command, once decided, is the ``command.received`` webhook event (delivery/webhooks.py).
 """
 from __future__ import annotations
 
@@ -111,26 +112,29 @@ class Processor:
         if tenant and where["tenantId"] != tenant:
             row.update(decision="denied", outcome="refused", detail="the message came from another tenant")
             metrics.inbound("denied-tenant", kind="command")
-            if self.runtime.store.audit_add(row) is not None:
+            if (audit_id := self.runtime.store.audit_add(row)) is not None:
                 self._submit(self._send, activity, render.text_reply("Sorry, this bot takes commands only from "
                                                                      "its own organisation."))
+                self._submit(self._emit_command, audit_id, row, {})
             return 202, None
         ok, first = self.limiter.take(row["sender_id"] or "?")
         if not ok:
             row.update(decision="rate-limited", outcome="refused", detail="too many commands from this sender")
             metrics.inbound("rate-limited", kind="command")
-            if self.runtime.store.audit_add(row) is not None and first:
+            if (audit_id := self.runtime.store.audit_add(row)) is not None and first:
                 self._submit(self._send, activity, render.text_reply(
                     "Slow down: too many commands.", f"You may send {self.limiter.burst:g} at once and "
                     f"{self.limiter.rate * 60:g} a minute; the others are not run."))
+                self._submit(self._emit_command, audit_id, row, {})
             return 202, None
         with self._cv:
             busy = self._pending >= self.max_pending
         if busy:
             row.update(decision="busy", outcome="refused", detail="too many commands waiting")
             metrics.inbound("busy", kind="command")
-            if self.runtime.store.audit_add(row) is not None:
+            if (audit_id := self.runtime.store.audit_add(row)) is not None:
                 self._submit(self._send, activity, render.text_reply("Busy: try again in a minute."))
+                self._submit(self._emit_command, audit_id, row, {})
             return 202, None
         row["decision"] = "queued"
         audit_id = self.runtime.store.audit_add(row)
@@ -139,21 +143,21 @@ class Processor:
             metrics.inbound("duplicate", kind="command")
             return 200, None
         metrics.inbound("queued", kind="command")
-        self._submit(self._run, activity, text, audit_id)
+        self._submit(self._run, activity, text, audit_id, row)
         return 202, None
 
     def _mirror(self, activity: dict) -> bool:
         """Journal a message of a mirrored channel or chat (mirror.py); True when the conversation
-        is mirrored (the message was journaled now or before). A new entry goes on to the SOAR
-        platform's webhook, when one is configured, in the background."""
+        is mirrored (the message was journaled now or before). A new entry goes on to the
+        webhooks subscribed to ``mirror.entry``, in the background."""
         from integration.teams import mirror
 
         try:
             base = conversations.describe(activity)["baseId"]
             if not base or self.runtime.store.mirror_for_conversation(base) is None:
                 return False
-            if mirror.journal(self.runtime, activity) and self.cfg.mirror_webhook_url:
-                self._submit(mirror.flush, self.runtime)
+            if mirror.journal(self.runtime, activity):
+                self._submit(mirror.flush, self.runtime)  # to the webhooks subscribed to mirror.entry
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not stop the endpoint
             log.warning("could not journal a mirrored message: %s", exc)
             return False
@@ -199,9 +203,11 @@ class Processor:
         return 202, None
 
     def _after_answer(self, q: dict) -> None:
+        from integration.delivery import webhooks
         from integration.teams import questions
         from integration.playbooks.runner import resume_waiting_on
 
+        webhooks.pump_quietly(self.runtime.store, self.cfg)  # question.answered, recorded with the answer
         questions.update_cards(self.runtime, q)
         if self.cfg.store_url:
             # A shared store with a worker pool running: the run may have started on another
@@ -254,7 +260,22 @@ class Processor:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- the worker ----
-    def _run(self, activity: dict, text: str, audit_id: int) -> None:
+    def _emit_command(self, audit_id: int, row: dict, fields: dict) -> None:
+        """The ``command.received`` webhook event: the audit record of a command from Teams, as
+        decided (run, refused, failed). Never raises."""
+        from integration.delivery import webhooks
+
+        r = dict(row, **fields)
+        data = {"auditId": audit_id, "activityId": r.get("activity_id"), "tenantId": r.get("tenant_id"),
+                "sender": {"id": r.get("sender_id"), "name": r.get("sender_name")},
+                "conversationType": r.get("conversation_type"), "conversationId": r.get("conversation_id"),
+                "place": r.get("place"), "command": r.get("command"), "text": r.get("text"),
+                "decision": r.get("decision"), "outcome": r.get("outcome"), "detail": r.get("detail"),
+                "durationMs": r.get("duration_ms")}
+        webhooks.emit(self.runtime.store, self.cfg, "command.received", data,
+                      key=(audit_id, r.get("activity_id")))
+
+    def _run(self, activity: dict, text: str, audit_id: int, row: dict | None = None) -> None:
         from integration.engine.arguments import parse_warroom
         from integration.dispatch import execute
         from integration.engine.errors import IntegrationError
@@ -317,6 +338,8 @@ class Processor:
             if reply is not None and not self._send(activity, reply):
                 fields["detail"] = (fields.get("detail") or "") + " (the reply could not be sent)"
             store.audit_update(audit_id, **fields)
+            if row is not None:
+                self._emit_command(audit_id, row, fields)
 
     def _send(self, activity: dict, reply: dict) -> bool:
         """Answer in the activity's conversation (a channel thread stays a thread)."""
