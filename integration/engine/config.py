@@ -81,8 +81,9 @@ class Config:
     bot_public_url: str | None = None
     # The keys that sign Graph's call notifications to /api/calls (the calling service's metadata).
     call_openid_metadata_url: str | None = None
-    # Mirrored incidents (mirror-investigation): where each inbound entry is also POSTed, signed
-    # with HMAC-SHA256 of the body under this secret (through the outbox: nothing lost, nothing twice).
+    # Mirrored incidents (mirror-investigation): a webhook subscribed to mirror.entry (delivery/
+    # webhooks.py: Standard Webhooks, signed with this secret, through the outbox: nothing lost,
+    # nothing twice).
     mirror_webhook_url: str | None = None
     mirror_webhook_secret: str | None = field(default=None, repr=False)
     source: str = "environment"
