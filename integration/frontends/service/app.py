@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ MAX_BODY = 256 * 1024
 TIME_LIMIT = 60.0
 READY_CACHE_SECONDS = 5.0
 FLOWS = ("app", "delegated", "bot")
+_KEYLIKE = re.compile(r"mst_[0-9A-Za-z]{4}")
 
 
 class Answer:
@@ -221,8 +223,11 @@ class Service:
         try:
             try:
                 key = self._authenticate(call["token"])
-            except Problem:
+            except Problem as p:
                 audit["key"] = "?"
+                if p.status == 401:  # a key it does not know: by its first characters, as `api-key list` shows them
+                    audit["shown"] = call["token"][:8] + "..." if _KEYLIKE.fullmatch(call["token"][:8]) \
+                        else "not an API key"
                 raise
             audit["key"] = key["name"]
             spec = self._spec(call["name"])
@@ -280,7 +285,8 @@ class Service:
         if audit["key"] is None:
             return
         outcome = "ok" if answer.status < 300 else _code_of(answer)
-        detail = f"HTTP {answer.status}" + (" (replayed)" if audit.get("replayed") else "")
+        detail = f"HTTP {answer.status}" + (" (replayed)" if audit.get("replayed") else "") + (
+            f" (key {audit['shown']})" if audit.get("shown") else "")
         try:
             self.runtime.store.audit_add({
                 "activity_id": "http:" + uuid.uuid4().hex, "sender_id": f"api-key:{audit['key']}",

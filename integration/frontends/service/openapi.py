@@ -24,7 +24,8 @@ ERROR_STATUSES = {
     "401": "No API key, or one that is unknown, revoked or expired (WWW-Authenticate says which)",
     "403": "The key's scopes do not allow this command (scope), or Microsoft refused it (permission)",
     "404": "No such command, or what it names does not exist",
-    "409": "A request with this Idempotency-Key is still running",
+    "409": "A request with this Idempotency-Key is still running (idempotency_in_progress), or the command "
+           "cannot do it in the present state (error: a mirror closed, another sender holding the delivery)",
     "413": "The body is over the service's limit",
     "422": "The body is JSON but its arguments are wrong (unknown argument, schema violation), or this "
            "Idempotency-Key was used with another body",

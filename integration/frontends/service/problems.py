@@ -13,7 +13,10 @@
     GraphError without an answer (timed out)    504     graph
     NotSent, other GraphError, PartialFailure,  502     graph / partial / error
     a delivery of unknown outcome
-    any other IntegrationError                  500     error
+    any other IntegrationError                  409     error           the command cannot do it in the
+                                                                        present state (another sender holds
+                                                                        the delivery, the mirror is closed,
+                                                                        no receiver is set up)
     anything else (a bug)                       500     internal        (logged; never the text)
 
 The service's own refusals are :class:`Problem` raised with their status and code (401
@@ -108,7 +111,7 @@ def status_of(exc: E.IntegrationError) -> int:
         return 504 if exc.status is None else 502
     if isinstance(exc, E.PartialFailure | UnknownDelivery):
         return 502
-    return 500
+    return 409
 
 
 def from_error(exc: BaseException) -> Problem:
