@@ -461,3 +461,36 @@ def test_commands_from_teams_and_mirrored_messages_are_events_too(bot, receiver,
     entry = receiver.accepted[-1]["data"]
     assert (entry["incidentId"], entry["author"], entry["text"]) == ("42", "Bob Smith", "Seeing beacons from WS-17")
     assert receiver.refused == []
+
+
+def test_the_worker_pool_retries_the_deliveries_that_are_due(redis_server, redis_namespace, receiver, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from integration.delivery.queue import JobQueue
+    from integration.frontends import worker as worker_mod
+
+    cfg = Config(store_url=redis_server.url, store_namespace=redis_namespace, store_key=Fernet.generate_key().decode(),
+                 source="test")
+    monkeypatch.setattr(worker_mod, "WEBHOOK_TICK", 0.05)
+    rt = worker_mod.WorkerRuntime(cfg)
+    clock = Clock()
+    rt.store._clock = clock
+    try:
+        _, receiver.secret = webhooks.add(rt.store, receiver.url, ["run.finished"])
+        receiver.failures = 1
+        webhooks.emit(rt.store, cfg, "run.finished", {"runId": "r1", "status": "ok"}, key=("r1", "ok"))
+        assert receiver.accepted == [] and len(receiver.arrived) == 1
+        clock.offset += 20  # its backoff has passed; nothing else is emitted: the pool retries it
+        w = worker_mod.Worker(rt, JobQueue.from_config(cfg), name="w-webhooks", concurrency=1, visibility=1.0,
+                              out=lambda s: None)
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 20
+        while not receiver.accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        w.stopping.set()
+        t.join(20)
+        assert [a["id"] for a in receiver.accepted] == receiver.arrived[:1]
+        assert [r["state"] for r in webhooks.deliveries(rt.store, cfg)] == ["sent"]
+    finally:
+        rt.close()

@@ -289,7 +289,11 @@ def _post(cfg, sub: dict, secret, rec: dict, body: bytes, info: dict):
     ts = int(time.time())  # the receiver checks it against its own clock: the wall clock, always
     headers = {"Content-Type": "application/json", "User-Agent": f"msteams-soar/{__version__} (webhooks)"}
     if secret:
-        headers.update(signature_headers(secret, rec["webhookId"], ts, body))
+        try:
+            headers.update(signature_headers(secret, rec["webhookId"], ts, body))
+        except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError: a whsec_ that is not base64
+            raise _Refused(f"webhook {sub['name']!r}: its secret cannot sign ({type(exc).__name__}): it must be "
+                           "whsec_ and base64", status="error", retry=True) from None
     else:  # the config's mirror webhook without mirror_webhook_secret: unsigned, as before
         headers.update({"webhook-id": rec["webhookId"], "webhook-timestamp": str(ts)})
     timeout = float(getattr(cfg, "timeout", None) or READ_TIMEOUT) if cfg is not None else READ_TIMEOUT
@@ -348,13 +352,17 @@ def _attempt(store, cfg, sub: dict, qkey: str, rec: dict) -> str:
         return "dead"
     info: dict = {}
     rec = dict(rec)
+    okey = delivery_key("webhook", sub["id"], rec["eventId"])
     try:
         secret = _secret_of(store, sub, cfg)
-        d = Outbox(store).deliver(delivery_key("webhook", sub["id"], rec["eventId"]),
-                                  lambda: _post(cfg, sub, secret, rec, ev["body"].encode("utf-8"), info),
+        d = Outbox(store).deliver(okey, lambda: _post(cfg, sub, secret, rec, ev["body"].encode("utf-8"), info),
                                   target=f"webhook {sub['name']}", resend_unknown=True)
     except IntegrationError as exc:
         failure = exc
+    except Exception as exc:  # noqa: BLE001 - a bug (or a library's surprise): a failed attempt, not a stuck one
+        failure = _Refused(f"webhook {sub['name']!r}: internal error: {type(exc).__name__}", status="error",
+                           retry=True)
+        store.outbox_set(okey, "failed", reason=failure.message)
     else:
         if d.state == "pending":
             return "held"
