@@ -286,6 +286,9 @@ def test_the_secret_is_printed_once_never_listed_and_forgotten_with_its_webhook(
         assert secret not in json.dumps(local.store.entries(kind))
     [sub] = [s for s in webhooks.subscriptions(local.store) if s["name"] == "soar"]
     assert local.store.secret(f"webhook:{sub['id']}", lambda: "made anew") == secret
+    # state, not cache: cache-reset keeps the webhook and its deliveries
+    local.store.clear(include_tokens=True)
+    assert [s["name"] for s in webhooks.subscriptions(local.store)] == ["soar"] and len(_deliveries(local.path)) == 1
     # the same name again is refused; removing it forgets the secret and its deliveries
     rc, _, err = _cli(local.path, "webhook", "add", receiver.url, "--event", "run.finished", "--name", "SOAR")
     assert rc == 2 and "exists" in err
@@ -324,6 +327,40 @@ steps:
 outputs:
   entries: ${steps.look.outputs}
 """
+
+
+FAILING_PLAYBOOK = """
+name: fails
+inputs:
+  when: {type: string, required: true}
+steps:
+  - id: look
+    command: mirror-entries
+    args: {incident_id: "1", since: "${inputs.when}"}
+"""
+
+
+def test_a_failed_run_reports_its_error_and_each_failure_after_a_resume_is_an_event_of_its_own(local, receiver,
+                                                                                                tmp_path):
+    from integration.playbooks import run_playbook
+    from integration.playbooks.runner import resume_playbook
+
+    _add(local.path, receiver, "run.finished")
+    pb = tmp_path / "fails.yml"
+    pb.write_text(FAILING_PLAYBOOK)
+    runtime = Runtime(local.cfg, sleep=Sleeps())
+    try:
+        r = run_playbook(pb, {"when": "garbage"}, runtime, out=lambda s: None)
+        assert r.status == "failed"
+        again = resume_playbook(r.run_id, runtime, out=lambda s: None)
+        assert again.status == "failed"
+    finally:
+        runtime.close()
+    assert receiver.types() == ["run.finished", "run.finished"] and len(set(receiver.arrived)) == 2
+    first = receiver.accepted[0]["data"]
+    assert (first["runId"], first["status"], first["failedStep"]) == (r.run_id, "failed", "look")
+    assert first["error"]["code"] and "since" in first["error"]["message"]
+    assert first["steps"] == [{"id": "look", "status": "failed"}]
 
 
 def test_a_webhook_that_fails_never_fails_what_emits(local, receiver, monkeypatch, tmp_path):
