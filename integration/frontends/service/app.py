@@ -6,6 +6,7 @@
     GET  /v1/health            alive (no key; nothing checked)
     GET  /v1/ready             the integration-health checks: 200, or 503 with the report
     GET  /metrics              Prometheus (no key when bound to loopback; else the scope 'metrics')
+    POST /v1/playbooks/{name}/runs, GET /v1/runs[/{id}], POST /v1/runs/{id}/resume   (runs.py)
 
 and, with ``--bot``, the bot's messaging endpoint (``/api/messages``, ``/api/calls``,
 ``/healthz``) in the same app.
@@ -91,10 +92,14 @@ class Service:
         self.limiter = RateLimiter(rate, burst)
         self.idempotency = idem.Idempotency(runtime.store, lease=max(300.0, 2 * time_limit))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api")
+        from .runs import Runs
+
+        self.runs = Runs(runtime, workers=workers, wait=max(1.0, time_limit - 0.5))
         self._ready: tuple[float, Answer] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.runs.close()
 
     # ---- the async side: cap the body, one hop to the pool, the time limit ----
     async def _in_pool(self, request, work, *args) -> Answer:
@@ -135,6 +140,92 @@ class Service:
                 "idempotency_key": request.headers.get(idem.HEADER), "flow": request.query_params.get("flow"),
                 "peer": _peer(request), "path": request.url.path}
         return (await self._in_pool(request, self.run_command, call)).response()
+
+    async def start_run(self, request):
+        try:
+            body = await self._body(request)
+        except Problem as p:
+            return problem_answer(p, request.url.path).response()
+        name = request.path_params["name"]
+        header = request.headers.get(idem.HEADER)
+
+        def work(key: dict) -> Answer:
+            from integration.playbooks.loader import shipped
+
+            from .runs import scope_of
+
+            audit = {"command": scope_of(name)[:100], "key": key["name"], "digest": None, "decision": "refused"}
+            started = time.monotonic()
+            try:
+                self._allow(key, scope_of(name), destructive=True)  # before saying whether it exists
+                if name not in shipped():
+                    raise Problem(404, "not_found", f"no shipped playbook {name[:80]!r}",
+                                  hint="`msteams playbook list` lists them")
+                args = _arguments(body)
+                audit.update(digest=hashlib.sha256(_dumps(args)).hexdigest(), decision="allowed")
+                run_key = None
+                if header is not None:
+                    run_key = idem.dedupe_key(idem.scoped(key["name"], idem.check_header(header)))
+                run = self.runs.start(name, args, run_key)
+                answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
+            except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+                answer = problem_answer(from_error(exc), request.url.path)
+            self._audit({"peer": _peer(request), "started": started}, audit, answer)
+            return answer
+
+        return (await self._guarded(request, work)).response()
+
+    async def get_run(self, request):
+        run_id = request.path_params["run_id"]
+
+        def work(key: dict) -> Answer:
+            from .runs import scope_of
+
+            self._allow(key, scope_of(self.runs.row(run_id)["name"]), destructive=True)
+            return Answer(200, _dumps(self.runs.get(run_id)))
+
+        return (await self._guarded(request, work)).response()
+
+    async def list_runs(self, request):
+        status = request.query_params.get("status")
+        limit = request.query_params.get("limit", "50")
+
+        def work(key: dict) -> Answer:
+            from .runs import STATUSES, scope_of
+
+            if status is not None and status not in STATUSES:
+                raise Problem(400, "input", f"status must be one of {', '.join(STATUSES)}",
+                              details={"parameter": "status"})
+            if not (limit.isdigit() and 1 <= int(limit) <= 1000):
+                raise Problem(400, "input", "limit must be a whole number from 1 to 1000",
+                              details={"parameter": "limit"})
+            scopes = key.get("scopes") or ()
+            rows = self.runs.listing(status, int(limit), lambda book: allows(scopes, scope_of(book)))
+            return Answer(200, _dumps({"runs": rows}))
+
+        return (await self._guarded(request, work)).response()
+
+    async def resume_run(self, request):
+        run_id = request.path_params["run_id"]
+
+        def work(key: dict) -> Answer:
+            from .runs import scope_of
+
+            audit = {"command": "resume", "key": key["name"], "digest": None, "decision": "refused"}
+            started = time.monotonic()
+            try:
+                row = self.runs.row(run_id)
+                audit["command"] = scope_of(row["name"])[:100]
+                self._allow(key, scope_of(row["name"]), destructive=True)
+                audit["decision"] = "allowed"
+                run = self.runs.resume(run_id)
+                answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
+            except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+                answer = problem_answer(from_error(exc), request.url.path)
+            self._audit({"peer": _peer(request), "started": started}, audit, answer)
+            return answer
+
+        return (await self._guarded(request, work)).response()
 
     async def list_commands(self, request):
         return (await self._guarded(request, self._listing)).response()
@@ -382,6 +473,10 @@ def routes(service: Service, bot_endpoint=None) -> list:
         Route("/v1/health", service.health, methods=["GET"]),
         Route("/v1/ready", service.ready, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
+        Route("/v1/playbooks/{name}/runs", service.start_run, methods=["POST"]),
+        Route("/v1/runs", service.list_runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}", service.get_run, methods=["GET"]),
+        Route("/v1/runs/{run_id}/resume", service.resume_run, methods=["POST"]),
     ]
     if bot_endpoint is not None:
         from integration.frontends.bot.server import routes as bot_routes

@@ -38,6 +38,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 GLOB_CHARS = set("*?[")
 # Scopes that name something other than a command: granted only by name, as destructive commands are.
 SPECIAL_SCOPES = {"metrics": "GET /metrics on a service not bound to loopback"}
+# Starting, reading and resuming a shipped playbook's runs: playbook:NAME, or a glob over
+# playbooks (playbook:*); a glob over commands never grants one.
+PLAYBOOK = "playbook:"
 USED_EVERY = 60.0  # seconds between two writes of a key's last use by one process
 
 
@@ -74,6 +77,15 @@ def check_scopes(scopes: list[str], registry) -> list[str]:
         scope = raw.strip()
         if scope in SPECIAL_SCOPES:
             kept = scope
+        elif scope.startswith(PLAYBOOK):
+            from integration.playbooks.loader import shipped
+
+            names = list(shipped())
+            book = scope[len(PLAYBOOK):]
+            if not (any(fnmatchcase(n, book) for n in names) if is_glob(book) else book in names):
+                raise InputError(f"--scope {quote(raw)}: no shipped playbook {'matches' if is_glob(book) else 'is'} "
+                                 f"{quote(book)}", hint="`msteams playbook list` lists them")
+            kept = scope
         elif is_glob(scope):
             if not re.fullmatch(r"[a-z0-9*?\[\]!-]+", scope):
                 raise InputError(f"--scope {quote(raw)}: a glob over command names uses lowercase letters, digits, "
@@ -99,7 +111,12 @@ def allows(scopes, name: str, *, destructive: bool = False) -> bool:
     for scope in scopes:
         if scope == name:
             return True
-        if not destructive and name not in SPECIAL_SCOPES and is_glob(scope) and fnmatchcase(name, scope):
+        if name.startswith(PLAYBOOK):  # only a glob over playbooks
+            if scope.startswith(PLAYBOOK) and is_glob(scope) and fnmatchcase(name, scope):
+                return True
+            continue
+        if not destructive and name not in SPECIAL_SCOPES and is_glob(scope) and not scope.startswith(PLAYBOOK) \
+                and fnmatchcase(name, scope):
             return True
     return False
 

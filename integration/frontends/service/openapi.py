@@ -181,7 +181,64 @@ def _service_paths(registry) -> dict:
     report = {"type": "object", "required": ["status", "exit_code", "checks"], "properties": {
         "status": {"type": "string", "enum": ["ready", "not ready"]}, "exit_code": {"type": "integer"},
         "checks": {"type": "array", "items": {"type": "object"}}, "readable": {"type": "string"}}}
+    run = {"type": "object", "required": ["id", "playbook", "status"], "properties": {
+        "id": {"type": "string"}, "playbook": {"type": "string"},
+        "status": {"type": "string", "enum": ["running", "waiting", "failed", "ok"]},
+        "waiting_for": {"type": ["string", "null"], "description": "the question the run waits on"},
+        "run_key": {"type": ["string", "null"]}, "created": {"type": ["string", "null"]},
+        "updated": {"type": ["string", "null"]}, "inputs": {"type": "object"},
+        "steps": {"type": "array", "items": {"type": "object"}}, "context": {"type": "object"}}}
+    listed = {"type": "object", "required": ["runs"], "properties": {"runs": {"type": "array", "items": {
+        "type": "object", "required": ["id", "playbook", "status", "location"], "properties": {
+            "id": {"type": "string"}, "playbook": {"type": "string"}, "status": {"type": "string"},
+            "waiting_for": {"type": ["string", "null"]}, "run_key": {"type": ["string", "null"]},
+            "created": {"type": ["string", "null"]}, "updated": {"type": ["string", "null"]},
+            "location": {"type": "string"}}}}}}
+    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    started = {"description": "Started (or, with a run_key already used, that run)",
+               "headers": {"Location": {"description": "/v1/runs/{id}", "schema": {"type": "string"}}},
+               "content": {"application/json": {"schema": run}}}
+    try:
+        from integration.playbooks.loader import shipped
+
+        books = sorted(shipped())
+    except Exception:  # noqa: BLE001 - the document without the list rather than none
+        books = []
     return {
+        "/v1/playbooks/{name}/runs": {"post": {
+            "operationId": "start-run", "summary": "Start a shipped playbook (a key with the scope playbook:NAME)",
+            "tags": ["playbooks"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", **({"enum": books} if books else {})}},
+                           {"name": "Idempotency-Key", "in": "header", "required": False,
+                            "description": "the run's run_key when the body gives none: a retry never starts twice",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                                       "pattern": "^[!-~][ -~]*$"}}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "inputs": {"type": "object", "description": "the playbook's inputs"},
+                    "run_key": {"type": "string", "minLength": 1, "maxLength": 200,
+                                "description": "the same key again: that run, not a new one"}}}}}},
+            "responses": {"202": started, **_errors("400", *AUTHED, "404", "409", "413", "422", "502", "503",
+                                                     "504")}}},
+        "/v1/runs": {"get": {
+            "operationId": "list-runs", "summary": "The runs of the playbooks this key may start, newest first",
+            "tags": ["playbooks"],
+            "parameters": [{"name": "status", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["running", "waiting", "failed", "ok"]}},
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+            "responses": {"200": {"description": "The runs", "content": {"application/json": {"schema": listed}}},
+                          **_errors("400", *AUTHED)}}},
+        "/v1/runs/{run_id}": {"get": {
+            "operationId": "get-run", "summary": "A run: its status, what it waits for, its steps and context",
+            "tags": ["playbooks"], "parameters": [run_id],
+            "responses": {"200": {"description": "The run", "content": {"application/json": {"schema": run}}},
+                          **_errors(*AUTHED, "404")}}},
+        "/v1/runs/{run_id}/resume": {"post": {
+            "operationId": "resume-run", "summary": "Continue a run after a crash or a failed step",
+            "tags": ["playbooks"], "parameters": [run_id],
+            "responses": {"202": started, **_errors("400", *AUTHED, "404", "409", "502", "503", "504")}}},
         "/v1/commands": {"get": {
             "operationId": "list-commands", "summary": "The commands, and whether this key may run each",
             "tags": ["service"],
@@ -219,7 +276,7 @@ def build(registry) -> dict:
     """The document for a registry (not cached: :func:`document` is)."""
     paths = {f"/v1/commands/{spec.name}": {"post": _operation(spec)} for spec in registry}
     paths.update(_service_paths(registry))
-    tags = sorted({spec.category or "admin" for spec in registry}) + ["service"]
+    tags = sorted({spec.category or "admin" for spec in registry}) + ["playbooks", "service"]
     return {
         "openapi": "3.1.0",
         "info": {"title": "msteams-soar HTTP API", "version": __version__,
@@ -249,6 +306,12 @@ def _key(raw: bytes) -> str | None:
 
     h = hashlib.sha256(f"{FORMAT}\0{__version__}\0".encode())
     h.update(hashlib.sha256(raw).digest())
+    try:
+        from integration.playbooks.loader import shipped
+
+        h.update("\0".join(sorted(shipped())).encode())  # the playbooks a run may start
+    except Exception:  # noqa: BLE001
+        pass
     try:
         for p in (__file__, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
                                          "engine", "registry.py")):
