@@ -180,9 +180,13 @@ def create_app(endpoint: Endpoint):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: any free port), so the URL is known before serving."""
+    """A listening TCP socket (port 0: any free port), so the URL is known before serving. Made
+    with IPPROTO_TCP, not the default protocol 0: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on connections whose socket says TCP, and with it on, a small answer
+    written as headers then body waits for the client's delayed ACK: 40 ms a request on a
+    kept-alive connection."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

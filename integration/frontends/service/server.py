@@ -3,29 +3,10 @@
 with the service's app, on a socket bound before serving (so the URL is known)."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-from integration.frontends.bot.server import _server_class
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (port 0: any free port). Made with IPPROTO_TCP, not the default
-    protocol 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
-    socket says TCP, and with it on, a small answer written as headers then body waits for the
-    client's delayed ACK: 40 ms a request on a kept-alive connection."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+from integration.frontends.bot.server import _server_class, bind
 
 
 class ServiceServer:
