@@ -36,7 +36,7 @@ _CONFIGURED = ("runtime", "signed_in", "cfg_file")
 def pytest_collection_modifyitems(config, items):
     """With MSTEAMS_TEST_STORE=redis, only the tests whose store comes from the config (the
     ``runtime`` fixtures, ``make_config``) run: the rest would repeat the default run exactly.
-    The store contract suite (tests/test_store_contract.py, and every other test of
+    The store contract suite (tests/store/test_store_contract.py, and every other test of
     ``make_store``) is deselected too: the default run already ran it on both backends."""
     if os.environ.get("MSTEAMS_TEST_STORE") != "redis":
         return

@@ -104,7 +104,7 @@ def test_every_relative_link_resolves():
 
 
 # docs/architecture.md is written by its own owner together with the code it describes, and may
-# name a file of work in progress (tests/test_store_contract.py when this test was written); its
+# name a file of work in progress (tests/store/test_store_contract.py when this test was written); its
 # links are checked above like every page's.
 PATHS_CHECKED = [page for page in PAGES if page.name != "architecture.md"]
 

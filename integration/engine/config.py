@@ -141,7 +141,7 @@ class Config:
 _KEYS = {f.name for f in fields(Config)} - {"source"}
 _SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret", "store_password", "store_key")
 # The settings that name a file (or the SQLite store): relative ones in a config file are taken
-# from the file's directory (tests/test_config.py checks every *_file, *_path and *ca_bundle
+# from the file's directory (tests/engine/test_config.py checks every *_file, *_path and *ca_bundle
 # setting of the schema is here).
 PATH_KEYS = ("certificate_path", "ca_bundle", "store_path", "store_ca_bundle", "bot_access_file",
              *(f"{k}_file" for k in _SECRET_KEYS))
@@ -150,7 +150,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # ---- the schema (config.schema.json), checked by hand ----
 # jsonschema costs ~150 ms to import and every command reads its config, so the few keywords the
-# schema uses are interpreted here; tests/test_config.py checks jsonschema agrees with this.
+# schema uses are interpreted here; tests/engine/test_config.py checks jsonschema agrees with this.
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict:

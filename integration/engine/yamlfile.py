@@ -67,7 +67,7 @@ def parse(text: str, path: str, *, check_duplicates: bool = True) -> tuple[Any, 
 # scalar whose type PyYAML's resolver would decide the same way as below, is read here. Anything
 # else, or any doubt (booleans, nulls, numbers beyond plain decimals, timestamps, duplicates,
 # indentation, flow collections, anchors, tags, directives), goes to PyYAML, which then also gives
-# the error. tests/test_yamlfile_flat.py checks the two agree on generated documents.
+# the error. tests/engine/test_yamlfile_flat.py checks the two agree on generated documents.
 
 _BOOL_OR_NULL = frozenset("yes Yes YES no No NO true True TRUE false False FALSE on On ON off Off OFF "
                           "~ null Null NULL".split())

@@ -219,7 +219,7 @@ def xsoar_markdown(reg: Registry) -> str:
         "Generated from `commands.yml` and `integration/frontends/xsoar_commands.json` by `msteams docs --xsoar --write`; "
         "do not edit by hand. Every command of XSOAR's `MicrosoftTeams` and `MicrosoftTeamsManagement` "
         "integrations, with the command of ours that runs it (XSOAR's name works as is: it is an alias), how each "
-        "of XSOAR's argument names is taken, and the context we write. `tests/test_xsoar_migration.py` runs every "
+        "of XSOAR's argument names is taken, and the context we write. `tests/frontends/test_xsoar_migration.py` runs every "
         "row against the fake tenant under XSOAR's names and checks each context path XSOAR documents.", "",
         "Context: under XSOAR's paths and keys. Listings inside a chat or channel are one entry per chat or channel "
         "holding a list (`members`, `messages`), as XSOAR writes them, and playbooks merge such lists by id, never "

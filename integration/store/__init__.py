@@ -7,7 +7,7 @@ references and audit log, call events, mirrored incidents and their journals, an
 Two backends implement one protocol, `base.Store`: the embedded SQLite file (`sqlite`, the
 default, 0600, shared by the processes of one host) and the shared Redis (`redis`, with
 `redis_conn`; store_url, for several engines and hosts, token caches encrypted under
-store_key). tests/test_store_contract.py runs the same behaviour tests against both.
+store_key). tests/store/test_store_contract.py runs the same behaviour tests against both.
 
 Its door:
     open.open_store(cfg)   the config's store, whichever backend it names

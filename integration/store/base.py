@@ -4,7 +4,7 @@ both backends apply alike. Callers type a store as `Store` from here and never n
 `open.open_store(cfg)` picks the backend from the config.
 
 Every guarantee written here holds on both backends and across processes: the contract suite
-(tests/test_store_contract.py) runs the same tests against each, and checks that each backend
+(tests/store/test_store_contract.py) runs the same tests against each, and checks that each backend
 has every method declared here, with the same parameters, and no public method left out of it.
 Where a backend gives more, its own docstring says so (SQLite's `transaction` rolls back;
 Redis encrypts token caches and has `rotate_key`).

@@ -6,7 +6,7 @@ raw control character.
 
 CI runs a fixed, small budget of examples. For a long local run:
 
-    MSTEAMS_FUZZ_EXAMPLES=3000 .venv/bin/python -m pytest -q -s tests/test_fuzz.py
+    MSTEAMS_FUZZ_EXAMPLES=3000 .venv/bin/python -m pytest -q -s tests/engine/test_fuzz.py
 
 (3,000 examples make about 11,000 war-room lines in 3,000 shell batches; -s prints the counts.)
 """

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from engine_fixtures import Sleeps, make_config
 from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime, execute
-from test_bot_endpoint import BOB, CONOR, SOC, access_yaml
+from bot_helpers import BOB, CONOR, SOC, access_yaml
 
 SECRET = "mirror-hook-secret"
 

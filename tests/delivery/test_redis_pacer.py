@@ -21,7 +21,7 @@ from engine_fixtures import make_config
 from integration.delivery.pacer import Pacer, Window, bot_windows, graph_windows
 from integration.delivery.redis_pacer import RedisPacer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The shared store encrypts token caches under a key (store_key); one for every engine of a test.
 from cryptography.fernet import Fernet  # noqa: E402
 

@@ -21,7 +21,7 @@ from integration.engine.errors import AuthError
 from integration.store.sqlite import Store
 from integration.graph.tokenlock import HOST, StoreLock, process_start
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def token_posts(emu) -> int:

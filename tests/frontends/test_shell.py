@@ -12,7 +12,7 @@ import pytest
 from integration.engine import registry
 from integration.frontends.shell import Shell
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from integration.engine.config import Config
 from integration.frontends import cli
 from integration.frontends.bot import server as bot_server
 from integration.store.open import open_store
-from test_ask import GRACE, LIBRARY, ROLE_MAP
-from test_bot_endpoint import BOB, CONOR, SOC, access_yaml
+from ask_helpers import GRACE, LIBRARY, ROLE_MAP
+from bot_helpers import BOB, CONOR, SOC, access_yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Receiver:
@@ -412,7 +412,7 @@ def test_concurrent_retries_from_several_processes_send_each_event_once_in_order
 # ------------------------------------------------------------------ events where they happen
 
 class Bot:
-    """The bot endpoint on loopback with the fake tenant playing Teams (as tests/test_ask.py)."""
+    """The bot endpoint on loopback with the fake tenant playing Teams (as tests/teams/test_ask.py)."""
 
     def __init__(self, emu, tmp_path):
         access = tmp_path / "access.yml"

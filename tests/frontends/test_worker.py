@@ -25,7 +25,7 @@ from integration.engine.errors import ArgumentError
 from integration.delivery.queue import JobQueue
 from integration.frontends.worker import DEAD, RETRY, verdict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = "IR-88: rotate your credentials now"
 
 
@@ -273,7 +273,7 @@ def test_worker_without_store_url_exits_3_with_a_hint(big, tmp_path):
 
 # ---- a run resumed on a worker ----
 
-from test_ask import WAITING_PLAYBOOK as WAITING  # noqa: E402 - the same ask-then-tell playbook
+from ask_helpers import WAITING_PLAYBOOK as WAITING  # noqa: E402 - the same ask-then-tell playbook
 
 
 def test_a_run_asked_on_host_a_answered_on_host_b_resumes_on_a_worker(pool, tmp_path):

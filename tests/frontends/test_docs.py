@@ -4,7 +4,7 @@ from pathlib import Path
 from integration.frontends import docs
 from integration.engine import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_commands_md_is_current():

@@ -16,7 +16,7 @@ from engine_fixtures import make_config
 
 from integration import api
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "python-api.md"
 
 
 def _python_blocks(text: str) -> list[str]:

@@ -8,8 +8,8 @@ stays the whole of what callers may use. Then the behaviour: every test takes ``
 (tests/redis_server.py starts one for the session; without redis-server the Redis param is
 skipped, with the reason, except under CI=true, where it fails).
 
-What only one backend has stays in its own file: tests/test_store.py (SQLite: file mode, WAL,
-rollback, its statements and staging table) and tests/test_redis_store.py (Redis: encryption
+What only one backend has stays in its own file: tests/store/test_store.py (SQLite: file mode, WAL,
+rollback, its statements and staging table) and tests/store/test_redis_store.py (Redis: encryption
 at rest, keys, ACL, races inside its transactions).
 
 In the README's second pass (MSTEAMS_TEST_STORE=redis) conftest.py deselects this whole file:
@@ -237,7 +237,7 @@ def test_put_entries_writes_each_value_under_its_id_and_aliases_once(make_store,
 @pytest.mark.parametrize("staged", [False, True])
 def test_staged_names_give_the_same_lists_as_the_scan(make_store, staged):
     """put_entries(stage_names=True) lets a backend set each entry written aside, so that
-    index_names groups those instead of scanning the kind (SQLite does; tests/test_store.py
+    index_names groups those instead of scanning the kind (SQLite does; tests/store/test_store.py
     checks its staging): the lists must be the scan's."""
     s = make_store()
     run = s.now()

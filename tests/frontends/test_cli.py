@@ -305,7 +305,7 @@ def test_the_documented_json_error_example_is_what_the_cli_prints(cfg_file):
     import json
     from pathlib import Path
 
-    usage = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text(encoding="utf-8")
+    usage = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text(encoding="utf-8")
     example = json.loads(usage.split("```json\n")[1].split("```")[0])
     code, _, err = run(["--config", str(cfg_file), "-o", "json", '!channel-list team="Nope Team"'])
     assert code == 5 and json.loads(err) == example

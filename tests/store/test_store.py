@@ -1,7 +1,7 @@
 """What only the SQLite store (sqlite.SQLiteStore) has: a 0600 file in WAL mode, transactions
 that roll back whole, lookups by the primary key index, bulk writes in multi-row statements,
 the per-connection staging of display names, and the hand-joined JSON its SQL relies on. What
-both backends must do is in tests/test_store_contract.py."""
+both backends must do is in tests/store/test_store_contract.py."""
 import os
 import stat
 

@@ -24,7 +24,7 @@ from integration.playbooks.runner import merge_context
 from teams_helpers import add_channel_message, add_message, channel_of, make_chat, team_of, uid
 
 REG = registry.load()
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 XSOAR = docs.xsoar_commands()
 ROWS = docs.xsoar_rows(REG)
 SECOPS, HELPDESK = "Security Operations", "IT Helpdesk"

@@ -16,7 +16,7 @@ from engine_fixtures import Sleeps, make_config
 from integration.engine import metrics
 from integration.frontends.bot import server as bot_server
 from integration.dispatch import Runtime
-from test_bot_endpoint import BOB, FORGERIES, SOC, Rig, access_yaml
+from bot_helpers import BOB, FORGERIES, SOC, Rig, access_yaml
 
 
 def _free_port() -> int:

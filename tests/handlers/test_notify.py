@@ -287,7 +287,7 @@ def test_cold_names_are_looked_up_in_one_batch_and_warm_sends_need_one_request_e
 
 
 def test_a_send_whose_connection_drops_is_reported_unknown_and_not_resent(emu, runtime):
-    # Without the permissions to read the chat back (tests/test_bot_readback.py reads it back).
+    # Without the permissions to read the chat back (tests/teams/test_bot_readback.py reads it back).
     from teams_helpers import grant_exactly
 
     grant_exactly(emu, runtime, "app", ["User.Read.All", "Team.ReadBasic.All", "Channel.ReadBasic.All"])

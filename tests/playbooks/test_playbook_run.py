@@ -10,7 +10,7 @@ from integration.frontends.cli import main
 from integration.playbooks import run_playbook
 from integration.playbooks.loader import LIBRARY_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = LIBRARY_DIR / "examples" / "notify.yml"
 HOSTILE = "${inputs.incident} {{7*7}} $${x} \"double\" 'single' <script>alert('x')</script> &amp; `id`"
 

@@ -1,7 +1,7 @@
 """What only the shared Redis store (redis.RedisStore) has: token caches and secrets encrypted at
 rest, key rotation, a clear error for a missing or wrong key, the ACL user docs/deploy.md gives,
 and updates that stay whole when a delete races them inside its WATCH/MULTI transactions. What
-both backends must do is in tests/test_store_contract.py (on SQLite and on a real Redis)."""
+both backends must do is in tests/store/test_store_contract.py (on SQLite and on a real Redis)."""
 from __future__ import annotations
 
 import json
@@ -66,7 +66,7 @@ def test_the_acl_user_of_docs_deploy_can_do_everything_the_store_pacer_and_queue
     from integration.delivery.redis_pacer import RedisPacer
     from integration.store.redis import RedisStore
 
-    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "deploy.md"), encoding="utf-8").read()
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "deploy.md"), encoding="utf-8").read()
     line = re.search(r"ACL SETUSER msteams (.+)", doc).group(1).split()
     user = f"u{redis_namespace}"
     rules = [r.replace("msteams-prod", redis_namespace).replace(">PASSWORD", ">pw") for r in line]

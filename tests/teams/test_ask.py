@@ -20,9 +20,7 @@ from integration.dispatch import Runtime, execute
 BOB = "bob.smith@contoso.example"
 CONOR = "conor.obrien@contoso.example"
 ZOE = "zoe.muller@contoso.example"
-GRACE = "grace.kim@contoso.example"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIBRARY = os.path.join(REPO, "integration", "playbooks", "library")
+from ask_helpers import GRACE, LIBRARY, REPO, ROLE_MAP, WAITING_PLAYBOOK  # noqa: E402,F401
 
 
 class Clock:
@@ -224,34 +222,6 @@ def test_two_simultaneous_clicks_give_one_decision(rig):
 
 # ---- playbooks that wait ----
 
-WAITING_PLAYBOOK = """
-name: ask-then-tell
-inputs:
-  who: {type: string, required: true}
-steps:
-  - id: q
-    command: ask
-    args:
-      question: Contain the host?
-      user: ["${inputs.who}"]
-      reason: true
-      expires_in: 600
-      default_answer: "No"
-    outputs:
-      answer: ${result.outputs.0.answer}
-      by: ${result.outputs.0.responder}
-      why: ${result.outputs.0.reason}
-  - id: tell
-    command: send-notification
-    args:
-      user: ["${inputs.who}"]
-      message: "Decision: ${steps.q.outputs.answer} (${steps.q.outputs.by})"
-      message_format: text
-outputs:
-  answer: ${steps.q.outputs.answer}
-  by: ${steps.q.outputs.by}
-  why: ${steps.q.outputs.why}
-"""
 
 
 def _playbook(tmp_path):
@@ -318,7 +288,6 @@ def test_the_worker_resumes_a_run_whose_question_expired_with_the_default_answer
 
 # ---- access-request: approvals that resume the playbook ----
 
-ROLE_MAP = {"prod-admin": [GRACE], "*": ["Security Operations/Incident Response"]}
 
 
 def _request(rig, **extra):

@@ -216,7 +216,7 @@ def request(emu, rt, **extra):
               "fallback": ["hannah.schmidt@contoso.example"], **extra}
     r = run(ACCESS, inputs, rt)
     # The playbook asks (one question, a card per reviewer) and waits for the decision
-    # (tests/test_ask.py clicks); the cards it sent are the question's.
+    # (tests/teams/test_ask.py clicks); the cards it sent are the question's.
     assert r.status == "waiting", r.lines
     route = r.step("route")["outputs"]
     r.outputs = {"message_refs": rt.store.question_get(r.waiting_for)["value"]["refs"],

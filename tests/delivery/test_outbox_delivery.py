@@ -67,7 +67,7 @@ def test_many_chats_with_429_storms_and_503s_reach_each_once(emu, signed_in, sle
 
 
 def test_a_bot_send_applied_but_dropped_is_unknown_and_never_resent(emu, runtime):
-    # Without the permissions to read the chat back (tests/test_bot_readback.py reads it back).
+    # Without the permissions to read the chat back (tests/teams/test_bot_readback.py reads it back).
     from teams_helpers import grant_exactly
 
     grant_exactly(emu, runtime, "app", ["User.Read.All", "Team.ReadBasic.All", "Channel.ReadBasic.All"])

@@ -12,7 +12,7 @@ from jsonschema import Draft4Validator, Draft7Validator, validators
 
 from integration.frontends import app_package, cli
 
-SCHEMA_FILE = Path(__file__).parent / "data" / "MicrosoftTeams.v1.30.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "data" / "MicrosoftTeams.v1.30.schema.json"
 # The published schema declares draft-04 but uses draft-06's `const` (manifestVersion): check it too.
 Validator = validators.extend(Draft4Validator, {"const": Draft7Validator.VALIDATORS["const"]})
 
