@@ -14,10 +14,12 @@ READ_BACK_TOP = 20  # the conversation's newest messages: ours, if it arrived, i
 CLOCK_SKEW = 60.0
 
 
-def _created_after(created: str | None, since: float | None) -> bool:
+def created_after(created: str | None, since: float | None) -> bool:
+    """Whether a message Graph dated ``created`` (ISO 8601) was posted at or after ``since`` (our
+    clock), allowing CLOCK_SKEW between the two clocks; True when ``since`` is not known."""
     if since is None:
         return True
-    if not created:
+    if not isinstance(created, str) or not created:
         return False
     try:
         t = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
@@ -53,7 +55,7 @@ def post_once(ctx, path: str, body: dict, key: str, target: str):
                 continue
             sender = ((m.get("from") or {}).get("user") or {}).get("id")
             if (sender == me and (m.get("body") or {}).get("content") == body["body"]["content"]
-                    and _created_after(m.get("createdDateTime"), started.get("at"))):
+                    and created_after(m.get("createdDateTime"), started.get("at"))):
                 return m.get("id")
         return None
 

@@ -32,15 +32,14 @@ import html
 import json
 import re
 import time
-from datetime import datetime
 from typing import Any
 
+from integration.delivery.posting import created_after
 from integration.engine.errors import ConfigError, NotFound
 from integration.graph.client import items_of, need_id, seg
 
 KIND = "bot_chat"  # store kind: the Graph chat id of the bot's 1:1 chat with a user, by bot and user
 READ_BACK_TOP = 20  # the conversation's newest messages: ours, if it arrived, is among them
-CLOCK_SKEW = 60.0  # our clock against Microsoft's, in seconds
 # Graph may list a message a moment after the Bot Connector took it: a read that finds nothing
 # within this many seconds of the attempt is made once more at its end, before "absent" is believed.
 SETTLE_SECONDS = 1.5
@@ -166,7 +165,7 @@ def matches(message: dict, activity: dict, bot_id: str, since: float | None) -> 
     sender = ((message.get("from") or {}).get("application") or {}).get("id")
     if not isinstance(sender, str) or sender.lower() != bot_id.lower() or message.get("deletedDateTime"):
         return False
-    if not _created_after(message.get("createdDateTime"), since):
+    if not created_after(message.get("createdDateTime"), since):
         return False
     shown = [_card_of(a) for a in message.get("attachments") or []
              if isinstance(a, dict) and a.get("contentType") == ADAPTIVE]
@@ -183,18 +182,6 @@ def matches(message: dict, activity: dict, bot_id: str, since: float | None) -> 
 def _squash(text: str | None) -> str:
     """A text of no words (punctuation, emoji) compared as its characters, markup set aside."""
     return "".join(html.unescape(_TAG_RE.sub("", text or "")).split())
-
-
-def _created_after(created: str | None, since: float | None) -> bool:
-    if since is None:
-        return True
-    if not isinstance(created, str) or not created:
-        return False
-    try:
-        t = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return t >= since - CLOCK_SKEW
 
 
 # ---- reading back ----
