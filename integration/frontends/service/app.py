@@ -7,6 +7,7 @@
     GET  /v1/ready             the integration-health checks: 200, or 503 with the report
     GET  /metrics              Prometheus (no key when bound to loopback; else the scope 'metrics')
     POST /v1/playbooks/{name}/runs, GET /v1/runs[/{id}], POST /v1/runs/{id}/resume   (runs.py)
+    GET  /v1/jobs/{id}         a command started with ``Prefer: respond-async`` (jobs.py)
 
 and, with ``--bot``, the bot's messaging endpoint (``/api/messages``, ``/api/calls``,
 ``/healthz``) in the same app.
@@ -17,7 +18,8 @@ time limit (504 past it: the command goes on, and its answer is recorded for an
 Idempotency-Key retry), where: the key (401: unknown, revoked, expired) -> its rate (429) ->
 the command (404) -> the key's scopes (403) -> the body (400 not JSON, 422 not an object of
 arguments) -> the Idempotency-Key (replay, 409, 422) -> ``execute()`` -> the answer (the
-result, or a problem: problems.py) -> the audit entry. Every call with a key is audited in the
+result, or a problem: problems.py) -> the audit entry. With ``Prefer: respond-async`` the
+steps from the Idempotency-Key on run as a job (jobs.py) and the answer is 202 at once. Every call with a key is audited in the
 store's audit log (the bot's: ``msteams bot audit``; conversation type ``http``): the key's
 name, the command, the sha256 of the arguments (never the arguments), the decision, the
 outcome and status, and the duration.
@@ -95,11 +97,15 @@ class Service:
         from .runs import Runs
 
         self.runs = Runs(runtime, workers=workers, wait=max(1.0, time_limit - 0.5))
+        from .jobs import Jobs
+
+        self.jobs = Jobs(runtime.store, workers=workers)
         self._ready: tuple[float, Answer] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.runs.close()
+        self.jobs.close()
 
     # ---- the async side: cap the body, one hop to the pool, the time limit ----
     async def _in_pool(self, request, work, *args) -> Answer:
@@ -138,7 +144,7 @@ class Service:
             return problem_answer(p, request.url.path).response()
         call = {"name": request.path_params["name"], "token": token, "body": body, "started": started,
                 "idempotency_key": request.headers.get(idem.HEADER), "flow": request.query_params.get("flow"),
-                "peer": _peer(request), "path": request.url.path}
+                "peer": _peer(request), "path": request.url.path, "prefer": request.headers.get("prefer")}
         return (await self._in_pool(request, self.run_command, call)).response()
 
     async def start_run(self, request):
@@ -331,7 +337,11 @@ class Service:
                 raise Problem(400, "input", f"flow must be one of {', '.join(FLOWS)}", details={"parameter": "flow"})
             audit["decision"] = "allowed"
             header = call["idempotency_key"]
-            if header is None:
+            from .jobs import prefers_async
+
+            if prefers_async(call.get("prefer")):
+                answer = self._start_job(key, spec, args, flow, header, path)
+            elif header is None:
                 answer = self._execute(spec, args, flow, path)
             else:
                 answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, audit)
@@ -340,6 +350,41 @@ class Service:
         self._audit(call, audit, answer)
         _note(answer.status)
         return answer
+
+    def _start_job(self, key, spec, args, flow, header: str | None, path: str) -> Answer:
+        """The command as a job (jobs.py): 202 with its Location; the same Idempotency-Key, the same job."""
+        scope = idem.scoped(key["name"], idem.check_header(header)) if header is not None else None
+
+        def work() -> tuple[int, bytes]:
+            try:
+                if scope is None:
+                    answer = self._execute(spec, args, flow, path)
+                else:
+                    answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, {})
+            except Exception as exc:  # noqa: BLE001 - a refusal under the key (409, 422) is the job's problem
+                answer = problem_answer(from_error(exc), path)
+            return answer.status, answer.body
+
+        record, _ = self.jobs.start(command=spec.name, key_name=key["name"], scope=scope, work=work,
+                                    fingerprint=idem.fingerprint(spec.name, args))
+        location = f"/v1/jobs/{record['id']}"
+        return Answer(202, _dumps(dict(self.jobs.view(record), location=location)),
+                      headers={"Location": location, "Preference-Applied": "respond-async", "Vary": "Prefer"})
+
+    async def get_job(self, request):
+        job_id = request.path_params["job_id"]
+
+        def work(key: dict) -> Answer:
+            record = self.jobs.record(job_id)
+            if record is None:
+                raise Problem(404, "not_found", "no such job (or it finished more than 24 hours ago)",
+                              hint="POST /v1/commands/{name} with Prefer: respond-async starts one")
+            if record.get("key") != key["name"]:  # the key that started it, or one that may run the command
+                spec = self.runtime.registry.get(record["command"])
+                self._allow(key, record["command"], destructive=spec is None or bool(spec.destructive))
+            return Answer(200, _dumps(self.jobs.view(record)))
+
+        return (await self._guarded(request, work)).response()
 
     def _idempotent(self, key, spec, args, flow, header: str, path: str, audit: dict) -> Answer:
         scope = idem.scoped(key["name"], header)
@@ -477,6 +522,7 @@ def routes(service: Service, bot_endpoint=None) -> list:
         Route("/v1/runs", service.list_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", service.get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}/resume", service.resume_run, methods=["POST"]),
+        Route("/v1/jobs/{job_id}", service.get_job, methods=["GET"]),
     ]
     if bot_endpoint is not None:
         from integration.frontends.bot.server import routes as bot_routes

@@ -150,6 +150,9 @@ def _operation(spec) -> dict:
              "description": "Retry safely: the same key and body within 24 h answer the first answer without "
                             "running again (sends use it as their dedupe_key)",
              "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~][ -~]*$"}},
+            {"name": "Prefer", "in": "header", "required": False,
+             "description": "respond-async (RFC 7240): run as a job, answered 202 with Location: /v1/jobs/{id}",
+             "schema": {"type": "string"}},
             {"name": "flow", "in": "query", "required": False,
              "description": "Force an auth flow instead of the first one ready",
              "schema": {"type": "string", "enum": list(spec.flow_names) or ["app", "delegated", "bot"]}},
@@ -165,9 +168,26 @@ def _operation(spec) -> dict:
                     "content": {"application/json": {"schema": {
                         "allOf": [{"$ref": "#/components/schemas/Result"},
                                   {"type": "object", "properties": {"context": _context_schema(spec)}}]}}}},
+            "202": JOB_STARTED,
             **_errors("400", *AUTHED, "404", "409", "413", "422", "502", "503", "504"),
         },
     }
+
+
+JOB = {"type": "object", "required": ["id", "command", "status", "created", "finished"], "properties": {
+    "id": {"type": "string"}, "command": {"type": "string"},
+    "status": {"type": "string", "enum": ["running", "done", "failed", "interrupted"]},
+    "result": {"$ref": "#/components/schemas/Result", "description": "done: what the synchronous call answers"},
+    "problem": {"$ref": "#/components/schemas/Problem",
+                "description": "failed: the command's problem; interrupted: run it again with the same "
+                               "Idempotency-Key"},
+    "created": {"type": ["string", "null"]}, "finished": {"type": ["string", "null"]},
+    "location": {"type": "string"}}}
+JOB_STARTED = {"description": "With Prefer: respond-async: the command runs as a job (with an Idempotency-Key "
+                              "already used: that job)",
+               "headers": {"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}},
+                           "Preference-Applied": {"description": "respond-async", "schema": {"type": "string"}}},
+               "content": {"application/json": {"schema": JOB}}}
 
 
 def _service_paths(registry) -> dict:
@@ -239,6 +259,14 @@ def _service_paths(registry) -> dict:
             "operationId": "resume-run", "summary": "Continue a run after a crash or a failed step",
             "tags": ["playbooks"], "parameters": [run_id],
             "responses": {"202": started, **_errors("400", *AUTHED, "404", "409", "502", "503", "504")}}},
+        "/v1/jobs/{job_id}": {"get": {
+            "operationId": "get-job",
+            "summary": "A command started with Prefer: respond-async: its status, then its result or problem "
+                       "(the key that started it, or one allowed the command)",
+            "tags": ["service"],
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The job", "content": {"application/json": {"schema": JOB}}},
+                          **_errors(*AUTHED, "404")}}},
         "/v1/commands": {"get": {
             "operationId": "list-commands", "summary": "The commands, and whether this key may run each",
             "tags": ["service"],
