@@ -1,4 +1,5 @@
-"""``msteams emulator user-says``, ``install-bot`` and ``answer-call``: act as a Teams user
+"""``msteams emulator user-says``, ``install-bot``/``uninstall-bot``, ``forget-conversations`` and
+``answer-call``: act as a Teams user
 against a running emulator (``msteams emulator serve``), through its admin API. The emulator is
 the one the config names (``--config`` or ``MSTEAMS_CONFIG``, as ``--write-config`` wrote it),
 or ``--emulator URL`` with ``--ca-bundle``.
@@ -123,15 +124,19 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None,
         p.add_argument("--user", required=True, help="whose Teams client rings (mail or UPN)")
         p.add_argument("answer", choices=("accept", "decline", "busy", "ignore"),
                        help="pick up, decline, be busy, or let it ring out")
-    elif action == "install-bot":
+    elif action in ("install-bot", "uninstall-bot"):
         g = p.add_mutually_exclusive_group(required=True)
-        g.add_argument("--user", help="install for this user (personal scope)")
-        g.add_argument("--team", help="install in this team")
+        verb = "install" if action == "install-bot" else "uninstall (an admin takes the app away)"
+        g.add_argument("--user", help=f"{verb} for this user (personal scope)")
+        g.add_argument("--team", help=f"{verb} in this team")
+    elif action == "forget-conversations":
+        p.add_argument("--user", help="only this user's 1:1 conversations with the bot (default: all)")
     else:
         err("usage: msteams emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
             "msteams emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE "
             "[--reason TEXT] | "
-            "msteams emulator install-bot --user MAIL | --team NAME | "
+            "msteams emulator install-bot|uninstall-bot --user MAIL | --team NAME | "
+            "msteams emulator forget-conversations [--user MAIL] | "
             "msteams emulator answer-call --user MAIL accept|decline|busy|ignore")
         return 2
     try:
@@ -165,6 +170,8 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None,
             body["reason"] = ns.reason
     elif action == "answer-call":
         body = {"user": ns.user, "answer": ns.answer}
+    elif action == "forget-conversations":
+        body = {"user": ns.user} if ns.user else {}
     else:
         body = {"user": ns.user} if ns.user else {"team": ns.team}
     try:
@@ -179,6 +186,14 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None,
     if r.status_code != 200:
         err(f"error: {data.get('error')}")
         return 2 if r.status_code in (400, 404, 403) else 3 if r.status_code == 409 else 1
+    if action == "forget-conversations":  # the tenant forgot them: the bot's next send heals
+        out(f"the tenant forgot {len(data.get('forgotten') or [])} conversation(s) of the bot")
+        return 0
+    if action == "uninstall-bot":
+        told = data.get("delivery") or {}
+        out(f"the bot is uninstalled for {ns.user or ns.team}"
+            + (f"; Teams told the bot at {told.get('endpoint')}: HTTP {told.get('status')}" if told else ""))
+        return 0
     if data.get("error") or not data.get("status"):
         err(f"error: delivering to {data.get('endpoint')}: {data.get('error') or 'no answer'}")
         return 1

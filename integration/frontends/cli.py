@@ -42,7 +42,8 @@ EMULATOR_USAGE = (
     "usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] [--write-config PATH] "
     "[--messaging-endpoint URL] | emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
     "emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE [--reason TEXT] | "
-    "emulator install-bot --user MAIL | --team NAME | emulator answer-call --user MAIL accept|decline|busy|ignore")
+    "emulator install-bot|uninstall-bot --user MAIL | --team NAME | emulator forget-conversations [--user MAIL] | "
+    "emulator answer-call --user MAIL accept|decline|busy|ignore")
 # The groups of tool commands: `msteams GROUP --help` prints the group's usage (exit 0).
 GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
                "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
@@ -379,7 +380,8 @@ def _main(argv: list[str], out, err) -> int:
         rest = [AUTH_ACTIONS[action]] + rest[2:]
         head = rest[0]
     if head == "emulator":
-        if rest[1:2] in (["user-says"], ["user-clicks"], ["install-bot"], ["answer-call"]):  # a simulated Teams user acts (a running emulator)
+        if rest[1:2] in (["user-says"], ["user-clicks"], ["install-bot"], ["uninstall-bot"], ["forget-conversations"],
+                         ["answer-call"]):  # a simulated Teams user acts (a running emulator)
             from fake_tenant.drive import main as drive_main
 
             return drive_main(rest[1:], out=out, err=err, config=opts.config,
