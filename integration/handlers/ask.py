@@ -45,9 +45,64 @@ def _targets(ctx) -> list[tuple[str, str]]:
     return out
 
 
+def _card_options(card) -> list[str]:
+    """The Action.Submit buttons of an Adaptive Card (XSOAR's MicrosoftTeamsAsk adaptive_card) as
+    options: "Title=response" when the action's data gives a response."""
+    if isinstance(card, dict) and isinstance(card.get("content"), dict):  # already wrapped
+        card = card["content"]
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Submit" and str(node.get("title") or "").strip():
+                data = node.get("data")
+                response = data.get("response") if isinstance(data, dict) else None
+                title = str(node["title"]).strip()
+                found.append(f"{title}={response}" if response not in (None, "") else title)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(card)
+    if not found:
+        raise ArgumentError("adaptive_card", "the card has no Action.Submit button with a title to answer with")
+    return found
+
+
+def _xsoar_ask(a: dict) -> tuple[list | None, bool]:
+    """The options and reason box from XSOAR's MicrosoftTeamsAsk arguments (option1, option2,
+    additional_options, form_type, adaptive_card), or (options, reason) as given."""
+    given = [k for k in ("option1", "option2", "additional_options", "adaptive_card") if a.get(k)]
+    reason = bool(a.get("reason"))
+    if a.get("form_type") == "open-answer":
+        if a.get("options") or given:
+            raise ArgumentError("form_type", "open-answer asks for text: give no options with it")
+        return ["Submit"], True
+    if not given:
+        return a.get("options"), reason
+    if a.get("options"):
+        raise ArgumentError("options", f"give options or {', '.join(given)} (XSOAR's names), not both")
+    if a.get("adaptive_card"):
+        if any(a.get(k) for k in ("option1", "option2", "additional_options")):
+            raise ArgumentError("adaptive_card", "the card's buttons are the options: give no option1/option2 with it")
+        return _card_options(a["adaptive_card"]), reason
+    return [a.get("option1") or "yes", a.get("option2") or "no", *(a.get("additional_options") or [])], reason
+
+
+def _xsoar_task(a: dict) -> dict | None:
+    """What completes the XSOAR task when the answer comes (recorded with the question)."""
+    if not (a.get("entitlement") or a.get("task_id")):
+        return None
+    return {"entitlement": a.get("entitlement"), "investigationId": a.get("investigation_id"),
+            "taskId": a.get("task_id"), "persistent": bool(a.get("persistent"))}
+
+
 def ask(ctx):
     a = ctx.args
-    options = Q.parse_options(a.get("options"))
+    raw_options, with_reason = _xsoar_ask(a)
+    options = Q.parse_options(raw_options)
     if len({o["value"] for o in options}) != len(options) or not all(o["title"] and o["value"] for o in options):
         raise ArgumentError("options", "each option needs a title (and a distinct value)")
     wanted = _targets(ctx)
@@ -81,7 +136,9 @@ def ask(ctx):
     expires = ctx.store.now() + a["expires_in"] if a.get("expires_in") else None
     value = {"text": a["question"], "options": options, "default_answer": a.get("default_answer"),
              "responders": responders, "channels": channel_ids, "channel_members": channel_members,
-             "reason": bool(a.get("reason")), "facts": a.get("facts") or {}, "refs": [], "recipients": []}
+             "reason": with_reason, "facts": a.get("facts") or {}, "refs": [], "recipients": []}
+    if _xsoar_task(a):
+        value["xsoar"] = _xsoar_task(a)
     q, _ = ctx.store.question_create(qid, value, expires)
     activity = {"type": "message", "attachments": [notify.adaptive_attachment(Q.card(ctx.store, q))]}
     refs, recipients, errors = [], [], []

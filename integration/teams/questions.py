@@ -112,7 +112,8 @@ def public(q: dict) -> dict:
             "answeredAt": iso(q.get("answered")) if q["status"] != "open" else None,
             "expiresAt": iso(q.get("expires")), "options": [o["value"] for o in v.get("options") or []],
             "defaultAnswer": v.get("default_answer"), "messageRefs": list(v.get("refs") or []),
-            "recipients": list(v.get("recipients") or [])}
+            "recipients": list(v.get("recipients") or []),
+            **({"xsoarTask": dict(v["xsoar"])} if v.get("xsoar") else {})}
 
 
 def update_cards(runtime, q: dict) -> int:
@@ -150,7 +151,7 @@ def emit_answered(runtime, q: dict, *, send: bool = True) -> None:
 
         p = public(q)
         data = {k: p[k] for k in ("id", "status", "question", "answer", "responder", "responderId", "reason",
-                                  "answeredAt")}
+                                  "answeredAt", "xsoarTask") if k in p}
         webhooks.emit(runtime.store, runtime.cfg, "question.answered", data, key=(q["id"],), send=send)
     except Exception as exc:  # noqa: BLE001 - the answer stands whatever the webhook does
         log.warning("could not emit question.answered for %s: %s", q.get("id"), type(exc).__name__)

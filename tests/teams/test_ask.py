@@ -286,6 +286,90 @@ def test_the_worker_resumes_a_run_whose_question_expired_with_the_default_answer
     rig.start()
 
 
+# ---- XSOAR's MicrosoftTeamsAsk arguments on our ask (issue 26) ----
+
+XSOAR_ASK_PLAYBOOK = """
+name: xsoar-style-ask
+inputs:
+  who: {type: string, required: true}
+steps:
+  - id: q
+    command: ask
+    args:
+      message: Isolate host WS-042?
+      team_member: "${inputs.who}"
+      option1: Isolate
+      option2: Wait
+      additional_options: Escalate
+      persistent: "false"
+      task_id: "7"
+      entitlement: 4f1e0c9a-guid
+      investigation_id: "42"
+    outputs:
+      answer: ${result.outputs.0.answer}
+outputs:
+  answer: ${steps.q.outputs.answer}
+"""
+
+
+def test_ask_takes_xsoar_microsoftteamsask_arguments_as_strings(rig):
+    q = ask(rig, message="Isolate host WS-042?", team_member=CONOR, option1="Isolate", option2="Wait",
+            additional_options="Escalate,Ignore", persistent="true", task_id="7", entitlement="guid-1",
+            investigation_id="42")
+    assert q["options"] == ["Isolate", "Wait", "Escalate", "Ignore"] and q["question"] == "Isolate host WS-042?"
+    assert q["xsoarTask"] == {"entitlement": "guid-1", "investigationId": "42", "taskId": "7", "persistent": True}
+    rig.click(CONOR, "Escalate", question=q["id"])
+    s = status(rig, q["id"])
+    assert (s["answer"], s["xsoarTask"]["entitlement"]) == ("Escalate", "guid-1")
+    # XSOAR's defaults when only option1 is given; user_id as the recipient
+    q = ask(rig, message="Block?", user_id=ZOE, option1="Block")
+    assert q["options"] == ["Block", "no"] and "xsoarTask" not in q
+
+
+def test_ask_open_answer_and_an_adaptive_card_and_refusals(rig):
+    from integration.engine.errors import ArgumentError
+
+    q = ask(rig, message="Why was it allowed?", team_member=CONOR, form_type="open-answer")
+    assert q["options"] == ["Submit"]
+    assert any(b["type"] == "Input.Text" for b in rig.card(q["messageRefs"][0])["body"])
+    card = {"type": "AdaptiveCard", "body": [{"type": "TextBlock", "text": "Approve?"}],
+            "actions": [{"type": "Action.Submit", "title": "Approve", "data": {"response": "approved"}},
+                        {"type": "Action.Submit", "title": "Deny"}]}
+    q = ask(rig, message="Approve?", channel=["General"], team="Security Operations", adaptive_card=json.dumps(card))
+    assert q["options"] == ["approved", "Deny"]
+    with pytest.raises(ArgumentError, match="not both"):
+        ask(rig, message="x", team_member=CONOR, options=["A", "B"], option1="C")
+    with pytest.raises(ArgumentError, match="no options"):
+        ask(rig, message="x", team_member=CONOR, form_type="open-answer", option1="C")
+    with pytest.raises(ArgumentError, match="Action.Submit"):
+        ask(rig, message="x", team_member=CONOR, adaptive_card={"type": "AdaptiveCard", "body": []})
+
+
+def test_a_playbook_written_for_xsoar_runs_under_our_runner_and_the_webhook_carries_the_entitlement(rig, tmp_path,
+                                                                                                   monkeypatch):
+    from integration.playbooks import run_playbook
+
+    p = tmp_path / "xsoar-ask.yml"
+    p.write_text(XSOAR_ASK_PLAYBOOK)
+    r = run_playbook(str(p), {"who": CONOR}, rig.runtime, out=lambda s: None)
+    assert r.status == "waiting", r
+    sent = []
+    from integration.teams import questions as Q
+
+    q = rig.runtime.store.question_get(r.waiting_for)
+    assert q["value"]["xsoar"]["entitlement"] == "4f1e0c9a-guid"
+    rig.click(CONOR, "Wait", question=r.waiting_for)
+    assert rig.runtime.store.run_get(r.run_id)["status"] == "ok"
+    import integration.delivery.webhooks as webhooks
+
+    monkeypatch.setattr(webhooks, "emit", lambda store, cfg, event, data, **kw: sent.append((event, data)))
+    Q.emit_answered(rig.runtime, rig.runtime.store.question_get(r.waiting_for), send=False)
+    [(event, data)] = sent
+    assert event == "question.answered" and data["answer"] == "Wait"
+    assert data["xsoarTask"] == {"entitlement": "4f1e0c9a-guid", "investigationId": "42", "taskId": "7",
+                                 "persistent": False}
+
+
 # ---- access-request: approvals that resume the playbook ----
 
 
