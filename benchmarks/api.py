@@ -1,0 +1,322 @@
+"""The HTTP API (`msteams serve`) and the bot endpoint measured against baselines taken in the
+same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
+
+  a. what a command pays over HTTP on top of the Python API: p50 and p99 of `cache-show` (read
+     from the store alone) and `team-list` (one Graph GET a call, paced under Graph's limits,
+     timed over at most 100 calls) through
+     `integration.api.Client.execute` beside `POST /v1/commands/...` over one kept-alive
+     `requests.Session` (goal: p50 <= 1.5 ms more); and, shown without a goal, `channel-list`:
+     its team's id comes from the cache after the first call, but the channels are read from
+     Graph on every call, paced under Teams' per-team limit (~250 ms a call after the first
+     two), so it is timed over a few calls only;
+  b. 200 concurrent clients (threads, a `requests.Session` each) on the cached read
+     (`cache-show`) for a bounded time: requests per second, p50/p99, errors (goal: 0 errors);
+  c. the service (`cache-show`) and the bot endpoint (`POST /api/messages`, a signed `!help`
+     activity: it answers at once and works in the background) each against a plain Starlette
+     echo app served by the same code with the same uvicorn settings (`ServiceServer`), at
+     concurrency 8 over kept-alive connections: requests per second and the ratio to the echo
+     (goal: >= 0.5 each).
+
+    .venv/bin/python benchmarks/api.py [-n 1000] [--clients 200] [--seconds 5] [--check]
+
+Ratios and differences only mean something within one run on one machine: nothing here is
+asserted by a test. Prints a table and the goals met or not; exits 0 either way unless
+``--check`` (then 1 when a goal is not met). The fake tenant runs in this process (its Teams
+side signs the bot's tokens); the service and the echo app run in processes of their own.
+Every phase is bounded in count and time, and everything started here is stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+SOC = "Security Operations"
+BOB = "bob.smith@contoso.example"
+READS = (("cache-show", {}, None), ("team-list", {}, 100), ("channel-list", {"team": SOC}, 20))  # name, args, cap
+CONCURRENCY = 8
+
+
+# ---------------------------------------------------------------- the echo app (a process of its own)
+
+def echo_server(url_file: str) -> None:
+    """A Starlette app that answers each POST with its body, served as `msteams serve` serves
+    (ServiceServer: the same socket, uvicorn settings and signal handling)."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from integration.frontends.service.server import ServiceServer
+
+    async def echo(request):
+        return Response(await request.body(), media_type="application/json")
+
+    server = ServiceServer(Starlette(routes=[Route("/echo", echo, methods=["POST"])]), port=0)
+    with open(url_file + ".tmp", "w") as f:
+        f.write(server.url)
+    os.replace(url_file + ".tmp", url_file)
+    server.run()
+
+
+# ---------------------------------------------------------------- processes
+
+class Process:
+    """A server in a child process, its URL read from the file it writes; stopped with SIGTERM."""
+
+    def __init__(self, argv: list[str], url_file: str, env: dict):
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(url_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"{argv[2:4]} did not start: {self.proc.stderr.read()[-2000:]}")
+            time.sleep(0.02)
+        self.url = open(url_file).read().strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+
+
+# ---------------------------------------------------------------- measuring
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def latencies(call, n: int, warm: int = 50) -> list[float]:
+    for _ in range(warm):
+        call()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def concurrent_clients(make_call, clients: int, seconds: float, per_client: int) -> dict:
+    """``clients`` threads, each with its own call (its own connection), until ``seconds`` pass or
+    each made ``per_client`` calls: requests/s, latencies, errors."""
+    start = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+    results: list[tuple[list[float], int]] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        call, close = make_call(i)
+        lat, errors = [], 0
+        try:
+            start.wait(60)
+            while len(lat) + errors < per_client and time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                try:
+                    ok = call()
+                except Exception:  # noqa: BLE001 - counted, never fatal to the run
+                    ok = False
+                if ok:
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+        finally:
+            close()
+            with lock:
+                results.append((lat, errors))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + 3600  # set for real once every client is connected and waiting
+    start.wait(60)
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + seconds
+    for t in threads:
+        t.join(seconds + 120)
+    elapsed = time.perf_counter() - t0
+    lat = [x for r in results for x in r[0]]
+    errors = sum(r[1] for r in results)
+    return {"rps": len(lat) / elapsed, "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "errors": errors,
+            "count": len(lat)}
+
+
+def raw_caller(url: str, path: str, body_for, headers: dict):
+    """A cheap client (http.client, one kept-alive connection) so the client costs little beside
+    the server it measures: a call answers whether the status was 2xx."""
+    parts = urllib.parse.urlsplit(url)
+
+    def make(i: int):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        n = [0]
+
+        def call() -> bool:
+            n[0] += 1
+            conn.request("POST", path, body_for(i, n[0]), headers)
+            r = conn.getresponse()
+            r.read()
+            return 200 <= r.status < 300
+
+        return call, conn.close
+
+    return make
+
+
+# ---------------------------------------------------------------- the run
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=1000, help="sequential calls per command and path in (a)")
+    ap.add_argument("--clients", type=int, default=200, help="concurrent clients in (b)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="the length of each timed phase in (b) and (c)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    ap.add_argument("--echo-server", metavar="URL_FILE", help=argparse.SUPPRESS)
+    ns = ap.parse_args(argv)
+    if ns.echo_server:
+        echo_server(ns.echo_server)
+        return 0
+
+    import requests
+    import yaml
+
+    from fake_tenant import Emulator
+    from integration import api
+    from integration.frontends import cli as cli_mod
+
+    work = tempfile.mkdtemp(prefix="msteams-api-bench-")
+    cfg = os.path.join(work, "config.yml")
+    emu = Emulator().start()
+    servers: list[Process] = []
+    try:
+        emu.write_config(cfg)
+        data = yaml.safe_load(open(cfg))
+        data["store_path"] = os.path.join(work, "store.sqlite3")
+        with open(cfg, "w") as f:
+            yaml.safe_dump(data, f)
+        out, err = [], []
+        code = cli_mod.main(["--config", cfg, "-o", "json", "api-key", "create", "--name", "bench",
+                             "--scope", "cache-show", "--scope", "team-list", "--scope", "channel-list"], out=out.append, err=err.append)
+        if code:
+            raise SystemExit(f"api-key create failed: {err}")
+        key = json.loads(out[0])["key"]
+        env = dict(os.environ, MSTEAMS_CONFIG=cfg)
+        env.pop("HTTP_PROXY", None), env.pop("HTTPS_PROXY", None)
+        # the per-key rate limit is the service's guard, not what is measured here: lifted
+        servers.append(Process([sys.executable, "-m", "integration.frontends.cli", "serve", "--port", "0", "--bot",
+                                "--rate", "1000000", "--burst", "1000000", "--write-url",
+                                os.path.join(work, "svc.url")], os.path.join(work, "svc.url"), env))
+        servers.append(Process([sys.executable, os.path.abspath(__file__), "--echo-server",
+                                os.path.join(work, "echo.url")], os.path.join(work, "echo.url"), env))
+        svc, echo = servers[0].url, servers[1].url
+        auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        rows: list[tuple[str, str, str]] = []
+        goals: list[tuple[str, bool]] = []
+
+        # (a) the Python API beside HTTP, one call at a time
+        http_s = requests.Session()
+        http_s.trust_env = False
+        with api.Client(cfg) as client:
+            for name, args, cap in READS:
+                client.execute(name, args)  # the team's id cached, the token got
+                n = min(ns.n, cap or ns.n)
+                py = latencies(lambda: client.execute(name, args), n, warm=2 if cap else 50)
+                body = json.dumps(args)
+
+                def over_http(name=name, body=body):
+                    r = http_s.post(f"{svc}/v1/commands/{name}", data=body, headers=auth, timeout=30)
+                    if r.status_code != 200:
+                        raise SystemExit(f"{name} over HTTP: {r.status_code} {r.text[:300]}")
+
+                hp = latencies(over_http, n, warm=2 if cap else 50)
+                extra = (pct(hp, 0.5) - pct(py, 0.5)) * 1e3
+                name = f"{name} (x{n})" if n < ns.n else name
+                rows.append((f"a. {name}: Python API", f"p50 {pct(py, .5) * 1e3:.3f} ms", f"p99 {pct(py, .99) * 1e3:.3f} ms"))
+                rows.append((f"a. {name}: HTTP (kept alive)", f"p50 {pct(hp, .5) * 1e3:.3f} ms",
+                             f"p99 {pct(hp, .99) * 1e3:.3f} ms; +{extra:.3f} ms at p50"))
+                if name.startswith(("cache-show", "team-list")):
+                    goals.append((f"{name}: HTTP p50 <= Python API p50 + 1.5 ms (+{extra:.2f} ms)", extra <= 1.5))
+        http_s.close()
+
+        # (b) 200 concurrent clients on cached reads
+        def session_client(i: int):
+            s = requests.Session()
+            s.trust_env = False
+            url, body = f"{svc}/v1/commands/cache-show", "{}"
+
+            def call() -> bool:
+                return s.post(url, data=body, headers=auth, timeout=30).status_code == 200
+
+            return call, s.close
+
+        b = concurrent_clients(session_client, ns.clients, ns.seconds, per_client=10_000)
+        rows.append((f"b. {ns.clients} clients, cache-show", f"{b['rps']:.0f} req/s",
+                     f"p50 {b['p50'] * 1e3:.1f} ms, p99 {b['p99'] * 1e3:.1f} ms, {b['errors']} errors "
+                     f"({b['count']} answered)"))
+        goals.append((f"{ns.clients} concurrent clients: 0 errors ({b['errors']})", b["errors"] == 0))
+
+        # (c) each service against the echo, side by side, concurrency 8
+        bot_id = emu.config()["bot_id"]
+        template = emu.teams.message(BOB, "!help")
+        token = emu.teams.sign(bot_id)  # valid for 5 minutes: longer than this phase
+
+        def activity(i: int, n: int) -> bytes:
+            return json.dumps(dict(template, id=f"bench-{i}-{n}")).encode()
+
+        bot_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        json_headers = {"Content-Type": "application/json"}
+        phases = [("echo ({} body)", echo, "/echo", lambda i, n: b"{}", json_headers),
+                  ("service cache-show", svc, "/v1/commands/cache-show", lambda i, n: b"{}", auth),
+                  ("echo (activity body)", echo, "/echo", activity, json_headers),
+                  ("bot endpoint !help", svc, "/api/messages", activity, bot_headers)]
+        c = {}
+        for label, url, path, body_for, headers in phases:
+            make = raw_caller(url, path, body_for, headers)
+            call, close = make(-1)  # one call first: a refusal stops the run rather than being measured
+            if not call():
+                raise SystemExit(f"{label}: refused")
+            close()
+            c[label] = concurrent_clients(make, CONCURRENCY, ns.seconds, per_client=1_000_000)
+        for label, base in (("service cache-show", "echo ({} body)"), ("bot endpoint !help", "echo (activity body)")):
+            ratio = c[label]["rps"] / c[base]["rps"]
+            rows.append((f"c. {base}", f"{c[base]['rps']:.0f} req/s",
+                         f"p99 {c[base]['p99'] * 1e3:.1f} ms, {c[base]['errors']} errors"))
+            rows.append((f"c. {label}", f"{c[label]['rps']:.0f} req/s",
+                         f"p99 {c[label]['p99'] * 1e3:.1f} ms, {c[label]['errors']} errors; {ratio:.2f} of the echo"))
+            goals.append((f"{label}: >= 0.5 of a Starlette echo at concurrency {CONCURRENCY} ({ratio:.2f})",
+                          ratio >= 0.5 and c[label]["errors"] == 0))
+    finally:
+        for p in servers:
+            p.stop()
+        emu.stop()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"benchmarks/api.py on {os.cpu_count()} CPUs, loopback, the fake tenant")
+    for r in rows:
+        print(f"  {r[0]:<{width}}  {r[1]:>14}  {r[2]}")
+    print("goals:")
+    for text, ok in goals:
+        print(f"  [{'met' if ok else 'NOT met'}] {text}")
+    return 1 if ns.check and not all(ok for _, ok in goals) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
