@@ -23,6 +23,7 @@ TOOLS = {
     "shell": "the interactive war-room prompt (`!command arg=value`); or pipe lines of commands on stdin",
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
     "docs": "print (or --write) docs/commands.md, generated from commands.yml (--xsoar: docs/xsoar-migration.md)",
+    "pack": "a SOAR platform's pack generated from commands.yml: `pack xsoar --out DIR` (Cortex XSOAR content pack)",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
     "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
     "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`; "
@@ -47,6 +48,7 @@ EMULATOR_USAGE = (
 # The groups of tool commands: `msteams GROUP --help` prints the group's usage (exit 0).
 GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
                "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
+               "pack": lambda: "usage: msteams pack xsoar --out DIR",
                "bot": lambda: __import__("integration.frontends.bot.tool", fromlist=["USAGE"]).USAGE,
                "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE,
                "api-key": lambda: __import__("integration.frontends.service.tool", fromlist=["KEY_USAGE"]).KEY_USAGE,
@@ -437,6 +439,15 @@ def _main(argv: list[str], out, err) -> int:
 
     if head in ("permissions", "docs"):
         return _doc_tool(head, rest[1:], out, output=opts.output)
+    if head == "pack":
+        if rest[1:2] != ["xsoar"]:
+            from integration.engine.errors import InputError
+
+            raise InputError("usage: msteams pack xsoar --out DIR")
+        _registry()  # a broken registry is its own error (file and line)
+        from .packs.xsoar import main as xsoar_main
+
+        return xsoar_main(rest[2:], out=out)
     if head == "app-package":
         from .app_package import main as package_main
 
