@@ -1,0 +1,23 @@
+"""benchmarks/api.py runs end to end with tiny bounds (issue 25): it starts the fake tenant,
+`msteams serve --bot` and the echo app, prints every row of its table and the goals, stops what
+it started and exits 0. Its figures are never asserted here: times belong to the benchmark's
+own run, not to a test on a shared machine."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_api_benchmark_runs_and_prints_its_table():
+    r = subprocess.run([sys.executable, "benchmarks/api.py", "-n", "3", "--clients", "4", "--seconds", "0.2"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    for row in ("a. cache-show: Python API", "a. cache-show: HTTP (kept alive)", "a. team-list", "a. channel-list",
+                "b. 4 clients, cache-show", "c. echo ({} body)", "c. service cache-show", "c. echo (activity body)",
+                "c. bot endpoint !help", "goals:"):
+        assert row in out, out
+    assert "4 concurrent clients: 0 errors (0)" in out, out  # errors are counted, not times
