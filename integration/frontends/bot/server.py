@@ -229,19 +229,21 @@ def _Server(config):
     return _server_class()(config)
 
 
-class BotServer:
-    """uvicorn serving the app on a socket of its own; ``start()`` in a thread (tests) or
-    ``run()`` in the foreground (``msteams bot serve``: Ctrl-C and SIGTERM stop it)."""
+class Served:
+    """uvicorn serving an ASGI app on a socket of its own, bound before serving (so the URL is
+    known): ``start()`` in a thread (tests) or ``run()`` in the foreground (``msteams bot serve``,
+    ``msteams serve``: Ctrl-C and SIGTERM stop it gracefully and the process exits 0)."""
 
-    def __init__(self, endpoint: Endpoint, *, host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
+    what = "the server"  # for the error when it does not start
+
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
                  tls_key: str | None = None):
         import uvicorn
 
-        self.endpoint = endpoint
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.tls = bool(tls_cert)
-        config = uvicorn.Config(create_app(endpoint), log_config=None, access_log=False, lifespan="off",
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                 ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=15,
                                 timeout_graceful_shutdown=5,  # a TLS peer that never closes cannot hold us
                                 h11_max_incomplete_event_size=64 * 1024, server_header=False, http="h11")
@@ -260,25 +262,21 @@ class BotServer:
             host = "127.0.0.1"
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
-    @property
-    def messaging_endpoint(self) -> str:
-        return self.url + "/api/messages"
-
     def run(self) -> None:
         try:
             self.server.run(sockets=[self.sock])
         finally:
             self.sock.close()
 
-    def start(self, timeout: float = 10.0) -> "BotServer":
-        self._thread = threading.Thread(target=self.run, name=f"msteams-bot:{self.port}", daemon=True)
+    def start(self, timeout: float = 10.0):
+        self._thread = threading.Thread(target=self.run, name=f"msteams:{self.port}", daemon=True)
         self._thread.start()
         import time
 
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the bot endpoint did not start")
+                raise RuntimeError(f"{self.what} did not start")
             time.sleep(0.005)
         return self
 
@@ -286,13 +284,30 @@ class BotServer:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
-        self.endpoint.processor.close()
 
-    def __enter__(self) -> "BotServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class BotServer(Served):
+    """The bot's messaging endpoint served (``msteams bot serve``)."""
+
+    what = "the bot endpoint"
+
+    def __init__(self, endpoint: Endpoint, **kw):
+        self.endpoint = endpoint
+        super().__init__(create_app(endpoint), **kw)
+
+    @property
+    def messaging_endpoint(self) -> str:
+        return self.url + "/api/messages"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.endpoint.processor.close()
 
 
 def build(runtime, *, workers: int = 4, clock: Callable[[], float] | None = None, verifier=None) -> Endpoint:
