@@ -42,6 +42,17 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
 
 
 # ---- serve ----
+def check_tls(prog: str, cert: str | None, key: str | None) -> None:
+    """--tls-cert and --tls-key of a server command: both or neither, each a file."""
+    from integration.engine.errors import InputError
+
+    if bool(cert) != bool(key):
+        raise InputError(f"{prog}: --tls-cert and --tls-key go together")
+    for f in (cert, key):
+        if f and not os.path.isfile(f):
+            raise InputError(f"{prog}: no such file: {f}")
+
+
 def _write_url(path: str, url: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -94,13 +105,9 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
     p.add_argument("--log-json", action="store_true", help="log one JSON object a line (for a log shipper)")
     p.add_argument("--log-bodies", action="store_true", help="with --log-json: include message texts in the log")
     ns = p.parse_args(argv)
-    from integration.engine.errors import ConfigError, InputError
+    from integration.engine.errors import ConfigError
 
-    if bool(ns.tls_cert) != bool(ns.tls_key):
-        raise InputError("msteams bot serve: --tls-cert and --tls-key go together")
-    for f in (ns.tls_cert, ns.tls_key):
-        if f and not os.path.isfile(f):
-            raise InputError(f"msteams bot serve: no such file: {f}")
+    check_tls("msteams bot serve", ns.tls_cert, ns.tls_key)
 
     from integration.dispatch import Runtime
     from . import server as srv

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import time
 from typing import Callable
@@ -64,13 +63,10 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
                    help="largest request body in bytes (default 262144)")
     p.add_argument("--log-json", action="store_true", help="log one JSON object a line (for a log shipper)")
     ns = p.parse_args(argv)
-    from integration.engine.errors import ConfigError, InputError
+    from integration.engine.errors import ConfigError
+    from integration.frontends.bot.tool import check_tls
 
-    if bool(ns.tls_cert) != bool(ns.tls_key):
-        raise InputError("msteams serve: --tls-cert and --tls-key go together")
-    for f in (ns.tls_cert, ns.tls_key):
-        if f and not os.path.isfile(f):
-            raise InputError(f"msteams serve: no such file: {f}")
+    check_tls("msteams serve", ns.tls_cert, ns.tls_key)
 
     from integration.dispatch import Runtime
 
