@@ -45,10 +45,18 @@ EMULATOR_USAGE = (
     "emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE [--reason TEXT] | "
     "emulator install-bot|uninstall-bot --user MAIL | --team NAME | emulator forget-conversations [--user MAIL] | "
     "emulator answer-call --user MAIL accept|decline|busy|ignore")
+
+
+def _pack_usage() -> str:
+    from .packs import PLATFORMS  # packs/__init__ imports nothing: cheap
+
+    return f"usage: msteams pack {{{','.join(PLATFORMS)}}} --out DIR"
+
+
 # The groups of tool commands: `msteams GROUP --help` prints the group's usage (exit 0).
 GROUP_USAGE = {"auth": lambda: AUTH_USAGE, "emulator": lambda: EMULATOR_USAGE,
                "playbook": lambda: __import__("integration.playbooks.tool", fromlist=["USAGE"]).USAGE,
-               "pack": lambda: "usage: msteams pack xsoar --out DIR",
+               "pack": _pack_usage,
                "bot": lambda: __import__("integration.frontends.bot.tool", fromlist=["USAGE"]).USAGE,
                "store": lambda: __import__("integration.store.tool", fromlist=["USAGE"]).USAGE,
                "api-key": lambda: __import__("integration.frontends.service.tool", fromlist=["KEY_USAGE"]).KEY_USAGE,
@@ -440,14 +448,17 @@ def _main(argv: list[str], out, err) -> int:
     if head in ("permissions", "docs"):
         return _doc_tool(head, rest[1:], out, output=opts.output)
     if head == "pack":
-        if rest[1:2] != ["xsoar"]:
+        import importlib
+
+        from .packs import PLATFORMS
+
+        module = PLATFORMS.get(rest[1] if len(rest) > 1 else "")
+        if module is None:
             from integration.engine.errors import InputError
 
-            raise InputError("usage: msteams pack xsoar --out DIR")
+            raise InputError(_pack_usage())
         _registry()  # a broken registry is its own error (file and line)
-        from .packs.xsoar import main as xsoar_main
-
-        return xsoar_main(rest[2:], out=out)
+        return importlib.import_module(f"{__package__}.packs.{module}").main(rest[2:], out=out)
     if head == "app-package":
         from .app_package import main as package_main
 

@@ -1,4 +1,9 @@
 """Packs for SOAR platforms, generated from commands.yml: what a platform installs so that its
 playbooks call our commands through `msteams serve` (``xsoar.py``: the Cortex XSOAR content pack
 with an integration forwarding every command and the MicrosoftTeamsAsk script). A command added to
-the registry appears in every pack without an edit here."""
+the registry appears in every pack without an edit here.
+
+Door: ``PLATFORMS`` (``msteams pack PLATFORM`` -> the module here whose ``main(argv, out)`` writes
+that platform's pack)."""
+
+PLATFORMS = {"xsoar": "xsoar"}
