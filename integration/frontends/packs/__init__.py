@@ -6,4 +6,4 @@ the registry appears in every pack without an edit here.
 Door: ``PLATFORMS`` (``msteams pack PLATFORM`` -> the module here whose ``main(argv, out)`` writes
 that platform's pack)."""
 
-PLATFORMS = {"xsoar": "xsoar", "stackstorm": "stackstorm"}
+PLATFORMS = {"xsoar": "xsoar", "stackstorm": "stackstorm", "splunk-soar": "splunk_soar"}
