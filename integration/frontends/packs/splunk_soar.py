@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import uuid
 from pathlib import Path
 
 from integration import __version__
 
 APP = "microsoftteamssoar"
 NAME = "Microsoft Teams SOAR"
-APPID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/msteams-soar/msteams-soar#splunk-soar"))
+APPID = "bc645856-dadb-46b6-81d7-bd6caa0685f6"  # a UUID4, as Splunk SOAR asks; fixed: an upgrade replaces the installed app
 MIN_PHANTOM_VERSION = "6.1.0"
 CONNECTIVITY = "test connectivity"
 
