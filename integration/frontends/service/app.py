@@ -2,7 +2,7 @@
 
     POST /v1/commands/{name}   run a command: the body is its arguments (a JSON object)
     GET  /v1/commands          the commands, and whether this key may run each
-    GET  /v1/openapi.json      the OpenAPI 3.1 document (no key)
+    GET  /v1/openapi.json      the OpenAPI 3.1 document (no key; ?version=3.0: in OpenAPI 3.0.3)
     GET  /v1/health            alive (no key; nothing checked)
     GET  /v1/ready             the integration-health checks: 200, or 503 with the report
     GET  /metrics              Prometheus (no key when bound to loopback; else the scope 'metrics')
@@ -259,9 +259,13 @@ class Service:
     async def openapi(self, request):
         from starlette.responses import Response
 
-        from .openapi import document
+        from .openapi import VERSIONS, document
 
-        return Response(document(), media_type="application/json")
+        version = request.query_params.get("version", VERSIONS[0])
+        if version not in VERSIONS:
+            return problem_answer(Problem(400, "input", f"version must be one of {', '.join(VERSIONS)}",
+                                          details={"parameter": "version"}), request.url.path).response()
+        return Response(document(version=version), media_type="application/json")
 
     async def _guarded(self, request, work) -> Answer:
         """A GET route behind a key: ``work(key record)`` in the pool after the key and its rate."""

@@ -4,6 +4,10 @@ command's name, the request body its argument schema, the 200 reply the common r
 with ``context`` shaped by its ``outputs``, every error the problem schema), plus the service's
 own routes.
 
+``GET /v1/openapi.json?version=3.0`` is the same document in OpenAPI 3.0.3 (:func:`to_openapi_30`),
+for importers that read no 3.1 (Shuffle, Tines, n8n): ``type: [x, "null"]`` becomes ``nullable``,
+``const`` a one-value ``enum``, a ``$ref`` with siblings an ``allOf``, and so on.
+
 Built once per registry content and cached, as the registry check is (engine/registry.py): in
 memory for the process, and as JSON in the same cache directory under a sha256 of the registry
 file's bytes, the package version and this module's size and time; a cache file that is not the
@@ -17,7 +21,9 @@ import os
 from integration import __version__
 
 FORMAT = "msteams-soar openapi cache 1"
+VERSIONS = ("3.1", "3.0")  # ?version=: the first is the default
 _memory: dict[str, bytes] = {}
+_memory_30: list = []  # [(the 3.1 bytes, their 3.0 bytes)]
 
 ERROR_STATUSES = {
     "400": "Bad input: the body is not JSON, a header is malformed, or the command refused what it was given",
@@ -274,8 +280,13 @@ def _service_paths(registry) -> dict:
                                   "content": {"application/json": {"schema": listing}}}, **_errors(*AUTHED)}}},
         "/v1/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["service"], "security": open_,
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
-                "schema": {"type": "object"}}}}}}},
+            "parameters": [{"name": "version", "in": "query", "required": False,
+                            "description": "3.0: the same document in OpenAPI 3.0.3, for importers that read no "
+                                           "3.1 (Shuffle, Tines, n8n)",
+                            "schema": {"type": "string", "enum": list(VERSIONS)}}],
+            "responses": {"200": {"description": "OpenAPI 3.1 (3.0.3 with version=3.0)",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "400": {"description": "An unknown version", "content": _problem_ref()}}}},
         "/v1/health": {"get": {
             "operationId": "health", "summary": "Alive (no key needed; nothing checked)", "tags": ["service"],
             "security": open_,
@@ -327,6 +338,123 @@ def build(registry) -> dict:
     }
 
 
+# ---------------------------------------------------------------- OpenAPI 3.0
+
+# 3.1 (JSON Schema 2020-12) keywords with no 3.0 counterpart, dropped from a 3.0 schema
+_DROPPED = frozenset({
+    "$schema", "$id", "$anchor", "$dynamicAnchor", "$dynamicRef", "$comment", "$defs", "$vocabulary",
+    "contentMediaType", "contentEncoding", "contentSchema", "dependentRequired", "dependentSchemas",
+    "unevaluatedProperties", "unevaluatedItems", "if", "then", "else", "patternProperties", "propertyNames",
+    "contains", "minContains", "maxContains", "examples"})
+# what a 3.0 Schema Object may hold (besides x-...)
+_SCHEMA_30 = frozenset({
+    "title", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+    "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxProperties", "minProperties", "required",
+    "enum", "type", "allOf", "oneOf", "anyOf", "not", "items", "properties", "additionalProperties",
+    "description", "format", "default", "nullable", "discriminator", "readOnly", "writeOnly", "xml",
+    "externalDocs", "example", "deprecated", "$ref"})
+
+
+def _schema_30(schema):
+    """One JSON Schema 2020-12 schema as an OpenAPI 3.0 Schema Object (a new dict)."""
+    if not isinstance(schema, dict):
+        return {} if schema is True else {"not": {}} if schema is False else schema
+    s = dict(schema)
+    if "$ref" in s and len(s) > 1:  # 3.0 ignores a $ref's siblings: keep them beside an allOf
+        ref = s.pop("$ref")
+        s = {"allOf": [{"$ref": ref}], **s}
+    if "examples" in s and "example" not in s and isinstance(s["examples"], list) and s["examples"]:
+        s["example"] = s["examples"][0]
+    if "const" in s:
+        s["enum"] = [s.pop("const")]
+        if s["enum"] == [None]:
+            s["nullable"] = True
+    for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = s.get(bound)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            other = s.get(inclusive)
+            tighter = other is not None and (other > value if inclusive == "minimum" else other < value)
+            if tighter:
+                del s[bound]
+            else:
+                s[inclusive], s[bound] = value, True
+    if "prefixItems" in s:
+        first = [_schema_30(p) for p in s.pop("prefixItems")]
+        rest = s.get("items")
+        if rest is not False and rest is not None:
+            first.append(_schema_30(rest))
+        s["items"] = first[0] if len(first) == 1 else {"anyOf": first}
+    types = s.get("type")
+    if isinstance(types, str):
+        types = [types]
+    if types is not None:
+        nullable = "null" in types
+        rest = [t for t in dict.fromkeys(types) if t != "null"]
+        if nullable:  # (an enum without null still refuses it, in 3.0 as in 3.1)
+            s["nullable"] = True
+        if not rest:  # only null
+            s.pop("type")
+            s["enum"] = [None]
+        elif len(rest) == 1:
+            s["type"] = rest[0]
+        else:
+            s.pop("type")
+            branches = [{"type": t, **({"items": {}} if t == "array" else {}),
+                         **({"nullable": True} if nullable else {})} for t in rest]
+            if "anyOf" in s:  # it has an anyOf of its own: both must hold
+                s["allOf"] = [*s.get("allOf", []), {"anyOf": branches}]
+            else:
+                s["anyOf"] = branches
+    if s.get("type") == "array" and "items" not in s:
+        s["items"] = {}
+    for key in ("properties",):
+        if isinstance(s.get(key), dict):
+            s[key] = {name: _schema_30(sub) for name, sub in s[key].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(s.get(key), dict):
+            s[key] = _schema_30(s[key])
+        elif key == "items" and isinstance(s.get(key), list):  # draft-4 tuple form
+            s[key] = {"anyOf": [_schema_30(p) for p in s[key]]} if s[key] else {}
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(s.get(key), list):
+            s[key] = [_schema_30(sub) for sub in s[key]]
+    return {k: v for k, v in s.items() if k not in _DROPPED and (k in _SCHEMA_30 or k.startswith("x-"))}
+
+
+def _walk_30(node):
+    """The document's objects with every Schema Object (a ``schema`` value) made 3.0."""
+    if isinstance(node, dict):
+        return {k: (_schema_30(v) if k == "schema" and isinstance(v, dict) else _walk_30(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_walk_30(v) for v in node]
+    return node
+
+
+def to_openapi_30(doc: dict) -> dict:
+    """An OpenAPI 3.1 document in the OpenAPI 3.0.3 subset (a new dict; ``doc`` is not changed)."""
+    out = _walk_30({k: v for k, v in doc.items() if k not in ("openapi", "components", "webhooks",
+                                                              "jsonSchemaDialect")})
+    out = {"openapi": "3.0.3", **out}
+    info = dict(out.get("info") or {})
+    info.pop("summary", None)
+    if isinstance(info.get("license"), dict):
+        lic = dict(info["license"])
+        ident = lic.pop("identifier", None)
+        if ident and "url" not in lic:
+            lic["url"] = f"https://spdx.org/licenses/{ident}.html"
+        info["license"] = lic
+    out["info"] = info
+    components = dict(doc.get("components") or {})
+    components.pop("pathItems", None)
+    if "schemas" in components:
+        components["schemas"] = {n: _schema_30(s) for n, s in components["schemas"].items()}
+    out["components"] = _walk_30({k: v for k, v in components.items() if k != "schemas"}) | (
+        {"schemas": components["schemas"]} if "schemas" in components else {})
+    out.setdefault("paths", {})
+    return out
+
+
 # ---------------------------------------------------------------- cached per registry content
 
 def _key(raw: bytes) -> str | None:
@@ -350,8 +478,23 @@ def _key(raw: bytes) -> str | None:
     return h.hexdigest()
 
 
-def document(registry=None) -> bytes:
-    """The document as JSON bytes, for the registry in use (or ``registry``, uncached)."""
+def document(registry=None, version: str = "3.1") -> bytes:
+    """The document as JSON bytes, for the registry in use (or ``registry``, uncached); ``version``
+    "3.0": in OpenAPI 3.0.3 (:func:`to_openapi_30`), built from the 3.1 bytes once per their content."""
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(VERSIONS)}")
+    if version == "3.0":
+        source = document(registry)
+        if _memory_30 and _memory_30[0][0] is source:
+            return _memory_30[0][1]
+        text = json.dumps(to_openapi_30(json.loads(source)), ensure_ascii=False).encode()
+        if registry is None:
+            _memory_30[:] = [(source, text)]
+        return text
+    return _document_31(registry)
+
+
+def _document_31(registry=None) -> bytes:
     from integration.engine import registry as reg_mod
 
     if registry is not None:
