@@ -349,6 +349,7 @@ def test_the_connector_forwards_actions_to_msteams_serve(emu, cfg_file, tmp_path
         r = soar.run("channel_list", team="Security Operations")
         assert r["status"] == "success", r
         assert r["data"] and r["summary"]["total_objects"] == len(r["data"])
+        assert r["message"] == f"Channels of team Security Operations: {len(r['data'])} row(s)", r["message"]
         declared = [o["data_path"][len("action_result.data.*."):] for o in acts["channel_list"]["output"]
                     if o["data_path"].startswith("action_result.data.")]
         for path in declared:
@@ -366,7 +367,7 @@ def test_the_connector_forwards_actions_to_msteams_serve(emu, cfg_file, tmp_path
         # an error: our message and hint, as the action's failure message
         r = soar.run("chat_create", member="nobody.here@contoso.example")
         assert r["status"] == "failed" and "nobody.here" in r["message"] and "HTTP 404" in r["message"], r
-        assert "Hint: " in r["message"], r
+        assert ". Hint: " in r["message"] and r["message"].endswith("(not_found, HTTP 404)"), r
         # an unknown argument: refused with our message
         r = soar.run("channel_list", tem="Security Operations")
         assert r["status"] == "failed" and "tem" in r["message"], r

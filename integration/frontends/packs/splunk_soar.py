@@ -263,8 +263,18 @@ def problem_message(response):
         return "HTTP {}".format(response.status_code)
     message = body.get("detail") or body.get("title") or "HTTP {}".format(response.status_code)
     if body.get("hint"):
+        message = message.rstrip() + ("" if message.rstrip().endswith((".", "!", "?")) else ".")
         message += " Hint: {}".format(body["hint"])
     return "{} ({}, HTTP {})".format(message, body.get("code") or "error", response.status_code)
+
+
+def headline(readable, rows):
+    """The action's message: the first line of our readable output (its title), and the rows added."""
+    lines = [line.strip().lstrip("#*").strip() for line in (readable or "").splitlines()]
+    first = next((line for line in lines if line and not line.startswith("|")), "")[:300]
+    if rows:
+        first = "{}{}{} row(s)".format(first, ": " if first else "", rows)
+    return first or "Done"
 
 
 class MicrosoftTeamsSoarConnector(BaseConnector):
@@ -342,11 +352,11 @@ class MicrosoftTeamsSoarConnector(BaseConnector):
                     summary["next_link"] = entry
         summary.update({"total_objects": rows, "failed": body.get("failed") or 0, "exit_code": body.get("exit_code")})
         action_result.update_summary(summary)
-        readable = " ".join((body.get("readable") or "").split())
+        message = headline(body.get("readable"), rows)
         if body.get("failed"):
             return action_result.set_status(phantom.APP_ERROR, "{} item(s) failed (exit code {}). {}".format(
-                body["failed"], body.get("exit_code"), readable[:500]).strip())
-        return action_result.set_status(phantom.APP_SUCCESS, readable[:500] or "Done")
+                body["failed"], body.get("exit_code"), message))
+        return action_result.set_status(phantom.APP_SUCCESS, message)
 
     def handle_action(self, param):
         action = self.get_action_identifier()
