@@ -358,6 +358,13 @@ def test_the_connector_forwards_actions_to_msteams_serve(emu, cfg_file, tmp_path
         r = soar.run("chat_create", chat_type="group", member=f"{CONOR},{ZOE}", chat_name="IR-42 war room")
         assert r["status"] == "success", r
         assert r["data"][0]["topic"] == "IR-42 war room" and r["data"][0]["chatId"]
+        # numeric and boolean parameters as SOAR passes them (a float, a bool)
+        r = soar.run("chat_list", limit=1.0)
+        assert r["status"] == "success" and len(r["data"]) == 1, r
+        r = soar.run("team_member_list", team="Security Operations")
+        assert r["status"] == "success" and r["data"], r
+        r = soar.run("chat_add_user", chat="IR-42 war room", member="bob.smith@contoso.example", share_history=False)
+        assert r["status"] == "success", r
         # a send retried (the same asset, container and parameters): sent once
         for _ in range(2):
             r = soar.run("message_send_to_chat", chat="IR-42 war room", content="Containment started")

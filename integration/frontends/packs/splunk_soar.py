@@ -331,7 +331,9 @@ class MicrosoftTeamsSoarConnector(BaseConnector):
 
     def _run_command(self, action, param):
         action_result = self.add_action_result(ActionResult(dict(param)))
-        args = {k: v for k, v in param.items() if k != "context" and v not in (None, "")}
+        # SOAR's parameters, without its run context; a numeric parameter comes as a float (2.0)
+        args = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                for k, v in param.items() if k != "context" and v not in (None, "")}
         command = action.replace("_", "-")
         key = self._idempotency_key(action, args) if action in CHANGES else None
         try:
