@@ -23,7 +23,7 @@ TOOLS = {
     "shell": "the interactive war-room prompt (`!command arg=value`); or pipe lines of commands on stdin",
     "permissions": "the Graph permissions each command needs per flow, and the totals to grant",
     "docs": "print (or --write) docs/commands.md, generated from commands.yml (--xsoar: docs/xsoar-migration.md)",
-    "pack": "a SOAR platform's pack generated from commands.yml: `pack xsoar --out DIR` (Cortex XSOAR content pack)",
+    "pack": "a SOAR platform's pack generated from commands.yml: `pack xsoar|stackstorm|splunk-soar --out DIR`",
     "app-package": "build the Teams app package for the bot: `app-package --out app.zip` (manifest and icons)",
     "bot": "the bot's messaging endpoint: `bot serve [--port N] [--write-url FILE]`; `bot audit` lists commands from Teams",
     "store": "the shared store's encryption key: `store keygen --out FILE [--rotate]`, `store rotate-key`, `store status`; "
