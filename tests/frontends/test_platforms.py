@@ -155,6 +155,45 @@ def test_the_n8n_code_node_verifies_our_signature(tmp_path):
     assert results[6][0]["json"]["data"]["text"] == "é ✓ <x>"
 
 
+def _n8n_check(secret: str, headers: dict, raw: bytes, seen: dict, now: float) -> dict | None:
+    """The Code node's steps, re-implemented from docs/platforms.md (for a machine without node):
+    the key is the base64 after whsec_, the signed bytes id.timestamp.raw body, any v1 entry of
+    webhook-signature equal in constant time, the timestamp within 300 s, each webhook-id once."""
+    key = base64.b64decode(secret[6:] if secret.startswith("whsec_") else secret)
+    wid, ts, sigs = headers.get("webhook-id"), headers.get("webhook-timestamp"), headers.get("webhook-signature")
+    if not (wid and ts and sigs and key) or not ts.isdigit() or abs(now - int(ts)) > 300:
+        return None
+    expected = hmac.new(key, f"{wid}.{ts}.".encode() + raw, hashlib.sha256).digest()
+    ok = False
+    for entry in sigs.split(" "):
+        version, _, value = entry.partition(",")
+        if version == "v1" and value:
+            ok = hmac.compare_digest(base64.b64decode(value), expected) or ok
+    if not ok or wid in seen:
+        return None
+    seen[wid] = now
+    event = json.loads(raw)
+    return {"webhookId": wid, "type": event["type"], "data": event["data"]}
+
+
+def test_the_n8n_check_as_described_verifies_our_signature():
+    from integration.delivery import webhooks
+
+    code = next(n for n in _load(N8N)["nodes"] if n["type"] == "n8n-nodes-base.code")["parameters"]["jsCode"]
+    for piece in ("createHmac('sha256', key)", "`${id}.${ts}.`", "timingSafeEqual", "TOLERANCE = 300",
+                  "secret.slice(6)", "'base64'", "getBinaryDataBuffer(i, 'data')", "$env.MSTEAMS_WEBHOOK_SECRET"):
+        assert piece in code, piece
+    secret = webhooks.new_secret()
+    body, headers = _delivery(secret)
+    seen: dict = {}
+    now = time.time()
+    assert _n8n_check(secret, headers, body, seen, now)["webhookId"] == headers["webhook-id"]
+    assert _n8n_check(secret, headers, body, seen, now) is None  # the retry: taken once
+    assert _n8n_check(secret, headers, body.replace(b"Approve", b"Reject!"), {}, now) is None
+    assert _n8n_check(webhooks.new_secret(), headers, body, {}, now) is None
+    assert _n8n_check(secret, headers, body, {}, now + 3600) is None
+
+
 # ------------------------------------------------------------------ Tines
 
 def test_the_tines_story_has_the_agents_and_links_tines_imports():
