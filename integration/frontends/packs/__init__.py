@@ -3,6 +3,8 @@ playbooks call our commands through `msteams serve` (``xsoar.py``: the Cortex XS
 with an integration forwarding every command and the MicrosoftTeamsAsk script). A command added to
 the registry appears in every pack without an edit here.
 
+``files.py`` holds what the generators share (writing the files, the command around them).
+
 Door: ``PLATFORMS`` (``msteams pack PLATFORM`` -> the module here whose ``main(argv, out)`` writes
 that platform's pack)."""
 

@@ -15,12 +15,12 @@ appears without an edit here. The connector imports only what Splunk SOAR provid
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
 
 from integration import __version__
+from .files import pack_command, write_files
 
 APP = "microsoftteamssoar"
 NAME = "Microsoft Teams SOAR"
@@ -430,29 +430,8 @@ def app_files(reg=None) -> dict[str, str | bytes]:
 
 
 def write(out_dir: str | Path, reg=None) -> list[Path]:
-    out = Path(out_dir)
-    written = []
-    for rel, content in app_files(reg).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    return write_files(out_dir, app_files(reg))
 
 
 def main(argv: list[str], out=print) -> int:
-    p = argparse.ArgumentParser(prog="msteams pack splunk-soar", description="Write the Splunk SOAR app "
-                                f"(DIR/{APP}/), generated from commands.yml.")
-    p.add_argument("--out", required=True, metavar="DIR", help=f"the directory to write {APP}/ under")
-    ns = p.parse_args(argv)
-    try:
-        files = write(ns.out)
-    except OSError as exc:
-        from integration.engine.errors import FileError
-
-        raise FileError(ns.out, f"cannot write: {exc.strerror}") from None
-    out(f"wrote {len(files)} files under {Path(ns.out) / APP}")
-    return 0
+    return pack_command(argv, out, platform="splunk-soar", what="the Splunk SOAR app", root=APP, write=write)

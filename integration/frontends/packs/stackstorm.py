@@ -22,11 +22,11 @@ A command added to the registry appears in the pack without an edit here.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from integration import __version__
+from .files import pack_command, write_files
 
 PACK = "msteams_soar"
 ENTRY_POINT = "run_command.py"
@@ -424,26 +424,8 @@ def pack_files(reg=None) -> dict[str, str]:
 
 
 def write(out_dir: str | Path, reg=None) -> list[Path]:
-    out = Path(out_dir)
-    written = []
-    for rel, content in pack_files(reg).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    return write_files(out_dir, pack_files(reg))
 
 
 def main(argv: list[str], out=print) -> int:
-    p = argparse.ArgumentParser(prog="msteams pack stackstorm", description="Write the StackStorm pack "
-                                f"(DIR/{PACK}/), generated from commands.yml.")
-    p.add_argument("--out", required=True, metavar="DIR", help=f"the directory to write {PACK}/ under")
-    ns = p.parse_args(argv)
-    try:
-        files = write(ns.out)
-    except OSError as exc:
-        from integration.engine.errors import FileError
-
-        raise FileError(ns.out, f"cannot write: {exc.strerror}") from None
-    out(f"wrote {len(files)} files under {Path(ns.out) / PACK}")
-    return 0
+    return pack_command(argv, out, platform="stackstorm", what="the StackStorm pack", root=PACK, write=write)

@@ -19,11 +19,11 @@ beside XSOAR's own ``MicrosoftTeams`` pack. The generated Python imports only wh
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from integration import __version__
+from .files import pack_command, write_files
 
 PACK = "MicrosoftTeamsSOAR"
 INTEGRATION = "MicrosoftTeamsSOAR"
@@ -600,32 +600,8 @@ def _image_pixel(x: int, y: int) -> tuple:
 
 
 def write(out_dir: str | Path, reg=None) -> list[Path]:
-    out = Path(out_dir)
-    written = []
-    for rel, content in pack_files(reg).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-USAGE = "usage: msteams pack xsoar --out DIR"
+    return write_files(out_dir, pack_files(reg))
 
 
 def main(argv: list[str], out=print) -> int:
-    p = argparse.ArgumentParser(prog="msteams pack xsoar", description="Write the Cortex XSOAR content pack "
-                                f"(DIR/Packs/{PACK}/), generated from commands.yml.")
-    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write Packs/... under")
-    ns = p.parse_args(argv)
-    try:
-        files = write(ns.out)
-    except OSError as exc:
-        from integration.engine.errors import FileError
-
-        raise FileError(ns.out, f"cannot write: {exc.strerror}") from None
-    out(f"wrote {len(files)} files under {Path(ns.out) / 'Packs' / PACK}")
-    return 0
+    return pack_command(argv, out, platform="xsoar", what="the Cortex XSOAR content pack", root=f"Packs/{PACK}", write=write)
