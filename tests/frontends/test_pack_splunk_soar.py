@@ -10,7 +10,6 @@ the fake tenant with a stand-in for `phantom.app`, `phantom.base_connector` and
 present), a send retried once and sent once, and an error carrying our message and hint."""
 from __future__ import annotations
 
-import ast
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from pack_helpers import chat_messages, imports_of, registry_with_extra_command
 from service_helpers import Service, cli, make_key
 
 APP = "microsoftteamssoar"
@@ -171,55 +171,19 @@ def test_every_command_is_an_action(app_dir):
     assert "action_result.data.*.members.*.displayName" in members
 
 
-def _imports(source: str) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            found.add(node.module.split(".")[0])
-    return found
 
 
 def test_the_connector_compiles_and_imports_only_what_splunk_soar_provides(app_dir):
     source = (app_dir / f"{APP}_connector.py").read_text()
     compile(source, f"{APP}_connector.py", "exec")
-    assert _imports(source) <= SOAR_PROVIDES, _imports(source) - SOAR_PROVIDES
+    assert imports_of(source) <= SOAR_PROVIDES, imports_of(source) - SOAR_PROVIDES
     assert re.search(r"class \w+\(BaseConnector\)", source) and "def handle_action(self, param)" in source
 
 
-EXTRA = """
-  pack-probe:
-    category: admin
-    local: true
-    description: A command added to the registry after the pack generator was written.
-    arguments:
-      type: object
-      properties:
-        depth:
-          type: string
-          enum: [shallow, deep]
-          default: shallow
-          description: How deep to probe.
-        target:
-          type: string
-          minLength: 1
-          description: What to probe.
-      required: [target]
-    handler: admin.cache_show
-    outputs:
-      prefix: MicrosoftTeams.PackProbe
-      key: id
-      fields: {id: id, depth: depth}
-"""
 
 
 def test_a_new_registry_command_appears_in_the_app_without_edits(tmp_path, monkeypatch):
-    from integration.engine import registry
-
-    reg_file = tmp_path / "commands.yml"
-    reg_file.write_text(registry.COMMANDS_FILE.read_text(encoding="utf-8").rstrip("\n") + "\n" + EXTRA)
-    monkeypatch.setenv("MSTEAMS_REGISTRY", str(reg_file))
+    registry_with_extra_command(tmp_path, monkeypatch)
     app = app_json(generate(tmp_path / "out") / APP)
     jsonschema.validate(app, APP_SCHEMA)
     [probe] = [a for a in app["actions"] if a["identifier"] == "pack_probe"]
@@ -321,8 +285,6 @@ class Soar:
         return result
 
 
-def _chat_messages(emu, content: str) -> int:
-    return sum(1 for chat in emu.state.chats.values() for m in chat.messages if (m.body or {}).get("content") == content)
 
 
 def _resolve(row: dict, path: str) -> bool:
@@ -370,7 +332,7 @@ def test_the_connector_forwards_actions_to_msteams_serve(emu, cfg_file, tmp_path
             r = soar.run("message_send_to_chat", chat="IR-42 war room", content="Containment started")
             assert r["status"] == "success", r
             assert r["data"] and r["data"][0]["chatId"]
-        assert _chat_messages(emu, "Containment started") == 1
+        assert chat_messages(emu, "Containment started") == 1
         # an error: our message and hint, as the action's failure message
         r = soar.run("chat_create", member="nobody.here@contoso.example")
         assert r["status"] == "failed" and "nobody.here" in r["message"] and "HTTP 404" in r["message"], r

@@ -10,7 +10,6 @@ receives deliveries signed as our webhooks sign them, with a stand-in for
 `st2reactor.sensor.base.Sensor`."""
 from __future__ import annotations
 
-import ast
 import json
 import sys
 import threading
@@ -23,6 +22,7 @@ import pytest
 import requests
 import yaml
 
+from pack_helpers import chat_messages, imports_of, registry_with_extra_command
 from service_helpers import Service, cli, make_key
 
 PACK = "msteams_soar"
@@ -211,14 +211,6 @@ def test_one_action_per_command_with_its_parameters(pack):
     assert actions["team-delete"]["description"].startswith("DESTRUCTIVE")
 
 
-def _imports(source: str) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            found.add(node.module.split(".")[0])
-    return found
 
 
 def test_the_generated_python_compiles(pack):
@@ -227,42 +219,14 @@ def test_the_generated_python_compiles(pack):
     for rel in ("actions/run_command.py", "sensors/webhook_sensor.py"):
         source = (pack / rel).read_text()
         compile(source, rel, "exec")
-        assert _imports(source) <= allowed, (rel, _imports(source) - allowed)
+        assert imports_of(source) <= allowed, (rel, imports_of(source) - allowed)
     assert '"arg_timeout": "timeout"' in (pack / "actions/run_command.py").read_text()
 
 
-EXTRA = """
-  pack-probe:
-    category: admin
-    local: true
-    description: A command added to the registry after the pack generator was written.
-    arguments:
-      type: object
-      properties:
-        depth:
-          type: string
-          enum: [shallow, deep]
-          default: shallow
-          description: How deep to probe.
-        target:
-          type: string
-          minLength: 1
-          description: What to probe.
-      required: [target]
-    handler: admin.cache_show
-    outputs:
-      prefix: MicrosoftTeams.PackProbe
-      key: id
-      fields: {id: id, depth: depth}
-"""
 
 
 def test_a_new_registry_command_appears_in_the_pack_without_edits(tmp_path, monkeypatch):
-    from integration.engine import registry
-
-    reg_file = tmp_path / "commands.yml"
-    reg_file.write_text(registry.COMMANDS_FILE.read_text(encoding="utf-8").rstrip("\n") + "\n" + EXTRA)
-    monkeypatch.setenv("MSTEAMS_REGISTRY", str(reg_file))
+    registry_with_extra_command(tmp_path, monkeypatch)
     out = generate(tmp_path / "out")
     probe = load(out / "actions/pack_probe.yaml")
     check("action", probe)
@@ -299,8 +263,6 @@ def _params(pack: Path, action: str, **given) -> dict:
     return {name: given.get(name, p.get("default")) for name, p in declared.items()}
 
 
-def _chat_messages(emu, content: str) -> int:
-    return sum(1 for chat in emu.state.chats.values() for m in chat.messages if (m.body or {}).get("content") == content)
 
 
 def test_the_action_runs_commands_through_msteams_serve(emu, cfg_file, tmp_path, monkeypatch, pack):
@@ -319,7 +281,7 @@ def test_the_action_runs_commands_through_msteams_serve(emu, cfg_file, tmp_path,
                                           content="Containment started"))
         assert ok, result
         assert result["outputs"][0]["deliveryStatus"] == "sent" and result["exit_code"] == 0
-        assert _chat_messages(emu, "Containment started") == 1
+        assert chat_messages(emu, "Containment started") == 1
         # a partial fan-out is a failure (exit code 6), unless fail_on=none
         ok, result = action.run(**_params(pack, "message_send_to_chat", chats=["IR-42 war room", "No such chat 9"],
                                           content="Fan-out"))

@@ -9,7 +9,6 @@ MicrosoftTeamsAsk answered by a simulated click completing the task through its 
 `demisto-sdk validate` checks the pack when `.venv-demisto` holds it (`.ci/run` installs it)."""
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pack_helpers import chat_messages, imports_of, registry_with_extra_command
 from service_helpers import REPO, Service, cli, make_key
 
 PACK = "Packs/MicrosoftTeamsSOAR"
@@ -99,21 +99,13 @@ def test_every_command_under_xsoars_names_with_arguments_and_outputs(pack):
     assert "execution" not in cmds["microsoft-teams-chat-create"]
 
 
-def _imports(source: str) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            found.add(node.module.split(".")[0])
-    return found
 
 
 def test_the_generated_python_compiles_and_imports_only_what_xsoar_provides(pack):
     for path in (f"{INTEG}.py", f"{SCRIPT}.py"):
         source = (pack / path).read_text()
         compile(source, path, "exec")
-        assert _imports(source) <= XSOAR_PROVIDES, (path, _imports(source) - XSOAR_PROVIDES)
+        assert imports_of(source) <= XSOAR_PROVIDES, (path, imports_of(source) - XSOAR_PROVIDES)
     script = yaml.safe_load((pack / f"{SCRIPT}.yml").read_text())
     names = {a["name"] for a in script["args"]}
     assert {"message", "option1", "option2", "additional_options", "persistent", "team_member", "user_id", "channel",
@@ -121,38 +113,10 @@ def test_the_generated_python_compiles_and_imports_only_what_xsoar_provides(pack
     assert script["dependson"]["must"] == ["Microsoft Teams SOAR|||ask"]
 
 
-EXTRA = """
-  pack-probe:
-    category: admin
-    local: true
-    description: A command added to the registry after the pack generator was written.
-    arguments:
-      type: object
-      properties:
-        depth:
-          type: string
-          enum: [shallow, deep]
-          default: shallow
-          description: How deep to probe.
-        target:
-          type: string
-          minLength: 1
-          description: What to probe.
-      required: [target]
-    handler: admin.cache_show
-    outputs:
-      prefix: MicrosoftTeams.PackProbe
-      key: id
-      fields: {id: id, depth: depth}
-"""
 
 
 def test_a_new_registry_command_appears_in_the_pack_without_edits(tmp_path, monkeypatch):
-    from integration.engine import registry
-
-    reg_file = tmp_path / "commands.yml"
-    reg_file.write_text(registry.COMMANDS_FILE.read_text(encoding="utf-8").rstrip("\n") + "\n" + EXTRA)
-    monkeypatch.setenv("MSTEAMS_REGISTRY", str(reg_file))
+    registry_with_extra_command(tmp_path, monkeypatch)
     out = generate(tmp_path / "out")
     cmds = {c["name"]: c for c in integration(out)["script"]["commands"]}
     probe = cmds["pack-probe"]
@@ -236,8 +200,6 @@ class Xsoar:
         return self.results[before:]
 
 
-def _chat_messages(emu, content: str) -> int:
-    return sum(1 for chat in emu.state.chats.values() for m in chat.messages if (m.body or {}).get("content") == content)
 
 
 def test_the_integration_forwards_commands_to_msteams_serve(emu, cfg_file, tmp_path, monkeypatch, pack):
@@ -257,7 +219,7 @@ def test_the_integration_forwards_commands_to_msteams_serve(emu, cfg_file, tmp_p
             r = x.run("microsoft-teams-message-send-to-chat", chat="IR-42 war room", content="Containment started")
             assert not isinstance(r, str), r
             assert "MicrosoftTeams.ChatList(val.chatId && val.chatId == obj.chatId)" in r.outputs
-        assert _chat_messages(emu, "Containment started") == 1
+        assert chat_messages(emu, "Containment started") == 1
         # an error: our message and hint, through return_error
         err = x.run("microsoft-teams-chat-create", member="nobody.here@contoso.example")
         assert isinstance(err, str) and "nobody.here" in err and "HTTP 404" in err, err
