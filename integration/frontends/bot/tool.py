@@ -42,6 +42,30 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
 
 
 # ---- serve ----
+def listening(make, host: str, port: int):
+    """``make()`` a server, its failures to listen named as configuration problems (exit 3)."""
+    from integration.engine.errors import ConfigError
+
+    try:
+        return make()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except (ValueError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the TLS certificate or key: {exc}") from None
+
+
+def write_url(path: str | None, url: str) -> None:
+    """--write-url: the URL in ``path`` once listening (a script waits for it)."""
+    if not path:
+        return
+    from integration.engine.errors import ConfigError
+
+    try:
+        _write_url(path, url)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def check_tls(prog: str, cert: str | None, key: str | None) -> None:
     """--tls-cert and --tls-key of a server command: both or neither, each a file."""
     from integration.engine.errors import InputError
@@ -130,12 +154,8 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
             metrics.register_store(runtime.store)
             metrics.serve(ns.metrics_port, ns.metrics_host)
             out(f"  metrics          http://{ns.metrics_host}:{ns.metrics_port}/metrics")
-        try:
-            server = srv.BotServer(endpoint, host=ns.host, port=ns.port, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}") from None
-        except (ValueError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot use the TLS certificate or key: {exc}") from None
+        server = listening(lambda: srv.BotServer(endpoint, host=ns.host, port=ns.port, tls_cert=ns.tls_cert,
+                                                 tls_key=ns.tls_key), ns.host, ns.port)
         url = server.messaging_endpoint
         out(f"Bot endpoint listening: {url} (health: {server.url}/healthz)")
         out(f"  bot id           {cfg.bot_id}")
@@ -145,11 +165,7 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
                 out(f"  emulator         messaging endpoint set to {url}")
             else:
                 err("warning: the emulator did not take the messaging endpoint (is it running?)")
-        if ns.write_url:
-            try:
-                _write_url(ns.write_url, url)
-            except OSError as exc:
-                raise ConfigError(f"cannot write {ns.write_url}: {exc.strerror or exc}") from None
+        write_url(ns.write_url, url)
         out("Press Ctrl-C to stop.")
         try:
             server.run()

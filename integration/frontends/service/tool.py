@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import time
 from typing import Callable
 
@@ -64,7 +63,7 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
     p.add_argument("--log-json", action="store_true", help="log one JSON object a line (for a log shipper)")
     ns = p.parse_args(argv)
     from integration.engine.errors import ConfigError
-    from integration.frontends.bot.tool import check_tls
+    from integration.frontends.bot.tool import check_tls, listening, write_url
 
     check_tls("msteams serve", ns.tls_cert, ns.tls_key)
 
@@ -96,13 +95,8 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
             from integration.frontends.bot import server as bot_server
 
             endpoint = bot_server.build(runtime, workers=ns.workers)
-        try:
-            server = ServiceServer(app_mod.create_app(service, endpoint), host=ns.host, port=ns.port,
-                                   tls_cert=ns.tls_cert, tls_key=ns.tls_key)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}") from None
-        except (ValueError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot use the TLS certificate or key: {exc}") from None
+        server = listening(lambda: ServiceServer(app_mod.create_app(service, endpoint), host=ns.host, port=ns.port,
+                                                 tls_cert=ns.tls_cert, tls_key=ns.tls_key), ns.host, ns.port)
         url = server.url
         out(f"HTTP API listening: {url} (OpenAPI: {url}/v1/openapi.json)")
         active = [k for k in Keys(runtime.store).list() if k["status"] == "active"]
@@ -122,13 +116,7 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
                     out(f"  emulator         messaging endpoint set to {messages}")
                 else:
                     err("warning: the emulator did not take the messaging endpoint (is it running?)")
-        if ns.write_url:
-            from integration.frontends.bot.tool import _write_url
-
-            try:
-                _write_url(ns.write_url, url)
-            except OSError as exc:
-                raise ConfigError(f"cannot write {ns.write_url}: {exc.strerror or exc}") from None
+        write_url(ns.write_url, url)
         out("Press Ctrl-C to stop.")
         server.run()
         out("HTTP API stopped.")
