@@ -1,4 +1,6 @@
-"""What every pack generator shares: writing its files under the output directory, and the
+"""What every pack generator shares: which commands change something (sent with an
+Idempotency-Key, so a platform's retry never sends twice), the code a generated module uses to
+tell our problem+json errors, writing the files under the output directory, and the
 `msteams pack PLATFORM --out DIR` command around it (an unwritable directory is a FileError
 naming it, exit 2, never a traceback)."""
 from __future__ import annotations
@@ -38,3 +40,28 @@ def pack_command(argv: list[str], out, *, platform: str, what: str, root: str,
         raise FileError(ns.out, f"cannot write: {exc.strerror}") from None
     out(f"wrote {len(files)} files under {Path(ns.out) / root}")
     return 0
+
+
+def changes_something(spec) -> bool:
+    """A command that changes something (sends, creates): sent with an Idempotency-Key."""
+    if spec.local:
+        return False
+    calls = [spec.request["method"]] if spec.request else [c.split(" ", 1)[0] for c in spec.calls]
+    return not calls or not all(c.upper() == "GET" for c in calls)
+
+
+# Generated code (Python the platform runs, with nothing of ours installed): our error's message
+# and hint from a problem+json answer. Pasted into each pack's module at __PROBLEM_MESSAGE__.
+PROBLEM_MESSAGE_PY = '''def problem_message(response):
+    """Our error's message and hint from a problem+json answer (anything else: its status)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "HTTP {}: {}".format(response.status_code, (response.text or "")[:300])
+    if not isinstance(body, dict):
+        return "HTTP {}".format(response.status_code)
+    message = body.get("detail") or body.get("title") or "HTTP {}".format(response.status_code)
+    if body.get("hint"):
+        message = message.rstrip() + ("" if message.rstrip().endswith((".", "!", "?")) else ".")
+        message += " Hint: {}".format(body["hint"])
+    return "{} ({}, HTTP {})".format(message, body.get("code") or "error", response.status_code)'''

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from integration import __version__
-from .files import pack_command, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, write_files
 
 APP = "microsoftteamssoar"
 NAME = "Microsoft Teams SOAR"
@@ -62,17 +62,11 @@ def identifier(command: str) -> str:
     return command.replace("-", "_")
 
 
-def _changes(spec) -> bool:
-    from .xsoar import _changes as changes
-
-    return changes(spec)
-
-
 def action_type(spec) -> str:
     """destructive: contain; changes nothing: investigate; the rest (sends, creates): generic."""
     if spec.destructive:
         return "contain"
-    return "generic" if _changes(spec) else "investigate"
+    return "generic" if changes_something(spec) else "investigate"
 
 
 def _data_type(p: dict) -> str:
@@ -179,7 +173,7 @@ def action(spec, names: set) -> dict:
     act = {"action": name, "identifier": identifier(spec.name),
            "description": _description((spec.description or "").split(". ")[0], spec.name),
            "verbose": _description(spec.description, spec.name) + f" Runs msteams-soar's `{spec.name}` command.",
-           "type": action_type(spec), "read_only": not _changes(spec) and not spec.destructive,
+           "type": action_type(spec), "read_only": not changes_something(spec) and not spec.destructive,
            "parameters": parameters(spec), "output": outputs(spec), "versions": "EQ(*)"}
     if any("column_name" in o for o in act["output"]):
         act["render"] = {"type": "table", "width": 12, "height": 5,
@@ -229,7 +223,7 @@ def app_json(reg) -> dict:
 
 
 def _tables(reg) -> tuple[list, dict]:
-    changes = sorted(identifier(s.name) for s in reg if _changes(s))
+    changes = sorted(identifier(s.name) for s in reg if changes_something(s))
     nests = {identifier(s.name): s.outputs.get("prefix") for s in reg if s.outputs.get("prefix")}
     return changes, dict(sorted(nests.items()))
 
@@ -253,19 +247,7 @@ PRIMARY = __PRIMARY__  # action -> the context path of its table
 TIMEOUT = 120
 
 
-def problem_message(response):
-    """Our error's message and hint from a problem+json answer (anything else: its status)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "HTTP {}: {}".format(response.status_code, (response.text or "")[:300])
-    if not isinstance(body, dict):
-        return "HTTP {}".format(response.status_code)
-    message = body.get("detail") or body.get("title") or "HTTP {}".format(response.status_code)
-    if body.get("hint"):
-        message = message.rstrip() + ("" if message.rstrip().endswith((".", "!", "?")) else ".")
-        message += " Hint: {}".format(body["hint"])
-    return "{} ({}, HTTP {})".format(message, body.get("code") or "error", response.status_code)
+__PROBLEM_MESSAGE__
 
 
 def headline(readable, rows):
@@ -390,7 +372,7 @@ if __name__ == "__main__":
 def connector_py(reg) -> str:
     changes, primary = _tables(reg)
     return (CONNECTOR_PY.replace("__CHANGES__", json.dumps(changes)).replace("__PRIMARY__", json.dumps(primary, indent=4))
-            .replace("__VERSION__", __version__))
+            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__VERSION__", __version__))
 
 
 def _readme(app: dict) -> str:

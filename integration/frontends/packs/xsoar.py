@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from integration import __version__
-from .files import pack_command, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, write_files
 
 PACK = "MicrosoftTeamsSOAR"
 INTEGRATION = "MicrosoftTeamsSOAR"
@@ -179,14 +179,6 @@ def outputs(spec, documented: list[str] | None = None) -> list[dict]:
     return unique
 
 
-def _changes(spec) -> bool:
-    """A command that changes something (sends, creates): sent with an Idempotency-Key."""
-    if spec.local:
-        return False
-    calls = [spec.request["method"]] if spec.request else [c.split(" ", 1)[0] for c in spec.calls]
-    return not calls or not all(c.upper() == "GET" for c in calls)
-
-
 def integration_yml(reg) -> dict:
     known = _xsoar_names()
     commands, seen = [], set()
@@ -238,7 +230,7 @@ def _command_tables(reg) -> tuple[dict, list, dict]:
         for name in command_names(spec, known):
             names.setdefault(name, spec.name)
         names.setdefault(spec.name, spec.name)
-        if _changes(spec):
+        if changes_something(spec):
             changes.append(spec.name)
         out = spec.outputs
         for group in [out] + list(out.get("also") or ()) if out.get("prefix") else []:
@@ -280,18 +272,7 @@ class Client:
         return self.session.request(method, self.url + path, json=body, headers=headers, timeout=TIMEOUT)
 
 
-def problem_message(response):
-    """Our error's message and hint from a problem+json answer (anything else: its status)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "HTTP {}: {}".format(response.status_code, (response.text or "")[:300])
-    if not isinstance(body, dict):
-        return "HTTP {}".format(response.status_code)
-    message = body.get("detail") or body.get("title") or "HTTP {}".format(response.status_code)
-    if body.get("hint"):
-        message += " Hint: {}".format(body["hint"])
-    return "{} ({}, HTTP {})".format(message, body.get("code") or "error", response.status_code)
+__PROBLEM_MESSAGE__
 
 
 def idempotency_key(command, args):
@@ -414,7 +395,7 @@ def integration_py(reg) -> str:
     names, changes, keys = _command_tables(reg)
     return (INTEGRATION_PY.replace("__COMMANDS__", json.dumps(names, indent=4))
             .replace("__CHANGES__", json.dumps(changes)).replace("__KEYS__", json.dumps(keys))
-            .replace("__VERSION__", __version__))
+            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__VERSION__", __version__))
 
 
 def _ask_name(reg) -> str:
