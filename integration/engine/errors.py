@@ -54,23 +54,24 @@ class IntegrationError(Exception):
         stderr under "error" and what the Python API's callers may log. Keys: code (the kind),
         message, hint (or None), exit_code, then any details. Strings have control characters
         escaped (untrusted.escape_controls) and secrets masked (redact.redact)."""
-        out = {"code": self.kind, "message": _safe(self.message), "hint": _safe(self.hint),
+        out = {"code": self.kind, "message": safe(self.message), "hint": safe(self.hint),
                "exit_code": self.exit_code}
-        out.update({k: _safe(v) for k, v in self.details().items() if v not in (None, [], "")})
+        out.update({k: safe(v) for k, v in self.details().items() if v not in (None, [], "")})
         return out
 
 
-def _safe(value):
-    """Strings escaped and redacted, recursively (lists of candidates or permissions)."""
+def safe(value):
+    """Strings escaped (no control character reaches a log or a terminal) and redacted (no
+    secret leaves), recursively (lists of candidates or permissions, a problem's fields)."""
     if isinstance(value, str):
         from .redact import redact
         from .escape import escape_controls
 
         return redact(escape_controls(value))
     if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
+        return [safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _safe(v) for k, v in value.items()}
+        return {k: safe(v) for k, v in value.items()}
     return value
 
 

@@ -57,13 +57,13 @@ class Problem(Exception):
 
     def body(self, instance: str | None = None) -> dict:
         out = {"type": TYPE_PREFIX + self.code, "title": _phrase(self.status), "status": self.status,
-               "detail": _safe(self.detail), "code": self.code, "hint": _safe(self.hint)}
+               "detail": E.safe(self.detail), "code": self.code, "hint": E.safe(self.hint)}
         if self.exit_code is not None:
             out["exit_code"] = self.exit_code
         if self.details:
-            out["details"] = _safe(self.details)
+            out["details"] = E.safe(self.details)
         if instance:
-            out["instance"] = _safe(instance)
+            out["instance"] = E.safe(instance)
         return out
 
 
@@ -72,21 +72,6 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
-
-
-def _safe(value):
-    """Strings escaped (no control character reaches a log or a terminal) and redacted (no
-    secret leaves), recursively."""
-    if isinstance(value, str):
-        from integration.engine.escape import escape_controls
-        from integration.engine.redact import redact
-
-        return redact(escape_controls(value))
-    if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _safe(v) for k, v in value.items()}
-    return value
 
 
 def status_of(exc: E.IntegrationError) -> int:
