@@ -345,15 +345,50 @@ def _cache_file(key: str) -> Path:
     return cache_dir() / f"registry-{key[:40]}.json"
 
 
+def read_private(path: Path) -> bytes | None:
+    """A cache file's bytes, or None when missing, unreadable or not ours (someone else's file in
+    our cache directory is not trusted)."""
+    try:
+        with open(path, "rb") as f:
+            if hasattr(os, "geteuid") and os.fstat(f.fileno()).st_uid != os.geteuid():
+                return None
+            return f.read()
+    except OSError:
+        return None
+
+
+def write_private(target: Path, data: bytes) -> bool:
+    """A cache file written atomically (a temp file renamed over), mode 0600, in a 0700
+    directory; False when it could not be (which only means no cache)."""
+    import tempfile
+
+    tmp = None
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name.split('-')[0]}-", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+        os.replace(tmp, target)
+        tmp = None
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
 def _cache_read(key: str) -> dict | None:
     import json
 
+    raw = read_private(_cache_file(key))
     try:
-        with open(_cache_file(key), "rb") as f:
-            if hasattr(os, "geteuid") and os.fstat(f.fileno()).st_uid != os.geteuid():
-                return None  # someone else's file in our cache dir: not trusted
-            data = json.loads(f.read())
-    except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON (or not UTF-8)
+        data = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8)
         return None
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key \
             or not isinstance(data.get("commands"), dict) or not isinstance(data.get("bare_ok"), list):
@@ -362,33 +397,19 @@ def _cache_read(key: str) -> dict | None:
 
 
 def _cache_write(key: str, payload: dict) -> None:
-    """Atomically (a temp file renamed over), mode 0600; any failure just means no cache."""
+    """Atomically, mode 0600 (write_private); any failure just means no cache."""
     import json
-    import tempfile
 
     try:
         text = json.dumps(payload, separators=(",", ":"))  # ASCII: even a lone surrogate is written
     except (TypeError, ValueError):
         return
     target = _cache_file(key)
-    tmp = None
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".registry-", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-        os.replace(tmp, target)
-        tmp = None
-        _cache_prune(target.parent, target)
-    except (OSError, ValueError):
-        pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    if write_private(target, text.encode("ascii")):
+        try:
+            _cache_prune(target.parent, target)
+        except OSError:
+            pass
 
 
 def _cache_prune(directory: Path, keep: Path) -> None:

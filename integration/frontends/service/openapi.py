@@ -528,13 +528,12 @@ def _file(key: str):
 
 
 def _read(key: str) -> bytes | None:
+    from integration.engine.registry import read_private
+
+    data = read_private(_file(key))
     try:
-        with open(_file(key), "rb") as f:
-            if hasattr(os, "geteuid") and os.fstat(f.fileno()).st_uid != os.geteuid():
-                return None  # someone else's file in our cache dir: not trusted
-            data = f.read()
-        doc = json.loads(data)
-    except (OSError, ValueError, RecursionError):
+        doc = json.loads(data) if data is not None else None
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or doc.get("x-cache") != {"format": FORMAT, "key": key}:
         return None
@@ -542,27 +541,15 @@ def _read(key: str) -> bytes | None:
 
 
 def _write(key: str, text: bytes) -> None:
-    """Atomically, mode 0600; older documents removed."""
-    import tempfile
+    """Atomically, mode 0600 (registry.write_private); older documents removed."""
+    from integration.engine.registry import write_private
 
     target = _file(key)
-    tmp = None
+    if not write_private(target, text):
+        return
     try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".openapi-", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-        os.replace(tmp, target)
-        tmp = None
         for e in os.scandir(target.parent):
             if e.name.startswith("openapi-") and e.name.endswith(".json") and e.path != str(target):
                 os.unlink(e.path)
-    except (OSError, ValueError):
+    except OSError:
         pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
