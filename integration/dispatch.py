@@ -34,9 +34,16 @@ class Runtime:
     """Configuration, store, auth and clients, built on first use and shared by commands."""
 
     def __init__(self, cfg: config_mod.Config | None = None, *, config_path: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep, registry_: registry.Registry | None = None):
+                 sleep: Callable[[float], None] = time.sleep, registry_: registry.Registry | None = None,
+                 tenant: str | None = None, provider: bool = False):
         self._cfg = cfg
         self._config_path = config_path
+        # Tenant profiles: the profile this runtime reads (else the command line's --tenant, read
+        # now: worker threads do not inherit it), and whether it may run without one (the HTTP
+        # service's and the bot's own runtime: API keys, jobs; never a command).
+        self._tenant = tenant if tenant is not None else config_mod.selected_tenant()
+        self.provider = provider
+        self._tenants: dict[str, Runtime] = {}
         self.sleep = sleep
         self._registry = registry_
         self.echo: Callable[[str], None] = print  # where interactive prompts (device code) go
@@ -55,8 +62,43 @@ class Runtime:
         if self._cfg is None:
             with self._lock:
                 if self._cfg is None:
-                    self._cfg = config_mod.load(self._config_path)
+                    cfg = config_mod.load(self._config_path, tenant=self._tenant)
+                    self._check_tenant(cfg)
+                    self._cfg = cfg
         return self._cfg
+
+    def _check_tenant(self, cfg: config_mod.Config) -> None:
+        if cfg.tenant_names and cfg.tenant is None and not self.provider:
+            raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant profile this runtime serves (None: a config without profiles, or the provider's)."""
+        return self.cfg.tenant
+
+    def for_tenant(self, name: str | None) -> Runtime:
+        """The runtime of tenant profile ``name``, built once and kept (its own config, store,
+        tokens and pacer: nothing is shared between two tenants); this one for its own tenant or
+        for None. Only a runtime read from a config file can make another tenant's."""
+        if name is None or name == (self._cfg.tenant if self._cfg is not None else self._tenant):
+            return self
+        with self._lock:
+            rt = self._tenants.get(name)
+            if rt is None:
+                cfg = self.cfg if self._cfg is not None or self.provider else None
+                if cfg is not None and cfg.tenant_names and name not in cfg.tenant_names:
+                    from integration.engine.untrusted import quote
+
+                    raise InputError(f"no tenant profile {quote(name, 40)}",
+                                     hint=f"the profiles: {', '.join(cfg.tenant_names)}")
+                if self._config_path is None and self._cfg is not None:
+                    raise InputError(f"tenant {name!r} named, but this runtime was given one tenant's settings",
+                                     hint="open the Python API with the config file's path to use its profiles")
+                rt = Runtime(config_path=self._config_path, sleep=self.sleep, registry_=self._registry, tenant=name)
+                rt.echo, rt.quiet = self.echo, self.quiet
+                rt.cfg  # a bad name fails here, naming the profiles
+                self._tenants[name] = rt
+        return rt
 
     @property
     def registry(self) -> registry.Registry:
@@ -81,6 +123,9 @@ class Runtime:
         if self._auth is None:
             from integration.graph.auth import Auth
 
+            cfg = self.cfg
+            if cfg.tenant_names and cfg.tenant is None:  # the provider's runtime signs in to no tenant
+                raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
             with self._lock:
                 if self._auth is None:
                     self._auth = Auth(self.cfg, self.store, sleep=self.sleep)
@@ -182,6 +227,10 @@ class Runtime:
         close_pacer = getattr(self._pacer, "close", None)  # the shared budget's Redis connections
         if close_pacer is not None:
             close_pacer()
+        with self._lock:
+            tenants = list(self._tenants.values())
+        for rt in tenants:
+            rt.close()
 
 
 @dataclass
@@ -331,8 +380,25 @@ def execute(name: str, args: dict | None = None, runtime: Runtime | None = None,
     return result
 
 
+def _tenant_argument(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not config_mod.TENANT_NAME.fullmatch(value):
+        from integration.engine.errors import ArgumentError
+
+        raise ArgumentError("tenant", "must name a tenant profile (1 to 32 lowercase letters, digits, '_' or '-')")
+    return value
+
+
 def _execute(name: str, args: dict | None, runtime: Runtime | None, *, flow: str | None) -> Result:
     runtime = runtime or Runtime()
+    if args and "tenant" in args:  # every command's: which tenant profile runs it (war-room tenant=)
+        args = dict(args)
+        runtime = runtime.for_tenant(_tenant_argument(args.pop("tenant")))
+    if runtime.provider:  # the service's or the Python API's runtime: a command needs its tenant
+        cfg = runtime.cfg
+        if cfg.tenant_names and cfg.tenant is None:
+            raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
     spec = runtime.registry.get(name)
     if spec is None:
         import difflib

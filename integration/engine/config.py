@@ -13,6 +13,7 @@ read names the full path tried.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import redact
-from .errors import ConfigError, ConfigFileError, FileError
+from .errors import ConfigError, ConfigFileError, FileError, InputError
 from .untrusted import quote
 
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -87,6 +88,11 @@ class Config:
     mirror_webhook_url: str | None = None
     mirror_webhook_secret: str | None = field(default=None, repr=False)
     source: str = "environment"
+    # Tenant profiles (`tenants:` in the file): the profile this config was read for, and the
+    # names of every profile (empty: a single-tenant config). Not settings: chosen by
+    # --tenant NAME, tenant= or MSTEAMS_TENANT (see load()).
+    tenant: str | None = None
+    tenant_names: tuple = ()
 
     # ---- derived ----
     @property
@@ -138,7 +144,7 @@ class Config:
         return self.ca_bundle or True
 
 
-_KEYS = {f.name for f in fields(Config)} - {"source"}
+_KEYS = {f.name for f in fields(Config)} - {"source", "tenant", "tenant_names"}
 _SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret", "store_password", "store_key")
 # The settings that name a file (or the SQLite store): relative ones in a config file are taken
 # from the file's directory (tests/engine/test_config.py checks every *_file, *_path and *ca_bundle
@@ -146,6 +152,15 @@ _SECRET_KEYS = ("client_secret", "bot_secret", "mirror_webhook_secret", "store_p
 PATH_KEYS = ("certificate_path", "ca_bundle", "store_path", "store_ca_bundle", "bot_access_file",
              *(f"{k}_file" for k in _SECRET_KEYS))
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Tenant profiles: a profile may set any setting but these: each tenant's store is derived from
+# the top level's (tenant_store), so no two tenants can share one by a copied line; and a
+# profile holds no profiles.
+NOT_PER_TENANT = ("tenants", "store_path", "store_url", "store_username", "store_password", "store_password_file",
+                  "store_key", "store_key_file", "store_namespace", "store_ca_bundle")
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# What names a tenant: with profiles, each profile says it; an MSTEAMS_* variable setting one of
+# these for every profile at once would send every tenant's commands to one tenant.
+TENANT_IDENTITY = ("tenant_id", "authority", "bot_tenant_id")
 
 
 # ---- the schema (config.schema.json), checked by hand ----
@@ -320,6 +335,29 @@ def _problem(origin, key: str, message: str, hint: str | None = None) -> ConfigE
                        hint=hint or f"fix or unset {origin[1]}")
 
 
+def _apply_profile(data: dict, origin: dict, profiles: dict, tenant: str | None, source: str, path) -> None:
+    """The named profile laid over ``data`` (the top level and the variables), in place."""
+    for key in TENANT_IDENTITY:
+        if origin.get(key, ("file",))[0] == "env":
+            raise ConfigError(f"environment variable {origin[key][1]} is set, but {quote(source)} has tenant "
+                              f"profiles: each profile names its own tenant", hint=f"unset {origin[key][1]}")
+    if tenant is None:
+        return
+    if tenant not in profiles:
+        raise InputError(f"no tenant profile {quote(tenant)} in {quote(source)}",
+                         hint=f"the profiles: {', '.join(sorted(profiles))}")
+    base = os.path.dirname(os.path.abspath(os.path.expanduser(path))) if path else None
+    for key, (value, line) in profiles[tenant].items():
+        if key in PATH_KEYS:
+            value = _beside(value, base)
+        data[key], origin[key] = value, ("file", source, line)
+        if key.endswith("_file"):
+            data.pop(key[:-5], None)  # the profile's secret file wins over the top level's secret
+        elif key in _SECRET_KEYS:
+            data.pop(f"{key}_file", None)
+    tenant_store(data, tenant)
+
+
 def full_path(path: str) -> str:
     """The absolute path a (possibly relative) configured path is read from: what errors name."""
     return os.path.abspath(os.path.expanduser(path))
@@ -388,6 +426,9 @@ def _read_file(p: Path) -> tuple[dict, dict]:
         if not isinstance(key, str) or key not in props:
             problems.append((line, str(key), _unknown(key)))
             continue
+        if key == "tenants":
+            values[key], line_of[key] = _profiles(value, lines, problems), line
+            continue
         value, problem = check_value(props[key], value, key in _SECRET_KEYS)
         if problem:
             problems.append((line, key, f"setting '{key}': {problem}"))
@@ -402,9 +443,83 @@ def _read_file(p: Path) -> tuple[dict, dict]:
     return values, line_of
 
 
-def load(path: str | None = None, env: dict | None = None) -> Config:
+def _profiles(value, lines, problems: list) -> dict:
+    """`tenants:`, checked: {name: {setting: value}}, each name a short lowercase word and each
+    setting one a profile may set, checked as at the top level; problems appended with lines."""
+    props = schema()["properties"]
+    if not isinstance(value, dict) or not value:
+        problems.append((lines.line(["tenants"]), "tenants", "setting 'tenants': must be a mapping of profile names "
+                         "to settings (contoso: {tenant_id: ...})"))
+        return {}
+    out: dict = {}
+    for name, profile in value.items():
+        line = lines.line(["tenants", name])
+        if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+            problems.append((line, "tenants", f"tenant profile name {quote(str(name))}: must be 1 to 32 lowercase "
+                             "letters, digits, '_' or '-', starting with a letter or digit"))
+            continue
+        if not isinstance(profile, dict):
+            problems.append((line, "tenants", f"tenant profile '{name}': must be a mapping of settings"))
+            continue
+        checked: dict = {}
+        for key, v in profile.items():
+            kline = lines.line(["tenants", name, key])
+            if not isinstance(key, str) or key not in props:
+                problems.append((kline, "tenants", f"tenant profile '{name}': {_unknown(key)}"))
+            elif key in NOT_PER_TENANT:
+                problems.append((kline, "tenants", f"tenant profile '{name}': setting '{key}' is not set per tenant "
+                                 "(each tenant's store is derived from the top level's store settings)"))
+            else:
+                v, problem = check_value(props[key], v, key in _SECRET_KEYS)
+                if problem:
+                    problems.append((kline, "tenants", f"tenant profile '{name}': setting '{key}': {problem}"))
+                elif v is not None:
+                    checked[key] = (v, kline)
+        out[name] = checked
+    return out
+
+
+def tenant_store(data: dict, name: str) -> None:
+    """The tenant's own store, derived from the top level's (``data`` changed in place): the
+    SQLite file ``store.NAME.sqlite3`` beside the top level's ``store.sqlite3``; in a shared
+    store the key namespace ``NAMESPACE:tenant:NAME``. What is left at the top level (API keys,
+    jobs, idempotency records of the HTTP service) is the provider's, no tenant's."""
+    base = Path(data["store_path"]).expanduser() if data.get("store_path") else default_data_dir() / "store.sqlite3"
+    data["store_path"] = str(base.with_name(f"{base.stem}.{name}{base.suffix or '.sqlite3'}"))
+    data["store_namespace"] = f"{data.get('store_namespace') or 'msteams'}:tenant:{name}"
+
+
+def no_tenant_named(names) -> str:
+    return (f"this config has tenant profiles ({', '.join(names)}) and none was named: give --tenant NAME "
+            "(tenant= in the war-room form, `tenant` in the Python API and the X-Msteams-Tenant header over "
+            "HTTP), or set MSTEAMS_TENANT")
+
+
+# The tenant a command line chose (--tenant): load() reads it when not given one, so that every
+# tool of one `msteams` invocation reads the same profile. A context variable, not the process
+# environment: the CLI runs in-process in tests and in the shell, invocation after invocation.
+_SELECTED = contextvars.ContextVar("msteams_tenant", default=None)
+
+
+def select_tenant(name: str | None):
+    """Make ``name`` the tenant load() reads until the returned token is reset
+    (``_SELECTED.reset(token)``); None selects none."""
+    return _SELECTED.set(name)
+
+
+def selected_tenant() -> str | None:
+    return _SELECTED.get()
+
+
+def load(path: str | None = None, env: dict | None = None, *, tenant: str | None = None) -> Config:
     """The file (if any) overlaid by MSTEAMS_<KEY> variables, each checked against
-    config.schema.json; errors name the file and line, or the variable, and the setting."""
+    config.schema.json; errors name the file and line, or the variable, and the setting.
+
+    With tenant profiles (``tenants:``), ``tenant`` (else the command line's --tenant, else
+    MSTEAMS_TENANT) names the profile read: its settings win over the top level's and the
+    variables', and its store is its own (tenant_store). Without a name the config is the
+    provider's (its top level: what the HTTP service's keys live in); a command refuses to run
+    on it (dispatch.Runtime). A name that is no profile is an error naming the profiles."""
     env = os.environ if env is None else env
     path = path or env.get("MSTEAMS_CONFIG")
     source = "environment"
@@ -421,6 +536,8 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
                 data[key] = _beside(data[key], base)
     props = schema()["properties"]
     for key in sorted(props):  # "client_secret" before "client_secret_file"
+        if key == "tenants":  # profiles only in the file; MSTEAMS_TENANT names one
+            continue
         var = f"MSTEAMS_{key.upper()}"
         text = env.get(var)
         if not text:
@@ -436,10 +553,18 @@ def load(path: str | None = None, env: dict | None = None) -> Config:
             data.pop(key[:-5], None)  # the variable's file wins over a secret given directly
         elif key in _SECRET_KEYS:
             data.pop(f"{key}_file", None)  # the variable wins over the config file's secret file
+    profiles = data.pop("tenants", None) or {}
+    origin.pop("tenants", None)
+    tenant = tenant or _SELECTED.get() or env.get("MSTEAMS_TENANT") or None
+    if profiles:
+        _apply_profile(data, origin, profiles, tenant, source, path)
+    elif tenant:
+        raise ConfigError(f"tenant {quote(tenant)} was named but {quote(source)} has no tenant profiles",
+                          hint="add a `tenants:` mapping to the config (docs/tenants.md), or do not name a tenant")
     for key in _SECRET_KEYS:
         if f"{key}_file" in data:
             data[key] = _read_secret_file(data.pop(f"{key}_file"), key, origin[f"{key}_file"])
-    cfg = Config(**data, source=source)
+    cfg = Config(**data, source=source, tenant=tenant if profiles else None, tenant_names=tuple(sorted(profiles)))
     for key in _SECRET_KEYS:
         redact.register(getattr(cfg, key))
     if cfg.ca_bundle and not Path(cfg.ca_bundle).is_file():

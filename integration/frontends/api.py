@@ -138,7 +138,9 @@ class Client:
     directly), or None for $MSTEAMS_CONFIG and MSTEAMS_* variables. The file is read here: a
     missing or invalid one raises ConfigError / ConfigFileError (exit code 3).
 
-    ``flow``: force an auth flow ("app", "delegated", "bot") for every command, instead of the
+    ``tenant``: with tenant profiles in the config (docs/tenants.md), the profile every command
+    runs against unless ``execute(..., tenant=)`` names another; without it each call must name
+    one. ``flow``: force an auth flow ("app", "delegated", "bot") for every command, instead of the
     first one ready. ``echo``: where interactive sign-in prompts go (`auth-login` with a device
     code); by default the "msteams.api" logger, never stdout. ``progress``: progress lines on
     stderr for long fan-outs (off by default).
@@ -146,7 +148,7 @@ class Client:
 
     def __init__(self, config: "str | os.PathLike | Config | None" = None, *, flow: str | None = None,
                  echo: Callable[[str], None] | None = None, progress: bool = False,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, tenant: str | None = None):
         from integration.engine import redact
         from integration.engine.config import Config as _Config
         from integration.dispatch import Runtime
@@ -154,9 +156,10 @@ class Client:
         if isinstance(config, _Config):
             for key in ("client_secret", "bot_secret"):  # masked in messages, as load() does
                 redact.register(getattr(config, key))
-            runtime = Runtime(config, sleep=sleep)
+            runtime = Runtime(config, sleep=sleep, provider=True)
         elif config is None or isinstance(config, str | os.PathLike):
-            runtime = Runtime(config_path=os.fspath(config) if config is not None else None, sleep=sleep)
+            runtime = Runtime(config_path=os.fspath(config) if config is not None else None, sleep=sleep,
+                              tenant=tenant, provider=True)
         else:
             raise TypeError(f"config must be a path, a Config or None, not {type(config).__name__}")
         runtime.echo = echo or _log_echo
@@ -185,7 +188,8 @@ class Client:
         """The command names this integration knows (aliases such as XSOAR's names also work)."""
         return list(self._runtime.registry.names())
 
-    def execute(self, command: str, args: dict | None = None, *, flow: str | None = None) -> CommandResult:
+    def execute(self, command: str, args: dict | None = None, *, flow: str | None = None,
+                tenant: str | None = None) -> CommandResult:
         """Run one command by name (or alias) with its arguments as a dict: values typed
         (``{"limit": 5, "member": ["a@x", "b@x"]}``) or as strings as a playbook would give
         them (``{"limit": "5"}``), checked against the command's schema. Returns a
@@ -198,7 +202,10 @@ class Client:
             raise InputError(f"the arguments must be a dict of name to value, not {type(args).__name__}")
         from integration.dispatch import execute as _execute
 
-        result = _execute(command, dict(args or {}), self._runtime, flow=flow or self.flow)
+        args = dict(args or {})
+        if tenant is not None:
+            args["tenant"] = tenant
+        result = _execute(command, args, self._runtime, flow=flow or self.flow)
         return CommandResult.from_result(result)
 
     def close(self) -> None:
@@ -223,11 +230,11 @@ class Client:
 
 
 def execute(command: str, args: dict | None = None, *, config: "str | os.PathLike | Config | None" = None,
-            client: Client | None = None, flow: str | None = None) -> CommandResult:
+            client: Client | None = None, flow: str | None = None, tenant: str | None = None) -> CommandResult:
     """Run one command. With ``client``, on it (reused, not closed); otherwise on a Client made
     from ``config`` for this call alone and closed after it (simple, but it re-reads the config
     and opens the store every time: keep a Client for more than a few commands)."""
     if client is not None:
-        return client.execute(command, args, flow=flow)
+        return client.execute(command, args, flow=flow, tenant=tenant)
     with Client(config) as once:
-        return once.execute(command, args, flow=flow)
+        return once.execute(command, args, flow=flow, tenant=tenant)

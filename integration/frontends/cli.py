@@ -32,6 +32,8 @@ TOOLS = {
     "serve": "the HTTP API (OpenAPI, API keys, Idempotency-Key): `serve [--port N] [--write-url FILE] [--bot]`",
     "api-key": "the HTTP API's keys: `api-key create --name NAME --scope GLOB [--expires 90d]`, `api-key list`, "
                "`api-key revoke NAME`",
+    "tenants": "each tenant profile of the config (`tenants:`) with its health in one table; run a command "
+               "against one with `--tenant NAME`",
     "webhook": "events to the SOAR platform, signed (Standard Webhooks): `webhook add URL --event run.finished`, "
                "`webhook list`, `webhook remove NAME`, `webhook deliveries [--state failed|dead|pending] [--retry]`",
 }
@@ -185,6 +187,9 @@ def _common(p: argparse.ArgumentParser, top: bool = False, skip: set = frozenset
         p.add_argument("--config", default=default, help="config file (default: $MSTEAMS_CONFIG)")
     if "output" not in skip:
         p.add_argument("-o", "--output", choices=OUTPUTS, default=default, help="table (default), json or context")
+    if "tenant" not in skip:
+        p.add_argument("--tenant", default=default, metavar="NAME",
+                       help="the tenant profile to run against (a config with `tenants:`; default: $MSTEAMS_TENANT)")
     if "flow" not in skip:
         p.add_argument("--flow", choices=("app", "delegated", "bot"), default=default,
                        help="force an auth flow instead of the first one ready")
@@ -359,6 +364,22 @@ def _main(argv: list[str], out, err) -> int:
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, formatter_class=_Help)
     _common(pre, top=True)
     opts, rest = pre.parse_known_args(argv)
+    if opts.tenant is None:
+        return _routed(opts, rest, out, err)
+    from integration.engine import config as config_mod
+
+    if not config_mod.TENANT_NAME.fullmatch(opts.tenant):
+        from integration.engine.errors import InputError
+
+        raise InputError("--tenant: must name a tenant profile (1 to 32 lowercase letters, digits, '_' or '-')")
+    token = config_mod.select_tenant(opts.tenant)  # every tool of this invocation reads that profile
+    try:
+        return _routed(opts, rest, out, err)
+    finally:
+        config_mod._SELECTED.reset(token)
+
+
+def _routed(opts, rest: list[str], out, err) -> int:
     head = rest[0] if rest else None
     # Help prints and leaves: no logging to set up (the logging module alone costs a quarter of
     # `msteams --help`). Everything else logs through the redacting handler.
@@ -422,6 +443,12 @@ def _main(argv: list[str], out, err) -> int:
         from integration.frontends.service.tool import serve as serve_main
 
         return serve_main(rest[1:], out=out, err=err, config=opts.config)
+    if head == "tenants" or (head in ("integration-health", "microsoft-teams-integration-health")
+                             and "--all-tenants" in rest[1:]):
+        from .tenants import main as tenants_main
+
+        return tenants_main([a for a in rest[1:] if a != "--all-tenants"], out=out, config=opts.config,
+                            output=opts.output)
     if head == "api-key":
         from integration.frontends.service.tool import api_key
 

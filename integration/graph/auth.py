@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only: the protocol is for type checkers
 
 import base64
 import json
+import re
 import logging
 import threading
 import time
@@ -53,6 +54,9 @@ LOGIN_AGAIN = "sign in again with `msteams auth login` (`msteams auth login --de
 # (it refreshes tokens within five minutes of expiry), so MSAL is never asked for one we
 # would have served.
 FRESH_MARGIN = 300
+
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def jwt_claims(token: str) -> dict:
@@ -365,6 +369,13 @@ class Auth:
             raise AuthError(f"{flow} sign-in failed: {err}: {desc}", hint=self._hint(flow, err))
         token = result["access_token"]
         claims = jwt_claims(token)
+        want = (self.cfg.tenant_id or "").lower()
+        if flow != "bot" and _GUID.fullmatch(want) and str(claims.get("tid") or want).lower() != want:
+            # A token of another tenant (an authority shared by mistake between tenant profiles)
+            # is never used: what it reaches is another customer's.
+            raise AuthError(f"{flow} sign-in returned a token for tenant {str(claims.get('tid'))[:36]!r}, not "
+                            f"{want!r}" + (f" (tenant profile {self.cfg.tenant!r})" if self.cfg.tenant else ""),
+                            hint="set the profile's own authority (or none: it is derived from tenant_id)")
         perms = claims.get("roles") or (claims.get("scp") or "").split()
         expires = float(claims.get("exp") or time.time() + float(result.get("expires_in", 3600)))
         account = claims.get("upn") or claims.get("preferred_username") or claims.get("unique_name")

@@ -156,7 +156,7 @@ def _mirror_investigation(ctx, inc: str):
         value.update(teamId=t["id"], teamName=t.get("displayName"), channelId=ch["id"],
                      channelName=ch.get("displayName") or name,
                      label=f"{t.get('displayName') or t['id']} / {ch.get('displayName') or name}")
-        learned = conversations.channel(ctx.store, ctx.cfg.bot_id, ch["id"]) or {}
+        learned = conversations.channel(ctx.store, ctx.cfg.bot_id, ch["id"], ctx.cfg.tenant_id) or {}
     value["serviceUrl"] = learned.get("serviceUrl") or prev.get("serviceUrl")
     if prev.get("conversationId") == conv_id:
         value["welcomeActivityId"] = prev.get("welcomeActivityId")

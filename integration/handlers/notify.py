@@ -173,10 +173,10 @@ def _open_user_conversation(ctx, lookups: _Lookups, name: str, tenant: str) -> t
         cached_before = len(r.from_cache) if r else 0
         user = lookups.user(name)
         label = _label(user)
-        learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"])
+        learned = conversations.personal(ctx.store, ctx.cfg.bot_id, user["id"], ctx.cfg.tenant_id)
         if learned and learned.get("conversationId"):
             return learned["conversationId"], user["id"], label, learned.get("serviceUrl")
-        known = conversations.opened(ctx.store, ctx.cfg.bot_id, user["id"])
+        known = conversations.opened(ctx.store, ctx.cfg.bot_id, user["id"], ctx.cfg.tenant_id)
         if known:
             return known["conversationId"], user["id"], label, None
         try:
@@ -214,14 +214,14 @@ def _channel_conversation(ctx, lookups: _Lookups) -> tuple[str, str, str, str | 
     conversation id is the channel id."""
     channel, team = ctx.args["channel"].strip(), ctx.args.get("team")
     if is_thread_id(channel):
-        learned = conversations.channel(ctx.store, ctx.cfg.bot_id, channel) or {}
+        learned = conversations.channel(ctx.store, ctx.cfg.bot_id, channel, ctx.cfg.tenant_id) or {}
         return channel, channel, f"channel {channel}", learned.get("serviceUrl")
     if not team:
         raise ArgumentError("team", "is required when channel is a name (or pass the channel id 19:...)")
     r = lookups.need("channel", f"channel '{channel}'")
     t = r.team(team)
     ch = r.channel(t["id"], channel)
-    learned = conversations.channel(ctx.store, ctx.cfg.bot_id, ch["id"]) or {}
+    learned = conversations.channel(ctx.store, ctx.cfg.bot_id, ch["id"], ctx.cfg.tenant_id) or {}
     return (ch["id"], ch["id"], f"{t.get('displayName') or t['id']} / {ch.get('displayName') or ch['id']}",
             learned.get("serviceUrl"))
 

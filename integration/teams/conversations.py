@@ -28,8 +28,11 @@ service URL is Microsoft's word, not the sender's.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _id(value: Any) -> str | None:
@@ -129,17 +132,29 @@ def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
     return written
 
 
-def _usable(ref: dict | None) -> dict | None:
-    return None if not ref or ref.get("gone") else ref
+def _usable(ref: dict | None, tenant: str | None = None) -> dict | None:
+    if not ref or ref.get("gone"):
+        return None
+    theirs, ours = (ref.get("tenantId") or "").strip().lower(), (tenant or "").strip().lower()
+    if theirs and _GUID.fullmatch(ours) and theirs != ours:  # tenant_id may be a domain name: no check then
+        # A reference of another tenant (a store shared before tenant profiles, or copied): the
+        # bot must not write into another customer's conversation. Refused before any request.
+        from integration.engine.errors import PermissionDenied
+
+        raise PermissionDenied(f"the stored conversation {str(ref.get('conversationId'))[:60]!r} belongs to tenant "
+                               f"{theirs[:36]!r}, not {tenant[:36]!r}: not sent", flow="bot",
+                               hint="run the command with that tenant's profile (--tenant NAME)")
+    return ref
 
 
-def personal(store, bot_id: str, user_id: str) -> dict | None:
-    """The learned 1:1 conversation of the bot with a user (by object id), or None."""
-    return _usable(store.conversation_get(_personal_key(bot_id, user_id)))
+def personal(store, bot_id: str, user_id: str, tenant: str | None = None) -> dict | None:
+    """The learned 1:1 conversation of the bot with a user (by object id), or None; with
+    ``tenant``, one of another tenant is refused (PermissionDenied), never used."""
+    return _usable(store.conversation_get(_personal_key(bot_id, user_id)), tenant)
 
 
-def channel(store, bot_id: str, channel_id: str) -> dict | None:
-    return _usable(store.conversation_get(_channel_key(bot_id, channel_id)))
+def channel(store, bot_id: str, channel_id: str, tenant: str | None = None) -> dict | None:
+    return _usable(store.conversation_get(_channel_key(bot_id, channel_id)), tenant)
 
 
 def _personal_key(bot_id: str, user_id: str) -> str:
@@ -150,10 +165,10 @@ def _channel_key(bot_id: str, channel_id: str) -> str:
     return f"channel/{bot_id}/{channel_id.strip()}"
 
 
-def opened(store, bot_id: str, user_id: str) -> dict | None:
+def opened(store, bot_id: str, user_id: str, tenant: str | None = None) -> dict | None:
     """The 1:1 conversation the bot opened with a user (conversationId), or None. A store
     written before these had their own key kept them in the directory cache: read there too."""
-    ref = _usable(store.conversation_get(_opened_key(bot_id, user_id)))
+    ref = _usable(store.conversation_get(_opened_key(bot_id, user_id)), tenant)
     if ref is None and store.conversation_get(_opened_key(bot_id, user_id)) is None:
         legacy = store.get("bot_conversation", f"{bot_id}/{user_id}")
         if legacy and legacy.get("id"):
