@@ -70,13 +70,15 @@ class BotConnector:
     def error(status: int, code: str, message: str) -> Response:
         return Response(status, {"error": {"code": code, "message": message}})
 
-    def authenticate(self, headers: dict) -> Claims:
-        """The bot behind the bearer token; GraphError(401) for anything else."""
+    def authenticate(self, headers: dict, tokens=None) -> Claims:
+        """The bot behind the bearer token; GraphError(401) for anything else. ``tokens``: the
+        token service that issued it when that is not this tenant's (several hosted tenants:
+        another tenant's authority or botframework.com's), the app checked against this tenant."""
         scheme, _, token = (headers.get("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise GraphError(401, "Unauthorized", "Authorization has been denied for this request.")
         try:
-            claims = self.tokens.verify(token.strip(), BOT_AUDIENCE)
+            claims = (tokens or self.tokens).verify(token.strip(), BOT_AUDIENCE)
         except TokenError as e:
             raise GraphError(401, "Unauthorized", f"Authorization has been denied for this request. {e}") from None
         app = self.state.app(claims.app_id)

@@ -109,8 +109,12 @@ def _b64url_json(obj: dict) -> str:
 
 class Entra:
     def __init__(self, state, tokens: TokenService, base_url: str, clock: Callable[[], float] = time.time,
-                 device_interval: int = 1):
+                 device_interval: int = 1, registration: Callable[[str], object] | None = None):
         self.state = state
+        # Several hosted tenants: the app registrations of the multi-tenant apps (app id -> App or
+        # None). An app registered there but not in this tenant's ``state.apps`` is one this
+        # tenant has not consented to (no service principal here): refused as Entra refuses it.
+        self.registration = registration
         self.tokens = tokens
         self.base_url = base_url
         self.clock = clock
@@ -221,10 +225,13 @@ class Entra:
         }
 
     # ---- helpers ----
-    def _app(self, client_id: str | None):
+    def _app(self, client_id: str | None, app_only: bool = False, secret: str | None = None):
         if not client_id:
             raise EntraError("invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
         app = self.state.app(client_id)
+        registered = self.registration(client_id) if app is None and self.registration is not None else None
+        if registered is not None:
+            self._not_consented(registered, app_only, secret)
         if app is None:
             raise EntraError("unauthorized_client", 700016,
                              f"Application with identifier '{client_id}' was not found in the directory "
@@ -232,6 +239,24 @@ class Entra:
                              f"the administrator of the tenant or consented to by any user in the tenant. You may "
                              f"have sent your authentication request to the wrong tenant.")
         return app
+
+    def _not_consented(self, app, app_only: bool, secret: str | None) -> None:
+        """A multi-tenant app registered elsewhere that this tenant never consented to: app-only
+        sign-in finds no service principal here (AADSTS7000229, after the secret is checked
+        against the registration, as Entra authenticates the client first); a user sign-in is
+        asked for consent (AADSTS65001)."""
+        if app_only:
+            if secret and not secrets.compare_digest(secret.encode(), app.secret.encode()):
+                raise EntraError("invalid_client", 7000215,
+                                 f"Invalid client secret provided. Ensure the secret being sent in the request is the "
+                                 f"client secret value, not the client secret ID, for a secret added to app '{app.app_id}'.")
+            raise EntraError("invalid_client", 7000229,
+                             f"The client application {app.app_id} is missing service principal in the tenant "
+                             f"{self.state.tenant_id}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119")
+        raise EntraError("invalid_grant", 65001,
+                         f"The user or administrator has not consented to use the application with ID "
+                         f"'{app.app_id}' named '{app.name}'. Send an interactive authorization request for this "
+                         f"user and resource.")
 
     @staticmethod
     def _client_credentials_from(form: dict, headers: dict) -> tuple[str | None, str | None]:
@@ -247,7 +272,7 @@ class Entra:
 
     def _authenticate(self, form: dict, headers: dict, public_allowed: bool):
         cid, secret = self._client_credentials_from(form, headers)
-        app = self._app(cid)
+        app = self._app(cid, app_only=form.get("grant_type") == "client_credentials", secret=secret)
         if secret is not None and secret != "":
             if not secrets.compare_digest(secret.encode(), app.secret.encode()):
                 raise EntraError("invalid_client", 7000215,

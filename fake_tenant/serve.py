@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: any free port)")
     p.add_argument("--tenant", metavar="FILE", help="tenant seed YAML (default: the shipped organisation)")
     p.add_argument("--users", type=whole_number(1, 1_000_000), metavar="N", help="grow the directory to N users (e.g. 10000)")
+    p.add_argument("--tenants", type=whole_number(1, 100), default=1, metavar="N",
+                   help="host N customer tenants (default 1): the first is --tenant's (contoso), the others "
+                        "generated (fabrikam, northwind, tenant4...), the same multi-tenant app consented in each; "
+                        "--write-config then writes a profile per tenant under `tenants:`")
     p.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                    help="multiply every throttling limit by X (default 1)")
     p.add_argument("--throttling", dest="throttling", action="store_true", default=True,
@@ -78,9 +82,12 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
     try:
         emu = Emulator(tenant=args.tenant, users=args.users, throttling=args.throttling, speed=args.speed,
                        port=args.port, token_lifetime=args.token_lifetime, retry_after=args.retry_after,
-                       messaging_endpoint=args.messaging_endpoint)
-    except TenantFileError as e:
+                       messaging_endpoint=args.messaging_endpoint, tenants=args.tenants)
+    except (TenantFileError, ValueError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    if args.state and args.tenants > 1:
+        print(f"{PROG}: error: --state keeps one tenant's state; it cannot be used with --tenants", file=sys.stderr)
         return 2
     state_file = StateFile(args.state, emu) if args.state else None
     try:
@@ -137,7 +144,7 @@ def _run(emu, args, stop: threading.Event, state_file, loaded: bool) -> int:
     if args.write_config:
         store_path = store_beside(args.write_config)
         try:
-            config_path = emu.write_config(args.write_config, store_path=store_path)
+            config_path = emu.write_config(args.write_config, store_path=store_path, tenants=args.tenants > 1)
         except OSError as e:
             print(f"{PROG}: error: cannot write config {args.write_config}: {e.strerror or e}", file=sys.stderr)
             return 2
@@ -146,6 +153,8 @@ def _run(emu, args, stop: threading.Event, state_file, loaded: bool) -> int:
     print(f"Emulator running: tenant {emu.state.domain} ({emu.state.tenant_id}), {len(emu.state.users)} users, "
           f"throttling {throttle}")
     print(f"  authority        {emu.authority}")
+    for h in emu._hosted[1:]:
+        print(f"  tenant {h.name:<9} {h.domain} ({h.tenant_id}), {len(h.state.users)} users: {h.authority}")
     print(f"  graph            {emu.graph_url}")
     print(f"  bot service      {emu.bot_service_url}")
     print(f"  CA bundle        {emu.ca_bundle}")

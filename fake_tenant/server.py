@@ -17,6 +17,7 @@ secrets, authorization codes, query strings or bodies.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
@@ -39,7 +40,9 @@ from .bot import BotConnector
 from .core import ROUTES, Claims, Context, GraphError, Request, Response, match_route, new_guid, utcnow_iso
 from .entra import Entra, EntraError
 from .faults import Faults
-from .tenant import load_tenant
+from .hosting import BOTFRAMEWORK_DOMAIN, BOTFRAMEWORK_TENANT_ID, HomeTenant, HostedTenant, home_name
+from .state import TenantState
+from .tenant import hosted_tenant_name, hosted_tenant_seed, load_tenant
 from .throttle import Throttler
 from .tls import TlsMaterial
 from .calling import CallError, CallingService
@@ -75,9 +78,9 @@ class _Drop(Exception):
 
 
 class _Context(Context):
-    def __init__(self, emu: "Emulator", token: Claims | None):
+    def __init__(self, emu: "Emulator", token: Claims | None, state=None):
         self._emu = emu
-        self.state = emu.state
+        self.state = emu.state if state is None else state  # the token's tenant's
         self.base_url = emu.graph_url
         self.token = token
 
@@ -240,12 +243,20 @@ class Emulator:
     """A fake Microsoft 365 tenant on ``https://127.0.0.1:PORT``.
 
     ``Emulator(tenant=None|path|dict, users=None, throttling=False, speed=1.0, port=0,
-    token_lifetime=3600)``; use as a context manager or call :meth:`start` / :meth:`stop`.
+    token_lifetime=3600, tenants=1)``; use as a context manager or call :meth:`start` / :meth:`stop`.
+
+    ``tenants=N`` hosts N tenants (``hosting.py``): tenant 1 is ``tenant`` (default contoso) and
+    what ``state``, ``tokens``, ``throttle``, ``authority``, ``config()`` are; the others are
+    generated (fabrikam, northwind, tenant4...). :meth:`tenant_names`, :meth:`tenant`,
+    ``config(tenant=NAME)``, ``write_config(path, tenants=True)``, :meth:`set_consent`.
     """
 
     def __init__(self, tenant: str | dict | None = None, users: int | None = None, throttling: bool = False,
                  speed: float = 1.0, port: int = 0, token_lifetime: int = 3600, host: str = "127.0.0.1",
-                 retry_after: bool = True, messaging_endpoint: str | None = None, conformance_checks: bool = True):
+                 retry_after: bool = True, messaging_endpoint: str | None = None, conformance_checks: bool = True,
+                 tenants: int = 1):
+        if isinstance(tenants, bool) or not isinstance(tenants, int) or tenants < 1:
+            raise ValueError(f"tenants must be a whole number of at least 1, not {tenants!r}")
         self.state = load_tenant(tenant, users)
         # Requests checked against Microsoft's Graph v1.0 metadata (conformance.py): unknown body
         # properties and @odata.type are 400; response properties the metadata does not list are
@@ -259,6 +270,25 @@ class Emulator:
         self.faults = Faults()
         self.throttle = Throttler(enabled=throttling, speed=speed, retry_after=retry_after,
                                   n_users=len(self.state.users))
+        # The hosted tenants, tenant 1 first (it is this emulator's state, throttle, tokens...).
+        taken = {hosted_tenant_name(i) for i in range(2, tenants + 1)}
+        self._hosted: list[HostedTenant] = [HomeTenant(home_name(self.state.domain, taken), self)]
+        self._registrations: dict = {}  # app id -> the multi-tenant app's registration (tenants > 1)
+        self._botframework: HostedTenant | None = None  # the botframework.com authority (tenants > 1)
+        if tenants > 1:
+            apps = (self.state._seed or {}).get("apps") or []
+            self._registrations = {a.app_id: copy.deepcopy(a) for a in self.state.apps.values()}
+            for i in range(2, tenants + 1):
+                st = TenantState.from_seed(hosted_tenant_seed(i, apps))
+                if any(h.tenant_id == st.tenant_id for h in self._hosted):
+                    raise ValueError(f"hosted tenant {i} has the tenant id of another ({st.tenant_id})")
+                self._hosted.append(HostedTenant(hosted_tenant_name(i), st, Throttler(
+                    enabled=throttling, speed=speed, retry_after=retry_after, n_users=len(st.users))))
+            for h in self._hosted[1:]:
+                h.seed_permissions = self._permissions_snapshot(h.state)
+            bots = [a for a in apps if a.get("kind") == "bot"]
+            self._botframework = HostedTenant("botframework", TenantState.from_seed(
+                {"tenant_id": BOTFRAMEWORK_TENANT_ID, "domain": BOTFRAMEWORK_DOMAIN, "apps": copy.deepcopy(bots)}))
         self.request_log: list[dict] = []
         self._seed_permissions = self._permissions_snapshot()
         self._server: _Server | None = None
@@ -297,12 +327,33 @@ class Emulator:
         self.bot = BotConnector(self.state, self.tokens)
         self.teams = TeamsChannel(self.state, self.base_url, self.bot_service_url, self.ca_bundle)
         self.calling = CallingService(self.state, self.base_url, self.ca_bundle)
+        if len(self._hosted) > 1:
+            self._start_hosted()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"msteams-emulator:{self.port}", daemon=True)
         self._thread.start()
         if self._messaging_endpoint:
             self.teams.register(self._messaging_endpoint)  # a ChannelError here: stop() works
         return self
+
+    def _start_hosted(self) -> None:
+        """Tenants 2..N (and the botframework.com authority): each its own authority, token
+        service, Entra, Bot Connector over its conversations, Teams side (a peer of tenant 1's:
+        one signing key, one messaging endpoint) and calling service (tenant 1's signing key)."""
+        self.entra.registration = self._registrations.get
+        for h in [*self._hosted[1:], self._botframework]:
+            h.authority = f"{self.base_url}/{h.tenant_id}"
+            h.tokens = TokenService(f"{h.authority}/v2.0", h.tenant_id, self.token_lifetime)
+            h.entra = Entra(h.state, h.tokens, self.base_url, registration=self._registrations.get)
+            if h is self._botframework:
+                continue
+            h.bot = BotConnector(h.state, h.tokens)
+            h.teams = TeamsChannel(h.state, self.base_url, self.bot_service_url, self.ca_bundle, hub=self.teams)
+            h.calling = CallingService(h.state, self.base_url, self.ca_bundle)
+            # One calling service signs for every tenant (its tokens name the tenant): tenant 1's
+            # key, and its deliveries list.
+            h.calling._key, h.calling.kid, h.calling._jwk = self.calling._key, self.calling.kid, self.calling._jwk
+            h.calling.deliveries, h.calling._lock = self.calling.deliveries, self.calling._lock
 
     def stop(self) -> None:
         srv, self._server = self._server, None
@@ -333,10 +384,13 @@ class Emulator:
 
     @throttling.setter
     def throttling(self, enabled: bool) -> None:
-        self.throttle.configure(enabled=enabled)
+        for h in self._hosted:
+            h.throttle.configure(enabled=enabled)
 
     def set_throttling(self, enabled: bool, speed: float | None = None, retry_after: bool | None = None) -> None:
-        self.throttle.configure(enabled=enabled, speed=speed, retry_after=retry_after)
+        """Throttling on or off in every hosted tenant (each keeps its own buckets)."""
+        for h in self._hosted:
+            h.throttle.configure(enabled=enabled, speed=speed, retry_after=retry_after)
 
     def reset(self) -> None:
         """Back to the seed; request log, faults and throttle buckets cleared; tokens stay valid."""
@@ -345,26 +399,38 @@ class Emulator:
         self.conformance.clear()
         self.faults.clear()
         self.throttle.reset()
+        for h in self._hosted[1:]:
+            h.state.reset()
+            h.throttle.reset()
         if self.teams is not None:
             self.teams.reset()
         if self.calling is not None:
             self.calling.reset()
 
     def expire_tokens(self) -> None:
-        """Every access token issued so far now fails with 401."""
+        """Every access token issued so far now fails with 401 (in every hosted tenant)."""
         self.tokens.expire_all()
+        for h in [*self._hosted[1:], *([self._botframework] if self._botframework else [])]:
+            if h.tokens is not None:
+                h.tokens.expire_all()
 
     def revoke_refresh_tokens(self, user: str | None = None) -> int:
+        if len(self._hosted) > 1 and user is None:
+            return sum(h.tokens.revoke_refresh_tokens(None) for h in self._hosted if h.tokens is not None)
+        host = self._hosted[0]
         uid = None
         if user:
-            u = self.state.user(user)
+            host = next((h for h in self._hosted if h.state.user(user)), host)
+            u = host.state.user(user)
             uid = u["id"] if u else user
-        return self.tokens.revoke_refresh_tokens(uid)
+        return host.tokens.revoke_refresh_tokens(uid)
 
-    def set_permissions(self, app_id: str, application=None, delegated=None) -> None:
-        """Replace what the tenant granted an app; tokens issued afterwards carry the new set."""
-        with self.state.lock:
-            app = self.state.app(app_id)
+    def set_permissions(self, app_id: str, application=None, delegated=None, tenant: str | None = None) -> None:
+        """Replace what the tenant (default tenant 1; or a hosted tenant's name or id) granted an
+        app; tokens issued afterwards carry the new set."""
+        state = self.tenant(tenant).state if tenant else self.state
+        with state.lock:
+            app = state.app(app_id)
             if app is None:
                 raise KeyError(f"unknown app {app_id}")
             if application is not None:
@@ -372,14 +438,67 @@ class Emulator:
             if delegated is not None:
                 app.delegated_permissions = set(delegated)
 
-    def _permissions_snapshot(self) -> dict:
+    def _permissions_snapshot(self, state=None) -> dict:
         return {a.app_id: (set(a.application_permissions), set(a.delegated_permissions))
-                for a in self.state.apps.values()}
+                for a in (state or self.state).apps.values()}
 
     def restore_permissions(self) -> None:
         for app_id, (application, delegated) in self._seed_permissions.items():
             if self.state.app(app_id) is not None:
                 self.set_permissions(app_id, application, delegated)
+        for h in self._hosted[1:]:
+            for app_id, (application, delegated) in h.seed_permissions.items():
+                if h.state.app(app_id) is not None:
+                    self.set_permissions(app_id, application, delegated, tenant=h.tenant_id)
+
+    # ---- several hosted tenants ----
+    def tenant_names(self) -> list[str]:
+        """The hosted tenants' short names, tenant 1 first: ["contoso"] (or ["contoso",
+        "fabrikam", "northwind", "tenant4", ...] with ``tenants=N``)."""
+        return [h.name for h in self._hosted]
+
+    def tenant_ids(self) -> dict[str, str]:
+        """Name -> tenant id, tenant 1 first."""
+        return {h.name: h.tenant_id for h in self._hosted}
+
+    def tenant(self, key: str | None = None) -> HostedTenant:
+        """A hosted tenant by name, tenant id or domain (None: tenant 1): its ``state`` (users,
+        teams, chats... what tests look at), ``throttle``, ``tokens``, ``authority``, ``teams``..."""
+        if key is None:
+            return self._hosted[0]
+        k = str(key).lower()
+        for h in self._hosted:
+            if k in (h.name, h.tenant_id.lower(), (h.domain or "").lower()):
+                return h
+        raise KeyError(f"no hosted tenant {key!r} (hosted: {', '.join(self.tenant_names())})")
+
+    def _host_by_id(self, tenant_id: str | None) -> HostedTenant | None:
+        t = (tenant_id or "").lower()
+        return next((h for h in self._hosted if h.tenant_id.lower() == t), None) if t else None
+
+    def set_consent(self, tenant: str, consented: bool, app_id: str | None = None) -> None:
+        """Grant or withdraw (admin) consent to the multi-tenant app (``app_id``, default every
+        app registration) in one hosted tenant. Withdrawn, the tenant has no service principal
+        for it: app-only sign-in there is refused AADSTS7000229, user sign-in AADSTS65001 (tokens
+        issued before stay good until they expire, as Entra's do); granted again, with the
+        permissions it was seeded with. :meth:`reset` grants it again too (back to the seed)."""
+        if len(self._hosted) < 2:
+            raise ValueError("consent per tenant needs several hosted tenants (Emulator(tenants=N))")
+        h = self.tenant(tenant)
+        ids = [app_id] if app_id else list(self._registrations)
+        with h.state.lock:
+            for a in ids:
+                reg = self._registrations.get(a)
+                if reg is None:
+                    raise KeyError(f"unknown app {a}")
+                if not consented:
+                    h.state.apps.pop(a, None)
+                elif a not in h.state.apps:
+                    app = copy.deepcopy(reg)
+                    perms = (h.seed_permissions if h is not self._hosted[0] else self._seed_permissions).get(a)
+                    if perms is not None:
+                        app.application_permissions, app.delegated_permissions = set(perms[0]), set(perms[1])
+                    h.state.apps[a] = app
 
     # ---- configuration for clients ----
     def _app_of(self, kind: str):
@@ -388,8 +507,35 @@ class Emulator:
                 return a
         return None
 
-    def config(self) -> dict:
+    def config(self, tenant: str | None = None) -> dict:
+        """The client config for tenant 1 (or the hosted tenant ``tenant``, by name or id): one
+        flat mapping, as the CLI reads it."""
+        cfg = self._config()
+        if tenant is not None:
+            cfg.update(self._profile(self.tenant(tenant)))
+        return cfg
+
+    def _profile(self, h: HostedTenant) -> dict:
+        """What differs per hosted tenant: its id, authority (the fake tenant's authority host is
+        not login.microsoftonline.com, so it is written out) and delegated service account."""
+        sa = h.state.users.get(h.state.service_account or "")
+        return {"tenant_id": h.tenant_id, "authority": h.authority or None,
+                "service_account": sa["userPrincipalName"] if sa else None}
+
+    def tenants_config(self) -> dict:
+        """The config of every hosted tenant: the shared app settings (and tenant 1 as the
+        default) at the top level, and ``tenants: {name: {tenant_id, authority, service_account}}``,
+        a profile per hosted tenant whose keys override the top level's."""
+        cfg = self._config()
+        cfg["tenants"] = {h.name: self._profile(h) for h in self._hosted}
+        return cfg
+
+    def _config(self) -> dict:
         g, b = self._app_of("graph"), self._app_of("bot")
+        if g is None and self._registrations:  # consent withdrawn in tenant 1: the registration stays
+            g = next((a for a in self._registrations.values() if a.kind == "graph"), None)
+        if b is None and self._registrations:
+            b = next((a for a in self._registrations.values() if a.kind == "bot"), None)
         sa = self.state.users.get(self.state.service_account or "")
         return {
             "tenant_id": self.state.tenant_id,
@@ -410,12 +556,14 @@ class Emulator:
                if self.throttle.speed != 1.0 and math.isfinite(self.throttle.speed) else {}),
         }
 
-    def write_config(self, path: str, store_path: str | None = None) -> str:
+    def write_config(self, path: str, store_path: str | None = None, tenants: bool = False) -> str:
         """Write :meth:`config` as YAML, readable only by the owner (it holds secrets); with
         ``store_path``, the config names that context store (``msteams emulator serve
-        --write-config`` gives each config its own, beside it)."""
+        --write-config`` gives each config its own, beside it). With ``tenants``,
+        :meth:`tenants_config`: the shared settings and a ``tenants:`` profile per hosted tenant
+        (the store is shared: ``store_path`` stays at the top level)."""
         path = os.path.abspath(path)
-        cfg = self.config()
+        cfg = self.tenants_config() if tenants else self.config()
         if store_path:
             cfg["store_path"] = os.path.abspath(store_path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -430,6 +578,8 @@ class Emulator:
         c.pop("client_secret", None)
         c.pop("bot_secret", None)
         c["base_url"] = self.base_url
+        if len(self._hosted) > 1:
+            c["tenants"] = {h.name: dict(self._profile(h), domain=h.domain) for h in self._hosted}
         return c
 
     # ---- request handling ----
@@ -496,11 +646,45 @@ class Emulator:
                     resp.headers["Retry-After"] = str(fault.retry_after)
                 self._log(method, path, resp.status, None, started, app_id=client_id)
                 return resp
-        resp = self.entra.handle(method, path, qd, headers, body)
+        resp = self._entra_for(path).handle(method, path, qd, headers, body)
         if resp is None:
             resp = Response(404, {"error": {"code": "NotFound", "message": f"No emulator endpoint at {path}"}})
         self._log(method, path, resp.status, None, started, app_id=client_id)
         return resp
+
+    def _entra_for(self, path: str) -> Entra:
+        """The Entra of the authority the path names (``/{tenant id or domain}/...``): a hosted
+        tenant's or botframework.com's; tenant 1's for common, organizations and the rest."""
+        if len(self._hosted) == 1:
+            return self.entra
+        first = path.strip("/").split("/", 1)[0].lower()
+        for h in [*self._hosted[1:], self._botframework]:
+            if first in (h.tenant_id.lower(), (h.domain or "").lower()):
+                return h.entra
+        return self.entra
+
+    @staticmethod
+    def _unverified_claims(token: str) -> dict:
+        """A bearer token's payload, unchecked: only to pick the tenant whose token service then
+        checks it."""
+        import jwt
+
+        try:
+            payload = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def _tokens_for(self, token: str) -> TokenService:
+        """The token service of the tenant a token names (``tid``): tenant 1's when it names none
+        hosted (which then refuses it)."""
+        if len(self._hosted) == 1:
+            return self.tokens
+        tid = str(self._unverified_claims(token).get("tid") or "")
+        if self._botframework is not None and tid == self._botframework.tenant_id:
+            return self._botframework.tokens
+        h = self._host_by_id(tid)
+        return h.tokens if h is not None and h.tokens is not None else self.tokens
 
     @staticmethod
     def _apply_fault_delay(fault) -> None:
@@ -553,7 +737,9 @@ class Emulator:
         if path.strip("/").split("/", 1)[0].lower() == "me" and claims.kind != "delegated":
             raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         permissions.check(claims, route)
-        self.throttle.check(claims.app_id, method, route.permission_key, path)
+        # Several hosted tenants: the token's tenant's data and throttle (per app per tenant).
+        host = self._hosted[0] if len(self._hosted) == 1 else (self._host_by_id(claims.tenant_id) or self._hosted[0])
+        host.throttle.check(claims.app_id, method, route.permission_key, path)
         fault = self.faults.take(method, (path, "/v1.0" + path), "api") if len(self.faults) else None
         if fault is not None and not fault.after:
             self._apply_fault_delay(fault)
@@ -585,7 +771,7 @@ class Emulator:
                 self.conformance_total["refused"] += 1
                 raise
         try:
-            resp = route.handler(_Context(self, claims), req)
+            resp = route.handler(_Context(self, claims, host.state), req)
         except GraphError:
             raise
         except Exception:
@@ -618,19 +804,63 @@ class Emulator:
         if not auth or scheme.lower() != "bearer":
             token = ""
         try:
-            return self.tokens.verify(token.strip(), GRAPH_AUDIENCE)
+            return self._tokens_for(token.strip()).verify(token.strip(), GRAPH_AUDIENCE)
         except TokenError as e:
             raise GraphError(401, "InvalidAuthenticationToken", str(e), {"WWW-Authenticate": _WWW_AUTH}) from None
 
     # ---- Bot Connector ----
-    def _bot(self, method: str, path: str, headers: dict, body: bytes) -> tuple[Response, Claims | None]:
-        try:
-            claims = self.bot.authenticate(headers)
-        except GraphError as e:
-            return self.bot.error(e.status, "Unauthorized", e.message), None
-        if self.throttle.enabled:
+    def _bot_host(self, method: str, path: str, headers: dict, body: bytes) -> tuple[HostedTenant, TokenService]:
+        """Several hosted tenants: (the tenant a Bot Connector request is about, the token
+        service that issued its bearer token). The tenant is the one that has the conversation
+        in the path, or the one a new conversation's ``tenantId`` names; else the token's."""
+        token = (headers.get("authorization") or "").partition(" ")[2].strip()
+        tokens = self._tokens_for(token)
+        own = next((h for h in self._hosted if h.tokens is tokens), self._hosted[0])
+        segs = [urllib.parse.unquote(x) for x in path.strip("/").split("/") if x]
+        if len(segs) > 2 and segs[:2] == ["v3", "conversations"]:
+            conv = segs[2].partition(";messageid=")[0]
+            for h in self._hosted:
+                st = h.state
+                with st.lock:
+                    if (conv in st.bot_conversations or conv in st.chats
+                            or any(conv in t.channels for t in st.teams.values())):
+                        return h, tokens
+        elif len(segs) == 2 and segs == ["v3", "conversations"] and method == "POST" and body:
             try:
-                self.throttle.check_bot(claims.app_id, self.bot.conversation_of(method, path, body, claims))
+                data = json.loads(body)
+                tid = data.get("tenantId") or ((data.get("channelData") or {}).get("tenant") or {}).get("id")
+            except (ValueError, AttributeError, RecursionError):
+                tid = None
+            h = self._host_by_id(str(tid)) if isinstance(tid, str) else None
+            if h is not None:
+                return h, tokens
+        return own, tokens
+
+    def _bot(self, method: str, path: str, headers: dict, body: bytes) -> tuple[Response, Claims | None]:
+        if len(self._hosted) == 1:
+            host, tokens = self._hosted[0], None
+        else:
+            host, tokens = self._bot_host(method, path, headers, body)
+        bot = host.bot
+        try:
+            claims = bot.authenticate(headers, tokens)
+        except GraphError as e:
+            return bot.error(e.status, "Unauthorized", e.message), None
+        if tokens is not None and claims.tenant_id != host.tenant_id and self._host_by_id(claims.tenant_id):
+            # A single-tenant bot's token (issued by one hosted tenant's authority) about another
+            # tenant's conversation: answered as a conversation the bot does not have, 404
+            # ConversationNotFound, not 403: the Bot Connector resolves a conversation within the
+            # caller's tenant, and a 403 would tell one customer's bot that another customer's
+            # conversation exists. Opening a conversation in another tenant (the tenant is named
+            # in the body, not found) is 403, as the Bot Connector refuses a tenant the bot is
+            # not in. A botframework.com token (a multi-tenant bot) is good in every tenant.
+            if len([x for x in path.strip("/").split("/") if x]) > 2:  # /v3/conversations/{id}/...
+                return bot.error(404, "ConversationNotFound", "Conversation not found."), claims
+            return bot.error(403, "Forbidden", f"The bot's token is for tenant {claims.tenant_id}; it cannot act "
+                                               f"in tenant {host.tenant_id}."), claims
+        if host.throttle.enabled:
+            try:
+                host.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims))
             except GraphError as e:
                 resp = self.bot.error(e.status, e.code, e.message)
                 resp.headers.update(e.headers)
@@ -647,10 +877,10 @@ class Emulator:
                     resp.headers["Retry-After"] = str(fault.retry_after)
                 return resp, claims
         try:
-            resp = self.bot.handle(method, path, headers, body, claims)
+            resp = bot.handle(method, path, headers, body, claims)
         except Exception:
             log.error("unhandled error in Bot Connector %s %s\n%s", method, path, traceback.format_exc())
-            return self.bot.error(500, "ServiceError", "An internal server error occurred."), claims
+            return bot.error(500, "ServiceError", "An internal server error occurred."), claims
         if fault is not None and fault.after:  # applied, but the caller does not learn it
             self._apply_fault_delay(fault)
             if fault.drop:
@@ -669,7 +899,11 @@ class Emulator:
             return Response(400, {"error": "body must be a JSON object"})
         try:
             if method == "GET" and what == "state":
-                return Response(200, self.state.snapshot())
+                name = dict(urllib.parse.parse_qsl(query)).get("tenant")
+                try:
+                    return Response(200, self.tenant(name).state.snapshot())
+                except KeyError as e:
+                    return Response(404, {"error": str(e.args[0])})
             if method == "GET" and what == "requests":
                 return Response(200, {"requests": list(self.request_log)})
             if method == "GET" and what == "conformance":
@@ -710,8 +944,10 @@ class Emulator:
                 unknown = set(data) - {"user", "answer"}
                 if unknown or not data.get("user") or not data.get("answer"):
                     return Response(400, {"error": "answer-call takes user and answer"})
+                calling = next((h.calling for h in self._hosted[1:]
+                                if h.calling is not None and h.state.user(data["user"])), self.calling)
                 try:
-                    return Response(200, self.calling.answer(data["user"], data["answer"]))
+                    return Response(200, calling.answer(data["user"], data["answer"]))
                 except CallError as e:
                     return Response(e.status, {"error": str(e)})
             if method == "POST" and what == "expire":

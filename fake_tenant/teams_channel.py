@@ -68,18 +68,44 @@ def _loopback(host: str | None) -> bool:
 
 
 class TeamsChannel:
+    """The Teams side of one tenant. With several hosted tenants (``Emulator(tenants=N)``) the
+    first tenant's channel is the hub: the others are its peers (``hub=``), which share its
+    signing key (Teams signs for every tenant with the Bot Framework's keys), its messaging
+    endpoint (the bot's, one for all tenants) and its deliveries. A simulated user's action
+    asked of the hub is done by the channel of the tenant the user (or team) is in, so the
+    activity carries that tenant (``conversation.tenantId``, ``channelData.tenant.id``)."""
+
     def __init__(self, state, base_url: str, bot_service_url: str, ca_bundle: str | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, hub: "TeamsChannel | None" = None):
         self.state = state
         self.base_url = base_url
         self.bot_service_url = bot_service_url
         self.ca_bundle = ca_bundle  # what https endpoints are checked against, besides the system's
         self.clock = clock
-        self._key, self.kid, self._jwk = signing_key(endorsements=["msteams"])
+        self._hub = hub
+        self.peers: list[TeamsChannel] = []  # the other hosted tenants' channels (on the hub)
+        if hub is None:
+            self._key, self.kid, self._jwk = signing_key(endorsements=["msteams"])
+        else:
+            self._key, self.kid, self._jwk = hub._key, hub.kid, hub._jwk
+            hub.peers.append(self)
         self.messaging_endpoint: str | None = None
         self.deliveries: list[dict] = []
         self._lock = threading.Lock()
         self._session = None
+
+    # ---- several hosted tenants ----
+    def _where(self, user: str | None = None, team: str | None = None) -> "TeamsChannel":
+        """The channel of the tenant ``user`` (else ``team``, by id or name) is in: this one when
+        it has them (or nobody has them: this one then says so), else a peer's."""
+        if not self.peers:
+            return self
+        for ch in [self, *self.peers]:
+            if user and ch._find_user(user) is not None:
+                return ch
+            if not user and team and ch._find_team(team) is not None:
+                return ch
+        return self
 
     # ---- the Bot Framework's OpenID metadata ----
     @property
@@ -138,17 +164,24 @@ class TeamsChannel:
             raise ChannelError("the tenant has no bot app", 404)
         return bots[0]
 
-    def _user(self, who: str) -> dict:
+    def _find_user(self, who: str) -> dict | None:
         u = self.state.user(who)
         if u is None:
             u = next((x for x in self.state.users.values() if (x.get("mail") or "").lower() == who.lower()), None)
+        return u
+
+    def _user(self, who: str) -> dict:
+        u = self._find_user(who)
         if u is None:
             raise ChannelError(f"no user {who!r} in the tenant", 404)
         return u
 
+    def _find_team(self, name: str):
+        return self.state.teams.get(name) or next((t for t in self.state.teams.values()
+                                                   if t.display_name.lower() == name.lower()), None)
+
     def _team(self, name: str):
-        t = self.state.teams.get(name) or next((t for t in self.state.teams.values()
-                                                if t.display_name.lower() == name.lower()), None)
+        t = self._find_team(name)
         if t is None:
             raise ChannelError(f"no team {name!r} in the tenant", 404)
         return t
@@ -195,6 +228,10 @@ class TeamsChannel:
         thread, starting with an @mention of the bot unless ``mention_bot`` is false; with
         ``reply_to``, a reply in the thread of that message), or in a group chat by id (the
         same). Returns the delivery record."""
+        where = self._where(user)
+        if where is not self:
+            return where.user_says(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot,
+                                   reply_to=reply_to)
         activity = self.message(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot,
                                 reply_to=reply_to)
         return self.deliver(activity, self._bot().app_id)
@@ -203,6 +240,10 @@ class TeamsChannel:
                 chat: str | None = None, mention_bot: bool = True, reply_to: str | None = None) -> dict:
         """The activity :meth:`user_says` delivers (the user's message is posted in the channel
         or chat already), for tests that deliver it their own way."""
+        where = self._where(user)
+        if where is not self:
+            return where.message(user, text, team=team, channel=channel, chat=chat, mention_bot=mention_bot,
+                                 reply_to=reply_to)
         if not isinstance(text, str) or not text:
             raise ChannelError("text is required")
         bot = self._bot()
@@ -258,12 +299,19 @@ class TeamsChannel:
         ``activity_id``. Delivered as Teams does: a signed ``message`` activity whose ``value``
         is the button's data (with the card's inputs: ``reason``), or with ``invoke`` an
         ``invoke`` adaptiveCard/action. Returns the delivery record."""
+        where = self._where(user)
+        if where is not self:
+            return where.user_clicks(user, choice, question=question, activity_id=activity_id, reason=reason,
+                                     invoke=invoke)
         activity = self.click(user, choice, question=question, activity_id=activity_id, reason=reason, invoke=invoke)
         return self.deliver(activity, self._bot().app_id)
 
     def click(self, user: str, choice: str, *, question: str | None = None, activity_id: str | None = None,
               reason: str | None = None, invoke: bool = False) -> dict:
         """The activity :meth:`user_clicks` delivers (tests deliver it their own way: twice, late)."""
+        where = self._where(user)
+        if where is not self:
+            return where.click(user, choice, question=question, activity_id=activity_id, reason=reason, invoke=invoke)
         if bool(question) == bool(activity_id):
             raise ChannelError("name the card: a question id or the bot message's activity id (one of them)")
         bot = self._bot()
@@ -318,6 +366,9 @@ class TeamsChannel:
                     installer: str | None = None) -> dict:
         """The bot installed for a user (personal scope) or in a team; returns the delivery
         record (for a team, of the conversationUpdate that follows the installationUpdate)."""
+        where = self._where(user, team)
+        if where is not self:
+            return where.install_bot(user=user, team=team, installer=installer)
         if bool(user) == bool(team):
             raise ChannelError("install the bot for a user or in a team (one of them)")
         bot = self._bot()
@@ -351,6 +402,9 @@ class TeamsChannel:
         one refuse the bot: 403 BotNotInConversationRoster), or the bot is removed from a team (its
         channels refuse it). Teams tells the bot (installationUpdate "remove") when an endpoint is
         registered. ``install_bot`` undoes it."""
+        where = self._where(user, team)
+        if where is not self:
+            return where.uninstall_bot(user=user, team=team)
         if bool(user) == bool(team):
             raise ChannelError("uninstall the bot for a user or from a team (one of them)")
         bot = self._bot()
@@ -366,20 +420,30 @@ class TeamsChannel:
             activity = self._envelope("installationUpdate", owner, bot, conv, self._team_data(t, general))
             done = {"team": t.id}
         activity["action"] = "remove"
-        if self.messaging_endpoint:
+        if (self._hub or self).messaging_endpoint:
             done["delivery"] = self.deliver(activity, bot.app_id)
         return done
 
     def forget_conversations(self, *, user: str | None = None) -> dict:
         """Teams no longer knows the bot's 1:1 conversations (of one user, or all): as after a chat
-        was deleted or a tenant restarted; sending to one answers 404 ConversationNotFound."""
+        was deleted or a tenant restarted; sending to one answers 404 ConversationNotFound (without
+        a user: in every hosted tenant)."""
+        if user is None and self.peers:
+            gone = [cid for ch in [self, *self.peers] for cid in ch._forget(None)]
+            return {"forgotten": gone}
+        where = self._where(user)
+        if where is not self:
+            return where.forget_conversations(user=user)
+        return {"forgotten": self._forget(user)}
+
+    def _forget(self, user: str | None) -> list:
         with self.state.lock:
             uid = self._user(user)["id"] if user else None
             gone = [cid for cid, c in self.state.bot_conversations.items()
                     if c.get("type") == "personal" and (uid is None or uid in (c.get("members") or ()))]
             for cid in gone:
                 del self.state.bot_conversations[cid]
-        return {"forgotten": gone}
+        return gone
 
     def _post_as_user(self, user: dict, message_id: str, text: str, *, team_id: str | None = None,
                       channel_id: str | None = None, chat_id: str | None = None, reply_to: str | None = None) -> None:
@@ -404,6 +468,8 @@ class TeamsChannel:
                 headers: dict | None = None) -> dict:
         """POST an activity to the messaging endpoint with a signed token (tests may pass their
         own token, raw body or headers: forged deliveries). Returns the delivery record."""
+        if self._hub is not None:  # the bot's endpoint and what was sent there are the hub's
+            return self._hub.deliver(activity, app_id, token=token, body=body, headers=headers)
         url = self.messaging_endpoint
         if not url:
             raise ChannelError("no messaging endpoint is registered for the bot (msteams bot serve registers it; "

@@ -143,3 +143,64 @@ def load_tenant(tenant: str | dict | None = None, users: int | None = None) -> T
         return TenantState.from_seed(seed)
     except (KeyError, ValueError, TypeError) as e:
         raise TenantFileError(f"{source}: {e}") from None
+
+
+# ---- several tenants (``Emulator(tenants=N)``, ``msteams emulator serve --tenants N``) ----
+
+HOSTED_NAMES = ["contoso", "fabrikam", "northwind"]
+_ORG_NAMES = {"fabrikam": "Fabrikam", "northwind": "Northwind Traders"}
+_SOC_ROLES = ["SOC Manager", "Security Analyst", "Incident Responder", "Threat Intelligence Analyst",
+              "On-call Security Engineer", "IT Helpdesk Lead", "Helpdesk Technician", "Systems Administrator",
+              "Chief Information Security Officer"]
+
+
+def hosted_tenant_name(index: int) -> str:
+    """The short lowercase name of hosted tenant ``index`` (1-based): contoso (the default
+    organisation or the seed given), fabrikam, northwind, then tenant4, tenant5..."""
+    if index < 1:
+        raise ValueError("tenant indexes start at 1")
+    return HOSTED_NAMES[index - 1] if index <= len(HOSTED_NAMES) else f"tenant{index}"
+
+
+def hosted_tenant_seed(index: int, apps: list) -> dict:
+    """The seed of hosted tenant ``index`` (2 and up): a small deterministic organisation of its
+    own (tenant id, domain, people, a "Security Operations" and an "IT Helpdesk" team, a
+    service account), with the same app registrations as the first tenant (``apps``: the
+    multi-tenant app consented there with the same permissions). Same index -> same seed."""
+    if index < 2:
+        raise ValueError("hosted tenant 1 is the default organisation (or the seed given)")
+    name = hosted_tenant_name(index)
+    org = _ORG_NAMES.get(name, f"Tenant {index}")
+    domain = f"{name}.example"
+    tid = _stable_guid("hosted-tenant", name)
+    rng = random.Random(f"hosted-tenant/{name}")
+    users, seen = [], set()
+    while len(users) < len(_SOC_ROLES):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        if (first, last) in seen:
+            continue
+        seen.add((first, last))
+        upn = f"{_ascii(first)}.{_ascii(last)}@{domain}"
+        users.append({"displayName": f"{first} {last}", "givenName": first, "surname": last, "mail": upn,
+                      "jobTitle": _SOC_ROLES[len(users)], "officeLocation": rng.choice(_OFFICES)})
+    svc = f"soar-svc@{domain}"
+    users.append({"displayName": "SOAR Service Account", "mail": svc, "jobTitle": "Service Account"})
+    upn = [u["mail"] for u in users]
+    return {
+        "tenant_id": tid,
+        "domain": domain,
+        "service_account": svc,
+        "on_call": upn[4],
+        "users": users,
+        "teams": [
+            {"displayName": "Security Operations", "description": f"{org} SOC: triage and incident response",
+             "owners": [upn[0]], "members": upn[1:5] + [svc],
+             "channels": [{"displayName": "Incident Response", "description": "Live incidents and war rooms"},
+                          {"displayName": "Threat Intel", "description": "Indicators (restricted)",
+                           "membershipType": "private", "owners": [upn[3]], "members": [upn[0], svc]}]},
+            {"displayName": "IT Helpdesk", "description": f"{org} end-user support",
+             "owners": [upn[5]], "members": upn[6:8] + [svc],
+             "channels": [{"displayName": "Escalations", "description": "Tickets escalated to second line"}]},
+        ],
+        "apps": copy.deepcopy(list(apps)),
+    }
