@@ -519,7 +519,7 @@ class Emulator:
         """What differs per hosted tenant: its id, authority (the fake tenant's authority host is
         not login.microsoftonline.com, so it is written out) and delegated service account."""
         sa = h.state.users.get(h.state.service_account or "")
-        return {"tenant_id": h.tenant_id, "authority": h.authority or None,
+        return {"tenant_id": h.tenant_id, "authority": h.authority,
                 "service_account": sa["userPrincipalName"] if sa else None}
 
     def tenants_config(self) -> dict:
