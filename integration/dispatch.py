@@ -380,7 +380,7 @@ def execute(name: str, args: dict | None = None, runtime: Runtime | None = None,
     return result
 
 
-def _tenant_argument(value) -> str | None:
+def tenant_argument(value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not config_mod.TENANT_NAME.fullmatch(value):
@@ -394,7 +394,7 @@ def _execute(name: str, args: dict | None, runtime: Runtime | None, *, flow: str
     runtime = runtime or Runtime()
     if args and "tenant" in args:  # every command's: which tenant profile runs it (war-room tenant=)
         args = dict(args)
-        runtime = runtime.for_tenant(_tenant_argument(args.pop("tenant")))
+        runtime = runtime.for_tenant(tenant_argument(args.pop("tenant")))
     if runtime.provider:  # the service's or the Python API's runtime: a command needs its tenant
         cfg = runtime.cfg
         if cfg.tenant_names and cfg.tenant is None:

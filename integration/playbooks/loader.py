@@ -44,6 +44,9 @@ class Step:
     retries: int = 0
     retry_delay: float = 1.0
     parallel: int = 1  # foreach items run at once (paced to the tenant's limits by the client)
+    # The tenant profile the step runs against (a name or a template, such as ${inputs.tenant}
+    # or ${item.tenant}); None: the playbook's `tenant:`, else the run's own tenant.
+    tenant: Any = None
     outputs: dict = field(default_factory=dict)
     line: int | None = None
 
@@ -290,6 +293,8 @@ class _Checker:
         steps = []
         for i, s in enumerate(self.raw_steps):
             steps.append(self.check_step(i, s))
+        if "tenant" in self.data:
+            self.check_tenant(self.data["tenant"], ["tenant"], step=0, has_item=False)
         return steps
 
     def check_step(self, i: int, s: dict) -> Step:
@@ -331,6 +336,9 @@ class _Checker:
             self.check_value(foreach, base + ["foreach"], step=i)
         outputs = s.get("outputs") or {}
         self.check_value(outputs, base + ["outputs"], step=i, in_step_outputs=True, has_item=has_item)
+        tenant = s.get("tenant", self.data.get("tenant"))
+        if "tenant" in s:
+            self.check_tenant(tenant, base + ["tenant"], step=i, has_item=has_item)
         on_error = s.get("on_error", "fail")
         if on_error not in ON_ERROR_KEYWORDS:
             target = self.step_index.get(on_error)
@@ -343,7 +351,18 @@ class _Checker:
         return Step(index=i, id=sid, command=s["command"], spec=spec, args=args, when=when, when_uses_item=uses_item,
                     foreach=foreach, on_error=on_error, fail_on=s.get("fail_on", "any"), retries=s.get("retries", 0),
                     retry_delay=float(s.get("retry_delay", 1.0)), parallel=int(s.get("parallel", 1)), outputs=outputs,
+                    tenant=tenant,
                     line=self.lines.line(base) if self.lines else None)
+
+    def check_tenant(self, tenant: str, where: list, *, step: int, has_item: bool) -> None:
+        """A tenant profile's name, or a template giving one (checked when the step runs)."""
+        from integration.engine.config import TENANT_NAME
+
+        if not self.check_value(tenant, where, step=step, has_item=has_item):
+            return
+        if not T.refs_in(tenant) and not TENANT_NAME.fullmatch(tenant):
+            self.problem(where, f"tenant {tenant!r}: must name a tenant profile (1 to 32 lowercase letters, digits, "
+                                "'_' or '-'), or be a template such as ${inputs.tenant}")
 
     def check_args(self, i: int, sid: str, spec: CommandSpec, args: dict) -> None:
         from integration.engine.arguments import canonical_name, valid_names

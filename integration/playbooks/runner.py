@@ -578,6 +578,16 @@ class _Run:
                 rec["reason"] = "when is false for every item"
         return rec
 
+    def runtime_for(self, step: Step, item: Any):
+        """The runtime of the tenant the step names (its `tenant:`, else the playbook's), else the
+        run's own."""
+        if step.tenant is None:
+            return self.runtime
+        tenant = T.render(step.tenant, self.resolver(item))
+        from integration.dispatch import tenant_argument
+
+        return self.runtime.for_tenant(tenant_argument(tenant if tenant != "" else None))
+
     def run_item(self, step: Step, item: Any, tag: str, n: int = 0) -> dict:
         from ..dispatch import execute
 
@@ -590,8 +600,9 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 args = T.render(step.args, self.resolver(item))
-                with self.runtime.delivery(scope):
-                    result = execute(step.spec.name, args, self.runtime)
+                runtime = self.runtime_for(step, item)
+                with runtime.delivery(scope):
+                    result = execute(step.spec.name, args, runtime)
                 break
             except Exception as exc:  # noqa: BLE001 - a step's failure is the playbook's to handle (on_error)
                 took = time.perf_counter() - t0
@@ -679,9 +690,14 @@ class _Run:
                 calls = planned_calls(step.spec, {name(k): v for k, v in args.items()}, self.registry)
                 pre = f"    [{n + 1}/{len(items)}] " if step.foreach is not None else "    "
                 self.out(f"{pre}args: {json.dumps(args, ensure_ascii=False, default=str)}")
+                if step.tenant is not None:
+                    entry_tenant = T.render(step.tenant, resolve)
+                    self.out(f"{pre}tenant: {entry_tenant}")
                 for c in calls:
                     self.out(f"{pre}would call: {c}")
                 entry = {"args": _jsonable(args), "calls": calls}
+                if step.tenant is not None:
+                    entry["tenant"] = _jsonable(entry_tenant)
                 if step.foreach is not None:
                     entry["item"] = _jsonable(item)
                 if bad:
@@ -703,6 +719,20 @@ def _stderr(line: str) -> None:
     import sys
 
     print(line, file=sys.stderr, flush=True)
+
+
+def _need_tenants(pb: Playbook, runtime) -> None:
+    """With tenant profiles, a run with no tenant of its own (the provider's) needs every step to
+    name one: refused before the run is recorded, naming the steps."""
+    cfg = runtime.cfg
+    if not cfg.tenant_names or cfg.tenant is not None:
+        return
+    loose = [s.id for s in pb.steps if s.tenant is None]
+    if loose:
+        from integration.engine.config import no_tenant_named
+
+        raise InputError(no_tenant_named(cfg.tenant_names) + f"; or give these steps a tenant: {', '.join(loose[:5])}"
+                         + (" ..." if len(loose) > 5 else ""))
 
 
 def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = None, runtime=None, dry_run: bool = False,
@@ -731,6 +761,7 @@ def run_playbook(source: str | Path | dict | Playbook, inputs: dict | None = Non
 
         runtime = Runtime(registry_=reg)
     try:
+        _need_tenants(pb, runtime)
         run = _Run(pb, values, reg, out, runtime=runtime)
         if persist and pb.path and Path(pb.path).is_file():
             from .runs import Journal, digest

@@ -158,7 +158,7 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
 
     from ..dispatch import Runtime
 
-    runtime = Runtime(config_path=config)
+    runtime = Runtime(config_path=config, provider=True)  # a run may name its tenants (tenant:)
     runtime.echo = err  # device-code prompts must not mix with the JSON on stdout
     try:
         result = run_playbook(ns.file, inputs, runtime, out=err, run_key=ns.run_key)
@@ -190,7 +190,7 @@ def _runs(action: str, argv: list[str], *, out, err, config: str | None, output:
     else:
         p.add_argument("run_id", metavar="RUN_ID")
     ns = p.parse_args(argv)
-    runtime = Runtime(config_path=config)
+    runtime = Runtime(config_path=config, provider=True)  # a run may name its tenants (tenant:)
     runtime.echo = err
     try:
         if action == "resume":
@@ -226,7 +226,7 @@ def _worker(argv: list[str], *, out, err, config: str | None, sleep=None) -> int
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--interval", type=positive_number, default=5.0, help="seconds between passes (default 5)")
     ns = p.parse_args(argv)
-    runtime = Runtime(config_path=config)
+    runtime = Runtime(config_path=config, provider=True)  # a run may name its tenants (tenant:)
     runtime.echo = err
     sleep = sleep or runtime.sleep
     try:

@@ -13,33 +13,7 @@ import yaml
 from engine_fixtures import store_settings
 from integration.engine import config as config_mod
 from integration.engine.errors import AuthError, ConfigError, ConfigFileError, InputError, PermissionDenied
-from integration.frontends.cli import main
-
-OTHER = "11111111-2222-3333-4444-555555555555"
-
-
-def write_profiles(emu, tmp_path, profiles=None, **top) -> str:
-    """A config with the fake tenant's app at the top level and profiles naming tenants."""
-    data = {k: v for k, v in emu.config().items() if k not in ("tenant_id", "authority", "service_account")}
-    data.update(store_settings(tmp_path))
-    data.update(top)
-    cfg = emu.config()
-    data["tenants"] = profiles if profiles is not None else {
-        "contoso": {"tenant_id": cfg["tenant_id"], "authority": cfg["authority"],
-                    "service_account": cfg["service_account"]},
-        # the same fake tenant's authority, another tenant id: its tokens are contoso's (tid)
-        "fabrikam": {"tenant_id": OTHER, "authority": cfg["authority"]},
-    }
-    path = tmp_path / "tenants.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
-
-
-def cli(path, *argv):
-    out, err = [], []
-    code = main(["--config", path, *argv], out=out.append, err=err.append)
-    return code, "\n".join(out), "\n".join(err)
-
+from tenant_helpers import OTHER, cli, write_profiles
 
 # ---------------------------------------------------------------- reading profiles
 
