@@ -205,7 +205,8 @@ def main(argv: list[str], *, out=print, err=None, config: str | None = None,
     if action == "user-says" and ns.wait > 0:
         deadline = time.monotonic() + ns.wait
         while time.monotonic() < deadline:
-            state = session.get(f"{base}/_emulator/state", verify=verify, timeout=30).json()
+            state = session.get(f"{base}/_emulator/state", params={"user": ns.user}, verify=verify,
+                                timeout=30).json()  # the user's tenant's (several hosted tenants)
             replies = [a["activity"] for a in state.get("activities", [])
                        if a.get("activity", {}).get("replyToId") == data.get("activityId")]
             if replies:

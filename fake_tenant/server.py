@@ -12,6 +12,11 @@ faults -> handler.
 ``$batch`` items re-enter the same pipeline through :meth:`_Context.dispatch`, so every item
 is checked, throttled and fault-injected on its own.
 
+With several hosted tenants (``Emulator(tenants=N)``, ``hosting.py``) the one listener routes
+Entra by the authority in the path (``/{tenant id or domain}/...``), Graph by the token's ``tid``
+(that tenant's token service checks it; its data, its throttle) and the Bot Connector by the
+tenant of the conversation a request names.
+
 The request log keeps method, path, status, caller kind, app id and timing; never tokens,
 secrets, authorization codes, query strings or bodies.
 """
@@ -899,7 +904,10 @@ class Emulator:
             return Response(400, {"error": "body must be a JSON object"})
         try:
             if method == "GET" and what == "state":
-                name = dict(urllib.parse.parse_qsl(query)).get("tenant")
+                q = dict(urllib.parse.parse_qsl(query))
+                name = q.get("tenant")
+                if name is None and q.get("user"):  # the tenant that user is in (tenant 1 when none)
+                    name = next((h.tenant_id for h in self._hosted if h.state.user(q["user"])), None)
                 try:
                     return Response(200, self.tenant(name).state.snapshot())
                 except KeyError as e:

@@ -301,6 +301,10 @@ def test_admin_state_of_a_tenant(emu3, http):
     assert {c["teamId"] for c in st["channels"]} == set(emu3.tenant("fabrikam").state.teams)
     assert fab_team.id in {c["teamId"] for c in st["channels"]}
     assert http.get(emu3.base_url + "/_emulator/state?tenant=nowhere").status_code == 404
+    by_user = http.get(emu3.base_url + "/_emulator/state", params={"user": "soar-svc@fabrikam.example"}).json()
+    assert by_user["channels"] == st["channels"]
+    home = http.get(emu3.base_url + "/_emulator/state", params={"user": "nobody@nowhere.example"}).json()
+    assert {c["teamId"] for c in home["channels"]} == set(emu3.state.teams)
     info = http.get(emu3.base_url + "/_emulator/info").json()
     assert list(info["tenants"]) == ["contoso", "fabrikam", "northwind"] and "client_secret" not in info
 
