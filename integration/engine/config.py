@@ -434,6 +434,11 @@ def _read_file(p: Path) -> tuple[dict, dict]:
             problems.append((line, key, f"setting '{key}': {problem}"))
         elif value is not None:
             values[key], line_of[key] = value, line
+    if values.get("tenants") and "authority" in values:
+        for name, profile in values["tenants"].items():
+            if "authority" not in profile:  # the top level's names one tenant: never another's
+                problems.append((lines.line(["tenants", name]), "tenants", f"tenant profile '{name}': set its own "
+                                 "authority, as the top level sets one (it would sign in to that tenant)"))
     if problems:
         (line, key, first), rest = problems[0], problems[1:]
         hint = None
@@ -475,6 +480,9 @@ def _profiles(value, lines, problems: list) -> dict:
                     problems.append((kline, "tenants", f"tenant profile '{name}': setting '{key}': {problem}"))
                 elif v is not None:
                     checked[key] = (v, kline)
+        if "tenant_id" not in checked and "tenant_id" not in profile:
+            problems.append((line, "tenants", f"tenant profile '{name}': set its tenant_id (each profile names its "
+                             "own tenant; none is inherited)"))
         out[name] = checked
     return out
 

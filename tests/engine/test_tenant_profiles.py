@@ -45,6 +45,7 @@ def test_msteams_tenant_names_the_profile_and_the_argument_wins(emu, tmp_path):
     ({"contoso": {"timeout": "soon"}}, ["setting 'timeout': must be a number"]),
     ({"contoso": "fabrikam"}, ["must be a mapping of settings"]),
     ([], ["must be a mapping of profile names"]),
+    ({"contoso": {"service_account": "a@b.example"}}, ["tenant profile 'contoso': set its tenant_id"]),
 ])
 def test_a_bad_profile_names_file_line_and_setting(emu, tmp_path, profiles, words):
     path = write_profiles(emu, tmp_path, profiles=profiles)
@@ -53,6 +54,13 @@ def test_a_bad_profile_names_file_line_and_setting(emu, tmp_path, profiles, word
     text = e.value.message
     assert all(w in text for w in words), text
     assert e.value.line is not None
+
+
+def test_a_profile_must_set_its_own_authority_when_the_top_level_sets_one(emu, tmp_path):
+    path = write_profiles(emu, tmp_path, profiles={"fabrikam": {"tenant_id": OTHER}},
+                          authority=emu.config()["authority"])
+    with pytest.raises(ConfigFileError, match="tenant profile 'fabrikam': set its own authority"):
+        config_mod.load(path, env={}, tenant="fabrikam")
 
 
 def test_an_unknown_tenant_names_the_profiles(emu, tmp_path):

@@ -1,0 +1,156 @@
+"""Nothing crosses between tenants (issue 27, "Tests and figures"): three customer tenants in
+one fake Microsoft 365 (Emulator(tenants=3)), one config with a profile each (as
+`msteams emulator serve --tenants 3 --write-config` writes it), the real CLI and Python API,
+real MSAL against each tenant's authority, real SQLite stores (or Redis under
+MSTEAMS_TEST_STORE=redis)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from engine_fixtures import store_settings
+from fake_tenant import Emulator
+from integration.frontends.cli import main
+
+TENANTS = ("contoso", "fabrikam", "northwind")
+
+
+@pytest.fixture(scope="module")
+def multi():
+    with Emulator(tenants=3, throttling=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu3(multi):
+    multi.reset()
+    yield multi
+    multi.reset()
+
+
+@pytest.fixture
+def config(emu3, tmp_path) -> str:
+    path = str(tmp_path / "tenants.yml")
+    emu3.write_config(path, tenants=True)
+    data = yaml.safe_load(open(path))
+    data.update(store_settings(tmp_path))
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+def cli(path, *argv):
+    out, err = [], []
+    code = main(["--config", path, *argv], out=out.append, err=err.append)
+    return code, "\n".join(out), "\n".join(err)
+
+
+def team_id(emu, tenant: str, name: str = "Security Operations") -> str:
+    return next(t.id if hasattr(t, "id") else t["id"] for t in _teams(emu, tenant) if _name(t) == name)
+
+
+def _teams(emu, tenant):
+    teams = emu.tenant(tenant).state.teams
+    return teams.values() if isinstance(teams, dict) else teams
+
+
+def a_user(emu, tenant: str) -> str:
+    users = emu.tenant(tenant).state.users
+    first = next(iter(users.values() if isinstance(users, dict) else users))
+    return getattr(first, "mail", None) or first["mail"]
+
+
+def _name(t):
+    return getattr(t, "display_name", None) or getattr(t, "displayName", None) or (t.get("displayName") if isinstance(t, dict) else None)
+
+
+def token_requests(emu) -> list[str]:
+    return [e["path"] for e in emu.request_log if e["path"].endswith("/oauth2/v2.0/token")]
+
+
+def test_each_tenant_answers_with_its_own_directory(emu3, config):
+    seen = {}
+    for tenant in TENANTS:
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "team-list")
+        assert code == 0, err
+        seen[tenant] = {t["displayName"]: t["id"] for t in json.loads(out)}
+        assert seen[tenant]["Security Operations"] == team_id(emu3, tenant)
+    ids = [seen[t]["Security Operations"] for t in TENANTS]
+    assert len(set(ids)) == 3  # the same name, three teams
+
+
+def test_a_command_for_one_tenant_signs_in_to_that_tenant_only(emu3, config):
+    ids = emu3.tenant_ids()
+    code, out, err = cli(config, "--tenant", "fabrikam", "team-list", "--flow", "app")
+    assert code == 0, err
+    assert token_requests(emu3) and all(f"/{ids['fabrikam']}/" in p for p in token_requests(emu3))
+    if os.environ.get("MSTEAMS_TEST_STORE") != "redis":
+        from integration.store.sqlite import SQLiteStore
+
+        d = os.path.dirname(config)
+        assert SQLiteStore(os.path.join(d, "store.fabrikam.sqlite3")).counts()["token_caches"] >= 1
+        for other in ("contoso", "northwind"):  # never opened: nothing of theirs was read or written
+            assert not os.path.exists(os.path.join(d, f"store.{other}.sqlite3"))
+
+
+def test_names_cached_for_one_tenant_never_answer_for_another(emu3, config):
+    answers = {}
+    for tenant in ("contoso", "fabrikam", "contoso"):
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "channel-list", "--team", "Security Operations")
+        assert code == 0, err
+        answers.setdefault(tenant, []).append(sorted(c["id"] for c in json.loads(out)))
+    assert answers["contoso"][0] == answers["contoso"][1]  # the second from the cache, the same
+    assert not set(answers["contoso"][0]) & set(answers["fabrikam"][0])
+
+
+def test_another_tenants_ids_are_not_found_here(emu3, config):
+    code, out, err = cli(config, "--tenant", "contoso", "channel-list", "--team", team_id(emu3, "fabrikam"))
+    assert code == 5 and "Traceback" not in err, err
+
+
+def test_cache_reset_of_one_tenant_leaves_the_others(emu3, config):
+    for tenant in TENANTS:
+        assert cli(config, "--tenant", tenant, "channel-list", "--team", "Security Operations")[0] == 0
+    code, out, err = cli(config, "--tenant", "contoso", "cache-reset")
+    assert code == 0, err
+    counts = {}
+    for tenant in TENANTS:
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "cache-show")
+        counts[tenant] = {r["kind"]: r["entries"] for r in json.loads(out)}
+    assert counts["contoso"]["team"] == 0
+    assert counts["fabrikam"]["team"] >= 1 and counts["northwind"]["team"] >= 1
+    assert counts["fabrikam"]["token_caches"] >= 1  # state, not cache: kept by any reset
+
+
+def test_a_notification_reaches_the_user_in_the_profiles_tenant(emu3, config):
+    for tenant in ("fabrikam", "northwind"):
+        user = a_user(emu3, tenant)
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "send-notification", "--to", user,
+                             "--message", f"hello {tenant}")
+        assert code == 0, err
+    code, out, err = cli(config, "--tenant", "contoso", "send-notification", "--to", a_user(emu3, "fabrikam"),
+                         "--message", "crossing")
+    assert code == 5 and "not found" in err  # fabrikam's user is no user of contoso's directory
+
+
+def test_tenants_lists_every_profile_healthy(emu3, config):
+    code, out, err = cli(config, "-o", "json", "tenants")
+    rows = {r["tenant"]: r for r in json.loads(out)}
+    assert code == 0, out + err
+    assert list(rows) == list(TENANTS)
+    ids = emu3.tenant_ids()
+    for tenant in TENANTS:
+        assert rows[tenant]["tenant_id"] == ids[tenant] and rows[tenant]["app"] == "ok" and rows[tenant]["bot"] == "ok"
+
+
+def test_a_tenant_that_withdrew_consent_shows_in_tenants_and_the_others_still_work(emu3, config):
+    emu3.set_consent("northwind", False)
+    code, out, err = cli(config, "-o", "json", "tenants")
+    rows = {r["tenant"]: r for r in json.loads(out)}
+    assert code == 3
+    assert rows["northwind"]["app"] == "token error" and "AADSTS" in rows["northwind"]["detail"]
+    assert rows["contoso"]["status"] == "ok" and rows["fabrikam"]["status"] == "ok"
+    assert cli(config, "--tenant", "fabrikam", "team-list")[0] == 0
