@@ -863,9 +863,11 @@ class Emulator:
                 return bot.error(404, "ConversationNotFound", "Conversation not found."), claims
             return bot.error(403, "Forbidden", f"The bot's token is for tenant {claims.tenant_id}; it cannot act "
                                                f"in tenant {host.tenant_id}."), claims
-        if host.throttle.enabled:
+        # The Bot Connector's limits are the bot's (one bot, one service for every tenant): tenant
+        # 1's throttle counts them all; conversation ids never repeat across tenants.
+        if self.throttle.enabled:
             try:
-                host.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims))
+                self.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims))
             except GraphError as e:
                 resp = self.bot.error(e.status, e.code, e.message)
                 resp.headers.update(e.headers)
@@ -939,9 +941,10 @@ class Emulator:
                     f = self.faults.add(**data)
                     return Response(201, f.describe())
             if what == "throttling":
-                if method == "POST":
-                    self.throttle.configure(enabled=data.get("enabled"), speed=data.get("speed"),
-                                            retry_after=data.get("retry_after"))
+                if method == "POST":  # every hosted tenant's (each keeps its own buckets)
+                    for h in self._hosted:
+                        h.throttle.configure(enabled=data.get("enabled"), speed=data.get("speed"),
+                                             retry_after=data.get("retry_after"))
                 return Response(200, self.throttle.settings())
             if method == "POST" and what == "revoke":
                 return Response(200, {"revoked": self.revoke_refresh_tokens(data.get("user"))})
@@ -963,10 +966,14 @@ class Emulator:
                 return Response(200, {"expired": True})
             if method == "POST" and what == "permissions":
                 app_id = data.get("app_id")
-                if not app_id or self.state.app(app_id) is None:
+                try:  # "tenant": a hosted tenant's name or id (default tenant 1)
+                    state = self.tenant(data.get("tenant")).state
+                except KeyError as e:
+                    return Response(404, {"error": str(e.args[0])})
+                if not app_id or state.app(app_id) is None:
                     return Response(404, {"error": f"unknown app_id {app_id!r}"})
-                self.set_permissions(app_id, data.get("application"), data.get("delegated"))
-                app = self.state.app(app_id)
+                self.set_permissions(app_id, data.get("application"), data.get("delegated"), data.get("tenant"))
+                app = state.app(app_id)
                 return Response(200, {"app_id": app_id, "application": sorted(app.application_permissions),
                                       "delegated": sorted(app.delegated_permissions)})
         except (TypeError, ValueError, KeyError) as e:

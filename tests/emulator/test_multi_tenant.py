@@ -305,6 +305,18 @@ def test_admin_state_of_a_tenant(emu3, http):
     assert by_user["channels"] == st["channels"]
     home = http.get(emu3.base_url + "/_emulator/state", params={"user": "nobody@nowhere.example"}).json()
     assert {c["teamId"] for c in home["channels"]} == set(emu3.state.teams)
+    # Permissions are granted per tenant.
+    app_id = emu3.config()["client_id"]
+    r = http.post(emu3.base_url + "/_emulator/permissions",
+                  json={"app_id": app_id, "tenant": "fabrikam", "application": ["User.Read.All"]})
+    assert r.status_code == 200 and r.json()["application"] == ["User.Read.All"]
+    assert emu3.tenant("fabrikam").state.app(app_id).application_permissions == {"User.Read.All"}
+    assert len(emu3.state.app(app_id).application_permissions) > 1
+    assert http.get(f"{emu3.graph_url}/teams/{fab_team.id}",
+                    headers=bearer(app_token(emu3, "fabrikam"))).status_code == 403
+    emu3.restore_permissions()
+    assert emu3.tenant("fabrikam").state.app(app_id).application_permissions == \
+        emu3.state.app(app_id).application_permissions
     info = http.get(emu3.base_url + "/_emulator/info").json()
     assert list(info["tenants"]) == ["contoso", "fabrikam", "northwind"] and "client_secret" not in info
 
