@@ -44,8 +44,14 @@ TEAMS_LIMITS = {
     "teams_other": (30.0, "other Teams calls"),
 }
 # Below the Teams table: "A maximum of 4 requests per second per app can be issued on a given
-# team or channel." (The 3,000 messages per app per day per channel are not enforced.)
+# team or channel."
 PER_RESOURCE_RPS = 4.0
+# Below the Teams table too: "A maximum of 3000 messages per app per day can be sent to a given
+# channel." Counted per app per channel: Graph's POST of a channel message or reply, and a Bot
+# Connector post into a channel's conversation. Microsoft does not say whose day, nor what the
+# refusal looks like; the fake tenant (throttle.py) counts a UTC day and refuses the 3,001st
+# with its ordinary throttling answer, 429 with Retry-After up to the next UTC midnight.
+CHANNEL_MESSAGES_PER_DAY = 3000
 # The global limit at the top of the page: "Any" request, per app across all tenants, 130,000
 # requests per 10 seconds.
 GLOBAL_PER_10S = 130_000
@@ -124,5 +130,5 @@ BOT_PER_CONVERSATION_ALL_BOTS = BOT_LIMITS["conversation_all_bots"]
 BOT_RETRY_STATUSES = frozenset({412, 429, 502, 504})
 
 __all__ = ["BOT_LIMITS", "BOT_PER_APP", "BOT_PER_CONVERSATION", "BOT_PER_CONVERSATION_ALL_BOTS", "BOT_RETRY_STATUSES",
-           "GLOBAL_PER_10S", "IDENTITY_ROOTS", "IDENTITY_UNITS_PER_10S", "IDENTITY_UNITS_PER_10S_SMALLEST",
+           "CHANNEL_MESSAGES_PER_DAY", "GLOBAL_PER_10S", "IDENTITY_ROOTS", "IDENTITY_UNITS_PER_10S", "IDENTITY_UNITS_PER_10S_SMALLEST",
            "PER_RESOURCE_RPS", "TEAMS_LIMITS", "TEAMS_SEGMENTS", "identity_units_per_10s", "teams_category"]

@@ -867,7 +867,8 @@ class Emulator:
         # 1's throttle counts them all; conversation ids never repeat across tenants.
         if self.throttle.enabled:
             try:
-                self.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims))
+                self.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims),
+                                        posts=method == "POST")  # a POST posts a message (channel cap)
             except GraphError as e:
                 resp = self.bot.error(e.status, e.code, e.message)
                 resp.headers.update(e.headers)

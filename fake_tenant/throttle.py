@@ -24,6 +24,16 @@ second); a request in a conversation also from that bot's windows in the convers
 it also posts a first message. A channel's reply chains (``{channel};messageid={root}``) are
 the channel's conversation (emulator choice: the channel id is what Teams calls the thread).
 
+Channel messages per day (``limits.CHANNEL_MESSAGES_PER_DAY``, 3,000): each app may post that
+many messages a day into one channel, Graph's POST of a channel message or reply and the Bot
+Connector's posts into a channel's conversation together (a channel is a conversation whose id
+ends ``@thread.tacv2``, or ``@thread.skype`` for old ones). Microsoft says neither whose day nor
+how it refuses: the fake counts a UTC day on ``day_clock`` (epoch seconds; tests set it as they
+set ``clock``) and refuses the 3,001st as it refuses any throttled request, 429 with
+``Retry-After`` (``TooManyRequests`` from Graph, ``Throttled`` from the Bot Connector), the
+Retry-After being the whole seconds until the next UTC midnight. ``speed`` leaves it alone: a
+day cannot be made shorter. A refused message is not counted.
+
 ``speed`` scales every limit: Graph's rates and bursts are multiplied by it, the bot windows'
 lengths divided by it (the same rate, as the client-side pacer does). ``speed=10`` lets ten
 times as many requests through per second, so a benchmark finishes ten times sooner while
@@ -39,6 +49,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import unquote
 
 from . import limits
 from .core import GraphError
@@ -51,6 +62,18 @@ _IDENTITY_ROOTS = limits.IDENTITY_ROOTS
 _EPSILON = 1e-9
 # Every this many bot checks, windows of conversations no longer written to are dropped.
 _BOT_SWEEP_EVERY = 4096
+DAY = 86400
+# Past this many (app, channel) counts, those of earlier days are dropped.
+_CHANNEL_DAYS_KEPT = 4096
+# Conversation ids of channels (group chats end @thread.v2, 1:1 chats otherwise).
+_CHANNEL_SUFFIXES = ("@thread.tacv2", "@thread.skype")
+
+
+def is_channel(conversation: str | None) -> bool:
+    """Whether a conversation id (a channel thread's ``;messageid=`` part aside) is a channel's."""
+    return bool(conversation) and conversation.partition(";")[0].lower().endswith(_CHANNEL_SUFFIXES)
+
+
 _BOT_CLASS_LABELS = {
     "app": "requests per app per tenant",
     "conversation": "requests per bot per conversation",
@@ -116,11 +139,15 @@ def classify(method: str, permission_key: str, path: str, n_users: int = 0) -> l
 
 class Throttler:
     def __init__(self, enabled: bool = False, speed: float = 1.0, retry_after: bool = True,
-                 clock: Callable[[], float] = time.monotonic, n_users: int = 0):
+                 clock: Callable[[], float] = time.monotonic, n_users: int = 0,
+                 day_clock: Callable[[], float] = time.time):
         self.enabled = enabled
         self.speed = float(speed)
         self.retry_after = retry_after
         self.clock = clock
+        self.day_clock = day_clock  # epoch seconds: which UTC day a channel message counts in
+        # (app id, channel id) -> [UTC day number, messages posted that day]
+        self._channel_days: dict[tuple[str, str], list] = {}
         self.n_users = n_users
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
@@ -150,6 +177,42 @@ class Throttler:
         with self._lock:
             self._buckets.clear()
             self._bot_logs.clear()
+            self._channel_days.clear()
+
+    # ---- channel messages per day ----
+    def channel_messages(self, app_id: str, channel: str) -> int:
+        """Messages ``app_id`` posted into ``channel`` this UTC day (as counted so far)."""
+        with self._lock:
+            day, n = self._channel_days.get((app_id, channel.partition(";")[0]), (None, 0))
+            return n if day == int(self.day_clock() // DAY) else 0
+
+    def set_channel_messages(self, app_id: str, channel: str, n: int) -> None:
+        """Set this UTC day's count (tests: reaching the cap without posting 3,000 messages)."""
+        with self._lock:
+            self._channel_days[(app_id, channel.partition(";")[0])] = [int(self.day_clock() // DAY), int(n)]
+
+    def _channel_cap(self, app_id: str, channel: str):
+        """The day's count of (app, channel) when one more message fits, else the seconds until
+        it resets (a float > 0). Called with the lock held; counts nothing."""
+        now = self.day_clock()
+        day = int(now // DAY)
+        entry = self._channel_days.get((app_id, channel))
+        if entry is None or entry[0] != day:
+            entry = self._channel_days[(app_id, channel)] = [day, 0]
+            if len(self._channel_days) > _CHANNEL_DAYS_KEPT:  # yesterday's channels go
+                for k in [k for k, (d, _) in self._channel_days.items() if d != day]:
+                    del self._channel_days[k]
+        if entry[1] + 1 > limits.CHANNEL_MESSAGES_PER_DAY:
+            return ((day + 1) * DAY - now, entry)
+        return (0.0, entry)
+
+    def _capped(self, wait: float, channel: str, code: str) -> GraphError:
+        retry = max(1, math.ceil(wait))
+        headers = {"Retry-After": str(retry)} if self.retry_after else {}
+        return GraphError(429, code,
+                          f"Too many requests: the application exceeded the limit of "
+                          f"{limits.CHANNEL_MESSAGES_PER_DAY} messages per day to channel {channel}. "
+                          f"Please retry after {retry} seconds.", headers)
 
     def check(self, app_id: str, method: str, permission_key: str, path: str) -> None:
         """Take tokens for one call or raise the 429 (nothing is taken from any bucket then)."""
@@ -157,7 +220,14 @@ class Throttler:
             return
         specs = classify(method, permission_key, path, self.n_users)
         specs.append(BucketSpec("global", GLOBAL_PER_10S / 10.0, float(GLOBAL_PER_10S), 1.0, "global"))
+        # A channel message or reply counts against the channel's messages of the day.
+        channel = next((unquote(s.key.partition(":")[2]) for s in specs if s.key.startswith("channel:")), None) \
+            if any(s.key == "channel_message_post" for s in specs) else None
         with self._lock:
+            if channel is not None:
+                capped, day_entry = self._channel_cap(app_id, channel)
+                if capped:
+                    raise self._capped(capped, channel, "TooManyRequests")
             now = self.clock()
             waits = []
             buckets = []
@@ -173,6 +243,8 @@ class Throttler:
             if not waits:
                 for b, s in buckets:
                     b.tokens -= s.cost
+                if channel is not None:
+                    day_entry[1] += 1
                 return
         wait, spec = max(waits, key=lambda w: w[0])
         seconds = max(1, math.ceil(wait))
@@ -182,16 +254,23 @@ class Throttler:
                          f"Please retry after {seconds} seconds.", headers)
 
     # ---- Bot Connector ----
-    def check_bot(self, app_id: str, conversation: str | None = None) -> None:
+    def check_bot(self, app_id: str, conversation: str | None = None, posts: bool = False) -> None:
         """Count one Bot Connector request of ``app_id`` (in ``conversation``, when it acts in
-        one) or raise the 429 (``GraphError`` with code ``Throttled``; nothing is counted then)."""
+        one) or raise the 429 (``GraphError`` with code ``Throttled``; nothing is counted then).
+        ``posts``: the request posts a message there (a POST), which in a channel counts against
+        the channel's messages of the day."""
         if not self.enabled:
             return
         classes = [(("app", app_id), limits.BOT_LIMITS["app"])]
         if conversation:
             classes.append((("conversation", app_id, conversation), limits.BOT_LIMITS["conversation"]))
             classes.append((("conversation_all_bots", conversation), limits.BOT_LIMITS["conversation_all_bots"]))
+        channel = conversation.partition(";")[0] if posts and is_channel(conversation) else None
         with self._lock:
+            if channel is not None:
+                capped, day_entry = self._channel_cap(app_id, channel)
+                if capped:
+                    raise self._capped(capped, channel, "Throttled")
             now = self.clock()
             self._bot_checks += 1
             if self._bot_checks % _BOT_SWEEP_EVERY == 0:
@@ -214,6 +293,8 @@ class Throttler:
             if not waits:
                 for log in logs:
                     log.append(now)
+                if channel is not None:
+                    day_entry[1] += 1
                 return
         wait, cls, n, seconds = max(waits, key=lambda w: w[0])  # ties: the app, then the conversation
         retry = max(1, math.ceil(wait - _EPSILON))

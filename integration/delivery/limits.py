@@ -29,6 +29,10 @@ TEAMS_LIMITS = {
     "teams_other": (30.0, "other Teams calls"),
 }
 PER_RESOURCE_RPS = 4.0  # any one team or channel, per app
+# Messages per app per day sent to any one channel (Graph channel messages and replies, and bot
+# posts into a channel's conversation). Microsoft does not say whose day: the pacer counts a UTC
+# day, and refuses the message past it before sending (errors.ChannelDailyCap).
+CHANNEL_MESSAGES_PER_DAY = 3000
 GLOBAL_PER_10S = 130_000  # every Graph call of an app, across tenants
 # Path segments that make a call a Teams call (its limits), and the identity roots (resource units).
 TEAMS_SEGMENTS = frozenset({"chats", "teams", "channels", "joinedteams", "teamwork", "installedapps", "tabs",

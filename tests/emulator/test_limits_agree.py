@@ -13,7 +13,7 @@ import fake_tenant.limits as fake
 import integration.delivery.limits as product
 
 # Every name the fake tenant's table exports; each is a datum the product's table has too.
-DATA = ["GLOBAL_PER_10S", "PER_RESOURCE_RPS", "TEAMS_SEGMENTS", "IDENTITY_ROOTS", "IDENTITY_UNITS_PER_10S",
+DATA = ["GLOBAL_PER_10S", "PER_RESOURCE_RPS", "CHANNEL_MESSAGES_PER_DAY", "TEAMS_SEGMENTS", "IDENTITY_ROOTS", "IDENTITY_UNITS_PER_10S",
         "IDENTITY_UNITS_PER_10S_SMALLEST", "BOT_PER_APP", "BOT_PER_CONVERSATION", "BOT_PER_CONVERSATION_ALL_BOTS",
         "BOT_RETRY_STATUSES"]
 
