@@ -136,6 +136,13 @@ def test_each_authority_issues_tokens_of_its_tenant(emu3, http):
         d = _claims(delegated_token(emu3, name))
         assert d["tid"] == tid and d["upn"] == emu3.config(tenant=name)["service_account"]
     assert _claims(bot_token(emu3, "fabrikam"))["tid"] == emu3.tenant_ids()["fabrikam"]
+    # The device code flow too: fabrikam's service account, at fabrikam's authority.
+    cfg = emu3.config(tenant="fabrikam")
+    public = msal.PublicClientApplication(cfg["client_id"], authority=cfg["authority"], instance_discovery=False,
+                                          http_client=mh.http_session(emu3.ca_bundle))
+    flow = public.initiate_device_flow(["User.Read"])
+    res = public.acquire_token_by_device_flow(flow)
+    assert _claims(res["access_token"])["upn"] == "soar-svc@fabrikam.example", res
 
 
 def test_an_app_not_consented_in_a_tenant_is_refused_there(emu3):
