@@ -43,6 +43,9 @@ class Runtime:
         # service's and the bot's own runtime: API keys, jobs; never a command).
         self._tenant = tenant if tenant is not None else config_mod.selected_tenant()
         self.provider = provider
+        # Pinned: serves its own tenant only (the bot's runtime for a tenant's activities: a
+        # `tenant=` naming another in a command from Teams is refused, never followed).
+        self.pinned = False
         self._tenants: dict[str, Runtime] = {}
         self.sleep = sleep
         self._registry = registry_
@@ -82,6 +85,12 @@ class Runtime:
         for None. Only a runtime read from a config file can make another tenant's."""
         if name is None or name == (self._cfg.tenant if self._cfg is not None else self._tenant):
             return self
+        if self.pinned:
+            from integration.engine.errors import PermissionDenied
+            from integration.engine.untrusted import quote
+
+            raise PermissionDenied(f"this runs for tenant {quote(str(self.tenant), 40)} only, not {quote(name, 40)}",
+                                   hint="a command from Teams runs in the tenant it came from")
         with self._lock:
             rt = self._tenants.get(name)
             if rt is None:

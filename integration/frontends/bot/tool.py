@@ -136,7 +136,7 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
     from integration.dispatch import Runtime
     from . import server as srv
 
-    runtime = Runtime(config_path=config)
+    runtime = Runtime(config_path=config, provider=True)  # with tenant profiles: one bot for all of them
     runtime.echo = out
     runtime.quiet = True
     try:
@@ -148,6 +148,9 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
 
             metrics.json_logging(bodies=ns.log_bodies)
         endpoint = srv.build(runtime, workers=ns.workers)
+        from . import tenants
+
+        tenants.install(endpoint, runtime, workers=ns.workers)
         if ns.metrics_port is not None:
             from integration.engine import metrics
 
@@ -159,6 +162,8 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
         url = server.messaging_endpoint
         out(f"Bot endpoint listening: {url} (health: {server.url}/healthz)")
         out(f"  bot id           {cfg.bot_id}")
+        if tenants.routes_by_tenant(runtime):
+            out(f"  tenants          {', '.join(cfg.tenant_names)} (each activity to its tenant's profile)")
         out(f"  token keys       {endpoint.verifier.botframework.metadata_url}")
         if not (ns.no_register) and _emulator_origin(cfg):
             if register_with_emulator(cfg, url):

@@ -69,7 +69,7 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
 
     from integration.dispatch import Runtime
 
-    runtime = Runtime(config_path=config)
+    runtime = Runtime(config_path=config, provider=True)  # keys and jobs are the provider's; commands name a tenant
     runtime.echo = out
     runtime.quiet = True
     service = endpoint = None
@@ -95,6 +95,9 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
             from integration.frontends.bot import server as bot_server
 
             endpoint = bot_server.build(runtime, workers=ns.workers)
+            from integration.frontends.bot import tenants
+
+            tenants.install(endpoint, runtime, workers=ns.workers)
         server = listening(lambda: ServiceServer(app_mod.create_app(service, endpoint), host=ns.host, port=ns.port,
                                                  tls_cert=ns.tls_cert, tls_key=ns.tls_key), ns.host, ns.port)
         url = server.url

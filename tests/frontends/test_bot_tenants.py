@@ -1,0 +1,120 @@
+"""One bot for every tenant (issue 27, item 4): a live bot endpoint on a config with three tenant
+profiles, the fake tenant's Teams side signing each tenant's users' activities. Each activity
+lands in its own tenant's store, runs under its tenant's access file and answers into its own
+tenant's conversation; an activity of a tenant with no profile is refused and audited; a
+command from Teams naming another tenant is refused."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fake_tenant import Emulator
+from integration.dispatch import Runtime
+from integration.frontends.bot import server as bot_server
+from integration.frontends.bot import tenants
+
+TENANTS = ("contoso", "fabrikam", "northwind")
+
+
+@pytest.fixture(scope="module")
+def multi():
+    with Emulator(tenants=3, throttling=False) as emu:
+        yield emu
+
+
+def a_user(emu, tenant: str, n: int = 0) -> str:
+    users = emu.tenant(tenant).state.users
+    return list(users.values() if isinstance(users, dict) else users)[n]["mail"]
+
+
+@pytest.fixture
+def bot(multi, tmp_path):
+    multi.reset()
+    path = tmp_path / "tenants.yml"
+    multi.write_config(str(path), tenants=True)
+    data = yaml.safe_load(path.read_text())
+    data["store_path"] = str(tmp_path / "store.sqlite3")
+    for tenant in ("contoso", "fabrikam"):  # northwind has no access file: its commands are refused
+        access = tmp_path / f"access-{tenant}.yml"
+        access.write_text(f"roles:\n  analysts: {{users: [{a_user(multi, tenant)}]}}\n"
+                          "allow:\n  analysts: [read]\n")
+        data["tenants"][tenant]["bot_access_file"] = str(access)
+    path.write_text(yaml.safe_dump(data))
+    runtime = Runtime(config_path=str(path), provider=True)
+    endpoint = bot_server.build(runtime, workers=2)
+    tenants.install(endpoint, runtime, workers=2)
+    server = bot_server.BotServer(endpoint).start()
+    multi.teams.register(server.messaging_endpoint)
+    try:
+        yield multi, runtime, endpoint
+    finally:
+        multi.teams.register(None)
+        server.stop()
+        endpoint.processor.close(5)
+        runtime.close()
+        multi.reset()
+
+
+def says(emu, endpoint, user: str, text: str) -> dict:
+    rec = emu.teams.user_says(user, text)
+    assert endpoint.processor.drain(20)
+    return rec
+
+
+def replies(emu, tenant: str, rec: dict) -> list[str]:
+    from fake_tenant.drive import _card_text
+
+    acts = emu.tenant(tenant).state.activities
+    return ["\n".join(_card_text(a["activity"])) for a in acts.values()
+            if a["activity"].get("replyToId") == rec["activityId"]]
+
+
+def test_each_tenants_activity_lands_in_its_own_store_and_answers_there(bot):
+    emu, runtime, endpoint = bot
+    assert isinstance(endpoint.processor, tenants.TenantRouter)
+    for tenant in ("contoso", "fabrikam"):
+        rec = says(emu, endpoint, a_user(emu, tenant), "!team-list")
+        assert rec["status"] in (200, 202), rec
+        (text,) = replies(emu, tenant, rec)
+        assert "Security Operations" in text
+    for tenant in ("contoso", "fabrikam"):
+        audit = runtime.for_tenant(tenant).store.audit_list()
+        assert [(a["command"], a["outcome"]) for a in audit] == [("team-list", "ok")]
+        assert audit[0]["sender_name"] and audit[0]["tenant_id"] == emu.tenant_ids()[tenant]
+        refs = runtime.for_tenant(tenant).store.conversation_list()
+        assert refs and {r["value"].get("tenantId") for r in refs if r["value"].get("tenantId")} == \
+            {emu.tenant_ids()[tenant]}
+    assert runtime.store.audit_list() == []  # the provider's store took nothing
+
+
+def test_each_tenant_has_its_own_access_file(bot):
+    emu, runtime, endpoint = bot
+    rec = says(emu, endpoint, a_user(emu, "northwind"), "!team-list")
+    (text,) = replies(emu, "northwind", rec)
+    assert "team-list" in text and ("not allowed" in text.lower() or "may not" in text.lower()), text
+    assert [a["decision"] for a in runtime.for_tenant("northwind").store.audit_list()] == ["denied"]
+
+
+def test_a_command_from_teams_naming_another_tenant_is_refused(bot):
+    emu, runtime, endpoint = bot
+    rec = says(emu, endpoint, a_user(emu, "fabrikam"), "!team-list tenant=contoso")
+    (text,) = replies(emu, "fabrikam", rec)
+    assert "for tenant 'fabrikam' only" in text, text
+    assert runtime.for_tenant("contoso").store.audit_list() == []
+
+
+def test_an_activity_of_a_tenant_with_no_profile_is_refused_and_audited(bot):
+    emu, runtime, endpoint = bot
+    activity = emu.teams.message(a_user(emu, "contoso"), "!team-list")
+    stranger = "99999999-8888-7777-6666-555555555555"
+    activity["channelData"] = dict(activity.get("channelData") or {}, tenant={"id": stranger})
+    activity["conversation"] = dict(activity["conversation"], tenantId=stranger)
+    rec = emu.teams.deliver(activity, runtime.cfg.bot_id)
+    assert endpoint.processor.drain(20) and rec["status"] == 202
+    (row,) = runtime.store.audit_list()
+    assert row["decision"] == "denied" and row["tenant_id"] == stranger
+    assert "no tenant profile" in row["detail"]
+    for tenant in TENANTS:
+        assert runtime.for_tenant(tenant).store.audit_list() == []
+        assert runtime.for_tenant(tenant).store.conversation_list() == []
+    assert not replies(emu, "contoso", rec)
