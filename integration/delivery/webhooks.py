@@ -219,6 +219,9 @@ def enqueue(store, cfg, event: str, data: dict, *, key: tuple | list | None = No
         return []
     created = _created(store)
     if store.get(EVENT_BODIES, eid) is None:
+        tenant = getattr(cfg, "tenant", None)
+        if tenant and "tenant" not in data:  # one receiver for every customer tells whose event it is
+            data = {**data, "tenant": tenant}
         body = json.dumps({"type": event, "timestamp": _iso(created), "data": data}, ensure_ascii=False,
                           separators=(",", ":"), default=str)
         store.put(EVENT_BODIES, eid, {"type": event, "body": body, "created": created}, ttl=KEEP_DEAD)

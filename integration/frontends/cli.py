@@ -42,7 +42,7 @@ AUTH_ACTIONS = {"login": "auth-login", "status": "auth-status", "reset": "auth-r
 AUTH_USAGE = ("usage: msteams auth {login,status,reset,start,complete} [options]  "
               "(start/complete: a device-code sign-in in two steps)")
 EMULATOR_USAGE = (
-    "usage: msteams emulator serve [--port N] [--tenant FILE] [--users N] [--speed X] [--write-config PATH] "
+    "usage: msteams emulator serve [--port N] [--tenant FILE] [--tenants N] [--users N] [--speed X] [--write-config PATH] "
     "[--messaging-endpoint URL] | emulator user-says --user MAIL [--team NAME --channel NAME | --chat ID] TEXT | "
     "emulator user-clicks --user MAIL (--question ID | --message-ref REF) --choice TITLE [--reason TEXT] | "
     "emulator install-bot|uninstall-bot --user MAIL | --team NAME | emulator forget-conversations [--user MAIL] | "

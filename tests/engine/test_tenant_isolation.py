@@ -154,3 +154,25 @@ def test_a_tenant_that_withdrew_consent_shows_in_tenants_and_the_others_still_wo
     assert rows["northwind"]["app"] == "token error" and "AADSTS" in rows["northwind"]["detail"]
     assert rows["contoso"]["status"] == "ok" and rows["fabrikam"]["status"] == "ok"
     assert cli(config, "--tenant", "fabrikam", "team-list")[0] == 0
+
+
+def test_a_tenants_webhooks_are_its_own_and_each_event_says_whose_it_is(emu3, config, tmp_path):
+    from webhook_helpers import Receiver
+
+    receiver = Receiver()
+    try:
+        code, out, err = cli(config, "--tenant", "fabrikam", "-o", "json", "webhook", "add", receiver.url,
+                             "--event", "run.finished")
+        assert code == 0, err
+        receiver.secret = json.loads(out)["secret"]
+        book = tmp_path / "list.yml"
+        book.write_text("name: list\nsteps:\n  - id: teams\n    command: team-list\n")
+        for tenant in ("contoso", "fabrikam"):  # contoso's run: no subscriber of its own, no event
+            code, out, err = cli(config, "--tenant", tenant, "playbook", "run", str(book))
+            assert code == 0, err
+        assert receiver.types() == ["run.finished"]
+        assert receiver.accepted[0]["data"]["tenant"] == "fabrikam"
+        code, out, err = cli(config, "--tenant", "contoso", "-o", "json", "webhook", "list")
+        assert code == 0 and json.loads(out) in ([], {"webhooks": []}), out
+    finally:
+        receiver.close()
