@@ -288,31 +288,51 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
 
     from integration.delivery.queue import MAX_DELIVERIES, JobQueue
 
-    rt = WorkerRuntime(config_path=config)
-    rt.echo = err
-    rt.quiet = True
+    provider = Runtime(config_path=config, provider=True)
+    # With tenant profiles and none named: a worker for each tenant in this process, each on
+    # its tenant's own queue, store and budget (a job never runs in another tenant's runtime).
+    names = provider.cfg.tenant_names if provider.cfg.tenant is None else ()
+    runtimes = [WorkerRuntime(config_path=config, tenant=n) for n in names] or [WorkerRuntime(config_path=config)]
     from integration.engine import metrics
 
     if ns.log_json:
         metrics.json_logging(bodies=ns.log_bodies)
+    workers = []
+    for rt in runtimes:
+        rt.echo = err
+        rt.quiet = True
+        queue = JobQueue.from_config(rt.cfg, max_deliveries=ns.max_deliveries or MAX_DELIVERIES)
+        name = (ns.name or _name()) + (f"/{rt.cfg.tenant}" if names else "")
+        workers.append(Worker(rt, queue, name=name, concurrency=ns.concurrency or rt.cfg.fanout_workers,
+                              visibility=ns.visibility_timeout, until_empty=ns.until_empty, out=out))
     if ns.metrics_port is not None:
-        metrics.register_store(rt.store)  # outbox depth by state, waiting runs, at scrape time
+        metrics.register_store(runtimes[0].store)  # outbox depth by state, waiting runs, at scrape time
         metrics.serve(ns.metrics_port, ns.metrics_host)
-    queue = JobQueue.from_config(rt.cfg, max_deliveries=ns.max_deliveries or MAX_DELIVERIES)
-    worker = Worker(rt, queue, name=ns.name or _name(), concurrency=ns.concurrency or rt.cfg.fanout_workers,
-                    visibility=ns.visibility_timeout, until_empty=ns.until_empty, out=out)
 
     def stop(signum, frame):  # finish what runs, take nothing new
         log.info("signal %d: finishing the running jobs", signum)
-        worker.stopping.set()
+        for w in workers:
+            w.stopping.set()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return worker.run()
+        if len(workers) == 1:
+            return workers[0].run()
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda w=w: codes.append(w.run()), name=f"tenant-{w.name}", daemon=True)
+                   for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():  # a bounded join: signals reach the main thread between waits
+                t.join(0.5)
+        return max(codes or [1])
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        rt.close()
+        for rt in runtimes:
+            rt.close()
+        provider.close()
 
 
 def status(argv: list[str], *, out, config: str | None, output: str | None) -> int:

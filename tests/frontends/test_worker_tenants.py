@@ -1,0 +1,62 @@
+"""One worker process for every tenant profile (issue 27): `msteams worker` on a config with
+tenant profiles and none named runs a worker per tenant, each on that tenant's own queue,
+store and budget in the shared Redis; each tenant's queued notifications reach its own users
+exactly once. Real Redis, the fake tenant hosting three tenants, the worker as a subprocess."""
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+
+from fake_tenant import Emulator
+from integration.dispatch import Runtime, execute
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEXT = "IR-91: rotate your credentials now"
+
+
+@pytest.fixture(scope="module")
+def multi():
+    with Emulator(tenants=3, throttling=False) as emu:
+        yield emu
+
+
+def users(emu, tenant: str, n: int) -> list[str]:
+    found = emu.tenant(tenant).state.users
+    return sorted(u["id"] for u in (found.values() if isinstance(found, dict) else found))[:n]
+
+
+def test_one_worker_serves_every_tenants_queue_exactly_once_each(multi, tmp_path, redis_server, redis_namespace):
+    multi.reset()
+    path = tmp_path / "tenants.yml"
+    multi.write_config(str(path), tenants=True)
+    data = yaml.safe_load(path.read_text())
+    data.update(store_url=redis_server.url, store_namespace=redis_namespace, store_key=Fernet.generate_key().decode())
+    path.write_text(yaml.safe_dump(data))
+    wanted = {"fabrikam": users(multi, "fabrikam", 4), "northwind": users(multi, "northwind", 3)}
+    for tenant, ids in wanted.items():
+        rt = Runtime(config_path=str(path), tenant=tenant)
+        rt.echo = lambda s: None
+        try:
+            r = execute("send-notification", {"user": ids, "message": TEXT, "queue": True}, rt)
+            assert len(r.outputs) == len(ids)
+        finally:
+            rt.close()
+    env = dict(os.environ, MSTEAMS_CONFIG=str(path), PYTHONPATH=REPO)
+    env.pop("MSTEAMS_TENANT", None)
+    p = subprocess.run([sys.executable, "-m", "integration.frontends.cli", "worker", "--until-empty",
+                        "--concurrency", "2", "--visibility-timeout", "5"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "/fabrikam" in p.stdout and "/northwind" in p.stdout and "/contoso" in p.stdout
+    for tenant, ids in wanted.items():
+        got = collections.Counter(a["conversationId"] for a in multi.tenant(tenant).state.activities.values()
+                                  if a["activity"].get("text") == TEXT)
+        assert len(got) == len(ids) and max(got.values()) == 1, (tenant, got)
+    assert not [a for a in multi.tenant("contoso").state.activities.values() if a["activity"].get("text") == TEXT]
+    multi.reset()
