@@ -118,3 +118,29 @@ def test_an_activity_of_a_tenant_with_no_profile_is_refused_and_audited(bot):
         assert runtime.for_tenant(tenant).store.audit_list() == []
         assert runtime.for_tenant(tenant).store.conversation_list() == []
     assert not replies(emu, "contoso", rec)
+
+
+def test_an_activity_of_one_tenant_naming_anothers_conversation_is_refused(bot):
+    emu, runtime, endpoint = bot
+    says(emu, endpoint, a_user(emu, "contoso"), "!team-list")  # contoso's 1:1 conversation, now known
+    (conv,) = [r["value"]["conversationId"] for r in runtime.for_tenant("contoso").store.conversation_list()
+               if r["value"].get("type") == "personal"]
+    fab = emu.tenant_ids()["fabrikam"]
+    activity = emu.teams.message(a_user(emu, "fabrikam"), "!team-list")
+    activity["conversation"] = dict(activity["conversation"], id=conv, tenantId=fab)
+    rec = emu.teams.deliver(activity, runtime.cfg.bot_id)
+    assert endpoint.processor.drain(20) and rec["status"] == 202
+    (row,) = runtime.store.audit_list()
+    assert row["decision"] == "denied" and "belongs to tenant profile 'contoso'" in row["detail"]
+    assert runtime.for_tenant("fabrikam").store.audit_list() == []
+    assert [a["command"] for a in runtime.for_tenant("contoso").store.audit_list()] == ["team-list"]
+
+
+def test_an_activity_naming_two_tenants_is_refused(bot):
+    emu, runtime, endpoint = bot
+    activity = emu.teams.message(a_user(emu, "fabrikam"), "!team-list")
+    activity["conversation"] = dict(activity["conversation"], tenantId=emu.tenant_ids()["contoso"])
+    emu.teams.deliver(activity, runtime.cfg.bot_id)
+    assert endpoint.processor.drain(20)
+    (row,) = runtime.store.audit_list()
+    assert row["decision"] == "denied" and row["detail"] == "the activity names two tenants"

@@ -4,8 +4,9 @@ the profile whose ``tenant_id`` it is, which learns conversations, audits, answe
 and runs commands in that tenant's own runtime and store, under that tenant's access file
 (``bot_access_file`` in the profile). A runtime serving a tenant's activities is pinned to it:
 a command from Teams naming another tenant (``tenant=``) is refused. An activity from a tenant
-with no profile is refused (nothing learned, nothing run, no reply into a tenant we do not
-serve) and audited in the provider's store.
+with no profile, one naming two tenants, or one of a tenant naming a conversation first seen in
+another tenant, is refused (nothing learned, nothing run, no reply) and audited in the
+provider's store.
 """
 from __future__ import annotations
 
@@ -62,12 +63,34 @@ class TenantRouter:
         from integration.teams import conversations
 
         tenant_id = (conversations.tenant_of(activity) or "").strip().lower()
+        conv = activity.get("conversation") if isinstance(activity.get("conversation"), dict) else {}
+        said = str(conv.get("tenantId") or "").strip().lower()
+        if said and said != tenant_id:
+            return self._refuse(activity, tenant_id, "the activity names two tenants")
         name = self._names.get(tenant_id)
         if name is None:
-            return self._refuse(activity, tenant_id)
+            return self._refuse(activity, tenant_id, "no tenant profile for this tenant")
+        owner = self._owner(conversations.describe(activity)["baseId"], name, tenant_id)
+        if owner != name:
+            return self._refuse(activity, tenant_id, f"the conversation belongs to tenant profile {owner!r}")
         return self.processor(name).accept(activity)
 
-    def _refuse(self, activity: dict, tenant_id: str) -> tuple[int, None]:
+    def _owner(self, conversation_id: str, name: str, tenant_id: str) -> str:
+        """The tenant profile a conversation was first seen in (recorded in the provider's store
+        on first sight): an activity of another tenant naming it is refused, so one tenant can
+        never write into, or read the answers of, another's conversation."""
+        if not conversation_id:
+            return name
+        store = self.runtime.store
+        key = f"tenant-of/{self.runtime.cfg.bot_id}/{conversation_id[:500]}"
+        known = store.conversation_get(key)
+        if known is None:
+            store.conversation_put(key, "tenant-of", {"tenant": name, "tenantId": tenant_id,
+                                                      "conversationId": conversation_id[:500]})
+            return name
+        return str(known.get("tenant") or name)
+
+    def _refuse(self, activity: dict, tenant_id: str, why: str) -> tuple[int, None]:
         from integration.engine import metrics
         from integration.teams import conversations
 
@@ -80,12 +103,12 @@ class TenantRouter:
                "sender_name": str(sender.get("name") or "")[:200], "conversation_type": where["type"],
                "conversation_id": where["conversationId"][:500], "place": f"tenant {tenant_id[:64] or '?'}",
                "text": None, "command": None, "decision": "denied", "outcome": "refused",
-               "detail": "no tenant profile for this tenant"}
+               "detail": why}
         try:
             self.runtime.store.audit_add(row)
         except Exception as exc:  # noqa: BLE001 - the refusal stands; the log says the audit failed
             log.error("could not audit an activity of an unknown tenant: %s", type(exc).__name__)
-        log.warning("refused an activity of tenant %r: no tenant profile for it", tenant_id[:64])
+        log.warning("refused an activity of tenant %r: %s", tenant_id[:64], why)
         return 202, None
 
     def drain(self, timeout: float = 30.0) -> bool:
