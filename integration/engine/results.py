@@ -112,9 +112,20 @@ def nest_rows(rows: list, key: str | None, nest: str) -> list:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    """A value as one table cell: lists joined by commas, objects as JSON, backslashes and
+    pipes escaped, whitespace runs (newlines too) as one space."""
+    t = type(value)
+    if t is str:
+        # The common cell: printable (so its only whitespace is the ASCII space), nothing to
+        # escape, no run of spaces to fold, none at either end. Otherwise as below.
+        if value.isprintable() and "|" not in value and "\\" not in value and "  " not in value \
+                and value[:1] != " " and value[-1:] != " ":
+            return value
+    elif t is int or t is bool or t is float:  # their text has nothing to escape or fold
+        return str(value)
+    elif value is None:
         return ""
-    if isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple):
         value = ", ".join(_cell(v) for v in value)
     elif isinstance(value, dict):
         value = json.dumps(value, ensure_ascii=False)
@@ -130,8 +141,12 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, title: st
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
+    flat = not any("." in c for c in columns)  # each column a key of the row: dig is a get
     for r in rows:
-        lines.append("| " + " | ".join(_cell(dig(r, c)) for c in columns) + " |")
+        if flat and type(r) is dict:
+            lines.append("| " + " | ".join([_cell(r.get(c)) for c in columns]) + " |")
+        else:
+            lines.append("| " + " | ".join([_cell(dig(r, c)) for c in columns]) + " |")
     return "\n".join(lines)
 
 

@@ -31,9 +31,10 @@ import hashlib
 import json
 import logging
 import math
+import itertools
 import re
+import secrets
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from . import idempotency as idem
@@ -47,6 +48,12 @@ TIME_LIMIT = 60.0
 READY_CACHE_SECONDS = 5.0
 FLOWS = ("app", "delegated", "bot")
 _KEYLIKE = re.compile(r"mst_[0-9A-Za-z]{4}")
+# An audit entry's id ("http:" and 32 hex digits): this process's random half, then a count.
+_AUDIT_PROCESS = secrets.token_hex(8)
+_AUDIT_COUNT = itertools.count(1)
+# The request headers a command reads, found in one pass over them (lowercase, as ASGI gives them).
+_COMMAND_HEADERS = frozenset((b"authorization", b"x-api-key", b"content-length", idem.HEADER.lower().encode(),
+                              b"prefer"))
 
 
 class Answer:
@@ -58,9 +65,28 @@ class Answer:
         self.status, self.body, self.media_type, self.headers = status, body, media_type, dict(headers or {})
 
     def response(self):
-        from starlette.responses import Response
+        """The answer as an ASGI response: the headers and body Starlette's Response would send
+        (the answer's headers, then content-length and content-type), without building one."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        keys = {k for k, _ in raw}
+        if b"content-length" not in keys and not (self.status < 200 or self.status in (204, 304)):
+            raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        if self.media_type is not None and b"content-type" not in keys:
+            raw.append((b"content-type", self.media_type.encode("latin-1")))
+        return _Sent(self.status, raw, self.body)
 
-        return Response(self.body, status_code=self.status, media_type=self.media_type, headers=self.headers)
+
+class _Sent:
+    """An ASGI response of a status, raw headers and a body (Answer.response)."""
+
+    __slots__ = ("status_code", "raw_headers", "body")
+
+    def __init__(self, status: int, raw_headers: list, body: bytes):
+        self.status_code, self.raw_headers, self.body = status, raw_headers, body
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _dumps(value) -> bytes:
@@ -72,11 +98,15 @@ def problem_answer(p: Problem, instance: str | None = None) -> Answer:
 
 
 def _token(headers) -> str | None:
-    auth = headers.get("authorization")
+    """The API key a request sends: Starlette's headers, or the dict of raw header names
+    Service.command makes."""
+    if isinstance(headers, dict):
+        auth, key = headers.get(b"authorization"), headers.get(b"x-api-key")
+    else:
+        auth, key = headers.get("authorization"), headers.get("x-api-key")
     if auth:
         scheme, _, value = auth.strip().partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
-    key = headers.get("x-api-key")
     return key.strip() if key is not None else None
 
 
@@ -108,16 +138,24 @@ class Service:
         self.jobs.close()
 
     # ---- the async side: cap the body, one hop to the pool, the time limit ----
-    async def _in_pool(self, request, work, *args) -> Answer:
+    async def _in_pool(self, request, work, *args, path: str | None = None) -> Answer:
+        """``work(*args)`` in the pool, its answer handed back to the loop in one call; past the
+        time limit, 504 (the work goes on). No task, shield or executor future on the loop's
+        side: a future, a timer, and the pool's thread setting the one once done."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, work, *args)
+        waiter = loop.create_future()
+        self.pool.submit(_hand_back, loop, waiter, work, args)
+        timer = loop.call_later(self.time_limit, _settle, waiter, None)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.time_limit)
-        except asyncio.TimeoutError:
+            answer = await waiter
+        finally:
+            timer.cancel()
+        if answer is None:
             return problem_answer(Problem(504, "timeout", f"no answer within the service's time limit of "
                                                           f"{self.time_limit:g} s; the command goes on",
                                           hint="retry with the same Idempotency-Key and body to get its answer "
-                                               "once it is done"), request.url.path)
+                                               "once it is done"), path or request.url.path)
+        return answer
 
     async def _body(self, request) -> bytes:
         declared = request.headers.get("content-length")
@@ -131,21 +169,39 @@ class Service:
         return bytes(body)
 
     async def command(self, request):
+        """The hot path: the headers read in one pass, the body (declared: read whole; else
+        streamed up to the cap), then one hop to the pool, which does everything else."""
         started = time.monotonic()
+        scope = request.scope
+        headers: dict = {}
+        for k, v in scope["headers"]:
+            if k in _COMMAND_HEADERS and k not in headers:  # the first of a repeated header, as Starlette's get
+                headers[k] = v.decode("latin-1")
+        path = scope["path"]
+        if "?" in path or "#" in path or "\\" in path:  # as Starlette's URL escapes them
+            path = request.url.path
         try:
-            token = _token(request.headers)
+            token = _token(headers)
             if token is None:
                 raise unauthorized("no API key", invalid=False)
-            body = await self._body(request)
+            declared = headers.get(b"content-length")
+            if declared is None:
+                body = await self._body(request)
+            elif not declared.strip().isdigit() or int(declared) > self.max_body:
+                raise Problem(413, "too_large", f"the body is over {self.max_body} bytes")
+            else:  # the server holds the body to the length declared
+                body = await request.body()
         except Problem as p:
             _note(p.status)
-            log.warning("refused %s %s from %s: %d %s", request.method, _clean(request.url.path), _peer(request),
+            log.warning("refused %s %s from %s: %d %s", request.method, _clean(path), _peer(request),
                         p.status, p.code)
-            return problem_answer(p, request.url.path).response()
-        call = {"name": request.path_params["name"], "token": token, "body": body, "started": started,
-                "idempotency_key": request.headers.get(idem.HEADER), "flow": request.query_params.get("flow"),
-                "peer": _peer(request), "path": request.url.path, "prefer": request.headers.get("prefer")}
-        return (await self._in_pool(request, self.run_command, call)).response()
+            return problem_answer(p, path).response()
+        query = scope.get("query_string")
+        client = scope.get("client")
+        call = {"name": scope["path_params"]["name"], "token": token, "body": body, "started": started,
+                "idempotency_key": headers.get(_IDEM), "flow": request.query_params.get("flow") if query else None,
+                "peer": client[0] if client else "?", "path": path, "prefer": headers.get(b"prefer")}
+        return (await self._in_pool(request, self.run_command, call, path=path)).response()
 
     async def start_run(self, request):
         try:
@@ -341,9 +397,7 @@ class Service:
                 raise Problem(400, "input", f"flow must be one of {', '.join(FLOWS)}", details={"parameter": "flow"})
             audit["decision"] = "allowed"
             header = call["idempotency_key"]
-            from .jobs import prefers_async
-
-            if prefers_async(call.get("prefer")):
+            if call.get("prefer") is not None and _prefers_async(call["prefer"]):
                 answer = self._start_job(key, spec, args, flow, header, path)
             elif header is None:
                 answer = self._execute(spec, args, flow, path)
@@ -429,7 +483,7 @@ class Service:
             f" (key {audit['shown']})" if audit.get("shown") else "")
         try:
             self.runtime.store.audit_add({
-                "activity_id": "http:" + uuid.uuid4().hex, "sender_id": f"api-key:{audit['key']}",
+                "activity_id": f"http:{_AUDIT_PROCESS}{next(_AUDIT_COUNT):016x}", "sender_id": f"api-key:{audit['key']}",
                 "sender_name": audit["key"], "conversation_type": "http", "place": f"HTTP API from {call['peer']}",
                 "command": audit["command"], "text": f"sha256:{audit['digest']}" if audit["digest"] else None,
                 "decision": audit["decision"], "outcome": outcome, "detail": detail,
@@ -468,6 +522,27 @@ def result_body(result) -> dict:
             "next_link": result.next_link, "exit_code": result.exit_code, "failed": result.failed}
 
 
+_IDEM = idem.HEADER.lower().encode()
+
+
+def _hand_back(loop, waiter, work, args) -> None:
+    """In a pool thread: ``work(*args)`` (which answers, never raises: a bug is a 500 here),
+    its answer handed to ``waiter`` on the loop."""
+    try:
+        answer = work(*args)
+    except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+        answer = problem_answer(from_error(exc))
+    try:
+        loop.call_soon_threadsafe(_settle, waiter, answer)
+    except RuntimeError:  # the loop is closed: the server stopped; nobody waits for this answer
+        pass
+
+
+def _settle(waiter, answer) -> None:
+    if not waiter.done():  # else: answered 504 already, or the client went away
+        waiter.set_result(answer)
+
+
 def _arguments(body: bytes) -> dict:
     if not body.strip():
         return {}
@@ -480,6 +555,12 @@ def _arguments(body: bytes) -> dict:
         raise Problem(422, "input", f"the body must be a JSON object of arguments, not {type(args).__name__}",
                       hint='{"team": "Security Operations"}')
     return args
+
+
+def _prefers_async(prefer: str) -> bool:
+    from .jobs import prefers_async
+
+    return prefers_async(prefer)
 
 
 def _gives(spec, args: dict, name: str) -> bool:
