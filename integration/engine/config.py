@@ -519,7 +519,8 @@ def selected_tenant() -> str | None:
     return _SELECTED.get()
 
 
-def load(path: str | None = None, env: dict | None = None, *, tenant: str | None = None) -> Config:
+def load(path: str | None = None, env: dict | None = None, *, tenant: str | None = None,
+         provider: bool = False) -> Config:
     """The file (if any) overlaid by MSTEAMS_<KEY> variables, each checked against
     config.schema.json; errors name the file and line, or the variable, and the setting.
 
@@ -527,7 +528,8 @@ def load(path: str | None = None, env: dict | None = None, *, tenant: str | None
     MSTEAMS_TENANT) names the profile read: its settings win over the top level's and the
     variables', and its store is its own (tenant_store). Without a name the config is the
     provider's (its top level: what the HTTP service's keys live in); a command refuses to run
-    on it (dispatch.Runtime). A name that is no profile is an error naming the profiles."""
+    on it (dispatch.Runtime). A name that is no profile is an error naming the profiles.
+    ``provider``: the provider's config whatever tenant is selected (API keys live there)."""
     env = os.environ if env is None else env
     path = path or env.get("MSTEAMS_CONFIG")
     source = "environment"
@@ -563,7 +565,7 @@ def load(path: str | None = None, env: dict | None = None, *, tenant: str | None
             data.pop(f"{key}_file", None)  # the variable wins over the config file's secret file
     profiles = data.pop("tenants", None) or {}
     origin.pop("tenants", None)
-    tenant = tenant or _SELECTED.get() or env.get("MSTEAMS_TENANT") or None
+    tenant = None if provider else tenant or _SELECTED.get() or env.get("MSTEAMS_TENANT") or None
     if profiles:
         _apply_profile(data, origin, profiles, tenant, source, path)
     elif tenant:

@@ -140,9 +140,11 @@ class Keys:
         self._lock = threading.Lock()
 
     # ---- made, listed, revoked (msteams api-key ...) ----
-    def create(self, name: str, scopes: list[str], *, expires_in: float = 0.0) -> tuple[str, dict]:
+    def create(self, name: str, scopes: list[str], *, expires_in: float = 0.0,
+               tenants: list[str] | None = None) -> tuple[str, dict]:
         """A new key: (the key, to be shown once; its record). A live key of the same name is
-        refused (revoke it first); an expired one is replaced."""
+        refused (revoke it first); an expired one is replaced. ``tenants``: the tenant profiles
+        (names or globs) it may act for, on a service with tenant profiles (tenancy.py)."""
         if not NAME.fullmatch(name or ""):
             raise InputError(f"--name {quote(name)}: 1 to 64 letters, digits, dots, dashes or underscores")
         for entry in self._entries():
@@ -152,7 +154,7 @@ class Keys:
                 self._forget(entry["key"])
         token = new_token()
         now = self.clock()
-        record = {"name": name, "scopes": list(scopes), "created": now,
+        record = {"name": name, "scopes": list(scopes), "tenants": list(tenants or []), "created": now,
                   "expires": now + expires_in if expires_in else None, "shown": token[:8] + "...",
                   "sha256": digest(token)}
         self.store.put(KIND, record["sha256"], record, ttl=expires_in or None)

@@ -20,6 +20,8 @@ import os
 
 from integration import __version__
 
+from .tenancy import HEADER as TENANT_HEADER
+
 FORMAT = "msteams-soar openapi cache 1"
 VERSIONS = ("3.1", "3.0")  # ?version=: the first is the default
 _memory: dict[str, bytes] = {}
@@ -138,6 +140,14 @@ def _argument_schema(spec) -> dict:
     return schema
 
 
+# Which tenant profile a call runs against (a config with `tenants:`; tenancy.py): a header, so
+# the paths and bodies stay those of a single-tenant deployment.
+TENANT_PARAMETER = {"name": TENANT_HEADER, "in": "header", "required": False,
+                    "description": "The tenant profile to run against: required when the service's config has "
+                                   "tenant profiles, and the API key must be allowed that tenant",
+                    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"}}
+
+
 def _operation(spec) -> dict:
     desc = spec.description
     if spec.destructive:
@@ -152,6 +162,7 @@ def _operation(spec) -> dict:
         "tags": [spec.category or "admin"],
         "x-destructive": bool(spec.destructive),
         "parameters": [
+            TENANT_PARAMETER,
             {"name": "Idempotency-Key", "in": "header", "required": False,
              "description": "Retry safely: the same key and body within 24 h answer the first answer without "
                             "running again (sends use it as their dedupe_key)",
@@ -236,6 +247,7 @@ def _service_paths(registry) -> dict:
             "tags": ["playbooks"],
             "parameters": [{"name": "name", "in": "path", "required": True,
                             "schema": {"type": "string", **({"enum": books} if books else {})}},
+                           TENANT_PARAMETER,
                            {"name": "Idempotency-Key", "in": "header", "required": False,
                             "description": "the run's run_key when the body gives none: a retry never starts twice",
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255,
@@ -250,7 +262,7 @@ def _service_paths(registry) -> dict:
         "/v1/runs": {"get": {
             "operationId": "list-runs", "summary": "The runs of the playbooks this key may start, newest first",
             "tags": ["playbooks"],
-            "parameters": [{"name": "status", "in": "query", "required": False,
+            "parameters": [TENANT_PARAMETER, {"name": "status", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["running", "waiting", "failed", "ok"]}},
                            {"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
@@ -258,12 +270,12 @@ def _service_paths(registry) -> dict:
                           **_errors("400", *AUTHED)}}},
         "/v1/runs/{run_id}": {"get": {
             "operationId": "get-run", "summary": "A run: its status, what it waits for, its steps and context",
-            "tags": ["playbooks"], "parameters": [run_id],
+            "tags": ["playbooks"], "parameters": [TENANT_PARAMETER, run_id],
             "responses": {"200": {"description": "The run", "content": {"application/json": {"schema": run}}},
                           **_errors(*AUTHED, "404")}}},
         "/v1/runs/{run_id}/resume": {"post": {
             "operationId": "resume-run", "summary": "Continue a run after a crash or a failed step",
-            "tags": ["playbooks"], "parameters": [run_id],
+            "tags": ["playbooks"], "parameters": [TENANT_PARAMETER, run_id],
             "responses": {"202": started, **_errors("400", *AUTHED, "404", "409", "502", "503", "504")}}},
         "/v1/jobs/{job_id}": {"get": {
             "operationId": "get-job",

@@ -4,6 +4,7 @@ uvicorn only when ``serve`` starts."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from typing import Callable
@@ -69,6 +70,13 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
 
     from integration.dispatch import Runtime
 
+    from integration.engine.config import selected_tenant
+
+    if selected_tenant() or os.environ.get("MSTEAMS_TENANT"):
+        from integration.engine.errors import InputError
+
+        raise InputError("msteams serve serves every tenant profile: drop --tenant (and MSTEAMS_TENANT); each call "
+                         "names its tenant with the X-Msteams-Tenant header")
     runtime = Runtime(config_path=config, provider=True)  # keys and jobs are the provider's; commands name a tenant
     runtime.echo = out
     runtime.quiet = True
@@ -137,6 +145,29 @@ def _when(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
+def _key_tenants(given: list[str], names: tuple) -> list[str]:
+    """The tenants a new key may act for, checked: with tenant profiles at least one (deny by
+    default), each a profile's name or a glob matching one; without profiles, none."""
+    from fnmatch import fnmatchcase
+
+    from integration.engine.errors import InputError
+    from integration.engine.untrusted import quote
+
+    given = [g.strip() for g in given if g.strip()]
+    if not names:
+        if given:
+            raise InputError("--tenants: this config has no tenant profiles (docs/tenants.md)")
+        return []
+    if not given:
+        raise InputError(f"give --tenants NAME (repeat, or a glob such as '*'): the tenants this key may act for "
+                         f"({', '.join(names)}); a key with none could act for none")
+    for g in given:
+        if not any(fnmatchcase(n, g) for n in names):
+            raise InputError(f"--tenants {quote(g, 40)}: no tenant profile matches it", hint=f"the profiles: "
+                             f"{', '.join(names)}")
+    return given
+
+
 def api_key(argv: list[str], *, out: Callable[[str], None], config: str | None, output: str | None) -> int:
     from integration.engine.errors import InputError, NotFound
 
@@ -150,6 +181,8 @@ def api_key(argv: list[str], *, out: Callable[[str], None], config: str | None, 
                        help="a command it may run, or a glob such as 'chat-*' (repeat); destructive commands only "
                             "by name; 'metrics' for /metrics off loopback")
         p.add_argument("--expires", default="never", metavar="DURATION", help="30m, 12h, 90d, 2w, 1y or never (default)")
+        p.add_argument("--tenants", action="append", default=[], metavar="GLOB",
+                       help="with tenant profiles: a tenant it may act for, or a glob ('*': every one) (repeat)")
     elif action == "revoke":
         p.add_argument("name", help="the key's name")
     p.add_argument("-o", "--output", choices=("table", "json"), default=None, help="table (default) or json")
@@ -160,7 +193,13 @@ def api_key(argv: list[str], *, out: Callable[[str], None], config: str | None, 
 
     from .keys import Keys, check_scopes, is_glob, parse_duration
 
-    store = open_store(load(config))
+    from integration.engine.config import selected_tenant
+
+    if selected_tenant():
+        raise InputError("API keys are the provider's, not one tenant's: drop --tenant (a key's tenants are given "
+                         "to `api-key create` with --tenants NAME)")
+    cfg = load(config, provider=True)
+    store = open_store(cfg)
     try:
         keys = Keys(store)
         if action == "create":
@@ -169,14 +208,18 @@ def api_key(argv: list[str], *, out: Callable[[str], None], config: str | None, 
             reg = default_registry()
             expires_in = parse_duration(ns.expires)
             scopes = check_scopes(ns.scope, reg)
-            token, record = keys.create(ns.name, scopes, expires_in=expires_in)
+            tenants = _key_tenants(ns.tenants, cfg.tenant_names)
+            token, record = keys.create(ns.name, scopes, expires_in=expires_in, tenants=tenants)
             if fmt == "json":
                 out(json.dumps({"name": record["name"], "key": token, "scopes": record["scopes"],
-                                "created": _when(record["created"]), "expires": _when(record["expires"])}))
+                                "tenants": record["tenants"], "created": _when(record["created"]),
+                                "expires": _when(record["expires"])}))
                 return 0
             out(f"API key {record['name']!r}, shown once (keep it in your platform's secret store):")
             out(token)
             out(f"  scopes   {', '.join(scopes)}")
+            if tenants:
+                out(f"  tenants  {', '.join(tenants)}")
             out(f"  expires  {_when(record['expires']) or 'never'}")
             from fnmatch import fnmatchcase
 
@@ -186,18 +229,23 @@ def api_key(argv: list[str], *, out: Callable[[str], None], config: str | None, 
                 out(f"  note     globs never allow destructive commands ({', '.join(globbed)}): name each with --scope")
             return 0
         if action == "list":
-            rows = [{"name": k["name"], "scopes": ", ".join(k.get("scopes") or ()), "created": _when(k.get("created")),
+            listed = keys.list()
+            rows = [{"name": k["name"], "scopes": ", ".join(k.get("scopes") or ()),
+                     **({"tenants": ", ".join(k.get("tenants") or ()) or "none"} if cfg.tenant_names else {}),
+                     "created": _when(k.get("created")),
                      "expires": _when(k.get("expires")) or "never", "last_used": _when(k.get("last_used")),
-                     "status": k["status"], "key": k.get("shown")} for k in keys.list()]
+                     "status": k["status"], "key": k.get("shown")} for k in listed]
             if fmt == "json":
-                out(json.dumps([dict(r, scopes=r["scopes"].split(", ") if r["scopes"] else []) for r in rows],
-                               indent=2, ensure_ascii=False))
+                out(json.dumps([dict(r, scopes=r["scopes"].split(", ") if r["scopes"] else [],
+                                     **({"tenants": k.get("tenants") or []} if cfg.tenant_names else {}))
+                                for r, k in zip(rows, listed)], indent=2, ensure_ascii=False))
                 return 0
             from integration.engine.results import markdown_table
             from integration.engine.untrusted import escape_controls
 
-            out(escape_controls(markdown_table(rows, ["name", "scopes", "created", "expires", "last_used", "status",
-                                                      "key"], "API keys of the HTTP API")))
+            columns = ["name", "scopes", *(["tenants"] if cfg.tenant_names else []), "created", "expires",
+                       "last_used", "status", "key"]
+            out(escape_controls(markdown_table(rows, columns, "API keys of the HTTP API")))
             return 0
         gone = keys.revoke(ns.name)
         if not gone:
