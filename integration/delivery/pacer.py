@@ -12,17 +12,30 @@ from when it is taken until a window after its answer, since the service counted
 in between (however slow the way there was). A 429 with Retry-After
 pauses the class it hit for every sender in this process, not only for the one that got it.
 
+Microsoft's cap of messages per app per day to one channel (limits.CHANNEL_MESSAGES_PER_DAY)
+is not a window to wait in: a message to a channel (Graph's POST of a channel message or reply,
+a bot's POST into a channel's conversation) carries a DayCap, counted per sender (graph, bot)
+and channel over a UTC day on ``wall``; the one that would cross the cap raises
+errors.ChannelDailyCap (the channel, the cap, when it resets) before any request. A 429 on such
+a message gives its count back (the service did not count it), or, when its Retry-After reaches
+the next UTC midnight, says the service's count is at the cap: the channel is refused from then
+on, and the rate classes are not paused for the day. The counts live in the Pacer (one per
+runtime, so per tenant), never in this module.
+
 One pacer serves every client and worker thread of a runtime. Its clock and sleep are
 injectable (tests run it on a fake clock).
 """
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
+
+from integration.engine.errors import ChannelDailyCap
 
 from . import limits
 
@@ -49,6 +62,49 @@ class Window:
     capacity: float   # what may be spent per window
     seconds: float
     cost: float = 1.0
+
+
+DAY = 86400.0
+# A 429 on a channel message whose Retry-After reaches this close to the next UTC midnight is
+# the service's daily cap, not a rate window.
+DAY_CAP_SLACK = 120.0
+# Conversation ids of channels; group chats end @thread.v2, 1:1 chats are otherwise.
+CHANNEL_SUFFIXES = ("@thread.tacv2", "@thread.skype")
+
+
+@dataclass(frozen=True)
+class DayCap(Window):
+    """Messages per app per day to one channel: counted per UTC day, not a sliding window, and
+    refused past ``capacity`` (ChannelDailyCap) instead of waited for. ``key`` is
+    ``<sender>:day:<channel>`` (sender: graph or bot, each its own app)."""
+    channel: str = ""
+
+    @property
+    def sender(self) -> str:
+        return self.key.split(":", 1)[0]
+
+
+def day_cap(sender: str, channel: str) -> DayCap:
+    return DayCap(f"{sender}:day:{channel}", float(limits.CHANNEL_MESSAGES_PER_DAY), DAY, 1.0, channel)
+
+
+def is_channel(conversation: str | None) -> bool:
+    """Whether a conversation id (a channel thread's ``;messageid=`` part aside) is a channel's."""
+    return bool(conversation) and conversation.partition(";")[0].lower().endswith(CHANNEL_SUFFIXES)
+
+
+def split_caps(windows: Iterable[Window]) -> tuple[list[DayCap], list[Window]]:
+    """A request's daily caps, and its windows."""
+    caps, wins = [], []
+    for w in windows:
+        (caps if isinstance(w, DayCap) else wins).append(w)
+    return caps, wins
+
+
+def cap_reached(seconds: float, now: float) -> bool:
+    """Whether a 429's Retry-After (``seconds``, on a message to a channel) runs to the next UTC
+    midnight: the service's daily cap, not a rate window."""
+    return seconds >= ((now // DAY) + 1) * DAY - now - DAY_CAP_SLACK
 
 
 def burst(w: "Window") -> float:
@@ -80,7 +136,8 @@ def scaled(windows: Iterable["Window"], speed: float) -> list["Window"]:
     """The windows at ``speed`` (the fake tenant's switch): the same capacity in 1/speed the time."""
     if speed == 1.0:
         return list(windows)
-    return [Window(w.key, w.capacity, w.seconds / speed, w.cost) for w in windows]
+    # a day is not made shorter
+    return [w if isinstance(w, DayCap) else Window(w.key, w.capacity, w.seconds / speed, w.cost) for w in windows]
 
 
 @dataclass
@@ -156,8 +213,12 @@ class _Ledger:
 
 class Pacer:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 speed: float = 1.0, enabled: bool = True):
+                 speed: float = 1.0, enabled: bool = True, wall: Callable[[], float] = time.time):
         self.clock = clock
+        self.wall = wall  # epoch seconds: the UTC day a channel message counts in
+        # DayCap key -> [UTC day number, messages counted that day], and the caps seen
+        self._days: dict[str, list] = {}
+        self._caps: dict[str, DayCap] = {}
         self.sleep = sleep
         self.speed = float(speed)  # the same switch as the fake tenant's: limits x speed
         self.enabled = enabled
@@ -193,6 +254,9 @@ class Pacer:
         waited; hand it to :meth:`done` when the response is in."""
         if not self.enabled:
             return Ticket()
+        caps, windows = split_caps(windows)
+        if caps:
+            self.take_day(caps)
         windows = scaled(windows, self.speed)
         if not windows:
             return Ticket()
@@ -233,16 +297,78 @@ class Pacer:
             for entry in ticket.entries:
                 entry.ledger.land(entry, now)
 
+    # ---- messages per day to a channel ----
+    def take_day(self, caps: list[DayCap]) -> None:
+        """Count one message against each cap, or raise ChannelDailyCap (counting nothing)."""
+        _watch(self)
+        with self._lock:
+            now = self.wall()
+            day = int(now // DAY)
+            entries = []
+            for c in caps:
+                e = self._days.get(c.key)
+                if e is None or e[0] != day:
+                    e = self._days[c.key] = [day, 0]
+                    self._caps[c.key] = c
+                if e[1] + c.cost > c.capacity + 1e-9:
+                    raise ChannelDailyCap(c.channel, int(c.capacity), (day + 1) * DAY, now=now)
+                entries.append((e, c.cost))
+            for e, cost in entries:
+                e[1] += cost
+            if len(self._days) > 4096:  # the channels of earlier days go
+                for k in [k for k, (d, _) in self._days.items() if d != day]:
+                    del self._days[k], self._caps[k]
+
+    def settle_day(self, caps: list[DayCap], full: bool) -> None:
+        """A 429 on a message to these channels: it did not count (its count is given back), or,
+        ``full``, the service's count is at the cap (ours becomes the cap)."""
+        with self._lock:
+            day = int(self.wall() // DAY)
+            for c in caps:
+                e = self._days.get(c.key)
+                if full:
+                    self._days[c.key], self._caps[c.key] = [day, c.capacity], c
+                elif e is not None and e[0] == day and e[1] >= c.cost:
+                    e[1] -= c.cost
+
+    def busiest_channels(self, top: int = 10) -> list[dict]:
+        """Today's (UTC) busiest channels: channel, sender (graph or bot), count, cap and
+        resetsAt (epoch seconds), busiest first."""
+        with self._lock:
+            now = self.wall()
+            day = int(now // DAY)
+            rows = [{"channel": self._caps[k].channel, "sender": self._caps[k].sender, "count": int(n),
+                     "cap": int(self._caps[k].capacity), "resetsAt": (day + 1) * DAY}
+                    for k, (d, n) in self._days.items() if d == day and n > 0]
+        return sorted(rows, key=lambda r: (-r["count"], r["channel"], r["sender"]))[:top]
+
     def pause(self, windows: Iterable[Window], seconds: float) -> None:
         """A 429 said to wait: nobody in this process spends from these classes until then."""
         if not self.enabled or seconds <= 0:
             return
+        caps, windows = split_caps(windows)
+        if caps:
+            full = cap_reached(seconds, self.wall())
+            self.settle_day(caps, full)
+            if full:
+                return  # the channel is refused by name until the reset; other sends go on
         with self._lock:
             until = self.now() + seconds
             for w in windows:
                 led = self._ledger(w.key)
                 led.paused_until = max(led.paused_until, until)
             self.paused += 1
+
+
+def _watch(pacer) -> None:
+    """Report this pacer's busiest channels in the service metrics (metrics.py), once, when a
+    service turned them on."""
+    if getattr(pacer, "_watched", False):
+        return
+    metrics = sys.modules.get("integration.engine.metrics")
+    if metrics is not None and metrics.enabled:
+        pacer._watched = True
+        metrics.watch_channels(pacer)
 
 
 # ---- which classes a request belongs to ----
@@ -273,6 +399,8 @@ def graph_windows(method: str, path: str) -> list[Window]:
     if low[0] == "teams" and len(segs) >= 2:
         if len(segs) >= 4 and low[2] == "channels":
             out.append(Window(f"graph:channel:{segs[3]}", limits.PER_RESOURCE_RPS, 1.0))
+            if cat == "channel_message_post":  # a channel message or reply: the day's cap too
+                out.append(day_cap("graph", segs[3]))
         else:
             out.append(Window(f"graph:team:{low[1]}", limits.PER_RESOURCE_RPS, 1.0))
     return out
@@ -289,4 +417,7 @@ def bot_windows(method: str, path: str) -> list[Window]:
     if i < 0 or len(segs) <= i + 1:
         return per_app  # creating a conversation: the app's budget only
     conv = segs[i + 1]
-    return per_app + [Window(f"bot:conversation:{conv}:{s}", n, s) for n, s in limits.BOT_PER_CONVERSATION]
+    out = per_app + [Window(f"bot:conversation:{conv}:{s}", n, s) for n, s in limits.BOT_PER_CONVERSATION]
+    if method.upper() == "POST" and is_channel(conv):  # posting into a channel: the day's cap too
+        out.append(day_cap("bot", conv.partition(";")[0]))
+    return out

@@ -13,8 +13,15 @@ class, under ``{namespace}:pacer:{app@tenant}:``:
                  it is in flight its lease's end; member: id|cost);
   ``m:<class>``  a hash: the window's total cost and the even pace's next slot;
   ``p:<class>``  a 429's pause: the time it ends, expiring (PX) with it.
+  ``days:<UTC day>``  a hash: per DayCap (``<sender>:day:<channel>``) the messages sent to
+                 that channel that day, expiring a little after the day ends.
 Ledgers and hashes expire (PEXPIRE) a little after their window, so idle classes vanish. The
 identity in braces is also the Redis Cluster hash tag: one request's keys share a slot.
+
+Messages per day to a channel (pacer.DayCap) are counted there by every worker of every host
+together: one script checks and counts them atomically, on the server's clock, and refuses the
+one past the cap (ChannelDailyCap) before the request waits for any window; a 429 on such a
+message gives its count back, or sets it to the cap (pacer.py's rules).
 
 Graph classes are counted per app registration (client_id) per tenant, bot classes per bot
 (bot_id) per tenant, as Microsoft applies them; two apps or tenants never share a budget.
@@ -34,7 +41,10 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from .pacer import EVEN_PACE_WINDOW, IN_FLIGHT_LEASE, Pacer, Ticket, Window, burst, scaled, span, step
+from integration.engine.errors import ChannelDailyCap
+
+from .pacer import (DAY, EVEN_PACE_WINDOW, IN_FLIGHT_LEASE, DayCap, Pacer, Ticket, Window, _watch, burst, cap_reached,
+                    scaled, span, split_caps, step)
 
 log = logging.getLogger("msteams.pacer")
 
@@ -178,6 +188,46 @@ end
 return num(till)
 """
 
+# KEYS: per cap the day's hash. ARGV: fake time, offset, the caller's idea of the day (a key
+# names it), TTL pad (ms), then per cap: its field, capacity. Answers {1, day, now} counted;
+# {0, i, now, count} cap i is reached (nothing counted); {-1, day, now} the server's day differs.
+_DAY_TAKE = _PRELUDE + """
+local day = math.floor(now / 86400)
+if day ~= tonumber(ARGV[3]) then return {-1, day, num(now)} end
+local n = #KEYS
+local counts = {}
+for i = 1, n do
+  local c = tonumber(redis.call('HGET', KEYS[i], ARGV[3 + 2 * i]) or '0')
+  if c + 1 > tonumber(ARGV[4 + 2 * i]) then return {0, i, num(now), c} end
+end
+local px = math.ceil(((day + 1) * 86400 - now) * 1000) + tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i], ARGV[3 + 2 * i], 1)
+  redis.call('PEXPIRE', KEYS[i], px)
+end
+return {1, day, num(now)}
+"""
+
+# KEYS, ARGV as _DAY_TAKE's, then ARGV[5 + 2n]: 'full' (the service's count is at the cap) or
+# 'refund' (a 429: the message did not count). Nothing when the day has changed.
+_DAY_SETTLE = _PRELUDE + """
+local day = math.floor(now / 86400)
+if day ~= tonumber(ARGV[3]) then return 0 end
+local n = #KEYS
+local mode = ARGV[5 + 2 * n]
+local px = math.ceil(((day + 1) * 86400 - now) * 1000) + tonumber(ARGV[4])
+for i = 1, n do
+  local field = ARGV[3 + 2 * i]
+  if mode == 'full' then
+    redis.call('HSET', KEYS[i], field, ARGV[4 + 2 * i])
+    redis.call('PEXPIRE', KEYS[i], px)
+  elseif tonumber(redis.call('HGET', KEYS[i], field) or '0') >= 1 then
+    redis.call('HINCRBY', KEYS[i], field, -1)
+  end
+end
+return 1
+"""
+
 
 def identity(app_id: str | None, tenant: str | None) -> str:
     """Whose budget: an app (or bot) in a tenant, as Microsoft counts "per app per tenant"."""
@@ -215,6 +265,9 @@ class RedisPacer:
         self._acquire = client.register_script(_ACQUIRE)
         self._done = client.register_script(_DONE)
         self._pause = client.register_script(_PAUSE)
+        self._day_take = client.register_script(_DAY_TAKE)
+        self._day_settle = client.register_script(_DAY_SETTLE)
+        _watch(self)
 
     @classmethod
     def from_config(cls, cfg, *, client=None, **kwargs) -> "RedisPacer":
@@ -235,6 +288,14 @@ class RedisPacer:
         """``{namespace}:pacer:{app@tenant}:<kind>:<class>``; kind is w (ledger), m (hash) or p (pause)."""
         who = self.identities["bot" if w.key.startswith("bot:") else "graph"]
         return f"{self.namespace}:pacer:{{{who}}}:{kind}:{w.key}"
+
+    def day_key(self, sender: str, day: int) -> str:
+        """``{namespace}:pacer:{app@tenant}:days:<day>``: the sender's (graph or bot) messages to
+        each channel that UTC day (day number since the epoch)."""
+        return f"{self.namespace}:pacer:{{{self.identities['bot' if sender == 'bot' else 'graph']}}}:days:{day}"
+
+    def _now_guess(self) -> float:
+        return (self.clock() if self.clock is not None else time.time()) + self._skew
 
     def _time_args(self) -> list:
         return ["" if self.clock is None else repr(float(self.clock())), repr(self._skew)]
@@ -257,7 +318,7 @@ class RedisPacer:
     def _local_pacer(self) -> Pacer:
         with self._lock:
             if self._local is None:
-                self._local = Pacer(clock=self.clock or time.monotonic, sleep=self.sleep)
+                self._local = Pacer(clock=self.clock or time.monotonic, sleep=self.sleep, wall=self.clock or time.time)
             self._local.speed, self._local.enabled, self._local.lease = self.speed, self.enabled, self.lease
             return self._local
 
@@ -275,6 +336,57 @@ class RedisPacer:
             with self._lock:
                 self._skew += short
 
+    # ---- messages per day to a channel ----
+    def take_day(self, caps: list[DayCap]) -> None:
+        """Count one message against each cap in the shared count, or raise ChannelDailyCap."""
+        _watch(self)
+        day = int(self._now_guess() // DAY)
+        for _ in range(3):  # the server's day, when ours differs near midnight
+            keys, args = [self.day_key(c.sender, day) for c in caps], []
+            for c in caps:
+                args += [c.key, str(int(c.capacity))]
+            out = self._day_take(keys=keys, args=self._time_args() + [day, TTL_PAD_MS] + args)
+            if int(out[0]) == 1:
+                return
+            if int(out[0]) == 0:
+                c = caps[int(out[1]) - 1]
+                raise ChannelDailyCap(c.channel, int(c.capacity), (day + 1) * DAY, now=float(out[2]))
+            day = int(out[1])
+        raise AssertionError("the server's UTC day kept changing")  # pragma: no cover
+
+    def settle_day(self, caps: list[DayCap], full: bool) -> None:
+        """A 429 on a message to these channels: its count is given back, or (``full``) set to the cap."""
+        day = int(self._now_guess() // DAY)
+        keys, args = [self.day_key(c.sender, day) for c in caps], []
+        for c in caps:
+            args += [c.key, str(int(c.capacity))]
+        self._day_settle(keys=keys, args=self._time_args() + [day, TTL_PAD_MS] + args + ["full" if full else "refund"])
+
+    def busiest_channels(self, top: int = 10) -> list[dict]:
+        """Today's (UTC, the server's clock) busiest channels across every process sharing the
+        count: channel, sender (graph or bot), count, cap and resetsAt, busiest first."""
+        from . import limits
+
+        if not self._redis_up():
+            return self._local_pacer().busiest_channels(top)
+        if self.clock is not None:
+            now = self.clock() + self._skew
+        else:
+            sec, usec = self.client.time()  # the server's day, as the counting script's
+            now = sec + usec / 1e6 + self._skew
+        day = int(now // DAY)
+        rows, seen = [], set()
+        for sender in ("graph", "bot"):
+            key = self.day_key(sender, day)
+            for field, n in (self.client.hgetall(key) or {}).items():
+                field = field.decode() if isinstance(field, bytes) else field
+                if not field.startswith(sender + ":day:") or (key, field) in seen or int(n) <= 0:
+                    continue
+                seen.add((key, field))
+                rows.append({"channel": field.split(":day:", 1)[1], "sender": sender, "count": int(n),
+                             "cap": limits.CHANNEL_MESSAGES_PER_DAY, "resetsAt": (day + 1) * DAY})
+        return sorted(rows, key=lambda r: (-r["count"], r["channel"], r["sender"]))[:top]
+
     def acquire(self, windows: Iterable[Window]) -> Ticket:
         """Block until every window has room in the shared budget, then spend it there."""
         if not self.enabled:
@@ -284,6 +396,13 @@ class RedisPacer:
             return self._local_acquire(windows, 0.0)
         import redis
 
+        caps, windows = split_caps(windows)
+        if caps:
+            try:
+                self.take_day(caps)
+            except redis.RedisError as exc:
+                self._fall_back(exc, "counting a channel's messages of the day")
+                return self._local_acquire(caps + windows, 0.0)
         scaled_ = scaled(windows, self.speed)
         if not scaled_:
             return Ticket()
@@ -347,7 +466,19 @@ class RedisPacer:
         if not self.enabled or seconds <= 0:
             return
         windows = list(windows)
-        keys = [self.key("p", w) for w in windows]
+        caps, rest = split_caps(windows)
+        full = bool(caps) and cap_reached(seconds, self._now_guess())
+        if caps and self._redis_up():
+            import redis
+
+            try:
+                self.settle_day(caps, full)
+            except redis.RedisError as exc:
+                self._fall_back(exc, "settling a channel's messages of the day")
+        if full:  # the channel is refused by name until the reset; other sends go on
+            self._local_pacer().pause(windows, seconds)
+            return
+        keys = [self.key("p", w) for w in rest]
         if not keys:
             return
         if self._redis_up():

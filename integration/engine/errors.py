@@ -17,6 +17,8 @@
         ├── NotSent                   1       graph      the connection never opened (refused, DNS, TLS): nothing was sent
         ├── RequestRejected           2       graph      Graph refused what was asked (400, 409): the input needs changing
         └── ThrottledError            1       throttled  429s that outlasted the retry budget
+            └── ChannelDailyCap               throttled  a channel's messages of the day are at Microsoft's
+                                                         cap: refused before any request, until it resets
 
 A command that fans out (several chats, recipients) and reaches some items but not all is not an
 error: its result lists every item with its status, and exits PARTIAL_EXIT (6) unless the caller
@@ -203,6 +205,33 @@ class RequestRejected(GraphError):
 
 class ThrottledError(GraphError):
     kind = "throttled"
+
+
+class ChannelDailyCap(ThrottledError):
+    """A message that would take one channel past Microsoft's cap of messages per app per day
+    (limits.CHANNEL_MESSAGES_PER_DAY, counted by the pacer over a UTC day): refused before any
+    request. Says the channel, the cap and when it resets (``resets_at``, epoch seconds: the
+    next UTC midnight; ``retry_after``: whole seconds until then, the service's Retry-After)."""
+
+    def __init__(self, channel: str, cap: int, resets_at: float, *, now: float):
+        import math
+
+        self.channel, self.cap, self.resets_at = channel, int(cap), float(resets_at)
+        self.retry_after = max(1, math.ceil(self.resets_at - now))
+        hours, minutes = divmod(math.ceil(self.retry_after / 60), 60)
+        super().__init__(f"channel {channel}: {self.cap:,} messages sent today, Microsoft's cap per app per day "
+                         f"to one channel; not sent. The cap resets at {self.resets_on()} "
+                         f"(in {hours} h {minutes:02d} min)",
+                         hint="send it after the reset, or to another channel")
+
+    def resets_on(self) -> str:
+        import time
+
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.resets_at))
+
+    def details(self) -> dict:
+        return {**super().details(), "channel": self.channel, "cap": self.cap, "resets_at": self.resets_on(),
+                "retry_after": self.retry_after}
 
 
 STORE_SERVER_HINT = "check store_url, store_username and store_password, and that the Redis server is up"

@@ -14,6 +14,9 @@ Metrics (a registry of this module's own, not the library's global one):
   msteams_outbox_deliveries{state}                deliveries in the store's outbox, by state (at scrape)
   msteams_runs{status}                            playbook runs waiting on a question (at scrape)
   msteams_questions_open                          questions not answered yet (at scrape)
+  msteams_channel_messages_today{channel,sender}  messages sent today (UTC) to the busiest channels, per
+                                                  sending app (graph, bot), against Microsoft's cap of
+                                                  3,000 per app per day to one channel (at scrape)
 """
 from __future__ import annotations
 
@@ -135,6 +138,50 @@ def register_store(store) -> None:
         m["registry"].register(m["store"])
     else:  # one store a process: a later one (a restarted runtime) replaces it
         m["store"].store, m["store"]._cached = store, None
+
+
+# ---- the busiest channels' messages of the day, read from the pacers at scrape time ----
+CHANNELS_REPORTED = 10  # per pacer (one per tenant's runtime)
+
+
+class _ChannelCollector:
+    def __init__(self):
+        import weakref
+
+        self.pacers = weakref.WeakSet()  # a runtime that goes away takes its pacer off the list
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        g = GaugeMetricFamily("msteams_channel_messages_today",
+                              "Messages sent today (UTC) to the busiest channels, per sending app; Microsoft's cap "
+                              "is 3,000 per app per day to one channel", labels=["channel", "sender"])
+        counts: dict = {}
+        for pacer in list(self.pacers):
+            try:
+                rows = pacer.busiest_channels(CHANNELS_REPORTED)
+            except Exception as exc:  # noqa: BLE001 - a scrape must answer even when Redis hiccups
+                logging.getLogger("msteams.metrics").warning("could not read the channels' counts: %s", exc)
+                continue
+            for r in rows:
+                counts[(r["channel"], r["sender"])] = counts.get((r["channel"], r["sender"]), 0) + r["count"]
+        for (channel, sender), n in counts.items():
+            g.add_metric([channel, sender], n)
+        yield g
+
+
+def watch_channels(pacer) -> None:
+    """Report ``pacer``'s busiest channels on every scrape (the pacer calls this itself, once,
+    when it counts a message to a channel in a service that enabled metrics)."""
+    m = _metrics()
+    with _lock:
+        if "channels" not in m:
+            m["channels"] = _ChannelCollector()
+            m["registry"].register(m["channels"])
+        m["channels"].pacers.add(pacer)
 
 
 # ---- exposing them ----

@@ -1,6 +1,8 @@
 """Admin commands about the integration itself: a health check of every auth flow, the bot,
-the context store and (with bot_public_url) the bot endpoint's /healthz and certificate; the permissions each flow's token carries; and preloading the
-directory (teams, channels, members, users) into the store.
+the context store and (with bot_public_url) the bot endpoint's /healthz and certificate, and a
+line for the channels at 80% or more of Microsoft's cap of messages per app per day to one channel
+(the pacer's counts); the permissions each flow's token carries; and preloading the directory
+(teams, channels, members, users) into the store.
 
 The health check asks the token endpoint for a fresh token per configured flow, bypassing
 the caches (Auth.check), so a wrong or expired secret or a revoked sign-in is found even while
@@ -144,6 +146,33 @@ def _endpoint_row(ctx) -> dict | None:
     return row
 
 
+# Channels whose messages of the day reach this share of Microsoft's cap get a health line.
+CHANNEL_CAP_WARN = 0.8
+CHANNEL_CHECK = "channel daily cap"
+
+
+def _channels_row(ctx) -> dict | None:
+    """A line for the channels at 80% or more of Microsoft's cap of messages per app per day to
+    one channel, as the pacer counted them today (UTC): in this process with the SQLite store,
+    across every worker with the shared store. None when no channel is that busy."""
+    try:
+        busiest = ctx.runtime.pacer.busiest_channels(50)
+    except Exception as exc:  # noqa: BLE001 - Redis gone: the store's line says so already
+        return {"check": CHANNEL_CHECK, "configured": True, "status": "unknown",
+                "detail": f"could not read the channels' counts: {redact.redact(str(exc))}", "channels": []}
+    busy = [r for r in busiest if r["count"] >= CHANNEL_CAP_WARN * r["cap"]]
+    if not busy:
+        return None
+    full = [r for r in busy if r["count"] >= r["cap"]]
+    resets = _expires(busy[0]["resetsAt"])
+    detail = "; ".join(f"{r['channel']} ({r['sender']}): {r['count']:,} of {r['cap']:,} messages today"
+                       for r in busy) + f"; the counts reset at {resets}"
+    if full:
+        detail += f"; messages to {len(full)} channel(s) are refused until then"
+    return {"check": CHANNEL_CHECK, "configured": True, "status": "at cap" if full else "near cap",
+            "detail": detail, "channels": [dict(r, resetsAt=_expires(r["resetsAt"])) for r in busy]}
+
+
 def integration_health(ctx):
     reg = ctx.runtime.registry
     needs = reg.permissions_by_flow()
@@ -152,7 +181,11 @@ def integration_health(ctx):
     endpoint = _endpoint_row(ctx)
     if endpoint is not None:
         rows.append(endpoint)
+    channels = _channels_row(ctx)
+    # A busy channel is told, not an exit code's problem: nothing is misconfigured.
     problems = [r for r in rows if r["status"] not in ("ok", "not configured", "not signed in")]
+    if channels is not None:
+        rows.append(channels)
     usable = [r["check"] for r in rows if r["check"] in FLOWS and r["status"] in ("ok", "missing permissions")]
     # The CLI's exit codes (errors.py): 3 configuration or auth, 4 missing permission.
     exit_code = (3 if any(r["status"] != "missing permissions" for r in problems)
@@ -160,6 +193,8 @@ def integration_health(ctx):
     msg = (f"Flows with a token: {', '.join(usable) or 'none'}. "
            + (f"{len(problems)} problem(s): " + "; ".join(f"{r['check']}: {r['status']}" for r in problems)
               + f" (exit {exit_code})" if problems else "No problems found."))
+    if channels is not None:
+        msg += f" Channels at {CHANNEL_CAP_WARN:.0%} or more of Microsoft's daily cap: {channels['detail']}."
     result = ctx.result(rows, rows, message=msg, title="Integration health")
     result.exit_code = exit_code
     return result

@@ -133,7 +133,7 @@ def test_graph_classes_follow_the_published_table():
     assert [w.key for w in post_chat] == ["graph:chat_message_post"]
     assert post_chat[0].capacity == limits.TEAMS_LIMITS["chat_message_post"][0]
     chan = graph_windows("POST", "/teams/T1/channels/19%3Ac/messages")
-    assert {w.key for w in chan} == {"graph:channel_message_post", "graph:channel:19:c"}
+    assert {w.key for w in chan} == {"graph:channel_message_post", "graph:channel:19:c", "graph:day:19:c"}
     assert graph_windows("GET", "/teams/T1")[1].key == "graph:team:t1"
     users = graph_windows("GET", "/users")
     assert users[0].key == "graph:identity" and users[0].cost == 2.0

@@ -114,6 +114,7 @@ def from_error(exc: BaseException) -> Problem:
     status = status_of(ours)
     details = {k: v for k, v in data.items() if k not in ("code", "message", "hint", "exit_code")}
     headers = {"Retry-After": str(THROTTLED_RETRY_AFTER)} if status == 429 else {}
+    headers = {"Retry-After": str(ours.retry_after)} if isinstance(ours, E.ChannelDailyCap) else headers
     if status == 503 and isinstance(ours, E.AuthError | E.ConfigError):
         headers = {"Retry-After": "60"}
     return Problem(status, data["code"], data["message"], hint=data["hint"], details=details, headers=headers,
