@@ -265,3 +265,14 @@ def test_integration_health_and_metrics_show_the_busy_channels(emu, rt):
         assert samples[(ch.id, "bot")] == 3000 and samples[("19:quiet@thread.tacv2", "graph")] == 3
     finally:
         metrics.enabled = was
+
+
+def test_the_service_answers_429_with_retry_after_to_the_reset():
+    from integration.engine.errors import exit_code_for
+    from integration.frontends.service.problems import from_error
+
+    err = ChannelDailyCap(CH, CAP, 20_430 * DAY, now=EVENING)
+    p = from_error(err)
+    assert (p.status, p.code, p.headers) == (429, "throttled", {"Retry-After": "10800"})
+    assert p.details["channel"] == CH and p.details["cap"] == CAP and p.details["resets_at"] == "2025-12-08T00:00:00Z"
+    assert exit_code_for(err) == 1
