@@ -193,7 +193,7 @@ def integration_health(ctx):
     msg = (f"Flows with a token: {', '.join(usable) or 'none'}. "
            + (f"{len(problems)} problem(s): " + "; ".join(f"{r['check']}: {r['status']}" for r in problems)
               + f" (exit {exit_code})" if problems else "No problems found."))
-    if channels is not None:
+    if channels is not None and channels["status"] != "unknown":
         msg += f" Channels at {CHANNEL_CAP_WARN:.0%} or more of Microsoft's daily cap: {channels['detail']}."
     result = ctx.result(rows, rows, message=msg, title="Integration health")
     result.exit_code = exit_code
