@@ -47,7 +47,7 @@ from .entra import Entra, EntraError
 from .faults import Faults
 from .hosting import BOTFRAMEWORK_DOMAIN, BOTFRAMEWORK_TENANT_ID, HomeTenant, HostedTenant, home_name
 from .state import TenantState
-from .tenant import hosted_tenant_name, hosted_tenant_seed, load_tenant
+from .tenant import generate_tenant, hosted_tenant_name, hosted_tenant_seed, load_tenant
 from .throttle import Throttler
 from .tls import TlsMaterial
 from .calling import CallError, CallingService
@@ -284,7 +284,10 @@ class Emulator:
             apps = (self.state._seed or {}).get("apps") or []
             self._registrations = {a.app_id: copy.deepcopy(a) for a in self.state.apps.values()}
             for i in range(2, tenants + 1):
-                st = TenantState.from_seed(hosted_tenant_seed(i, apps))
+                seed = hosted_tenant_seed(i, apps)
+                if users:  # --users grows every hosted tenant's directory alike (a fan-out to each)
+                    seed = generate_tenant(int(users), seed=i, base=seed)
+                st = TenantState.from_seed(seed)
                 if any(h.tenant_id == st.tenant_id for h in self._hosted):
                     raise ValueError(f"hosted tenant {i} has the tenant id of another ({st.tenant_id})")
                 self._hosted.append(HostedTenant(hosted_tenant_name(i), st, Throttler(
@@ -295,6 +298,7 @@ class Emulator:
             self._botframework = HostedTenant("botframework", TenantState.from_seed(
                 {"tenant_id": BOTFRAMEWORK_TENANT_ID, "domain": BOTFRAMEWORK_DOMAIN, "apps": copy.deepcopy(bots)}))
         self.request_log: list[dict] = []
+        self._where = threading.local()  # the hosted tenant of the request this thread serves
         self._seed_permissions = self._permissions_snapshot()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -589,11 +593,12 @@ class Emulator:
 
     # ---- request handling ----
     def _log(self, method: str, path: str, status: int, claims: Claims | None, started: float,
-             batch_item: bool = False, app_id: str | None = None) -> None:
+             batch_item: bool = False, app_id: str | None = None, tenant: str | None = None) -> None:
         self.request_log.append({
             "method": method, "path": path, "status": status,
             "token_kind": claims.kind if claims else None,
             "app_id": claims.app_id if claims else app_id,
+            "tenant": tenant or (claims.tenant_id if claims else None),
             "time": utcnow_iso(), "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "batch_item": batch_item,
         })
@@ -614,8 +619,9 @@ class Emulator:
     def _handle_other(self, method: str, path: str, query: str, headers: dict, body: bytes) -> Response:
         started = time.perf_counter()
         if path.startswith("/botframework/"):
+            self._where.tenant = None
             resp, claims = self._bot(method, path[len("/botframework"):], headers, body)
-            self._log(method, path, resp.status, claims, started)
+            self._log(method, path, resp.status, claims, started, tenant=self._where.tenant)
             return resp
         if path.startswith("/_emulator/"):
             return self._admin(method, path[len("/_emulator/"):].strip("/"), query, body)
@@ -846,6 +852,7 @@ class Emulator:
             host, tokens = self._hosted[0], None
         else:
             host, tokens = self._bot_host(method, path, headers, body)
+        self._where.tenant = host.tenant_id  # the request log says whose conversation it was
         bot = host.bot
         try:
             claims = bot.authenticate(headers, tokens)
@@ -863,11 +870,11 @@ class Emulator:
                 return bot.error(404, "ConversationNotFound", "Conversation not found."), claims
             return bot.error(403, "Forbidden", f"The bot's token is for tenant {claims.tenant_id}; it cannot act "
                                                f"in tenant {host.tenant_id}."), claims
-        # The Bot Connector's limits are the bot's (one bot, one service for every tenant): tenant
-        # 1's throttle counts them all; conversation ids never repeat across tenants.
-        if self.throttle.enabled:
+        # The Bot Connector's limits are per app per tenant (graph-facts.md: "50 requests per
+        # second per app per tenant"): the tenant whose conversation it is counts the request.
+        if host.throttle.enabled:
             try:
-                self.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims),
+                host.throttle.check_bot(claims.app_id, bot.conversation_of(method, path, body, claims),
                                         posts=method == "POST")  # a POST posts a message (channel cap)
             except GraphError as e:
                 resp = self.bot.error(e.status, e.code, e.message)

@@ -278,7 +278,8 @@ def test_request_log_has_no_secrets(emu, http, app_token, delegated_token):
         ("GET", "/v1.0/users", 200, "app"), ("GET", "/v1.0/me", 200, "delegated"), ("GET", "/v1.0/users", 401, None)]
     assert graph[0]["app_id"] == emu.config()["client_id"]
     for e in log:
-        assert set(e) == {"method", "path", "status", "token_kind", "app_id", "time", "duration_ms", "batch_item"}
+        assert set(e) == {"method", "path", "status", "token_kind", "app_id", "tenant", "time", "duration_ms",
+                          "batch_item"}
     text = repr(log)
     cfg = emu.config()
     for secret in (app_token, delegated_token, cfg["client_secret"], cfg["bot_secret"]):
