@@ -10,6 +10,14 @@ tenant's own state). Goals: wall <= 1.10x the lower bound; warm <= 1.02 requests
 recipient; cold bot <= 2.1; 0 surfaced 429s, 0 failures, 0 duplicates.
 
     .venv/bin/python benchmarks/fanout.py [--recipients 1000] [--speed 1] [--only bot|delegated] [--skip-naive]
+    .venv/bin/python benchmarks/fanout.py --tenants 3 [--recipients 300]
+
+With ``--tenants K`` (issue 27) the fake tenant hosts K customer tenants and one config has a
+profile for each: the bot fan-out (cold, then warm) to one tenant alone, then to all K at once,
+each tenant from its own runtime (its own pacer: Microsoft's limits are per app per tenant).
+Each case's bound is the busiest limit class of each tenant's own requests; for K at once the
+tenants run side by side, so the aggregate rate is compared with the sum of each tenant's rate
+at its bound (K times one tenant's; goal >= 0.9 of it, 0 surfaced 429s).
 
 (At a higher speed this 2-core machine, not the tenant's limit, becomes the bottleneck.)
 
@@ -39,10 +47,11 @@ from integration.delivery.pacer import bot_windows, graph_windows  # noqa: E402
 class Tenant:
     """`msteams emulator serve` in a subprocess, read through its admin endpoints."""
 
-    def __init__(self, users: int, speed: float, workdir: str):
+    def __init__(self, users: int, speed: float, workdir: str, tenants: int = 1):
         self.cfg_path = os.path.join(workdir, "emu.yml")
         self.proc = subprocess.Popen([sys.executable, "-m", "fake_tenant", "serve", "--users", str(users),
-                                      "--speed", str(speed), "--write-config", self.cfg_path],
+                                      "--speed", str(speed), "--write-config", self.cfg_path,
+                                      *(["--tenants", str(tenants)] if tenants > 1 else [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while not (os.path.exists(self.cfg_path) and os.path.getsize(self.cfg_path)):
@@ -66,8 +75,8 @@ class Tenant:
         self.proc.wait(timeout=10)
 
 
-def runtime(tenant: Tenant, store: str, speed: float, paced: bool = True) -> Runtime:
-    cfg = config_mod.load(tenant.cfg_path)
+def runtime(tenant: Tenant, store: str, speed: float, paced: bool = True, profile: str | None = None) -> Runtime:
+    cfg = config_mod.load(tenant.cfg_path, tenant=profile)
     cfg.store_path = store
     rt = Runtime(cfg)
     rt.echo = lambda s: None
@@ -189,6 +198,99 @@ def naive(rt: Runtime, kind: str, mails: list[str], text: str):
     return run
 
 
+def measure_tenants(tenant: Tenant, name: str, speed: float, runs: dict) -> dict:
+    """Each tenant's fan-out (``runs``: tenant id -> (run, recipients, text)) at once, in threads:
+    the wall time of all, each tenant's bound from its own requests, the aggregate rate against
+    the sum of the tenants' rates at their bounds."""
+    import threading
+
+    everything = tenant.get("requests")["requests"]
+    before = len(everything)
+    settle(everything[-2000:], speed)
+    done: dict = {}
+
+    def go(tid, run):
+        done[tid] = run()
+
+    threads = [threading.Thread(target=go, args=(tid, r[0])) for tid, r in runs.items()]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(3600)
+    wall = time.perf_counter() - t0
+    log = tenant.requests_since(before)
+    bounds, sent, failed, surfaced, dups, seen, reqs = {}, 0, 0, 0, 0, 0, 0
+    for tid, (_, n, text) in runs.items():
+        mine = [e for e in log if e.get("tenant") == tid]
+        api = [e for e in mine if e["path"].startswith(("/v1.0", "/botframework")) and not e.get("batch_item")]
+        bounds[tid] = lower_bound([e for e in mine if e["status"] != 429], speed)
+        ok, bad, out = done.get(tid, (0, n, 0))
+        sent, failed, surfaced = sent + ok, failed + bad, surfaced + out
+        seen += sum(1 for e in api if e["status"] == 429)
+        reqs += len(api)
+        dups += duplicates_bot(tenant.get(f"state?tenant={tid}"), text)
+    ideal = sum(runs[tid][1] / b for tid, b in bounds.items() if b)  # recipients per second at the bounds
+    rate = sent / wall if wall else 0.0
+    return {"case": name, "wall_s": round(wall, 2), "lower_bound_s": round(max(bounds.values(), default=0.0), 2),
+            "ratio": round(wall / max(bounds.values()), 3) if bounds and max(bounds.values()) else None,
+            "requests_per_recipient": round(reqs / sum(r[1] for r in runs.values()), 3),
+            "429s_seen_by_service": seen, "429s_surfaced": surfaced, "failures": failed, "sent": sent,
+            "duplicates": dups, "rate_per_s": round(rate, 1), "rate_at_bounds_per_s": round(ideal, 1),
+            "of_bounds": round(rate / ideal, 3) if ideal else None}
+
+
+def tenants_main(ns) -> int:
+    """--tenants K: the bot fan-out to one tenant alone, then to K tenants at once."""
+    n, k = ns.recipients, ns.tenants
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        tenant = Tenant(ns.users, ns.speed, work, tenants=k)
+        try:
+            import yaml
+
+            names = list(yaml.safe_load(open(tenant.cfg_path))["tenants"])
+            rts = {name: runtime(tenant, os.path.join(work, f"store.{name}.sqlite3"), ns.speed, profile=name)
+                   for name in names}
+            tids = {name: rt.cfg.tenant_id for name, rt in rts.items()}
+            # 2n recipients a tenant: the first tenant alone sends to its second n, so that every
+            # tenant's cold case below opens conversations with people the bot never wrote to
+            mails = {name: _directory_mails(tenant, 2 * n, rt) for name, rt in rts.items()}
+            if min(len(m) for m in mails.values()) < 2 * n:
+                raise SystemExit(f"--users must be at least {2 * n + 10} for --recipients {n} with --tenants")
+            first = names[0]
+            for phase in ("cold", "warm"):
+                text = f"{phase} bot alone"
+                results.append(measure_tenants(tenant, f"1 tenant, bot {phase}", ns.speed, {tids[first]: (
+                    ours(rts[first], "send-notification", {"user": mails[first][n:], "message": text}), n, text)}))
+            mails = {name: m[:n] for name, m in mails.items()}
+            for phase in ("cold", "warm"):
+                text = f"{phase} bot x{k}"
+                results.append(measure_tenants(tenant, f"{k} tenants at once, bot {phase}", ns.speed, {
+                    tids[name]: (ours(rts[name], "send-notification", {"user": mails[name], "message": text}), n, text)
+                    for name in names}))
+            for rt in rts.values():
+                rt.close()
+        finally:
+            tenant.stop()
+    print(f"fan-out to {n} recipients in each of {k} fake tenants ({ns.users} users each) throttling at the "
+          f"published limits x{ns.speed:g}; limits are per app per tenant")
+    print(f"{'case':30} {'wall s':>8} {'bound s':>8} {'ratio':>6} {'rcpt/s':>7} {'@bound':>7} {'of':>6} "
+          f"{'429 svc':>7} {'429 out':>7} {'fail':>5} {'dup':>4}")
+    for r in results:
+        print(f"{r['case']:30} {r['wall_s']:8.2f} {r['lower_bound_s']:8.2f} {r['ratio'] or 0:6.3f} "
+              f"{r['rate_per_s']:7.1f} {r['rate_at_bounds_per_s']:7.1f} {r['of_bounds'] or 0:6.3f} "
+              f"{r['429s_seen_by_service']:7d} {r['429s_surfaced']:7d} {r['failures']:5d} {r['duplicates']:4d}")
+    for r in results:
+        if r["case"].startswith(f"{k} tenants"):
+            met = (r["of_bounds"] or 0) >= 0.9 and r["429s_surfaced"] == 0 and r["failures"] == 0 and \
+                r["duplicates"] == 0
+            print(f"goal {r['case']}: >= 0.9 of {k}x one tenant's rate at its bound "
+                  f"({r['of_bounds']}), 0 surfaced 429s: {'met' if met else 'NOT met'}")
+    print(json.dumps(results))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipients", type=int, default=1000)
@@ -196,7 +298,10 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=1.0, help="the fake tenant's limits x this (and the pacer's)")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--only", choices=("bot", "delegated"), help="run one sender's two cases (and its naive one)")
+    ap.add_argument("--tenants", type=int, default=1, help="K > 1: the bot fan-out to one tenant, then to K at once")
     ns = ap.parse_args()
+    if ns.tenants > 1:
+        return tenants_main(ns)
     n = ns.recipients
     with tempfile.TemporaryDirectory() as work:
         tenant = Tenant(ns.users, ns.speed, work)
@@ -252,12 +357,13 @@ def main() -> int:
     return 0
 
 
-def _directory_mails(tenant: Tenant, n: int) -> list[str]:
-    rt = runtime(tenant, os.path.join(os.path.dirname(tenant.cfg_path), "dir.sqlite3"), 1.0, paced=False)
+def _directory_mails(tenant: Tenant, n: int, of: Runtime | None = None) -> list[str]:
+    rt = of or runtime(tenant, os.path.join(os.path.dirname(tenant.cfg_path), "dir.sqlite3"), 1.0, paced=False)
     try:
         page = rt.client("app").paged("/users", params={"$select": "mail"}, page_size=999, limit=n + 50)
     finally:
-        rt.close()
+        if of is None:
+            rt.close()
     # Not the signed-in service account: nobody has a 1:1 chat with themself.
     mails = sorted(u["mail"] for u in page.items if u.get("mail") and u["mail"] != rt.cfg.service_account)
     return mails[:n]
