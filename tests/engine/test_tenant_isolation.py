@@ -176,3 +176,35 @@ def test_a_tenants_webhooks_are_its_own_and_each_event_says_whose_it_is(emu3, co
         assert code == 0 and json.loads(out) in ([], {"webhooks": []}), out
     finally:
         receiver.close()
+
+
+def test_one_tenants_429_pause_never_holds_another_tenants_sends(emu3, config):
+    """Microsoft's limits are per app per tenant: a pause one tenant's 429 asked for (its pacer,
+    or its keys in the shared Redis budget) leaves another tenant's sends alone."""
+    from integration.delivery.pacer import bot_windows
+    from integration.dispatch import Runtime
+
+    from engine_fixtures import Sleeps
+
+    slept = {"contoso": Sleeps(), "fabrikam": Sleeps()}
+    rts = {t: Runtime(config_path=config, tenant=t, sleep=slept[t]) for t in slept}
+    try:
+        app_windows = bot_windows("POST", "/v3/conversations")  # the app's budget: every send draws from it
+        rts["contoso"].pacer.pause(app_windows, 30.0)
+        code = execute_notification(rts["fabrikam"], a_user(emu3, "fabrikam"))
+        assert code == "sent"
+        assert not [s for s in slept["fabrikam"] if s >= 1.0]  # fabrikam never waited out contoso's pause
+        ticket = rts["contoso"].pacer.acquire(app_windows)  # contoso itself does wait
+        rts["contoso"].pacer.done(ticket)
+        assert sum(slept["contoso"]) >= 29.0
+    finally:
+        for rt in rts.values():
+            rt.close()
+
+
+def execute_notification(rt, user: str) -> str:
+    from integration.dispatch import execute
+
+    rt.echo = lambda s: None
+    row, = execute("send-notification", {"user": user, "message": "not held"}, rt).outputs
+    return row.get("status") or row.get("deliveryStatus")
