@@ -374,18 +374,23 @@ def _run_declared(ctx: CommandContext) -> Result:
 
 def execute(name: str, args: dict | None = None, runtime: Runtime | None = None, *, flow: str | None = None) -> Result:
     """Run one command by name (or alias) with raw or typed arguments."""
+    runtime = runtime or Runtime()
+    if args and "tenant" in args:  # every command's: which tenant profile runs it (war-room tenant=)
+        args = dict(args)
+        runtime = runtime.for_tenant(tenant_argument(args.pop("tenant")))
     metrics = sys.modules.get("integration.engine.metrics")  # counted only in a service that enabled it
     if metrics is None or not metrics.enabled:
         return _execute(name, args, runtime, flow=flow)
+    tenant = runtime._cfg.tenant if runtime._cfg is not None else runtime._tenant
     try:
         result = _execute(name, args, runtime, flow=flow)
     except IntegrationError as exc:
-        metrics.command_done(name, exc.kind)
+        metrics.command_done(name, exc.kind, tenant)
         raise
     except Exception:
-        metrics.command_done(name, "internal")
+        metrics.command_done(name, "internal", tenant)
         raise
-    metrics.command_done(name, "ok")
+    metrics.command_done(name, "ok", tenant)
     return result
 
 
@@ -399,11 +404,7 @@ def tenant_argument(value) -> str | None:
     return value
 
 
-def _execute(name: str, args: dict | None, runtime: Runtime | None, *, flow: str | None) -> Result:
-    runtime = runtime or Runtime()
-    if args and "tenant" in args:  # every command's: which tenant profile runs it (war-room tenant=)
-        args = dict(args)
-        runtime = runtime.for_tenant(tenant_argument(args.pop("tenant")))
+def _execute(name: str, args: dict | None, runtime: Runtime, *, flow: str | None) -> Result:
     if runtime.provider:  # the service's or the Python API's runtime: a command needs its tenant
         cfg = runtime.cfg
         if cfg.tenant_names and cfg.tenant is None:

@@ -5,17 +5,18 @@ Nothing here runs in an ordinary CLI command: the services set ``enabled``, and 
 the request path (`note_*`) look this module up in ``sys.modules`` first, so a command that
 never started a service neither imports it nor prometheus_client.
 
-Metrics (a registry of this module's own, not the library's global one):
-  msteams_commands_total{command,outcome}        commands run (outcome: ok, or the error's kind)
+Metrics (a registry of this module's own, not the library's global one); ``tenant`` is the
+tenant profile (docs/tenants.md), empty for a config without profiles:
+  msteams_commands_total{command,outcome,tenant} commands run (outcome: ok, or the error's kind)
   msteams_throttled_total{service}                429s answered by Microsoft and waited out
   msteams_throttle_wait_seconds_total{service}    seconds spent waiting them out
   msteams_pacer_wait_seconds_total                seconds the client pacer held requests back
   msteams_inbound_activities_total{kind,decision} requests to the bot endpoint, by what became of them
-  msteams_outbox_deliveries{state}                deliveries in the store's outbox, by state (at scrape)
-  msteams_runs{status}                            playbook runs waiting on a question (at scrape)
-  msteams_questions_open                          questions not answered yet (at scrape)
+  msteams_outbox_deliveries{state,tenant}         deliveries in the store's outbox, by state (at scrape)
+  msteams_runs{status,tenant}                     playbook runs waiting on a question (at scrape)
+  msteams_questions_open{tenant}                  questions not answered yet (at scrape)
   msteams_channel_messages_today{channel,sender}  messages sent today (UTC) to the busiest channels, per
-                                                  sending app (graph, bot), against Microsoft's cap of
+                                                  sending app and tenant (graph, bot), against Microsoft's cap of
                                                   3,000 per app per day to one channel (at scrape)
 """
 from __future__ import annotations
@@ -42,8 +43,8 @@ def _metrics() -> dict:
             reg = CollectorRegistry(auto_describe=True)
             _made.update(
                 registry=reg,
-                commands=Counter("msteams_commands_total", "Commands run, by outcome", ["command", "outcome"],
-                                 registry=reg),
+                commands=Counter("msteams_commands_total", "Commands run, by outcome (and tenant profile)",
+                                 ["command", "outcome", "tenant"], registry=reg),
                 throttled=Counter("msteams_throttled_total", "429 answers waited out", ["service"], registry=reg),
                 throttle_wait=Counter("msteams_throttle_wait_seconds_total", "Seconds spent waiting out 429s",
                                       ["service"], registry=reg),
@@ -63,9 +64,9 @@ def enable() -> None:
 
 
 # ---- counters (no-ops until enabled) ----
-def command_done(command: str, outcome: str) -> None:
+def command_done(command: str, outcome: str, tenant: str | None = None) -> None:
     if enabled:
-        _metrics()["commands"].labels(command=command, outcome=outcome).inc()
+        _metrics()["commands"].labels(command=command, outcome=outcome, tenant=tenant or "").inc()
 
 
 def throttled(seconds: float, service: str = "graph") -> None:
@@ -86,17 +87,19 @@ def inbound(decision: str, kind: str = "message") -> None:
 
 
 # ---- hooks for modules on every command's path: free when no service enabled this module ----
-def note_command(command: str, outcome: str) -> None:
+def note_command(command: str, outcome: str, tenant: str | None = None) -> None:
     m = sys.modules.get(__name__)
     if m is not None and m.enabled:
-        m.command_done(command, outcome)
+        m.command_done(command, outcome, tenant)
 
 
 # ---- gauges read from the store at scrape time ----
 class _StoreCollector:
-    def __init__(self, store):
-        self.store = store
-        self._cached: tuple[float, list] | None = None
+    """The stores reported, by tenant profile ("" for a config without profiles)."""
+
+    def __init__(self):
+        self.stores: dict[str, object] = {}
+        self._cached: dict[str, tuple[float, list]] = {}
 
     def describe(self):
         return []
@@ -105,39 +108,49 @@ class _StoreCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > GAUGE_CACHE_SECONDS:
-            self._cached = (now, self._read())
-        outbox, waiting, questions = self._cached[1]
-        g = GaugeMetricFamily("msteams_outbox_deliveries", "Deliveries in the outbox, by state", labels=["state"])
-        for state in ("claimed", "pending", "sent", "failed", "unknown"):  # as delivery/outbox.py's STATES
-            g.add_metric([state], outbox.get(state, 0))
+        g = GaugeMetricFamily("msteams_outbox_deliveries", "Deliveries in the outbox, by state",
+                              labels=["state", "tenant"])
+        r = GaugeMetricFamily("msteams_runs", "Playbook runs, by status (waiting: on a question)",
+                              labels=["status", "tenant"])
+        q = GaugeMetricFamily("msteams_questions_open", "Questions not answered yet", labels=["tenant"])
+        for tenant, store in sorted(self.stores.items()):
+            cached = self._cached.get(tenant)
+            if cached is None or now - cached[0] > GAUGE_CACHE_SECONDS:
+                cached = self._cached[tenant] = (now, self._read(store))
+            outbox, waiting, questions = cached[1]
+            for state in ("claimed", "pending", "sent", "failed", "unknown"):  # as delivery/outbox.py's STATES
+                g.add_metric([state, tenant], outbox.get(state, 0))
+            r.add_metric(["waiting", tenant], waiting)
+            q.add_metric([tenant], questions)
         yield g
-        r = GaugeMetricFamily("msteams_runs", "Playbook runs, by status (waiting: on a question)", labels=["status"])
-        r.add_metric(["waiting"], waiting)
         yield r
-        yield GaugeMetricFamily("msteams_questions_open", "Questions not answered yet", value=questions)
+        yield q
 
-    def _read(self) -> list:
+    @staticmethod
+    def _read(store) -> list:
         try:
             counts: dict = {}
-            for row in self.store.outbox_list(None, OUTBOX_SCAN_LIMIT):
+            for row in store.outbox_list(None, OUTBOX_SCAN_LIMIT):
                 counts[row["state"]] = counts.get(row["state"], 0) + 1
-            waiting = len(self.store.run_list("waiting", 100_000))
-            questions = len(self.store.question_list("open", 100_000))
+            waiting = len(store.run_list("waiting", 100_000))
+            questions = len(store.question_list("open", 100_000))
             return [counts, waiting, questions]
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the store hiccups
             logging.getLogger("msteams.metrics").warning("could not read the store for metrics: %s", exc)
             return [{}, 0, 0]
 
 
-def register_store(store) -> None:
-    """Report the store's outbox, waiting runs and open questions on every scrape."""
+def register_store(store, tenant: str | None = None) -> None:
+    """Report the store's outbox, waiting runs and open questions on every scrape, labelled
+    with its tenant profile (one store a tenant: a later one, from a restarted runtime,
+    replaces it)."""
     m = _metrics()
-    if "store" not in m:
-        m["store"] = _StoreCollector(store)
-        m["registry"].register(m["store"])
-    else:  # one store a process: a later one (a restarted runtime) replaces it
-        m["store"].store, m["store"]._cached = store, None
+    with _lock:
+        if "store" not in m:
+            m["store"] = _StoreCollector()
+            m["registry"].register(m["store"])
+        m["store"].stores[tenant or ""] = store
+        m["store"]._cached.pop(tenant or "", None)
 
 
 # ---- the busiest channels' messages of the day, read from the pacers at scrape time ----

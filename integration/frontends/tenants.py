@@ -73,3 +73,15 @@ def main(argv: list[str], *, out: Callable[[str], None], config: str | None, out
                     message=message, exit_code=code)
     out(result.render(output or "table"))
     return code
+
+
+def watch_stores(runtime) -> None:
+    """Metrics of a service: its runtime's store, and with tenant profiles each tenant's, every
+    gauge labelled with its tenant (engine/metrics.py)."""
+    from integration.engine import metrics
+
+    cfg = runtime.cfg
+    metrics.register_store(runtime.store, cfg.tenant)
+    if cfg.tenant is None:
+        for name in cfg.tenant_names:
+            metrics.register_store(runtime.for_tenant(name).store, name)

@@ -199,7 +199,7 @@ class Worker:
                 self.counts[f"job:{outcome}"] += 1
             from integration.engine import metrics
 
-            metrics.command_done(f"worker-{job.kind}", "ok" if outcome == "done" else outcome)
+            metrics.command_done(f"worker-{job.kind}", "ok" if outcome == "done" else outcome, self.rt.cfg.tenant)
             log.debug("job %s (%s) %s in %.0f ms", job.id, job.kind, outcome, (time.monotonic() - started) * 1000)
 
     def _housekeeping(self) -> None:
@@ -306,7 +306,8 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
         workers.append(Worker(rt, queue, name=name, concurrency=ns.concurrency or rt.cfg.fanout_workers,
                               visibility=ns.visibility_timeout, until_empty=ns.until_empty, out=out))
     if ns.metrics_port is not None:
-        metrics.register_store(runtimes[0].store)  # outbox depth by state, waiting runs, at scrape time
+        for rt in runtimes:  # outbox depth by state, waiting runs, at scrape time, by tenant
+            metrics.register_store(rt.store, rt.cfg.tenant)
         metrics.serve(ns.metrics_port, ns.metrics_host)
 
     def stop(signum, frame):  # finish what runs, take nothing new

@@ -73,7 +73,7 @@ def test_counters_move_for_accepted_and_forged_requests_and_commands(served):
     assert delta('msteams_inbound_activities_total{decision="accepted",kind="activity"}') == 1
     assert delta('msteams_inbound_activities_total{decision="refused-auth",kind="activity"}') == 1
     assert delta('msteams_inbound_activities_total{decision="queued",kind="command"}') == 1
-    assert delta('msteams_commands_total{command="channel-list",outcome="ok"}') == 1
+    assert delta('msteams_commands_total{command="channel-list",outcome="ok",tenant=""}') == 1
 
 
 def test_the_outbox_and_waiting_runs_are_read_from_the_store_at_scrape(served, monkeypatch):
@@ -86,10 +86,10 @@ def test_the_outbox_and_waiting_runs_are_read_from_the_store_at_scrape(served, m
     store.outbox_claim("k3", lease=60)
     store.outbox_set("k3", "pending", attempt=True, lease=60)  # its request is being written
     got = scrape(url)
-    assert got['msteams_outbox_deliveries{state="sent"}'] == 1
-    assert got['msteams_outbox_deliveries{state="claimed"}'] == 1
-    assert got['msteams_outbox_deliveries{state="pending"}'] == 1
-    assert got['msteams_runs{status="waiting"}'] == 0 and got["msteams_questions_open"] == 0
+    assert got['msteams_outbox_deliveries{state="sent",tenant=""}'] == 1
+    assert got['msteams_outbox_deliveries{state="claimed",tenant=""}'] == 1
+    assert got['msteams_outbox_deliveries{state="pending",tenant=""}'] == 1
+    assert got['msteams_runs{status="waiting",tenant=""}'] == 0 and got['msteams_questions_open{tenant=""}'] == 0
 
 
 @pytest.fixture

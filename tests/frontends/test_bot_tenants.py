@@ -144,3 +144,23 @@ def test_an_activity_naming_two_tenants_is_refused(bot):
     assert endpoint.processor.drain(20)
     (row,) = runtime.store.audit_list()
     assert row["decision"] == "denied" and row["detail"] == "the activity names two tenants"
+
+
+def test_metrics_are_labelled_with_each_tenant(bot):
+    from integration.engine import metrics
+    from integration.frontends.tenants import watch_stores
+
+    emu, runtime, endpoint = bot
+    was = metrics.enabled
+    metrics.enable()
+    try:
+        watch_stores(runtime)
+        for tenant in ("contoso", "fabrikam"):
+            says(emu, endpoint, a_user(emu, tenant), "!team-list")
+        text = metrics.render()[0].decode()
+    finally:
+        metrics.enabled = was
+    for tenant in ("contoso", "fabrikam"):
+        assert f'msteams_commands_total{{command="team-list",outcome="ok",tenant="{tenant}"}}' in text
+    for tenant in TENANTS:
+        assert f'msteams_outbox_deliveries{{state="sent",tenant="{tenant}"}}' in text

@@ -117,7 +117,7 @@ def test_a_key_runs_channel_list_over_https_and_everything_else_is_refused(emu, 
         # /v1/ready needs a key allowed integration-health; /metrics none on loopback
         problem(svc.get("/v1/ready", key=deleter), 403, "scope")
         metrics = svc.get("/metrics")
-        assert metrics.status_code == 200 and 'msteams_commands_total{command="channel-list",outcome="ok"}' in metrics.text
+        assert metrics.status_code == 200 and 'msteams_commands_total{command="channel-list",outcome="ok",tenant=""}' in metrics.text
         assert 'msteams_inbound_activities_total{decision="refused-401",kind="http"}' in metrics.text
 
     # every call with a key is audited: key name, command, digest of the arguments, outcome

@@ -154,7 +154,9 @@ def serve(argv: list[str], *, out, err, config: str | None) -> int:
         if ns.metrics_port is not None:
             from integration.engine import metrics
 
-            metrics.register_store(runtime.store)
+            from integration.frontends.tenants import watch_stores
+
+            watch_stores(runtime)
             metrics.serve(ns.metrics_port, ns.metrics_host)
             out(f"  metrics          http://{ns.metrics_host}:{ns.metrics_port}/metrics")
         server = listening(lambda: srv.BotServer(endpoint, host=ns.host, port=ns.port, tls_cert=ns.tls_cert,

@@ -91,7 +91,9 @@ def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], N
         if ns.log_json:
             metrics.json_logging()
         metrics.enable()
-        metrics.register_store(runtime.store)
+        from integration.frontends.tenants import watch_stores
+
+        watch_stores(runtime)
         from . import app as app_mod
         from .keys import Keys
         from .server import ServiceServer
