@@ -34,6 +34,7 @@ import math
 import itertools
 import re
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -131,9 +132,13 @@ class Service:
 
         self.jobs = Jobs(runtime.store, workers=workers)
         self._ready: tuple[float, Answer] | None = None
+        self.trail = AuditTrail(runtime.store)
+        self._running = 0  # commands running in the pool (AuditTrail.add: alone or not)
+        self._running_lock = threading.Lock()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.trail.close()  # what is queued is written before the process goes
         self.runs.close()
         self.jobs.close()
 
@@ -145,7 +150,11 @@ class Service:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.pool.submit(_hand_back, loop, waiter, work, args)
-        timer = loop.call_later(self.time_limit, _settle, waiter, None)
+        return await self._answer_of(waiter, path or request.url.path)
+
+    async def _answer_of(self, waiter, path: str) -> Answer:
+        """What ``waiter`` is given, or 504 past the time limit (the work goes on)."""
+        timer = waiter.get_loop().call_later(self.time_limit, _settle, waiter, None)
         try:
             answer = await waiter
         finally:
@@ -154,7 +163,7 @@ class Service:
             return problem_answer(Problem(504, "timeout", f"no answer within the service's time limit of "
                                                           f"{self.time_limit:g} s; the command goes on",
                                           hint="retry with the same Idempotency-Key and body to get its answer "
-                                               "once it is done"), path or request.url.path)
+                                               "once it is done"), path)
         return answer
 
     async def _body(self, request) -> bytes:
@@ -201,7 +210,10 @@ class Service:
         call = {"name": scope["path_params"]["name"], "token": token, "body": body, "started": started,
                 "idempotency_key": headers.get(_IDEM), "flow": request.query_params.get("flow") if query else None,
                 "peer": client[0] if client else "?", "path": path, "prefer": headers.get(b"prefer")}
-        return (await self._in_pool(request, self.run_command, call, path=path)).response()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.pool.submit(self._command_job, loop, waiter, call)
+        return (await self._answer_of(waiter, path)).response()
 
     async def start_run(self, request):
         try:
@@ -372,8 +384,34 @@ class Service:
                           hint=f"did you mean: {', '.join(close)}?" if close else "GET /v1/commands lists them")
         return spec
 
+    def _command_job(self, loop, waiter, call: dict) -> None:
+        """In a pool thread: the command; its answer goes to ``waiter`` once its audit entry is
+        committed (AuditTrail: with those of the calls answered meanwhile, in one transaction)."""
+        with self._running_lock:
+            self._running += 1
+        try:
+            answer, row = self._command(call)
+        except Exception as exc:  # noqa: BLE001 - _command never raises; a bug is a 500, never a traceback
+            answer, row = problem_answer(from_error(exc), call["path"]), None
+        finally:
+            with self._running_lock:
+                self._running -= 1
+                alone = not self._running
+        if row is None:
+            _hand_over(loop, [(waiter, answer)])
+        else:
+            self.trail.add(row, loop, waiter, answer, alone=alone)
+
     def run_command(self, call: dict) -> Answer:
-        """One command request, from the key to the audit entry. Never raises."""
+        """One command request, from the key to the audit entry (written before this returns).
+        Never raises."""
+        answer, row = self._command(call)
+        if row is not None:
+            self.trail.write([row])
+        return answer
+
+    def _command(self, call: dict) -> tuple[Answer, dict | None]:
+        """One command request, from the key to the answer and its audit entry (not written)."""
         audit = {"command": call["name"][:100], "key": None, "digest": None, "decision": "refused"}
         path = call["path"]
         answer = None
@@ -405,9 +443,8 @@ class Service:
                 answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, audit)
         except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
             answer = problem_answer(from_error(exc), path)
-        self._audit(call, audit, answer)
         _note(answer.status)
-        return answer
+        return answer, self._audit_row(call, audit, answer)
 
     def _start_job(self, key, spec, args, flow, header: str | None, path: str) -> Answer:
         """The command as a job (jobs.py): 202 with its Location; the same Idempotency-Key, the same job."""
@@ -476,20 +513,23 @@ class Service:
         return Answer(200, _dumps(result_body(result)))
 
     def _audit(self, call: dict, audit: dict, answer: Answer) -> None:
+        row = self._audit_row(call, audit, answer)
+        if row is not None:
+            self.trail.write([row])
+
+    @staticmethod
+    def _audit_row(call: dict, audit: dict, answer: Answer) -> dict | None:
+        """The audit entry of a call with a key (None without one)."""
         if audit["key"] is None:
-            return
+            return None
         outcome = "ok" if answer.status < 300 else _code_of(answer)
         detail = f"HTTP {answer.status}" + (" (replayed)" if audit.get("replayed") else "") + (
             f" (key {audit['shown']})" if audit.get("shown") else "")
-        try:
-            self.runtime.store.audit_add({
-                "activity_id": f"http:{_AUDIT_PROCESS}{next(_AUDIT_COUNT):016x}", "sender_id": f"api-key:{audit['key']}",
-                "sender_name": audit["key"], "conversation_type": "http", "place": f"HTTP API from {call['peer']}",
-                "command": audit["command"], "text": f"sha256:{audit['digest']}" if audit["digest"] else None,
-                "decision": audit["decision"], "outcome": outcome, "detail": detail,
-                "duration_ms": int((time.monotonic() - call["started"]) * 1000)})
-        except Exception as exc:  # noqa: BLE001 - the answer stands; the log says the audit failed
-            log.error("could not audit an HTTP API call: %s", type(exc).__name__)
+        return {"activity_id": f"http:{_AUDIT_PROCESS}{next(_AUDIT_COUNT):016x}",
+                "sender_id": f"api-key:{audit['key']}", "sender_name": audit["key"], "conversation_type": "http",
+                "place": f"HTTP API from {call['peer']}", "command": audit["command"],
+                "text": f"sha256:{audit['digest']}" if audit["digest"] else None, "decision": audit["decision"],
+                "outcome": outcome, "detail": detail, "duration_ms": int((time.monotonic() - call["started"]) * 1000)}
 
     def _listing(self, key: dict) -> Answer:
         scopes = key.get("scopes") or ()
@@ -541,6 +581,102 @@ def _hand_back(loop, waiter, work, args) -> None:
 def _settle(waiter, answer) -> None:
     if not waiter.done():  # else: answered 504 already, or the client went away
         waiter.set_result(answer)
+
+
+def _settle_all(pairs: list) -> None:
+    for waiter, answer in pairs:
+        if not waiter.done():
+            waiter.set_result(answer)
+
+
+def _hand_over(loop, pairs: list) -> None:
+    """From any thread: each (waiter, answer) of ``pairs`` settled on ``loop``, in one call."""
+    try:
+        loop.call_soon_threadsafe(_settle_all, pairs)
+    except RuntimeError:  # the loop is closed: the server stopped; nobody waits for these answers
+        pass
+
+
+class AuditTrail:
+    """The audit entries of command calls, committed in groups (group commit). While calls
+    run side by side, each pool thread queues its call's entry and is free at once; a thread of
+    the trail writes what is queued, together, in one transaction (the entries queued while it
+    writes go together next), then hands the calls' answers to the event loop (one hand-over a
+    batch). A call alone (none other running, nothing queued, no write under way) writes its
+    entry in its own thread: no other thread to wake. Either way a call's answer is handed over
+    only once its entry is committed (or failed to be: logged, and the answer stands, as ever).
+    ``close()`` writes what is queued before it returns (a graceful stop loses none); once
+    closed, a call writes its entry itself."""
+
+    def __init__(self, store):
+        self.store = store
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list = []  # (row, loop, waiter, answer)
+        self._writing = False  # the trail's thread writes
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, row: dict, loop, waiter, answer: Answer, *, alone: bool = False) -> None:
+        cond = self._cond
+        with cond:
+            if not self._closed and not (alone and not self._writing and not self._queue):
+                self._queue.append((row, loop, waiter, answer))
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="msteams-api-audit", daemon=True)
+                    self._thread.start()
+                elif not self._writing:
+                    cond.notify()
+                return
+        try:
+            self.write([row])
+        finally:
+            _hand_over(loop, [(waiter, answer)])
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue:
+                    if self._closed:
+                        return
+                    cond.wait()
+                self._writing = True
+                batch, self._queue = self._queue, []
+            try:
+                self.write([b[0] for b in batch])
+            finally:
+                with cond:
+                    self._writing = False
+                by_loop: dict = {}
+                for _, loop, waiter, answer in batch:
+                    by_loop.setdefault(loop, []).append((waiter, answer))
+                for loop, pairs in by_loop.items():
+                    _hand_over(loop, pairs)
+
+    def write(self, rows: list[dict]) -> None:
+        """Commit ``rows`` (one transaction; when it fails, each on its own); never raises."""
+        store = self.store
+        if len(rows) > 1:
+            try:
+                with store.transaction():
+                    for row in rows:
+                        store.audit_add(row)
+                return
+            except Exception:  # noqa: BLE001 - none was kept: each on its own, so one bad row fails alone
+                pass
+        for row in rows:
+            try:
+                store.audit_add(row)
+            except Exception as exc:  # noqa: BLE001 - the answer stands; the log says the audit failed
+                log.error("could not audit an HTTP API call: %s", type(exc).__name__)
+
+    def close(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 def _arguments(body: bytes) -> dict:
