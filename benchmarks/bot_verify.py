@@ -5,7 +5,10 @@ audience, exp/nbf with skew, the serviceurl claim) beside the floor of the same 
 
     .venv/bin/python benchmarks/bot_verify.py [-n 3000]
 
-Prints microseconds per token and the ratio to the floor (goal: <= 1.5x). The keys come from a
+Prints microseconds per token and the ratio to the floor (goal: <= 1.5x), for a token never seen
+(each call another token: the full check) and, without a goal, for the same token again (what
+the endpoint sees: Teams sends one token with every activity for about an hour; kept once
+verified, its time claims and key checked again). The keys come from a
 fake tenant started in-process; nothing leaves the machine.
 """
 from __future__ import annotations
@@ -54,13 +57,17 @@ def main() -> int:
                        leeway=300, options={"require": ["exp", "iss", "aud"]})
 
         base = per_call(floor, ns.n)
-        ours = per_call(lambda: verifier.verify(header), ns.n)
+        fresh = [f"Bearer {emu.teams.sign(cfg.bot_id, lifetime=300 + i)}" for i in range(5 * ns.n + 1)]
+        it = iter(fresh)
+        ours = per_call(lambda: verifier.verify(next(it)), ns.n)
+        again = per_call(lambda: verifier.verify(header), ns.n)
     finally:
         emu.stop()
     ratio = ours / base
     print(f"PyJWT decode, key object built once (floor)  {base:7.1f} us  1.00x")
-    print(f"InboundVerifier.verify                        {ours:7.1f} us  {ratio:.2f}x   goal <= 1.5x: "
+    print(f"InboundVerifier.verify, a new token          {ours:7.1f} us  {ratio:.2f}x   goal <= 1.5x: "
           f"{'met' if ratio <= 1.5 else 'NOT met'}")
+    print(f"InboundVerifier.verify, the same token again  {again:7.1f} us  {again / base:.2f}x")
     return 0 if ratio <= 1.5 else 1
 
 

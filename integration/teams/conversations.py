@@ -71,8 +71,20 @@ def describe(activity: dict) -> dict:
             "channelName": _id(channel.get("name"))}
 
 
+def _put_changed(store, key: str, kind: str, value: dict, prev: dict | None) -> None:
+    """Write a reference unless the stored one (``prev``) says the same: every field but
+    ``learnedAt`` equal (a reference marked ``gone`` is not, so learning it again clears the
+    mark). ``learnedAt`` is thus when the reference was learned as it stands; a message in a
+    known conversation costs a read, not a write."""
+    if prev is not None and len(prev) == len(value) and all(
+            k == "learnedAt" or (k in prev and prev[k] == v) for k, v in value.items()):
+        return
+    store.conversation_put(key, kind, value)
+
+
 def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
-    """Record what ``activity`` tells about where the bot may write; the keys written."""
+    """Record what ``activity`` tells about where the bot may write; the keys (re)confirmed.
+    A reference already stored as the activity tells it is not written again (_put_changed)."""
     service_url = _id(activity.get("serviceUrl"))
     if not service_url:
         return []
@@ -98,36 +110,41 @@ def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
     if where["type"] == "personal":
         if oid:
             key = f"user/{bot_id}/{oid.lower()}"
-            store.conversation_put(key, "user", dict(common, conversationId=where["baseId"], userId=oid,
-                                                     userName=_id(sender.get("name")), type="personal"))
+            _put_changed(store, key, "user", dict(common, conversationId=where["baseId"], userId=oid,
+                                                  userName=_id(sender.get("name")), type="personal"),
+                         store.conversation_get(key))
             written.append(key)
         return written
     if where["type"] == "channel":
         team_id = where["teamId"]  # Teams' team id is its General channel's thread id
         if team_id:
             key = f"team/{bot_id}/{(where['teamAadGroupId'] or team_id).lower()}"
-            prev = store.conversation_get(key) or {}
+            stored = store.conversation_get(key)
+            prev = stored or {}
             users = sorted(set(prev.get("userIds") or []) | set(member_oids))
-            store.conversation_put(key, "team", dict(common, conversationId=team_id, teamId=team_id,
-                                                     teamName=where["teamName"] or prev.get("teamName"),
-                                                     aadGroupId=where["teamAadGroupId"] or prev.get("aadGroupId"),
-                                                     userIds=users, type="team"))
+            _put_changed(store, key, "team", dict(common, conversationId=team_id, teamId=team_id,
+                                                  teamName=where["teamName"] or prev.get("teamName"),
+                                                  aadGroupId=where["teamAadGroupId"] or prev.get("aadGroupId"),
+                                                  userIds=users, type="team"), stored)
             written.append(key)
         channel_id = where["channelId"]
         if channel_id:
             key = f"channel/{bot_id}/{channel_id}"
-            prev = store.conversation_get(key) or {}
-            store.conversation_put(key, "channel", dict(common, conversationId=channel_id, channelId=channel_id,
-                                                        teamId=team_id or prev.get("teamId"),
-                                                        channelName=where["channelName"] or prev.get("channelName"),
-                                                        type="channel"))
+            stored = store.conversation_get(key)
+            prev = stored or {}
+            _put_changed(store, key, "channel", dict(common, conversationId=channel_id, channelId=channel_id,
+                                                     teamId=team_id or prev.get("teamId"),
+                                                     channelName=where["channelName"] or prev.get("channelName"),
+                                                     type="channel"), stored)
             written.append(key)
         return written
     # group chat
     key = f"chat/{bot_id}/{where['baseId']}"
-    prev = store.conversation_get(key) or {}
+    stored = store.conversation_get(key)
+    prev = stored or {}
     users = sorted(set(prev.get("userIds") or []) | set(member_oids) | ({oid} if oid else set()))
-    store.conversation_put(key, "chat", dict(common, conversationId=where["baseId"], userIds=users, type="groupChat"))
+    _put_changed(store, key, "chat", dict(common, conversationId=where["baseId"], userIds=users, type="groupChat"),
+                 stored)
     written.append(key)
     return written
 

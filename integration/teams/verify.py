@@ -15,6 +15,15 @@
 Keys are cached per metadata document and fetched again on an unknown ``kid`` at most once a
 minute (and at least once a day). A refusal is a :class:`Rejected` whose text names the reason
 and never the token.
+
+The Bot Connector sends one token with every activity for as long as it is valid (about an
+hour): a token PyJWT accepted is kept (up to :data:`VERIFIED_TOKENS`) with its claims, and
+when it comes again it is not parsed, nor its signature checked, again: what could answer
+differently is checked again every time, the same way (the issuer's key source and the key
+the ``kid`` names, which must still be the very key that checked it; that key's type and
+endorsements; ``iat``, ``nbf`` and ``exp`` against the clock with the same leeway, as PyJWT
+does; the tenant and the ``serviceurl`` claim). Only a token signed by one of the keys gets
+there.
 """
 from __future__ import annotations
 
@@ -37,10 +46,15 @@ REFRESH_MIN_INTERVAL = 60.0  # an unknown kid fetches the keys again at most thi
 KEYS_MAX_AGE = 24 * 3600.0
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_DOCUMENT_BYTES = 1024 * 1024
+VERIFIED_TOKENS = 256  # tokens whose signature and claims were checked, kept (InboundVerifier._verified)
 
 
 class Rejected(Exception):
     """The request is refused (401). ``str()`` is the reason, safe to log (no token)."""
+
+
+# What KeySource.cached answers when the key can be known only by fetching the key set first.
+FETCH = object()
 
 
 def fetch_json(verify: str | bool = True, timeout: float = 10.0) -> Callable[[str], dict]:
@@ -92,20 +106,39 @@ class KeySource:
     def key(self, kid: str) -> dict | None:
         with self._lock:
             now = self._clock()
-            stale = self._fetched is None or now - self._fetched >= self.max_age
-            if kid in self._keys and not stale:
-                return self._keys[kid]
-            if self._attempted is None or now - self._attempted >= self.min_refresh or (
-                    stale and self._fetched is not None):
+            if self._must_fetch(kid, now):
                 self._refresh(now)
             return self._keys.get(kid)
+
+    def cached(self, kid: str):
+        """What :meth:`key` answers, when it can answer without fetching (no I/O: fit for an
+        event loop); else :data:`FETCH`."""
+        with self._lock:
+            return FETCH if self._must_fetch(kid, self._clock()) else self._keys.get(kid)
+
+    def _must_fetch(self, kid: str, now: float) -> bool:
+        """Whether :meth:`key` fetches the key set before answering: the keys are stale, or
+        ``kid`` is unknown and the last try is a minute old."""
+        stale = self._fetched is None or now - self._fetched >= self.max_age
+        if kid in self._keys and not stale:
+            return False
+        return self._attempted is None or now - self._attempted >= self.min_refresh or (
+            stale and self._fetched is not None)
 
     def ensure_loaded(self) -> None:
         """Fetch the document and keys once if never fetched (to learn the issuer)."""
         with self._lock:
-            if self._fetched is None and (self._attempted is None or
-                                          self._clock() - self._attempted >= self.min_refresh):
+            if self._must_load():
                 self._refresh(self._clock())
+
+    def _must_load(self) -> bool:
+        return self._fetched is None and (self._attempted is None or self._clock() - self._attempted >= self.min_refresh)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether :meth:`ensure_loaded` would answer without fetching."""
+        with self._lock:
+            return not self._must_load()
 
     def _refresh(self, now: float) -> None:
         self._attempted = now
@@ -169,6 +202,8 @@ class InboundVerifier:
         self.tenant_id = tenant_id
         self.tenant = KeySource(tenant_metadata_url, fetch, clock=clock) if (tenant_id and tenant_metadata_url) else None
         self._authority_host = urlsplit(tenant_metadata_url or "").hostname or ""
+        # token -> (kid, iss, the key (JWK) that verified it, the issuers accepted, claims, (iat, nbf, exp))
+        self._verified: dict[str, tuple] = {}
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "InboundVerifier":
@@ -189,23 +224,40 @@ class InboundVerifier:
                    timeout=min(cfg.timeout, 10.0), **kw)
 
     # ---- the token ----
-    def verify(self, authorization: str | None) -> Identity:
+    def verify(self, authorization: str | None, *, fetch: bool = True) -> Identity | None:
+        """The token's identity, or Rejected. With ``fetch=False`` (on an event loop): the same
+        checks with the keys at hand, or None when they must be fetched first (then call again
+        with ``fetch=True``, in a thread)."""
         token = bearer_token(authorization)
-        # Which key and issuer to check against, from an unverified look at the token (used for
-        # nothing else); PyJWT then checks everything, signature first, in one decode.
-        header, unverified = peek(token)
-        kid = signing_key_id(header)
-        iss = unverified.get("iss")
-        source, name, issuers = self._source_for(iss)
-        jwk = source.key(kid)
+        known = self._verified.get(token)
+        if known is not None:  # verified before: its kid and issuer as read then
+            kid, iss = known[0], known[1]
+        else:
+            # Which key and issuer to check against, from an unverified look at the token (used
+            # for nothing else); PyJWT then checks everything, signature first, in one decode.
+            header, unverified = peek(token)
+            kid = signing_key_id(header)
+            iss = unverified.get("iss")
+        found = self._source_for(iss, fetch)
+        if found is None:
+            return None
+        source, name, issuers = found
+        jwk = source.key(kid) if fetch else source.cached(kid)
+        if jwk is FETCH:
+            return None
         if jwk is None:
             raise Rejected(f"unknown signing key for issuer {quote(str(iss), 100)}")
         check_key(jwk)
         endorsements = jwk.get("endorsements")
         if endorsements is not None and (not isinstance(endorsements, list) or CHANNEL not in endorsements):
             raise Rejected(f"the signing key is not endorsed for {CHANNEL}")
-        claims = decode_signed(token, jwk, audience=self.bot_id, issuers=sorted(issuers),
-                               key=source.key_object(kid, jwk))
+        if known is not None and known[2] is jwk and known[3] == issuers:
+            check_times(known[5], time.time())  # signature, audience and issuer: as they were
+            claims = dict(known[4])
+        else:
+            claims = decode_signed(token, jwk, audience=self.bot_id, issuers=sorted(issuers),
+                                   key=source.key_object(kid, jwk))
+            self._remember(token, (kid, iss, jwk, frozenset(issuers), dict(claims), claim_times(claims)))
         if name == "tenant" and claims.get("tid") != self.tenant_id:
             raise Rejected("token issued for another tenant")
         service_url = claims.get("serviceurl", claims.get("serviceUrl"))
@@ -213,11 +265,22 @@ class InboundVerifier:
             raise Rejected("token has no serviceurl claim")
         return Identity(claims, claims["iss"], name, service_url if isinstance(service_url, str) else None)
 
-    def _source_for(self, iss: Any) -> tuple[KeySource, str, set[str]]:
+    def _remember(self, token: str, entry: tuple) -> None:
+        cache = self._verified
+        if len(cache) >= VERIFIED_TOKENS:  # far more than the tokens alive at once: start again
+            cache.clear()
+        cache[token] = entry
+
+    def _source_for(self, iss: Any, fetch: bool = True) -> tuple[KeySource, str, set[str]] | None:
+        """The key source, its name and the issuers it accepts for ``iss``; None when that
+        takes a fetch and ``fetch`` is False."""
         if iss == BOT_FRAMEWORK_ISSUER:
             return self.botframework, "botframework", {BOT_FRAMEWORK_ISSUER}
         if self.tenant is not None and isinstance(iss, str):
-            self.tenant.ensure_loaded()  # first use: learn the tenant's issuer from its metadata
+            if fetch:
+                self.tenant.ensure_loaded()  # first use: learn the tenant's issuer from its metadata
+            elif not self.tenant.loaded:
+                return None
             issuers = _tenant_issuers(self.tenant.issuer, self.tenant_id, self._authority_host)
             if iss in issuers:
                 return self.tenant, "tenant", issuers
@@ -262,6 +325,22 @@ def signing_key_id(header: dict) -> str:
     if not isinstance(kid, str) or not kid:
         raise Rejected("token names no signing key (kid)")
     return kid
+
+
+def claim_times(claims: dict) -> tuple:
+    """(iat, nbf, exp) of claims PyJWT accepted, as it reads them (None: absent)."""
+    return tuple(int(claims[c]) if c in claims else None for c in ("iat", "nbf", "exp"))
+
+
+def check_times(times: tuple, now: float) -> None:
+    """PyJWT's checks of the time claims (decode_signed), in its order, with the same leeway."""
+    iat, nbf, exp = times
+    if iat is not None and iat > now + SKEW_SECONDS:
+        raise Rejected("token not yet valid")
+    if nbf is not None and nbf > now + SKEW_SECONDS:
+        raise Rejected("token not yet valid")
+    if exp is not None and exp <= now - SKEW_SECONDS:
+        raise Rejected("token expired")
 
 
 def check_key(jwk: dict) -> None:

@@ -7,16 +7,20 @@ service's keys, recorded in the store, answered 202) and ``GET /healthz``. For
 
 1. no ``Authorization`` header -> 401;
 2. a declared body over :data:`MAX_BODY` -> 413;
-3. the token (``verify.py``) -> 401 when anything is wrong;
+3. the token (``verify.py``) -> 401 when anything is wrong; checked on the event loop when
+   the signing keys are at hand (no I/O: parsing and one RSA check), else in a thread that may
+   fetch them;
 4. the body, read up to the cap -> 413 past it; not a JSON object -> 400;
 5. the activity's ``serviceUrl`` against the token's -> 401;
-6. the processor (``activities.py``) answers at once (200/202) and works in the background.
+6. the processor (``activities.py``) answers at once (200/202) and works in the background:
+   one hop to the endpoint's threads.
 
 A refusal is logged in one line (peer, path, reason), never with the token; no answer carries
 a traceback.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -39,12 +43,35 @@ def _json(status: int, body: dict | None = None):
 class Endpoint:
     """The verifier and processor the routes use."""
 
-    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY, calls=None):
+    def __init__(self, verifier, processor, *, max_body: int = MAX_BODY, calls=None, threads: int = 4):
         self.verifier = verifier
         self.processor = processor
         self.calls = calls  # CallNotifications (calls.py), or None: /api/calls answers 404
         self.max_body = max_body
         self.rejected = 0  # refused requests (health, tests)
+        self.threads = threads
+        self._pool = None  # the threads requests hop to (made on first use)
+        self._pool_lock = threading.Lock()
+
+    async def _in_thread(self, fn, *args):
+        """``fn(*args)`` in one of the endpoint's threads: its result (or its exception) handed
+        back to the loop in one call (no executor future chained to an asyncio one, no anyio)."""
+        pool = self._pool
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="msteams-bot-http")
+                pool = self._pool
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        pool.submit(_run_for, loop, waiter, fn, args)
+        return await waiter
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def _refuse(self, request, status: int, reason: str):
         self.rejected += 1
@@ -58,28 +85,34 @@ class Endpoint:
         message = {401: "Unauthorized", 413: "Request body too large", 400: "Bad request"}.get(status, "Refused")
         return _json(status, {"error": {"code": message.replace(" ", ""), "message": message}})
 
-    async def _verified_json(self, request, verify):
+    async def _verified_json(self, request, verify, *, at_hand: bool = False):
         """(what ``verify`` made of the token, the parsed body), in the order Microsoft asks:
-        the token is checked before a byte of the body is read. A _Refusal otherwise."""
-        from starlette.concurrency import run_in_threadpool
-
+        the token is checked before a byte of the body is read. A _Refusal otherwise.
+        ``at_hand``: ``verify`` takes ``fetch=False`` (InboundVerifier.verify): checked on the
+        loop with the keys at hand, in a thread only when they must be fetched."""
         from integration.teams.verify import Rejected
 
-        auth = request.headers.get("authorization")
+        headers = request.headers
+        auth = headers.get("authorization")
         if not auth:
             raise _Refusal(401, "no Authorization header")
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
             raise _Refusal(413, f"declared body of {declared[:20]} bytes")
         try:
-            identity = await run_in_threadpool(verify, auth)
+            identity = verify(auth, fetch=False) if at_hand else None
+            if identity is None:
+                identity = await self._in_thread(verify, auth)
         except Rejected as exc:
             raise _Refusal(401, str(exc)) from None
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise _Refusal(413, f"body over {self.max_body} bytes")
+        if declared is not None:  # the server holds the body to the length declared, under the cap
+            body = await request.body()
+        else:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    raise _Refusal(413, f"body over {self.max_body} bytes")
         try:
             return identity, json.loads(bytes(body))
         except (ValueError, RecursionError):
@@ -92,19 +125,18 @@ class Endpoint:
         return _json(500, {"error": {"code": "InternalError", "message": "Internal error"}})
 
     async def messages(self, request):
-        from starlette.concurrency import run_in_threadpool
-
-        from integration.teams.verify import Rejected
+        from integration.teams.verify import InboundVerifier, Rejected
 
         try:
-            identity, activity = await self._verified_json(request, self.verifier.verify)
+            identity, activity = await self._verified_json(request, self.verifier.verify,
+                                                           at_hand=isinstance(self.verifier, InboundVerifier))
             if not isinstance(activity, dict):
                 raise _Refusal(400, "body is not a JSON object")
             try:
                 self.verifier.check_activity(identity, activity)
             except Rejected as exc:
                 raise _Refusal(401, str(exc)) from None
-            status, payload = await run_in_threadpool(self.processor.accept, activity)
+            status, payload = await self._in_thread(self.processor.accept, activity)
             _note_inbound(request, "accepted")
             return _json(status, payload)
         except _Refusal as r:
@@ -114,14 +146,12 @@ class Endpoint:
 
     async def call_notifications(self, request):
         """``POST /api/calls``: verified as the messages are (calls.py), then recorded."""
-        from starlette.concurrency import run_in_threadpool
-
         try:
             if self.calls is None:
                 return _json(404, {"error": {"code": "NotFound", "message": "Not found"}})
             _, doc = await self._verified_json(request, self.calls.verifier.verify)
             try:
-                await run_in_threadpool(self.calls.accept, doc)
+                await self._in_thread(self.calls.accept, doc)
             except ValueError as exc:
                 raise _Refusal(400, str(exc)) from None
             _note_inbound(request, "accepted")
@@ -136,6 +166,27 @@ class Endpoint:
 
 
 _REFUSED = {401: "refused-auth", 413: "refused-size", 400: "refused-invalid"}
+
+
+def _run_for(loop, waiter, fn, args) -> None:
+    """In an endpoint thread: ``fn(*args)``, its result or exception set on ``waiter`` on ``loop``."""
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # noqa: BLE001 - raised again on the loop, where the route handles it
+        result, error = None, exc
+    try:
+        loop.call_soon_threadsafe(_settle, waiter, result, error)
+    except RuntimeError:  # the loop is closed: the server stopped
+        pass
+
+
+def _settle(waiter, result, error) -> None:
+    if waiter.done():  # the request was cancelled (the client went away)
+        return
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(result)
 
 
 def _note_inbound(request, decision: str) -> None:
@@ -308,6 +359,7 @@ class BotServer(Served):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         self.endpoint.processor.close()
+        self.endpoint.close()
 
 
 def build(runtime, *, workers: int = 4, clock: Callable[[], float] | None = None, verifier=None) -> Endpoint:
