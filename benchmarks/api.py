@@ -15,7 +15,8 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
      activity: it answers at once and works in the background) each against a plain Starlette
      echo app served by the same code with the same uvicorn settings (`ServiceServer`), at
      concurrency 8 over kept-alive connections: requests per second and the ratio to the echo
-     (goal: >= 0.5 each).
+     (goal: >= 0.5 each), and the server process's CPU time per request (Linux), which varies
+     less than requests per second on a machine shared with other work.
 
     .venv/bin/python benchmarks/api.py [-n 1000] [--clients 200] [--seconds 5] [--check]
 
@@ -85,6 +86,15 @@ class Process:
                 raise SystemExit(f"{argv[2:4]} did not start: {self.proc.stderr.read()[-2000:]}")
             time.sleep(0.02)
         self.url = open(url_file).read().strip()
+
+    def cpu_seconds(self) -> float | None:
+        """User and system CPU time of the server's process so far (Linux: /proc; else None)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -288,19 +298,25 @@ def main(argv: list[str] | None = None) -> int:
                   ("echo (activity body)", echo, "/echo", activity, json_headers),
                   ("bot endpoint !help", svc, "/api/messages", activity, bot_headers)]
         c = {}
+        by_url = {svc: servers[0], echo: servers[1]}
         for label, url, path, body_for, headers in phases:
             make = raw_caller(url, path, body_for, headers)
             call, close = make(-1)  # one call first: a refusal stops the run rather than being measured
             if not call():
                 raise SystemExit(f"{label}: refused")
             close()
+            cpu0 = by_url[url].cpu_seconds()
             c[label] = concurrent_clients(make, CONCURRENCY, ns.seconds, per_client=1_000_000)
+            cpu1 = by_url[url].cpu_seconds()
+            c[label]["cpu"] = (f"; server CPU {(cpu1 - cpu0) / c[label]['count'] * 1e6:.0f} us/request"
+                               if cpu0 is not None and cpu1 is not None and c[label]["count"] else "")
         for label, base in (("service cache-show", "echo ({} body)"), ("bot endpoint !help", "echo (activity body)")):
             ratio = c[label]["rps"] / c[base]["rps"]
             rows.append((f"c. {base}", f"{c[base]['rps']:.0f} req/s",
-                         f"p99 {c[base]['p99'] * 1e3:.1f} ms, {c[base]['errors']} errors"))
+                         f"p99 {c[base]['p99'] * 1e3:.1f} ms, {c[base]['errors']} errors{c[base]['cpu']}"))
             rows.append((f"c. {label}", f"{c[label]['rps']:.0f} req/s",
-                         f"p99 {c[label]['p99'] * 1e3:.1f} ms, {c[label]['errors']} errors; {ratio:.2f} of the echo"))
+                         f"p99 {c[label]['p99'] * 1e3:.1f} ms, {c[label]['errors']} errors; {ratio:.2f} of the echo"
+                         f"{c[label]['cpu']}"))
             goals.append((f"{label}: >= 0.5 of a Starlette echo at concurrency {CONCURRENCY} ({ratio:.2f})",
                           ratio >= 0.5 and c[label]["errors"] == 0))
     finally:
