@@ -170,6 +170,10 @@ class Store(Protocol):
     def audit_add(self, row: dict) -> int | None:
         """Record an inbound command: its id, or None when its activity id was recorded before (a redelivery)."""
 
+    def audit_add_many(self, rows: list[dict]) -> None:
+        """Record several entries at once (one commit on SQLite: all of them or none), in order;
+        one whose activity id was recorded before is skipped, as by audit_add."""
+
     def audit_update(self, audit_id: int, **fields: Any) -> None:
         """Set an entry's fields (those of AUDIT_COLS; others are ignored)."""
 

@@ -722,6 +722,11 @@ class RedisStore:
         pipe.execute()
         return int(new)
 
+    def audit_add_many(self, rows: list[dict]) -> None:
+        """Each entry as audit_add writes it (each atomic on its own: Redis has no rollback)."""
+        for row in rows:
+            self.audit_add(row)
+
     def audit_update(self, audit_id: int, **fields) -> None:
         cols = [c for c in fields if c in self.AUDIT_COLS and c not in ("id", "time")]
         if not cols:

@@ -597,6 +597,28 @@ class SQLiteStore:
                             f"VALUES (?,?,{','.join('?' for _ in cols)})", (now, now, *(row[k] for k in cols)))
             return cur.lastrowid if cur.rowcount else None
 
+    def audit_add_many(self, rows: list[dict]) -> None:
+        """Record entries at once, in order (the HTTP API's entries of concurrent calls: group
+        commit): one INSERT statement for consecutive rows with the same fields (an API call's
+        entries all have the same), so a batch is one commit and one call into SQLite (each
+        releases and takes back the interpreter lock: under load, a thread switch each), not
+        one each; all of them or none. A redelivered activity id is skipped, as by audit_add."""
+        if not rows:
+            return
+        now = self._clock()
+        runs: list[tuple[tuple, list]] = []  # consecutive rows with the same fields: one statement each
+        for row in rows:
+            cols = tuple(c for c in self.AUDIT_COLS if c not in ("id", "time") and c in row)
+            if not runs or runs[-1][0] != cols:
+                runs.append((cols, []))
+            runs[-1][1].append((now, now, *(row[k] for k in cols)))
+        # One statement (autocommitted, atomic on its own) when the rows fit one; else a transaction.
+        one = len(runs) == 1 and len(rows) <= min(_ROWS_PER_STATEMENT, 999 // (len(runs[0][0]) + 2))
+        with (self._conn if one else self.transaction)() as c:
+            for cols, values in runs:
+                _insert_rows(c, f"INSERT OR IGNORE INTO bot_audit(time, updated, {','.join(cols)}) VALUES ", "",
+                             len(cols) + 2, values)
+
     def audit_update(self, audit_id: int, **fields) -> None:
         cols = [c for c in fields if c in self.AUDIT_COLS and c not in ("id", "time")]
         if not cols:

@@ -334,6 +334,24 @@ def test_audit_once_per_activity_newest_first_and_filters(make_store):
     assert [r["activity_id"] for r in s.audit_list(since=clock.t)] == ["act-2"]
 
 
+def test_audit_entries_added_together_in_order_once_per_activity(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    s.audit_add({"activity_id": "seen", "sender_id": "u0", "decision": "allowed"})
+    s.audit_add_many([])
+    s.audit_add_many([{"activity_id": "h1", "sender_id": "api-key:a", "sender_name": "a", "command": "team-list",
+                       "decision": "allowed", "outcome": "ok", "detail": "HTTP 200", "duration_ms": 3},
+                      {"activity_id": "seen", "sender_id": "u9", "decision": "refused"},  # recorded before: skipped
+                      {"activity_id": "h2", "sender_id": "api-key:b", "decision": "refused"},  # other fields
+                      {"activity_id": "h3", "sender_id": "api-key:a", "sender_name": "a", "command": "user-get",
+                       "decision": "allowed", "outcome": "ok", "detail": "HTTP 200", "duration_ms": 4}])
+    rows = s.audit_list()
+    assert [r["activity_id"] for r in rows] == ["h3", "h2", "h1", "seen"]
+    assert rows[2]["command"] == "team-list" and rows[2]["duration_ms"] == 3 and rows[2]["time"] == clock.t
+    assert rows[3]["sender_id"] == "u0" and rows[1]["command"] is None
+    assert len({r["id"] for r in rows}) == 4
+
+
 def test_questions_first_answer_wins_and_expiry_takes_the_default(make_store):
     clock = Clock()
     s = make_store(clock=clock)

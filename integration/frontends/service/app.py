@@ -654,13 +654,12 @@ class AuditTrail:
                     _hand_over(loop, pairs)
 
     def write(self, rows: list[dict]) -> None:
-        """Commit ``rows`` (one transaction; when it fails, each on its own); never raises."""
+        """Commit ``rows`` (together: store.audit_add_many; when that fails, each on its own);
+        never raises."""
         store = self.store
         if len(rows) > 1:
             try:
-                with store.transaction():
-                    for row in rows:
-                        store.audit_add(row)
+                store.audit_add_many(rows)
                 return
             except Exception:  # noqa: BLE001 - none was kept: each on its own, so one bad row fails alone
                 pass
