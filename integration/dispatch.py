@@ -37,6 +37,7 @@ class Runtime:
                  sleep: Callable[[float], None] = time.sleep, registry_: registry.Registry | None = None,
                  tenant: str | None = None, provider: bool = False):
         self._cfg = cfg
+        self._given_cfg = cfg is not None  # settings handed over: no file to read another tenant's from
         self._config_path = config_path
         # Tenant profiles: the profile this runtime reads (else the command line's --tenant, read
         # now: worker threads do not inherit it), and whether it may run without one (the HTTP
@@ -100,7 +101,7 @@ class Runtime:
 
                     raise InputError(f"no tenant profile {quote(name, 40)}",
                                      hint=f"the profiles: {', '.join(cfg.tenant_names)}")
-                if self._config_path is None and self._cfg is not None:
+                if self._given_cfg:
                     raise InputError(f"tenant {name!r} named, but this runtime was given one tenant's settings",
                                      hint="open the Python API with the config file's path to use its profiles")
                 rt = Runtime(config_path=self._config_path, sleep=self.sleep, registry_=self._registry, tenant=name)

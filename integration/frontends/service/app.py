@@ -39,6 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import idempotency as idem
+from . import tenancy
 from .keys import Keys, RateLimiter, Refused, allows
 from .problems import MEDIA_TYPE, Problem, from_error, unauthorized
 
@@ -53,8 +54,9 @@ _KEYLIKE = re.compile(r"mst_[0-9A-Za-z]{4}")
 _AUDIT_PROCESS = secrets.token_hex(8)
 _AUDIT_COUNT = itertools.count(1)
 # The request headers a command reads, found in one pass over them (lowercase, as ASGI gives them).
+_TENANT = tenancy.HEADER.lower().encode()
 _COMMAND_HEADERS = frozenset((b"authorization", b"x-api-key", b"content-length", idem.HEADER.lower().encode(),
-                              b"prefer"))
+                              b"prefer", _TENANT))
 
 
 class Answer:
@@ -125,9 +127,10 @@ class Service:
         self.limiter = RateLimiter(rate, burst)
         self.idempotency = idem.Idempotency(runtime.store, lease=max(300.0, 2 * time_limit))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api")
-        from .runs import Runs
-
-        self.runs = Runs(runtime, workers=workers, wait=max(1.0, time_limit - 0.5))
+        self._workers = workers
+        self._tenants_lock = threading.Lock()
+        self._runs: dict = {}  # tenant profile (None: the config's own) -> Runs
+        self._trails: dict = {}  # tenant profile -> AuditTrail of its store
         from .jobs import Jobs
 
         self.jobs = Jobs(runtime.store, workers=workers)
@@ -139,8 +142,46 @@ class Service:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.trail.close()  # what is queued is written before the process goes
-        self.runs.close()
+        with self._tenants_lock:
+            trails, runs = list(self._trails.values()), list(self._runs.values())
+        for t in trails:
+            t.close()
+        for r in runs:
+            r.close()
         self.jobs.close()
+
+    # ---- tenants (tenancy.py): each call's runtime, runs and audit trail ----
+    def tenant_of(self, key: dict, headers, args: dict | None = None) -> str | None:
+        """The tenant profile a call under ``key`` runs against (checked), or None."""
+        tenant = tenancy.requested(headers, args)
+        tenancy.check(self.runtime.cfg, key, tenant)
+        return tenant
+
+    @property
+    def runs(self):
+        """The runs of the config's own tenant (a config without profiles)."""
+        return self.runs_of(None)
+
+    def runs_of(self, tenant: str | None):
+        with self._tenants_lock:
+            runs = self._runs.get(tenant)
+            if runs is None:
+                from .runs import Runs
+
+                runs = self._runs[tenant] = Runs(self.runtime.for_tenant(tenant), workers=self._workers,
+                                                 wait=max(1.0, self.time_limit - 0.5))
+            return runs
+
+    def trail_of(self, tenant: str | None) -> "AuditTrail":
+        """Where a call's audit entry goes: its tenant's store (the provider's: refused before a
+        tenant was settled)."""
+        if tenant is None:
+            return self.trail
+        with self._tenants_lock:
+            trail = self._trails.get(tenant)
+            if trail is None:
+                trail = self._trails[tenant] = AuditTrail(self.runtime.for_tenant(tenant).store)
+            return trail
 
     # ---- the async side: cap the body, one hop to the pool, the time limit ----
     async def _in_pool(self, request, work, *args, path: str | None = None) -> Answer:
@@ -209,7 +250,8 @@ class Service:
         client = scope.get("client")
         call = {"name": scope["path_params"]["name"], "token": token, "body": body, "started": started,
                 "idempotency_key": headers.get(_IDEM), "flow": request.query_params.get("flow") if query else None,
-                "peer": client[0] if client else "?", "path": path, "prefer": headers.get(b"prefer")}
+                "peer": client[0] if client else "?", "path": path, "prefer": headers.get(b"prefer"),
+                "tenant_header": headers.get(_TENANT)}
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.pool.submit(self._command_job, loop, waiter, call)
@@ -230,21 +272,23 @@ class Service:
 
             audit = {"command": scope_of(name)[:100], "key": key["name"], "digest": None, "decision": "refused"}
             started = time.monotonic()
+            tenant = None
             try:
                 self._allow(key, scope_of(name), destructive=True)  # before saying whether it exists
                 if name not in shipped():
                     raise Problem(404, "not_found", f"no shipped playbook {name[:80]!r}",
                                   hint="`msteams playbook list` lists them")
                 args = _arguments(body)
+                tenant = self.tenant_of(key, request.headers)
                 audit.update(digest=hashlib.sha256(_dumps(args)).hexdigest(), decision="allowed")
                 run_key = None
                 if header is not None:
                     run_key = idem.dedupe_key(idem.scoped(key["name"], idem.check_header(header)))
-                run = self.runs.start(name, args, run_key)
+                run = self.runs_of(tenant).start(name, args, run_key)
                 answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
             except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
                 answer = problem_answer(from_error(exc), request.url.path)
-            self._audit({"peer": _peer(request), "started": started}, audit, answer)
+            self._audit({"peer": _peer(request), "started": started}, audit, answer, tenant)
             return answer
 
         return (await self._guarded(request, work)).response()
@@ -255,8 +299,9 @@ class Service:
         def work(key: dict) -> Answer:
             from .runs import scope_of
 
-            self._allow(key, scope_of(self.runs.row(run_id)["name"]), destructive=True)
-            return Answer(200, _dumps(self.runs.get(run_id)))
+            runs = self.runs_of(self.tenant_of(key, request.headers))
+            self._allow(key, scope_of(runs.row(run_id)["name"]), destructive=True)
+            return Answer(200, _dumps(runs.get(run_id)))
 
         return (await self._guarded(request, work)).response()
 
@@ -274,7 +319,8 @@ class Service:
                 raise Problem(400, "input", "limit must be a whole number from 1 to 1000",
                               details={"parameter": "limit"})
             scopes = key.get("scopes") or ()
-            rows = self.runs.listing(status, int(limit), lambda book: allows(scopes, scope_of(book)))
+            runs = self.runs_of(self.tenant_of(key, request.headers))
+            rows = runs.listing(status, int(limit), lambda book: allows(scopes, scope_of(book)))
             return Answer(200, _dumps({"runs": rows}))
 
         return (await self._guarded(request, work)).response()
@@ -287,16 +333,19 @@ class Service:
 
             audit = {"command": "resume", "key": key["name"], "digest": None, "decision": "refused"}
             started = time.monotonic()
+            tenant = None
             try:
-                row = self.runs.row(run_id)
+                tenant = self.tenant_of(key, request.headers)
+                runs = self.runs_of(tenant)
+                row = runs.row(run_id)
                 audit["command"] = scope_of(row["name"])[:100]
                 self._allow(key, scope_of(row["name"]), destructive=True)
                 audit["decision"] = "allowed"
-                run = self.runs.resume(run_id)
+                run = runs.resume(run_id)
                 answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
             except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
                 answer = problem_answer(from_error(exc), request.url.path)
-            self._audit({"peer": _peer(request), "started": started}, audit, answer)
+            self._audit({"peer": _peer(request), "started": started}, audit, answer, tenant)
             return answer
 
         return (await self._guarded(request, work)).response()
@@ -400,14 +449,14 @@ class Service:
         if row is None:
             _hand_over(loop, [(waiter, answer)])
         else:
-            self.trail.add(row, loop, waiter, answer, alone=alone)
+            self.trail_of(call.get("tenant")).add(row, loop, waiter, answer, alone=alone)
 
     def run_command(self, call: dict) -> Answer:
         """One command request, from the key to the audit entry (written before this returns).
         Never raises."""
         answer, row = self._command(call)
         if row is not None:
-            self.trail.write([row])
+            self.trail_of(call.get("tenant")).write([row])
         return answer
 
     def _command(self, call: dict) -> tuple[Answer, dict | None]:
@@ -430,38 +479,42 @@ class Service:
             self._allow(key, spec.name, destructive=spec.destructive)
             args = _arguments(call["body"])
             audit["digest"] = hashlib.sha256(_dumps(args)).hexdigest()
+            tenant = self.tenant_of(key, {tenancy.HEADER.lower(): call.get("tenant_header")}
+                                    if call.get("tenant_header") is not None else {}, args)
+            call["tenant"] = tenant  # its audit entry goes to the tenant's store from here on
+            runtime = self.runtime.for_tenant(tenant)
             flow = call["flow"]
             if flow is not None and flow not in FLOWS:
                 raise Problem(400, "input", f"flow must be one of {', '.join(FLOWS)}", details={"parameter": "flow"})
             audit["decision"] = "allowed"
             header = call["idempotency_key"]
             if call.get("prefer") is not None and _prefers_async(call["prefer"]):
-                answer = self._start_job(key, spec, args, flow, header, path)
+                answer = self._start_job(key, spec, args, flow, header, path, runtime)
             elif header is None:
-                answer = self._execute(spec, args, flow, path)
+                answer = self._execute(spec, args, flow, path, runtime)
             else:
-                answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, audit)
+                answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, audit, runtime)
         except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
             answer = problem_answer(from_error(exc), path)
         _note(answer.status)
         return answer, self._audit_row(call, audit, answer)
 
-    def _start_job(self, key, spec, args, flow, header: str | None, path: str) -> Answer:
+    def _start_job(self, key, spec, args, flow, header: str | None, path: str, runtime) -> Answer:
         """The command as a job (jobs.py): 202 with its Location; the same Idempotency-Key, the same job."""
         scope = idem.scoped(key["name"], idem.check_header(header)) if header is not None else None
 
         def work() -> tuple[int, bytes]:
             try:
                 if scope is None:
-                    answer = self._execute(spec, args, flow, path)
+                    answer = self._execute(spec, args, flow, path, runtime)
                 else:
-                    answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, {})
+                    answer = self._idempotent(key, spec, args, flow, idem.check_header(header), path, {}, runtime)
             except Exception as exc:  # noqa: BLE001 - a refusal under the key (409, 422) is the job's problem
                 answer = problem_answer(from_error(exc), path)
             return answer.status, answer.body
 
         record, _ = self.jobs.start(command=spec.name, key_name=key["name"], scope=scope, work=work,
-                                    fingerprint=idem.fingerprint(spec.name, args))
+                                    fingerprint=_fingerprint(spec.name, args, runtime))
         location = f"/v1/jobs/{record['id']}"
         return Answer(202, _dumps(dict(self.jobs.view(record), location=location)),
                       headers={"Location": location, "Preference-Applied": "respond-async", "Vary": "Prefer"})
@@ -481,9 +534,9 @@ class Service:
 
         return (await self._guarded(request, work)).response()
 
-    def _idempotent(self, key, spec, args, flow, header: str, path: str, audit: dict) -> Answer:
+    def _idempotent(self, key, spec, args, flow, header: str, path: str, audit: dict, runtime) -> Answer:
         scope = idem.scoped(key["name"], header)
-        fp = idem.fingerprint(spec.name, args)
+        fp = _fingerprint(spec.name, args, runtime)
         recorded = self.idempotency.begin(scope, fp)
         if recorded is not None:
             audit["replayed"] = True
@@ -495,7 +548,7 @@ class Service:
             run_args = dict(args)
             if "dedupe_key" in spec.argument_names and not _gives(spec, args, "dedupe_key"):
                 run_args["dedupe_key"] = idem.dedupe_key(scope)
-            answer = self._execute(spec, run_args, flow, path)
+            answer = self._execute(spec, run_args, flow, path, runtime)
         finally:
             if answer is None:
                 self.idempotency.release(scope)
@@ -503,19 +556,19 @@ class Service:
                 self.idempotency.finish(scope, fp, answer.status, answer.body, answer.headers, answer.media_type)
         return answer
 
-    def _execute(self, spec, args: dict, flow: str | None, path: str) -> Answer:
+    def _execute(self, spec, args: dict, flow: str | None, path: str, runtime=None) -> Answer:
         from integration.dispatch import execute
 
         try:
-            result = execute(spec.name, args, self.runtime, flow=flow)
+            result = execute(spec.name, args, runtime or self.runtime, flow=flow)
         except Exception as exc:  # noqa: BLE001 - ours by the table, a bug as 500
             return problem_answer(from_error(exc), path)
         return Answer(200, _dumps(result_body(result)))
 
-    def _audit(self, call: dict, audit: dict, answer: Answer) -> None:
+    def _audit(self, call: dict, audit: dict, answer: Answer, tenant: str | None = None) -> None:
         row = self._audit_row(call, audit, answer)
         if row is not None:
-            self.trail.write([row])
+            self.trail_of(tenant).write([row])
 
     @staticmethod
     def _audit_row(call: dict, audit: dict, answer: Answer) -> dict | None:
@@ -543,16 +596,29 @@ class Service:
         now = time.monotonic()
         if self._ready is not None and now - self._ready[0] < READY_CACHE_SECONDS:
             return self._ready[1]
-        from integration.dispatch import execute
+        if self.runtime.cfg.tenant_names:  # every tenant profile's health (msteams tenants)
+            from integration.frontends.tenants import report
 
-        result = execute("integration-health", {}, self.runtime)
-        ok = result.exit_code == 0
+            rows, code = report(self.runtime)
+            checks, readable = rows, None
+        else:
+            from integration.dispatch import execute
+
+            result = execute("integration-health", {}, self.runtime)
+            code, checks, readable = result.exit_code, result.outputs, result.readable
+        ok = code == 0
         answer = Answer(200 if ok else 503, _dumps({"status": "ready" if ok else "not ready",
-                                                    "exit_code": result.exit_code, "checks": result.outputs,
-                                                    "readable": result.readable}),
+                                                    "exit_code": code, "checks": checks, "readable": readable}),
                         headers={} if ok else {"Retry-After": "30"})
         self._ready = (now, answer)
         return answer
+
+
+def _fingerprint(command: str, args: dict, runtime) -> str:
+    """An Idempotency-Key's body fingerprint: the command, its arguments and, with tenant
+    profiles, the tenant (the same key for another tenant is another request: 422)."""
+    tenant = runtime.cfg.tenant
+    return idem.fingerprint(command, args if tenant is None else {"args": args, "tenant": tenant})
 
 
 def result_body(result) -> dict:

@@ -5,7 +5,7 @@ The tenant is named by the ``X-Msteams-Tenant`` header (a command's body may als
 ``tenant``, as the war-room form does; both naming different tenants is a 400). With tenant
 profiles, a call that names none is a 400 naming the profiles, a name that is no profile a 404,
 and a key not allowed that tenant a 403: a key is allowed the tenants given by
-``msteams api-key create --tenant NAME`` (names or globs: ``--tenant '*'`` for every tenant),
+``msteams api-key create --tenants NAME`` (names or globs: ``--tenants '*'`` for every tenant),
 deny by default. Without profiles, naming a tenant is a 400.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def check(cfg, key: dict, tenant: str | None) -> None:
                       details={"parameter": HEADER})
     if not allows(key.get("tenants") or (), tenant):
         raise Problem(403, "tenant", f"API key {key.get('name')!r} may not act for tenant {tenant!r}",
-                      hint=f"create a key with --tenant {tenant}", details={"tenant": tenant})
+                      hint=f"create a key with --tenants {tenant}", details={"tenant": tenant})
 
 
 def allows(patterns, tenant: str) -> bool:
