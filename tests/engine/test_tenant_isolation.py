@@ -208,3 +208,27 @@ def execute_notification(rt, user: str) -> str:
     rt.echo = lambda s: None
     row, = execute("send-notification", {"user": user, "message": "not held"}, rt).outputs
     return row.get("status") or row.get("deliveryStatus")
+
+
+def test_a_shipped_playbook_runs_against_each_tenant_by_name(emu3, config):
+    """The issue's "done when": the shipped playbooks, run against each tenant by name, reach that
+    tenant's people only, and each run is recorded in its own tenant's store."""
+    from integration.playbooks.loader import shipped
+
+    book = shipped()["alert-notify"]
+    runs = {}
+    for tenant in TENANTS:
+        who = a_user(emu3, tenant)
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "playbook", "run", str(book),
+                             "--input", "title=Impossible travel", "--input", f"message=alert for {tenant}",
+                             "--input", f"recipients={who}")
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["status"] == "ok", result
+        runs[tenant] = result["run_id"]
+    for tenant in TENANTS:
+        texts = [json.dumps(a["activity"]) for a in emu3.tenant(tenant).state.activities.values()]
+        assert sum(f"alert for {tenant}" in t for t in texts) == 1
+        assert not [t for t in texts for other in TENANTS if other != tenant and f"alert for {other}" in t]
+        code, out, err = cli(config, "--tenant", tenant, "-o", "json", "playbook", "runs")
+        assert [r.get("id") or r.get("run_id") for r in json.loads(out)] == [runs[tenant]]
