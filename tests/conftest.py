@@ -71,6 +71,22 @@ def emulator_server():
         "the fake tenant answered properties the Graph v1.0 metadata does not list (logged as warnings)"
 
 
+@pytest.fixture(scope="session")
+def tenants3_server():
+    """The fake tenant hosting three customer tenants (contoso, fabrikam, northwind), for the
+    tests of many tenants from one deployment (issue 27)."""
+    with Emulator(tenants=3, throttling=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+def tenants3(tenants3_server):
+    tenants3_server.reset()
+    yield tenants3_server
+    tenants3_server.teams.register(None)
+    tenants3_server.reset()
+
+
 def _restore(emu) -> None:
     emu.faults.clear()
     emu.set_throttling(False, speed=1.0, retry_after=True)

@@ -32,3 +32,22 @@ def cli(path, *argv) -> tuple[int, str, str]:
     out, err = [], []
     code = main(["--config", path, *argv], out=out.append, err=err.append)
     return code, "\n".join(out), "\n".join(err)
+
+
+def write_tenants_config(emu, tmp_path, **top) -> str:
+    """The config `msteams emulator serve --tenants N --write-config` writes (a profile per hosted
+    tenant), with the test's own store (SQLite, or Redis under MSTEAMS_TEST_STORE=redis)."""
+    path = str(tmp_path / "tenants.yml")
+    emu.write_config(path, tenants=True)
+    data = yaml.safe_load(open(path))
+    data.update(store_settings(tmp_path))
+    data.update(top)
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+def a_user(emu, tenant: str, n: int = 0) -> str:
+    """The mail of the n-th person of a hosted tenant's directory."""
+    users = emu.tenant(tenant).state.users
+    return list(users.values() if isinstance(users, dict) else users)[n]["mail"]

@@ -9,62 +9,24 @@ import json
 import os
 
 import pytest
-import yaml
 
-from engine_fixtures import store_settings
-from fake_tenant import Emulator
-from integration.frontends.cli import main
+from tenant_helpers import a_user, cli, write_tenants_config
 
 TENANTS = ("contoso", "fabrikam", "northwind")
 
 
-@pytest.fixture(scope="module")
-def multi():
-    with Emulator(tenants=3, throttling=False) as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu3(multi):
-    multi.reset()
-    yield multi
-    multi.reset()
+def emu3(tenants3):
+    return tenants3
 
 
 @pytest.fixture
 def config(emu3, tmp_path) -> str:
-    path = str(tmp_path / "tenants.yml")
-    emu3.write_config(path, tenants=True)
-    data = yaml.safe_load(open(path))
-    data.update(store_settings(tmp_path))
-    with open(path, "w") as f:
-        yaml.safe_dump(data, f)
-    return path
-
-
-def cli(path, *argv):
-    out, err = [], []
-    code = main(["--config", path, *argv], out=out.append, err=err.append)
-    return code, "\n".join(out), "\n".join(err)
+    return write_tenants_config(emu3, tmp_path)
 
 
 def team_id(emu, tenant: str, name: str = "Security Operations") -> str:
-    return next(t.id if hasattr(t, "id") else t["id"] for t in _teams(emu, tenant) if _name(t) == name)
-
-
-def _teams(emu, tenant):
-    teams = emu.tenant(tenant).state.teams
-    return teams.values() if isinstance(teams, dict) else teams
-
-
-def a_user(emu, tenant: str) -> str:
-    users = emu.tenant(tenant).state.users
-    first = next(iter(users.values() if isinstance(users, dict) else users))
-    return getattr(first, "mail", None) or first["mail"]
-
-
-def _name(t):
-    return getattr(t, "display_name", None) or getattr(t, "displayName", None) or (t.get("displayName") if isinstance(t, dict) else None)
+    return next(t.id for t in emu.tenant(tenant).state.teams.values() if t.display_name == name)
 
 
 def token_requests(emu) -> list[str]:

@@ -8,32 +8,20 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from fake_tenant import Emulator
 from integration.dispatch import Runtime
 from integration.frontends.bot import server as bot_server
 from integration.frontends.bot import tenants
+from tenant_helpers import a_user, write_tenants_config
 
 TENANTS = ("contoso", "fabrikam", "northwind")
 
 
-@pytest.fixture(scope="module")
-def multi():
-    with Emulator(tenants=3, throttling=False) as emu:
-        yield emu
-
-
-def a_user(emu, tenant: str, n: int = 0) -> str:
-    users = emu.tenant(tenant).state.users
-    return list(users.values() if isinstance(users, dict) else users)[n]["mail"]
-
-
 @pytest.fixture
-def bot(multi, tmp_path):
-    multi.reset()
+def bot(tenants3, tmp_path):
+    multi = tenants3
     path = tmp_path / "tenants.yml"
-    multi.write_config(str(path), tenants=True)
+    write_tenants_config(multi, tmp_path, store_path=str(tmp_path / "store.sqlite3"))
     data = yaml.safe_load(path.read_text())
-    data["store_path"] = str(tmp_path / "store.sqlite3")
     for tenant in ("contoso", "fabrikam"):  # northwind has no access file: its commands are refused
         access = tmp_path / f"access-{tenant}.yml"
         access.write_text(f"roles:\n  analysts: {{users: [{a_user(multi, tenant)}]}}\n"
@@ -52,7 +40,6 @@ def bot(multi, tmp_path):
         server.stop()
         endpoint.processor.close(5)
         runtime.close()
-        multi.reset()
 
 
 def says(emu, endpoint, user: str, text: str) -> dict:

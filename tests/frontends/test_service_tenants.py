@@ -8,30 +8,21 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from fake_tenant import Emulator
 from service_helpers import Service, cli
+from tenant_helpers import a_user, write_tenants_config
 
 SOC = "Security Operations"
 
 
-@pytest.fixture(scope="module")
-def multi():
-    with Emulator(tenants=3, throttling=False) as emu:
-        yield emu
+@pytest.fixture
+def multi(tenants3):
+    return tenants3
 
 
 @pytest.fixture
 def cfg_file(multi, tmp_path):
-    multi.reset()
-    path = tmp_path / "tenants.yml"
-    multi.write_config(str(path), tenants=True)
-    data = yaml.safe_load(path.read_text())
-    data["store_path"] = str(tmp_path / "store.sqlite3")
-    path.write_text(yaml.safe_dump(data))
-    yield path
-    multi.reset()
+    return write_tenants_config(multi, tmp_path, store_path=str(tmp_path / "store.sqlite3"))
 
 
 def make_key(cfg_file, name: str, *tenants: str, scopes=("channel-list", "team-list")) -> str:
@@ -105,8 +96,7 @@ def test_an_idempotency_key_for_one_tenant_is_another_request_for_another(multi,
 def test_runs_live_in_the_tenant_named(multi, cfg_file, tmp_path):
     key = make_key(cfg_file, "runs", "fabrikam", scopes=("playbook:access-request",))
     with Service(cfg_file, tmp_path, "--bot") as svc:
-        reviewer = next(iter(multi.tenant("fabrikam").state.users.values()))["mail"]
-        requester = list(multi.tenant("fabrikam").state.users.values())[1]["mail"]
+        reviewer, requester = a_user(multi, "fabrikam"), a_user(multi, "fabrikam", 1)
         body = {"inputs": {"request_id": "REQ-7", "requester": requester, "roles": ["prod-admin"],
                            "role_to_recipients": {"prod-admin": [reviewer]}}}
         h = {"X-API-Key": key, "X-Msteams-Tenant": "fabrikam"}

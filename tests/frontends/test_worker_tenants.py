@@ -9,21 +9,13 @@ import os
 import subprocess
 import sys
 
-import pytest
-import yaml
 from cryptography.fernet import Fernet
 
-from fake_tenant import Emulator
 from integration.dispatch import Runtime, execute
+from tenant_helpers import write_tenants_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = "IR-91: rotate your credentials now"
-
-
-@pytest.fixture(scope="module")
-def multi():
-    with Emulator(tenants=3, throttling=False) as emu:
-        yield emu
 
 
 def users(emu, tenant: str, n: int) -> list[str]:
@@ -31,16 +23,13 @@ def users(emu, tenant: str, n: int) -> list[str]:
     return sorted(u["id"] for u in (found.values() if isinstance(found, dict) else found))[:n]
 
 
-def test_one_worker_serves_every_tenants_queue_exactly_once_each(multi, tmp_path, redis_server, redis_namespace):
-    multi.reset()
-    path = tmp_path / "tenants.yml"
-    multi.write_config(str(path), tenants=True)
-    data = yaml.safe_load(path.read_text())
-    data.update(store_url=redis_server.url, store_namespace=redis_namespace, store_key=Fernet.generate_key().decode())
-    path.write_text(yaml.safe_dump(data))
+def test_one_worker_serves_every_tenants_queue_exactly_once_each(tenants3, tmp_path, redis_server, redis_namespace):
+    multi = tenants3
+    path = write_tenants_config(multi, tmp_path, store_url=redis_server.url, store_namespace=redis_namespace,
+                                store_key=Fernet.generate_key().decode())
     wanted = {"fabrikam": users(multi, "fabrikam", 4), "northwind": users(multi, "northwind", 3)}
     for tenant, ids in wanted.items():
-        rt = Runtime(config_path=str(path), tenant=tenant)
+        rt = Runtime(config_path=path, tenant=tenant)
         rt.echo = lambda s: None
         try:
             r = execute("send-notification", {"user": ids, "message": TEXT, "queue": True}, rt)
@@ -59,4 +48,3 @@ def test_one_worker_serves_every_tenants_queue_exactly_once_each(multi, tmp_path
                                   if a["activity"].get("text") == TEXT)
         assert len(got) == len(ids) and max(got.values()) == 1, (tenant, got)
     assert not [a for a in multi.tenant("contoso").state.activities.values() if a["activity"].get("text") == TEXT]
-    multi.reset()
