@@ -569,7 +569,7 @@ def load(path: str | None = None, env: dict | None = None, *, tenant: str | None
     if profiles:
         _apply_profile(data, origin, profiles, tenant, source, path)
     elif tenant:
-        raise ConfigError(f"tenant {quote(tenant)} was named but {quote(source)} has no tenant profiles",
+        raise InputError(f"tenant {quote(tenant)} was named but {quote(source)} has no tenant profiles",
                           hint="add a `tenants:` mapping to the config (docs/tenants.md), or do not name a tenant")
     for key in _SECRET_KEYS:
         if f"{key}_file" in data:

@@ -73,8 +73,10 @@ def test_an_unknown_tenant_names_the_profiles(emu, tmp_path):
 def test_a_tenant_named_without_profiles_is_an_error(emu, tmp_path):
     path = tmp_path / "one.yml"
     path.write_text(yaml.safe_dump(dict(emu.config(), **store_settings(tmp_path))))
-    with pytest.raises(ConfigError, match="has no tenant profiles"):
+    with pytest.raises(InputError, match="has no tenant profiles"):
         config_mod.load(str(path), env={}, tenant="contoso")
+    code, out, err = cli(str(path), "--tenant", "contoso", "team-list")
+    assert code == 2 and "has no tenant profiles" in err and "Traceback" not in err
 
 
 def test_a_tenant_identity_from_the_environment_is_refused_with_profiles(emu, tmp_path):
