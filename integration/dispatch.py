@@ -67,13 +67,10 @@ class Runtime:
             with self._lock:
                 if self._cfg is None:
                     cfg = config_mod.load(self._config_path, tenant=self._tenant)
-                    self._check_tenant(cfg)
+                    if not self.provider:
+                        require_tenant(cfg)
                     self._cfg = cfg
         return self._cfg
-
-    def _check_tenant(self, cfg: config_mod.Config) -> None:
-        if cfg.tenant_names and cfg.tenant is None and not self.provider:
-            raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
 
     @property
     def tenant(self) -> str | None:
@@ -133,9 +130,7 @@ class Runtime:
         if self._auth is None:
             from integration.graph.auth import Auth
 
-            cfg = self.cfg
-            if cfg.tenant_names and cfg.tenant is None:  # the provider's runtime signs in to no tenant
-                raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
+            require_tenant(self.cfg)  # the provider's runtime signs in to no tenant
             with self._lock:
                 if self._auth is None:
                     self._auth = Auth(self.cfg, self.store, sleep=self.sleep)
@@ -395,6 +390,12 @@ def execute(name: str, args: dict | None = None, runtime: Runtime | None = None,
     return result
 
 
+def require_tenant(cfg: config_mod.Config) -> None:
+    """With tenant profiles, a config read for none of them runs nothing: exit 2 naming them."""
+    if cfg.tenant_names and cfg.tenant is None:
+        raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
+
+
 def tenant_argument(value) -> str | None:
     if value is None:
         return None
@@ -407,9 +408,7 @@ def tenant_argument(value) -> str | None:
 
 def _execute(name: str, args: dict | None, runtime: Runtime, *, flow: str | None) -> Result:
     if runtime.provider:  # the service's or the Python API's runtime: a command needs its tenant
-        cfg = runtime.cfg
-        if cfg.tenant_names and cfg.tenant is None:
-            raise InputError(config_mod.no_tenant_named(cfg.tenant_names))
+        require_tenant(runtime.cfg)
     spec = runtime.registry.get(name)
     if spec is None:
         import difflib
