@@ -151,3 +151,39 @@ def test_metrics_are_labelled_with_each_tenant(bot):
         assert f'msteams_commands_total{{command="team-list",outcome="ok",tenant="{tenant}"}}' in text
     for tenant in TENANTS:
         assert f'msteams_outbox_deliveries{{state="sent",tenant="{tenant}"}}' in text
+
+
+def test_call_notifications_land_in_the_calls_tenant(tenants3, tmp_path):
+    """ring-user wait= in fabrikam, with one bot endpoint for every tenant: the calling service
+    posts fabrikam's signed notifications to /api/calls, the endpoint records them in fabrikam's
+    store (where the wait looks), and a call of a tenant with no profile is refused."""
+    from integration.dispatch import execute
+
+    emu = tenants3
+    user = a_user(emu, "fabrikam", 2)
+    answered = []
+
+    def sleep(seconds):  # the rung user answers while ring-user waits
+        if not answered:
+            answered.append(emu.tenant("fabrikam").calling.answer(user, "accept"))
+
+    path = write_tenants_config(emu, tmp_path, store_path=str(tmp_path / "store.sqlite3"))
+    runtime = Runtime(config_path=path, provider=True, sleep=sleep)
+    endpoint = bot_server.build(runtime, workers=1)
+    tenants.install(endpoint, runtime, workers=1)
+    assert isinstance(endpoint.calls, tenants.TenantCalls)
+    server = bot_server.BotServer(endpoint, tls_cert=emu.tls.cert_path, tls_key=emu.tls.key_path).start()
+    try:
+        fab = runtime.for_tenant("fabrikam")
+        fab.cfg.bot_public_url = server.url
+        out = execute("ring-user", {"username": user, "wait": 30}, fab).outputs[0]
+        assert out["outcome"] == "answered" and answered[0]["status"] == 202
+        assert [e["state"] for e in fab.store.call_events(out["callId"])] == ["established"]
+        assert runtime.for_tenant("contoso").store.call_events(out["callId"]) == []
+        with pytest.raises(ValueError, match="no tenant profile"):
+            endpoint.calls.accept({"@odata.type": "#microsoft.graph.commsNotifications", "value": []},
+                                  {"tid": "99999999-8888-7777-6666-555555555555"})
+    finally:
+        server.stop()
+        endpoint.processor.close(5)
+        runtime.close()

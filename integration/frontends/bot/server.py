@@ -149,9 +149,9 @@ class Endpoint:
         try:
             if self.calls is None:
                 return _json(404, {"error": {"code": "NotFound", "message": "Not found"}})
-            _, doc = await self._verified_json(request, self.calls.verifier.verify)
+            claims, doc = await self._verified_json(request, self.calls.verifier.verify)
             try:
-                await self._in_thread(self.calls.accept, doc)
+                await self._in_thread(self.calls.accept, doc, claims)
             except ValueError as exc:
                 raise _Refusal(400, str(exc)) from None
             _note_inbound(request, "accepted")

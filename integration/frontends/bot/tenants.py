@@ -6,7 +6,8 @@ and runs commands in that tenant's own runtime and store, under that tenant's ac
 a command from Teams naming another tenant (``tenant=``) is refused. An activity from a tenant
 with no profile, one naming two tenants, or one of a tenant naming a conversation first seen in
 another tenant, is refused (nothing learned, nothing run, no reply) and audited in the
-provider's store.
+provider's store. Call notifications (``/api/calls``) go to the store of the tenant their
+token names (TenantCalls).
 """
 from __future__ import annotations
 
@@ -140,6 +141,31 @@ def _processor(runtime, *, workers: int, clock):
     return Processor(runtime, access, limiter, workers=workers, clock=clock)
 
 
+class TenantCalls:
+    """Call notifications (``/api/calls``) routed by their token's ``tid`` to the tenant profile
+    whose call it is, recorded in that tenant's store (where its ``ring-user wait=`` looks). The
+    verifier accepts any tenant's token (the app's audience, the calling service's keys); a
+    tenant with no profile is refused (400)."""
+
+    def __init__(self, router: TenantRouter, calls):
+        from integration.teams.calls import CallNotifications
+
+        self.router = router
+        self.verifier = calls.verifier
+        self.verifier.tenant_id = None  # the tenant is checked here, against every profile's
+        self._calls = CallNotifications
+        self.recorded = 0
+
+    def accept(self, body, claims: dict | None = None) -> int:
+        tid = str((claims or {}).get("tid") or "").strip().lower()
+        name = self.router._names.get(tid)
+        if name is None:
+            raise ValueError("the call's tenant has no tenant profile")
+        n = self._calls(self.verifier, self.router.runtime.for_tenant(name).store).accept(body, claims)
+        self.recorded += n
+        return n
+
+
 def routes_by_tenant(runtime) -> bool:
     """Whether the bot serving this runtime routes by tenant: a config with profiles read
     without one (the provider's)."""
@@ -153,3 +179,5 @@ def install(endpoint, runtime, *, workers: int = 4) -> None:
         old = endpoint.processor
         endpoint.processor = TenantRouter(runtime, workers=workers)
         old.close(0)
+        if endpoint.calls is not None:
+            endpoint.calls = TenantCalls(endpoint.processor, endpoint.calls)
