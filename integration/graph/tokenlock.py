@@ -13,7 +13,8 @@ A holder that was killed does not hold the others up: its row names its host, pi
 process's start time, so a waiter on the same host sees that the process is gone (or that its
 pid now belongs to another process) and takes over at once. Where that cannot be told (another
 host) the row's lease decides: it is longer than a token request with all its retries may
-take. A waiter gives up after ``timeout`` seconds with an :class:`AuthError` naming the holder.
+take. A waiter gives up after ``timeout`` seconds with an :class:`AuthError` naming the holder
+(or what the lock's ``timeout_error`` makes of that holder, for a lock that guards no token).
 """
 from __future__ import annotations
 
@@ -73,16 +74,19 @@ def holder_alive(host: str, pid: int, started: str | None) -> bool:
 
 class StoreLock:
     """``with StoreLock(store, "tokens:delegated", lease=..., timeout=...):`` holds the named
-    lock for the block. Not reentrant."""
+    lock for the block. Not reentrant. ``timeout_error(holder, timeout)`` (holder: a dict of
+    owner, host, pid, started, taken, expires) gives the exception a waiter that gave up raises,
+    for a caller whose lock guards no token; without it, the AuthError about the token cache."""
 
     def __init__(self, store, name: str, *, lease: float, timeout: float, what: str | None = None,
-                 poll: float = 0.02):
+                 poll: float = 0.02, timeout_error=None):
         self.store = store
         self.name = name
         self.lease = float(lease)
         self.timeout = float(timeout)
         self.what = what or name
         self.poll = poll
+        self.timeout_error = timeout_error
         self.pid = os.getpid()
         self.owner = f"{HOST}:{self.pid}:{secrets.token_hex(6)}"
         self.waited = 0.0  # seconds spent waiting for the last acquire (for logs and benchmarks)
@@ -107,6 +111,8 @@ class StoreLock:
                 return
             now = time.monotonic()
             if now >= deadline:
+                if self.timeout_error is not None:
+                    raise self.timeout_error(holder, self.timeout)
                 host, pid, taken, expires = holder["host"], holder["pid"], holder["taken"], holder["expires"]
                 raise AuthError(
                     f"could not take the lock on {self.what} within {self.timeout:.0f} s: process {pid} on {host} "

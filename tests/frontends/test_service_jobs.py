@@ -125,3 +125,88 @@ def test_a_job_killed_with_its_service_is_interrupted_and_runs_again_sending_onc
         # and again: the finished job, still one message
         assert svc.post("channel-message-send", body, key=key, headers=h).json()["status"] == "done"
         assert channel_messages(emu, content) == 1
+
+
+def _wait_finished(jobs, jid: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        record = jobs.record(jid)
+        if (record and record["status"] != "running") or time.monotonic() > deadline:
+            return record
+        time.sleep(0.01)
+
+
+def test_the_same_idempotency_key_at_the_same_instant_in_two_processes_starts_one_job(make_store):
+    """Two services (two Jobs over one store, as two processes have) get the same key at the
+    same instant: one starts the job, the other answers that job; its record is the one work's."""
+    import json
+    import threading
+
+    from integration.frontends.service.jobs import Jobs
+
+    a, b = Jobs(make_store(), workers=2), Jobs(make_store(), workers=2)
+    try:
+        for rnd in range(50):
+            scope = uuid.uuid4().hex + uuid.uuid4().hex
+            barrier = threading.Barrier(2)
+            ran: list[str] = []
+            out: dict = {}
+
+            def start(name: str, jobs) -> None:
+                def work():
+                    ran.append(name)
+                    time.sleep(0.02)  # still running while the other start looks
+                    return 200, json.dumps({"ran": name}).encode()
+
+                barrier.wait()
+                try:
+                    out[name] = jobs.start(command="channel-list", key_name="k", fingerprint="fp", scope=scope,
+                                           work=work)
+                except BaseException as exc:  # noqa: BLE001 - reported by the asserts
+                    out[name] = exc
+
+            threads = [threading.Thread(target=start, args=(n, j)) for n, j in (("a", a), ("b", b))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert all(isinstance(v, tuple) for v in out.values()) and len(out) == 2, (rnd, out)
+            started = [n for n, (_, now) in out.items() if now]
+            assert len(started) == 1, (rnd, started)
+            first = out[started[0]][0]
+            assert out["b" if started == ["a"] else "a"][0]["id"] == first["id"]
+            final = _wait_finished(a, first["id"])
+            assert ran == started, (rnd, ran)  # one work, the one that started
+            assert final["status"] == "done" and final["result"] == {"ran": started[0]}, (rnd, final)
+            assert final["created"] == first["created"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_job_meeting_another_process_s_job_under_its_key_leaves_that_job_s_record(make_store):
+    """Defence in depth: should two jobs of one key ever both run, the one whose work meets the
+    other's (409 idempotency_in_progress) does not overwrite the other's record."""
+    import json
+    import threading
+
+    from integration.frontends.service.jobs import Jobs
+    from integration.frontends.service.problems import Problem
+
+    a, b = Jobs(make_store(), workers=1), Jobs(make_store(), workers=1)
+    go = threading.Event()
+    try:
+        scope = uuid.uuid4().hex * 2
+        mine, now = a.start(command="channel-list", key_name="k", fingerprint="fp", scope=scope,
+                            work=lambda: (go.wait(10), (200, b'{"ok": true}'))[1])
+        assert now
+        busy = Problem(409, "idempotency_in_progress", "a request with this Idempotency-Key is still running")
+        other = dict(mine, run="another start of the same job")  # as a second process's start would be
+        b._run(other, lambda: (409, json.dumps(busy.body()).encode()))
+        assert a.record(mine["id"]) == mine  # still the first job's, running
+        go.set()
+        assert _wait_finished(a, mine["id"])["result"] == {"ok": True}
+    finally:
+        go.set()
+        a.close()
+        b.close()

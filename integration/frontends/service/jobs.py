@@ -20,17 +20,26 @@ With an ``Idempotency-Key`` the job's id is derived from (API key, Idempotency-K
 key gets the same job back (another body: 422), and a job that was interrupted starts again
 under the same id. The command runs under the same idempotency record and outbox dedupe_key
 as a synchronous call with that key, so a send that went out before the kill is not sent again.
+
+Two processes sharing the store that get the same key at the same instant start one job: the
+look for a prior record and the writing of the running one happen under the store's named lock
+``http-job:<id>`` (tokenlock.StoreLock: a short lease, a bounded wait, taken over from a holder
+that died), held for those two steps only, never for the work. Each start's record carries a
+``run`` token of its own; a job whose work meets another start's job under the same key (409
+``idempotency_in_progress``) leaves that job's record as it is instead of writing its refusal
+over it.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from integration.delivery.owners import alive, owner_id
+from integration.graph.tokenlock import StoreLock
 from .problems import Problem
 
 KIND = "http_job"
@@ -38,6 +47,11 @@ RUNNING_TTL = 48 * 3600.0  # a job that never finishes (its process killed) is f
 FINISHED_TTL = 24 * 3600.0
 PREFERENCE = "respond-async"
 _ID = re.compile(r"[0-9a-f]{32}")
+START_LOCK_LEASE = 5.0  # seconds: the lock covers a read and a write of the store, never the work
+START_LOCK_WAIT = 10.0  # how long a start waits for another process's start of the same job
+IN_PROGRESS = "idempotency_in_progress"
+
+log = logging.getLogger("msteams.service")
 
 
 def prefers_async(value: str | None) -> bool:
@@ -63,11 +77,17 @@ def interrupted_problem(jid: str) -> dict:
                         "is not sent twice (the outbox knows it)").body(f"/v1/jobs/{jid}")
 
 
+def _start_busy(holder: dict, timeout: float) -> Problem:
+    """What a start that could not take the job's lock in time answers (StoreLock's timeout_error)."""
+    return Problem(409, IN_PROGRESS, f"another process has been starting the job of this Idempotency-Key for "
+                   f"more than {timeout:.0f} s", headers={"Retry-After": "1"},
+                   hint="retry with the same key and body: once it has started, its job comes back")
+
+
 class Jobs:
     def __init__(self, store, *, workers: int):
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api-job")
-        self._lock = threading.Lock()  # one start per job id in this process
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -85,8 +105,13 @@ class Jobs:
         """Start ``work()`` (-> (status, body bytes)) as a job; (its record, whether it started
         now). Under an Idempotency-Key an existing job that is not interrupted is answered instead."""
         jid = job_id(scope)
-        with self._lock:
-            if scope is not None:
+        if scope is None:  # a random id: no other start can meet it
+            record = self._create(jid, command, key_name, fingerprint)
+        else:
+            # One start per job id among all processes sharing the store: look, else create,
+            # as one step. The lock is held for these two store calls only, never for the work.
+            with StoreLock(self.store, f"http-job:{jid}", lease=START_LOCK_LEASE, timeout=START_LOCK_WAIT,
+                           what=f"the start of job {jid}", timeout_error=_start_busy):
                 prior = self.record(jid)
                 if prior is not None:
                     if prior.get("fingerprint") != fingerprint or prior.get("key") != key_name:
@@ -94,12 +119,16 @@ class Jobs:
                                       "body (or command)", hint="use a new key for a new request")
                     if self.status(prior) != "interrupted":
                         return prior, False
-            now = self.store.now()
-            record = {"id": jid, "command": command, "status": "running", "key": key_name,
-                      "fingerprint": fingerprint, "owner": owner_id(), "created": now, "finished": None}
-            self.store.put(KIND, jid, record, ttl=RUNNING_TTL)
+                record = self._create(jid, command, key_name, fingerprint)
         self.pool.submit(self._run, record, work)
         return record, True
+
+    def _create(self, jid: str, command: str, key_name: str, fingerprint: str) -> dict:
+        record = {"id": jid, "command": command, "status": "running", "key": key_name,
+                  "fingerprint": fingerprint, "owner": owner_id(), "run": uuid.uuid4().hex,
+                  "created": self.store.now(), "finished": None}
+        self.store.put(KIND, jid, record, ttl=RUNNING_TTL)
+        return record
 
     def _run(self, record: dict, work) -> None:
         try:
@@ -111,6 +140,14 @@ class Jobs:
             value = json.loads(body)
         except ValueError:
             value = {"body": body.decode("utf-8", "replace")}
+        if status == 409 and isinstance(value, dict) and value.get("code") == IN_PROGRESS:
+            current = self.record(record["id"])
+            if current is not None and current.get("run") != record.get("run"):
+                # Another start's job holds this key (it ran or runs the command): its record
+                # answers for the job, not this start's refusal.
+                log.warning("job %s: another start of it holds its Idempotency-Key; its record is kept",
+                            record["id"])
+                return
         done = dict(record, finished=self.store.now())
         if 200 <= status < 300:
             done.update(status="done", result=value)
