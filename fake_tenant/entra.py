@@ -491,6 +491,13 @@ class Entra:
                              f"scope value with /.default suffixed to the resource identifier (application ID URI).")
         resource = parts[0][: -len("/.default")]
         aud = RESOURCES.get(resource) or RESOURCES.get(resource.lower())
+        api = self.state.app(resource[len("api://"):] if resource.lower().startswith("api://") else resource)
+        if aud is None and api is not None:
+            # Another app's API (its Application ID URI api://{app id}, or its app id): a v2.0 token
+            # for it names it by app id, with the app roles the caller was assigned on it.
+            token = self.tokens.issue_app_token(app, api.app_id, roles=app.api_roles.get(api.app_id, ()))
+            return self._ok({"token_type": "Bearer", "expires_in": self.tokens.lifetime,
+                             "ext_expires_in": self.tokens.lifetime, "access_token": token})
         if aud is None:
             raise EntraError("invalid_resource", 500011,
                              f"The resource principal named {resource} was not found in the tenant named "

@@ -434,6 +434,23 @@ class Emulator:
             uid = u["id"] if u else user
         return host.tokens.revoke_refresh_tokens(uid)
 
+    def register_api_client(self, name: str, roles, *, resource: str | None = None,
+                            tenant: str | None = None) -> dict:
+        """Register a client app (a SOAR platform's) in a tenant (default tenant 1) with app roles
+        assigned on ``resource``'s API (default: the integration's own app, the config's
+        client_id): it gets Entra ID tokens for that API by client credentials. Returns its
+        client_id and client_secret. Gone on reset()."""
+        import secrets as _secrets
+
+        from .state import App
+
+        state = self.tenant(tenant).state if tenant else self.state
+        resource = resource or self.config()["client_id"]
+        app = App(name, new_guid(), _secrets.token_urlsafe(24), "graph", api_roles={resource: set(roles)})
+        with state.lock:
+            state.apps[app.app_id] = app
+        return {"client_id": app.app_id, "client_secret": app.secret, "resource": resource}
+
     def set_permissions(self, app_id: str, application=None, delegated=None, tenant: str | None = None) -> None:
         """Replace what the tenant (default tenant 1; or a hosted tenant's name or id) granted an
         app; tokens issued afterwards carry the new set."""

@@ -58,6 +58,9 @@ class App:
     certificates: list = field(default_factory=list)  # PEM certificates for private_key_jwt sign-in
     # Teams "application access policy": lets an app-only token create online meetings for users
     online_meetings_policy: bool = True
+    # App roles this (client) app was assigned on other apps' APIs: resource app id -> role values
+    # (a SOAR platform's registration calling `msteams serve` with Entra ID tokens)
+    api_roles: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -101,12 +101,14 @@ class TokenService:
                 "tid": self.tenant_id, "appid": app_id, "azp": app_id, "appidacr": "1", "azpacr": "1",
                 "uti": _b64url(secrets.token_bytes(16)), "ver": "2.0", _GEN_CLAIM: self._generation}
 
-    def issue_app_token(self, app, audience: str = GRAPH_AUDIENCE, lifetime: int | None = None) -> str:
-        """An app-only token; ``roles`` are the app's application permissions right now."""
+    def issue_app_token(self, app, audience: str = GRAPH_AUDIENCE, lifetime: int | None = None,
+                        roles=None) -> str:
+        """An app-only token; ``roles`` are the app's application permissions right now (or, for
+        another app's API, the roles given: those assigned to the caller on it)."""
         c = self._base_claims(audience, app.app_id, lifetime)
         sp_oid = _service_principal_id(self.tenant_id, app.app_id)
         c.update({"oid": sp_oid, "sub": sp_oid, "idtyp": "app"})
-        roles = sorted(app.application_permissions)
+        roles = sorted(app.application_permissions if roles is None else roles)
         if roles:
             c["roles"] = roles
         return self._sign(c)

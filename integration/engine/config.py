@@ -87,6 +87,9 @@ class Config:
     # nothing twice).
     mirror_webhook_url: str | None = None
     mirror_webhook_secret: str | None = field(default=None, repr=False)
+    # `msteams serve` also takes Entra ID bearer tokens (app roles as scopes) carrying this
+    # audience: the integration app's client id (or its Application ID URI). Unset: API keys only.
+    api_entra_audience: str | None = None
     source: str = "environment"
     # Tenant profiles (`tenants:` in the file): the profile this config was read for, and the
     # names of every profile (empty: a single-tenant config). Not settings: chosen by
@@ -155,8 +158,12 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Tenant profiles: a profile may set any setting but these: each tenant's store is derived from
 # the top level's (tenant_store), so no two tenants can share one by a copied line; and a
 # profile holds no profiles.
-NOT_PER_TENANT = ("tenants", "store_path", "store_url", "store_username", "store_password", "store_password_file",
-                  "store_key", "store_key_file", "store_namespace", "store_ca_bundle")
+_DERIVED_STORE = "each tenant's store is derived from the top level's store settings"
+NOT_PER_TENANT = {**{k: _DERIVED_STORE for k in ("store_path", "store_url", "store_username", "store_password",
+                                                 "store_password_file", "store_key", "store_key_file",
+                                                 "store_namespace", "store_ca_bundle")},
+                  "tenants": "a profile holds no profiles",
+                  "api_entra_audience": "one HTTP service serves every tenant: its audience is the top level's"}
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # What names a tenant: with profiles, each profile says it; an MSTEAMS_* variable setting one of
 # these for every profile at once would send every tenant's commands to one tenant.
@@ -473,7 +480,7 @@ def _profiles(value, lines, problems: list) -> dict:
                 problems.append((kline, "tenants", f"tenant profile '{name}': {_unknown(key)}"))
             elif key in NOT_PER_TENANT:
                 problems.append((kline, "tenants", f"tenant profile '{name}': setting '{key}' is not set per tenant "
-                                 "(each tenant's store is derived from the top level's store settings)"))
+                                 f"({NOT_PER_TENANT[key]})"))
             else:
                 v, problem = check_value(props[key], v, key in _SECRET_KEYS)
                 if problem:

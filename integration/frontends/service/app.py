@@ -124,6 +124,13 @@ class Service:
         self.max_body = max_body
         self.time_limit = time_limit
         self.keys = Keys(runtime.store)
+        audience = runtime.cfg.api_entra_audience
+        if audience:  # Entra ID bearer tokens too (entra.py); else API keys only
+            from .entra import EntraTokens
+
+            self.entra = EntraTokens(runtime, audience)
+        else:
+            self.entra = None
         self.limiter = RateLimiter(rate, burst)
         self.idempotency = idem.Idempotency(runtime.store, lease=max(300.0, 2 * time_limit))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api")
@@ -405,7 +412,15 @@ class Service:
     # ---- the worker side (a thread of the pool) ----
     def _authenticate(self, token: str) -> dict:
         try:
-            key = self.keys.authenticate(token)
+            if self.entra is not None and token.count(".") == 2 and not token.startswith("mst_"):
+                from integration.teams.verify import Rejected
+
+                try:
+                    key = self.entra.key_of(token)
+                except Rejected as exc:
+                    raise Refused(f"Entra ID token refused: {exc}") from None
+            else:
+                key = self.keys.authenticate(token)
         except Refused as exc:
             raise unauthorized(str(exc), invalid=True) from None
         wait = self.limiter.take(key["name"])

@@ -343,7 +343,10 @@ def build(registry) -> dict:
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: mst_..."},
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key (mst_...), or, on a service with api_entra_audience, an "
+                                          "Entra ID access token for the integration's API (its app roles are "
+                                          "the scopes)"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },
