@@ -7,7 +7,9 @@ paths from its context; a command added to the registry appears without an edit.
 compiles, imports only what Splunk SOAR provides, and runs here against a live `msteams serve` on
 the fake tenant with a stand-in for `phantom.app`, `phantom.base_connector` and
 `phantom.action_result` (a few lines of ours): test connectivity, channel-list (its data paths
-present), a send retried once and sent once, and an error carrying our message and hint."""
+present), a send retried once and sent once, and an error carrying our message and hint; the
+asset's tenant names the tenant profile of a `msteams serve` with several tenants
+(X-Msteams-Tenant), a bad one failing the action before any request."""
 from __future__ import annotations
 
 import json
@@ -19,13 +21,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pack_helpers import chat_messages, imports_of, registry_with_extra_command
+from pack_helpers import (chat_messages, imports_of, no_requests, registry_with_extra_command, team_ids,
+                          tenants_config_and_key)
 from service_helpers import Service, cli, make_key
 
 APP = "microsoftteamssoar"
 CONOR = "conor.obrien@contoso.example"
 ZOE = "zoe.muller@contoso.example"
-SOAR_PROVIDES = {"phantom", "requests", "hashlib", "json", "sys", "argparse"}
+SOAR_PROVIDES = {"phantom", "requests", "hashlib", "json", "re", "sys", "argparse"}
 
 _DATA_TYPE = {"enum": ["string", "numeric", "boolean"]}
 _CONFIG_TYPE = {"enum": ["string", "password", "numeric", "boolean", "ph", "file"]}
@@ -119,6 +122,11 @@ def test_the_app_json_follows_splunk_soars_documented_fields(app_dir):
     assert app["configuration"]["api_key"]["data_type"] == "password"
     assert app["configuration"]["verify_server_cert"]["data_type"] == "boolean"
     assert app["configuration"]["service_url"]["required"]
+    tenant = app["configuration"]["tenant"]  # optional: a msteams serve with one tenant needs none
+    assert (tenant["data_type"], tenant["required"]) == ("string", False)
+    assert tenant["description"].startswith("Tenant profile (msteams serve with several tenants)")
+    assert sorted(c["order"] for c in app["configuration"].values()) == list(range(len(app["configuration"])))
+    assert "| tenant | Tenant profile (msteams serve with several tenants)" in (app_dir / "README.md").read_text()
     # stable: a second generation writes the same appid (an upgrade replaces the installed app)
     from integration.frontends.packs import splunk_soar
 
@@ -218,6 +226,11 @@ def phantom_modules(monkeypatch) -> None:
     class BaseConnector:
         def __init__(self):
             self._config, self._action, self.results, self.progress, self._ids = {}, None, [], [], {}
+            self._status, self._message = app.APP_SUCCESS, ""
+
+        def set_status(self, status, message=None, exception=None):
+            self._status, self._message = status, message or ""
+            return status
 
         def get_config(self):
             return self._config
@@ -245,7 +258,9 @@ def phantom_modules(monkeypatch) -> None:
             run = json.loads(in_json)
             self._config, self._action = run["config"], run["identifier"]
             self._ids = {k: run.get(k) for k in ("asset_id", "container_id")}
-            self.initialize()
+            if not self.initialize():  # the connector's status: the action fails, nothing run
+                return json.dumps([{"status": "failed", "message": self._message, "data": [], "summary": {},
+                                    "parameter": param} for param in run.get("parameters") or [{}]])
             for param in run.get("parameters") or [{}]:
                 self.handle_action(param)
             self.finalize()
@@ -345,3 +360,27 @@ def test_the_connector_forwards_actions_to_msteams_serve(emu, cfg_file, tmp_path
         r = soar.run("test_connectivity")
         assert r["status"] == "failed" and "unauthorized" in r["message"] and "Test Connectivity Failed" in r["progress"]
         assert "unauthorized" in soar.run("chat_list")["message"]
+
+
+def test_the_asset_tenant_names_the_tenant_profile(tenants3, tmp_path, monkeypatch, app_dir):
+    cfg, key = tenants_config_and_key(tenants3, tmp_path)
+    with Service(cfg, tmp_path, "--port", "0") as svc:
+        soar = Soar(monkeypatch, app_dir, svc.url, key)
+        for name in ("fabrikam", "contoso"):  # X-Msteams-Tenant: each tenant's own teams
+            soar.config["tenant"] = name
+            r = soar.run("team_list")
+            assert r["status"] == "success", r
+            assert {row["id"] for row in r["data"]} == team_ids(tenants3, name), name
+        # none: no header, refused by a service with several tenants, as the action's failure message
+        for empty in ("", None):
+            soar.config["tenant"] = empty
+            r = soar.run("team_list")
+            assert r["status"] == "failed" and r["message"].endswith("(tenant_required, HTTP 400)"), r
+            assert "X-Msteams-Tenant" in r["message"], r
+    # a bad value: the action fails before any request
+    sent = no_requests(monkeypatch)
+    soar.config["tenant"] = "Fabrikam Ltd"
+    for action in ("team_list", "test_connectivity"):
+        r = soar.run(action)
+        assert r["status"] == "failed" and "'Fabrikam Ltd' is not a tenant profile name" in r["message"], r
+    assert sent == []

@@ -7,7 +7,9 @@ Triggers", "Rules") and every generated YAML is checked against them. The genera
 compiles; the action's entry point runs here against a live `msteams serve` on the fake tenant and
 through the Python API, with a stand-in for `st2common.runners.base_action.Action`; the sensor
 receives deliveries signed as our webhooks sign them, with a stand-in for
-`st2reactor.sensor.base.Sensor`."""
+`st2reactor.sensor.base.Sensor`. The config's `tenant` names the tenant profile of a `msteams serve`
+with several tenants (X-Msteams-Tenant) or of the Python API's config; a bad one is refused before
+any request."""
 from __future__ import annotations
 
 import json
@@ -22,7 +24,8 @@ import pytest
 import requests
 import yaml
 
-from pack_helpers import chat_messages, imports_of, registry_with_extra_command
+from pack_helpers import (chat_messages, imports_of, no_requests, registry_with_extra_command, team_ids,
+                          tenants_config_and_key)
 from service_helpers import Service, cli, make_key
 
 PACK = "msteams_soar"
@@ -156,6 +159,8 @@ def test_every_yaml_of_the_pack_follows_stackstorms_schema(pack):
     check("config", config)
     assert config["api_key"]["secret"] and config["webhook_secret"]["secret"]
     assert {"config_path", "url", "api_key"} <= set(config)
+    assert config["tenant"]["type"] == "string" and config["tenant"]["required"] is False  # one tenant: none
+    assert "secret" not in config["tenant"] and "several tenants" in config["tenant"]["description"]
     actions = sorted((pack / "actions").glob("*.yaml"))
     for path in actions:
         doc = load(path)
@@ -215,7 +220,7 @@ def test_one_action_per_command_with_its_parameters(pack):
 
 def test_the_generated_python_compiles(pack):
     allowed = {"st2common", "st2reactor", "integration", "requests", "standardwebhooks", "json", "collections",
-               "threading", "http"}
+               "threading", "http", "re"}
     for rel in ("actions/run_command.py", "sensors/webhook_sensor.py"):
         source = (pack / rel).read_text()
         compile(source, rel, "exec")
@@ -296,6 +301,35 @@ def test_the_action_runs_commands_through_msteams_serve(emu, cfg_file, tmp_path,
         action.config["api_key"] = "mst_" + "A" * 43
         ok, result = action.run(**_params(pack, "channel_list", team="Security Operations"))
         assert not ok and result["status"] == 401, result
+
+
+def test_the_tenant_setting_names_the_tenant_profile(tenants3, tmp_path, monkeypatch, pack):
+    cfg, key = tenants_config_and_key(tenants3, tmp_path)
+    with Service(cfg, tmp_path, "--port", "0") as svc:
+        action = _runner(monkeypatch, pack, {"url": svc.url, "api_key": key, "use_system_proxy": False})
+        for name in ("fabrikam", "contoso"):  # X-Msteams-Tenant: each tenant's own teams
+            action.config["tenant"] = name
+            ok, result = action.run(**_params(pack, "team_list"))
+            assert ok, result
+            assert {t["id"] for t in result["context"]["MicrosoftTeams.Team"]} == team_ids(tenants3, name), name
+        # none: no header, refused by a service with several tenants, a failure
+        for empty in ("", None):
+            action.config["tenant"] = empty
+            ok, result = action.run(**_params(pack, "team_list"))
+            assert not ok and (result["code"], result["status"]) == ("tenant_required", 400), result
+            assert "X-Msteams-Tenant" in result["message"], result
+    # the Python API (config_path): the config's tenant profile
+    action = _runner(monkeypatch, pack, {"config_path": cfg, "tenant": "fabrikam"})
+    ok, result = action.run(**_params(pack, "team_list"))
+    assert ok and {t["id"] for t in result["context"]["MicrosoftTeams.Team"]} == team_ids(tenants3, "fabrikam"), result
+    # a bad value: refused before any request
+    sent = no_requests(monkeypatch)
+    for config in ({"url": "http://127.0.0.1:9", "api_key": key}, {"config_path": cfg}):
+        action = _runner(monkeypatch, pack, dict(config, tenant="Fabrikam Ltd"))
+        ok, result = action.run(**_params(pack, "team_list"))
+        assert not ok and result["code"] == "input" and result["exit_code"] == 2, result
+        assert "'Fabrikam Ltd' is not a tenant profile name" in result["message"], result
+    assert sent == []
 
 
 def test_the_action_runs_commands_through_the_python_api(emu, cfg_file, monkeypatch, pack):

@@ -5,7 +5,9 @@ command added to the registry appears without an edit; the generated Python comp
 only what XSOAR provides; it runs here against a live `msteams serve` on the fake tenant with a
 stand-in for XSOAR's `demistomock` and `CommonServerPython` (a few lines of ours): chat-create, a
 send that a retried task does not send twice, an error with our hint, test-module, and
-MicrosoftTeamsAsk answered by a simulated click completing the task through its entitlement.
+MicrosoftTeamsAsk answered by a simulated click completing the task through its entitlement; the
+instance's tenant parameter names the tenant profile of a `msteams serve` with several tenants
+(X-Msteams-Tenant), a bad one refused before any request.
 `demisto-sdk validate` checks the pack when `.venv-demisto` holds it (`.ci/run` installs it)."""
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pack_helpers import chat_messages, imports_of, registry_with_extra_command
+from pack_helpers import (chat_messages, imports_of, no_requests, registry_with_extra_command, team_ids,
+                          tenants_config_and_key)
 from service_helpers import REPO, Service, cli, make_key
 
 PACK = "Packs/MicrosoftTeamsSOAR"
@@ -28,7 +31,7 @@ INTEG = f"{PACK}/Integrations/MicrosoftTeamsSOAR/MicrosoftTeamsSOAR"
 SCRIPT = f"{PACK}/Scripts/MicrosoftTeamsAsk/MicrosoftTeamsAsk"
 CONOR = "conor.obrien@contoso.example"
 ZOE = "zoe.muller@contoso.example"
-XSOAR_PROVIDES = {"demistomock", "CommonServerPython", "requests", "hashlib", "json"}
+XSOAR_PROVIDES = {"demistomock", "CommonServerPython", "requests", "hashlib", "json", "re"}
 DEMISTO_SDK = Path(REPO) / ".venv-demisto" / "bin" / "demisto-sdk"
 
 
@@ -71,6 +74,11 @@ def test_every_command_under_xsoars_names_with_arguments_and_outputs(pack):
     assert doc["commonfields"]["id"] == "Microsoft Teams SOAR" and doc["script"]["subtype"] == "python3"
     params = {p["name"]: p for p in doc["configuration"]}
     assert params["url"]["type"] == 0 and params["credentials"]["type"] == 9 and params["credentials"]["hiddenusername"]
+    tenant = params["tenant"]  # optional: a msteams serve with one tenant needs none
+    assert (tenant["type"], tenant["required"], tenant["display"]) == (
+        0, False, "Tenant profile (msteams serve with several tenants)")
+    assert "| Tenant profile (msteams serve with several tenants) |" in (
+        pack / PACK / "Integrations/MicrosoftTeamsSOAR/README.md").read_text()
     cmds = {c["name"]: c for c in doc["script"]["commands"]}
     for spec in reg:  # every command, under its name or an alias (XSOAR's names, some in both of its integrations)
         assert {spec.name, *spec.aliases} & set(cmds), spec.name
@@ -227,6 +235,31 @@ def test_the_integration_forwards_commands_to_msteams_serve(emu, cfg_file, tmp_p
         x.params["credentials"]["password"] = "mst_" + "A" * 43
         assert "unauthorized" in x.run("test-module")
         assert "unauthorized" in x.run("microsoft-teams-chat-list")
+
+
+def test_the_tenant_parameter_names_the_tenant_profile(tenants3, tmp_path, monkeypatch, pack):
+    cfg, key = tenants_config_and_key(tenants3, tmp_path)
+    team = "MicrosoftTeams.Team(val.id && val.id == obj.id)"
+    with Service(cfg, tmp_path, "--port", "0") as svc:
+        x = Xsoar(monkeypatch, pack, svc.url, key)
+        for name in ("fabrikam", "contoso"):  # X-Msteams-Tenant: each tenant's own teams
+            x.params["tenant"] = name
+            r = x.run("team-list")
+            assert not isinstance(r, str), r
+            teams = r.outputs[team] if isinstance(r.outputs[team], list) else [r.outputs[team]]
+            assert {t["id"] for t in teams} == team_ids(tenants3, name), name
+        # none: no header, refused by a service with several tenants, through return_error
+        for empty in ("", None):
+            x.params["tenant"] = empty
+            err = x.run("team-list")
+            assert isinstance(err, str) and "(tenant_required, HTTP 400)" in err and "X-Msteams-Tenant" in err, err
+    # a bad value: refused before any request
+    sent = no_requests(monkeypatch)
+    x.params["tenant"] = "Fabrikam Ltd"
+    for command in ("team-list", "test-module"):
+        err = x.run(command)
+        assert isinstance(err, str) and "'Fabrikam Ltd' is not a tenant profile name" in err, err
+    assert sent == []
 
 
 def test_microsoftteamsask_is_answered_by_a_click_and_completes_the_task(emu, cfg_file, tmp_path, monkeypatch, pack):

@@ -1,6 +1,7 @@
 """What every pack generator shares: which commands change something (sent with an
 Idempotency-Key, so a platform's retry never sends twice), the code a generated module uses to
-tell our problem+json errors, writing the files under the output directory, and the
+tell our problem+json errors, the code that names the instance's tenant profile
+(``X-Msteams-Tenant``, from its ``tenant`` setting), writing the files under the output directory, and the
 `msteams pack PLATFORM --out DIR` command around it (an unwritable directory is a FileError
 naming it, exit 2, never a traceback)."""
 from __future__ import annotations
@@ -65,3 +66,30 @@ PROBLEM_MESSAGE_PY = '''def problem_message(response):
         message = message.rstrip() + ("" if message.rstrip().endswith((".", "!", "?")) else ".")
         message += " Hint: {}".format(body["hint"])
     return "{} ({}, HTTP {})".format(message, body.get("code") or "error", response.status_code)'''
+
+
+# Generated code: the header naming the instance's tenant profile (its `tenant` setting), for a
+# `msteams serve` with several tenants (docs/tenants.md); none when the setting is empty. A value
+# that is no profile name is refused before any request. Pasted at __TENANT_HEADERS__ (the
+# module imports `re`), with the pattern of the profile names the service takes.
+TENANT_HEADERS_PY = '''TENANT_HEADER = "X-Msteams-Tenant"
+TENANT_NAME = re.compile(r"__TENANT_PATTERN__")  # a tenant profile's name, as msteams serve takes it
+
+
+def tenant_headers(tenant):
+    """The X-Msteams-Tenant header naming the instance's tenant profile (none when the setting is
+    empty: a msteams serve with one tenant). A value that is no profile name raises ValueError."""
+    name = str(tenant if tenant is not None else "").strip()
+    if not name:
+        return {}
+    if not TENANT_NAME.fullmatch(name):
+        raise ValueError("the tenant setting {!r} is not a tenant profile name (1 to 32 lowercase letters, digits, "
+                         "'_' or '-', starting with a letter or digit)".format(name))
+    return {TENANT_HEADER: name}'''
+
+
+def tenant_headers_py() -> str:
+    """TENANT_HEADERS_PY with the pattern of a tenant profile's name (the config's own)."""
+    from integration.engine.config import TENANT_NAME
+
+    return TENANT_HEADERS_PY.replace("__TENANT_PATTERN__", TENANT_NAME.pattern)

@@ -1,14 +1,16 @@
 """`msteams pack splunk-soar --out DIR`: the Splunk SOAR (Phantom) app, generated from commands.yml.
 
 ``DIR/microsoftteamssoar/`` holds the app JSON (``microsoftteamssoar.json``: a stable appid, the
-asset configuration: service URL, API key as a password, verify; a "test connectivity" action for
+asset configuration: service URL, API key as a password, verify, tenant profile; a "test connectivity" action for
 ``GET /v1/ready`` and one action per command, its name read from the command's name ("list
 channels" for channel-list), its identifier the command's name with underscores, its type from
 what it does (destructive: contain, reads: investigate, the rest: generic), its parameters from
 the JSON Schema and its output data paths ``action_result.data.*.<field>`` from the context
 outputs, rendered as a table of the command's columns), the connector
 (``microsoftteamssoar_connector.py``: a ``BaseConnector`` forwarding each action to ``msteams
-serve`` with the asset's API key, an ``Idempotency-Key`` for commands that change something, each
+serve`` with the asset's API key, its ``tenant``, when set, as ``X-Msteams-Tenant`` (a ``msteams
+serve`` with several tenants; a bad one fails ``initialize`` before any request), an
+``Idempotency-Key`` for commands that change something, each
 context entry added with ``add_data``), the logos and a README. A command added to the registry
 appears without an edit here. The connector imports only what Splunk SOAR provides (``phantom``,
 ``requests``) and the standard library.
@@ -20,7 +22,7 @@ import re
 from pathlib import Path
 
 from integration import __version__
-from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, tenant_headers_py, write_files
 
 APP = "microsoftteamssoar"
 NAME = "Microsoft Teams SOAR"
@@ -216,6 +218,9 @@ def app_json(reg) -> dict:
                         "data_type": "password", "required": True, "order": 1},
             "verify_server_cert": {"description": "Verify the server's certificate", "data_type": "boolean",
                                    "required": False, "default": True, "order": 2},
+            "tenant": {"description": "Tenant profile (msteams serve with several tenants): the customer's profile, "
+                                      "sent as X-Msteams-Tenant; empty for one tenant",
+                       "data_type": "string", "required": False, "order": 3},
         },
         "actions": actions,
         "pip_dependencies": {"wheel": []},
@@ -235,6 +240,7 @@ POST {service_url}/v1/commands/{name} with the asset's API key; test connectivit
 """
 import hashlib
 import json
+import re
 import sys
 
 import phantom.app as phantom
@@ -248,6 +254,9 @@ TIMEOUT = 120
 
 
 __PROBLEM_MESSAGE__
+
+
+__TENANT_HEADERS__
 
 
 def headline(readable, rows):
@@ -268,12 +277,17 @@ class MicrosoftTeamsSoarConnector(BaseConnector):
 
     def initialize(self):
         config = self.get_config()
+        try:
+            tenant = tenant_headers(config.get("tenant"))
+        except ValueError as exc:  # a bad tenant setting: the action fails before any request
+            return self.set_status(phantom.APP_ERROR, str(exc))
         self._url = (config.get("service_url") or "").rstrip("/")
         self._session = requests.Session()
         self._session.verify = bool(config.get("verify_server_cert", True))
         self._session.headers.update({"Authorization": "Bearer " + (config.get("api_key") or ""),
                                       "Accept": "application/json",
                                       "User-Agent": "msteams-soar-splunk-soar/__VERSION__"})
+        self._session.headers.update(tenant)
         return phantom.APP_SUCCESS
 
     def finalize(self):
@@ -372,7 +386,8 @@ if __name__ == "__main__":
 def connector_py(reg) -> str:
     changes, primary = _tables(reg)
     return (CONNECTOR_PY.replace("__CHANGES__", json.dumps(changes)).replace("__PRIMARY__", json.dumps(primary, indent=4))
-            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__VERSION__", __version__))
+            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__TENANT_HEADERS__", tenant_headers_py())
+            .replace("__VERSION__", __version__))
 
 
 def _readme(app: dict) -> str:

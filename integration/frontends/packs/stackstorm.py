@@ -5,9 +5,11 @@ or the URL and API key of ``msteams serve``; the key and the webhook secret are 
 ``requirements.txt``, one action per command (``actions/<command, dashes as underscores>.yaml`` on
 the ``python-script`` runner, its parameters from the command's JSON Schema plus an immutable
 ``command`` parameter naming our command) sharing one entry point, ``actions/run_command.py``: an
-``Action`` whose ``run(**params)`` calls ``msteams serve`` when the pack's config has a ``url``,
-else the Python API, and returns StackStorm's ``(ok, result)`` (a partial fan-out, exit code 6,
-is a failure unless the action is given ``fail_on=none``).
+``Action`` whose ``run(**params)`` calls ``msteams serve`` when the pack's config has a ``url``
+(with the config's ``tenant``, when set, as ``X-Msteams-Tenant``: a ``msteams serve`` with several
+tenants), else the Python API (for that tenant profile), and returns StackStorm's
+``(ok, result)`` (a partial fan-out, exit code 6, is a failure unless the action is given
+``fail_on=none``).
 
 Events come in through a sensor (``sensors/webhook_sensor.py``): it listens for our webhooks,
 verifies their Standard Webhooks signature with the endpoint's ``whsec_`` secret (the
@@ -26,7 +28,7 @@ import json
 from pathlib import Path
 
 from integration import __version__
-from .files import pack_command, write_files
+from .files import pack_command, tenant_headers_py, write_files
 
 PACK = "msteams_soar"
 ENTRY_POINT = "run_command.py"
@@ -140,6 +142,10 @@ def config_schema() -> dict:
         "api_key": {"type": "string", "required": False, "secret": True,
                     "description": "A key from `msteams api-key create` whose scopes allow the actions used "
                                    "(with url)."},
+        "tenant": {"type": "string", "required": False,
+                   "description": "Tenant profile (msteams serve with several tenants): the customer's profile, "
+                                  "sent as X-Msteams-Tenant (with config_path: the config's profile). Empty: one "
+                                  "tenant."},
         "verify_tls": {"type": "boolean", "required": False, "default": True,
                        "description": "Check msteams serve's TLS certificate."},
         "use_system_proxy": {"type": "boolean", "required": False, "default": True,
@@ -203,35 +209,44 @@ RUN_COMMAND_PY = '''"""Runs one msteams-soar command: the entry point of every a
 
 Generated from commands.yml by `msteams pack stackstorm` (msteams-soar __VERSION__): do not edit by hand.
 With `url` in the pack's config: POST {url}/v1/commands/{command} with the API key (msteams serve);
-otherwise the Python API (`from integration import api`) with `config_path`.
+otherwise the Python API (`from integration import api`) with `config_path`. The config's `tenant`,
+when set, names the tenant profile: the X-Msteams-Tenant header (or the Python API's tenant).
 Returns (ok, result): ok is False for an error and for a partial fan-out (exit code 6) unless
 fail_on=none was given.
 """
 import json
+import re
 
 from st2common.runners.base_action import Action
 
 RENAMED = __RENAMED__  # action parameter -> our argument (the runner's own parameter names)
+
+__TENANT_HEADERS__
 
 
 class RunCommand(Action):
     def run(self, command, **params):
         args = {RENAMED.get(k, k): v for k, v in params.items() if v is not None}
         config = self.config or {}
+        try:
+            tenant = tenant_headers(config.get("tenant"))  # a bad tenant setting: refused before any request
+        except ValueError as exc:
+            return False, {"code": "input", "message": str(exc), "exit_code": 2}
         if config.get("url"):
-            return self._http(config, command, args)
-        return self._api(config, command, args)
+            return self._http(config, command, args, tenant)
+        return self._api(config, command, args, tenant.get(TENANT_HEADER))
 
     @staticmethod
     def _outcome(body):
         return not body.get("exit_code"), body  # 6: a partial fan-out (0 with fail_on=none)
 
-    def _http(self, config, command, args):
+    def _http(self, config, command, args, tenant):
         import requests
 
         url = config["url"].rstrip("/") + "/v1/commands/" + command
         headers = {"Authorization": "Bearer " + (config.get("api_key") or ""), "Accept": "application/json",
                    "User-Agent": "msteams-soar-stackstorm/__VERSION__"}
+        headers.update(tenant)
         session = requests.Session()
         session.trust_env = bool(config.get("use_system_proxy", True))
         try:
@@ -254,11 +269,11 @@ class RunCommand(Action):
             return False, body
         return self._outcome(body)
 
-    def _api(self, config, command, args):
+    def _api(self, config, command, args, tenant):
         from integration import api
 
         try:
-            with api.Client(config.get("config_path") or None) as teams:
+            with api.Client(config.get("config_path") or None, tenant=tenant) as teams:
                 result = teams.execute(command, args)
         except api.IntegrationError as exc:
             return False, exc.to_dict()
@@ -371,7 +386,7 @@ def run_command_py(reg) -> str:
     renamed = {parameter_name(n): n for spec in reg for n in spec.arguments.get("properties", {})
                if parameter_name(n) != n}
     return (RUN_COMMAND_PY.replace("__RENAMED__", json.dumps(dict(sorted(renamed.items()))))
-            .replace("__VERSION__", __version__))
+            .replace("__TENANT_HEADERS__", tenant_headers_py()).replace("__VERSION__", __version__))
 
 
 def webhook_sensor_py() -> str:
@@ -384,8 +399,8 @@ README = """# msteams_soar: Microsoft Teams for StackStorm
 
 Generated from msteams-soar's commands.yml by `msteams pack stackstorm` (msteams-soar __VERSION__).
 One action per command (`__COUNT__` actions), run by `actions/run_command.py` through `msteams serve`
-(config `url` + `api_key`) or the Python API (config `config_path`, msteams-soar installed in the
-pack's virtualenv). The sensor turns msteams-soar's signed webhooks into the triggers
+(config `url` + `api_key`, and `tenant` for a `msteams serve` with several tenants) or the Python
+API (config `config_path`, msteams-soar installed in the pack's virtualenv). The sensor turns msteams-soar's signed webhooks into the triggers
 `msteams_soar.question_answered` and `msteams_soar.command_received`.
 
     st2 pack install file://$PWD/msteams_soar

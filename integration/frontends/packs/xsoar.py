@@ -6,12 +6,13 @@ command of the registry under the name XSOAR knows it by (our alias from XSOAR's
 integrations, else ours), with XSOAR's argument names (the aliases the registry gives them),
 required arguments, defaults and predefined values from the JSON Schema, and the context outputs;
 its Python forwards each command to a ``msteams serve`` URL (``POST /v1/commands/{name}`` with the
-API key of the instance's credentials as ``Authorization: Bearer``, an ``Idempotency-Key`` derived
-from the incident, the task and the arguments for commands that change something), and
-``test-module`` calls ``GET /v1/ready``. ``Scripts/MicrosoftTeamsAsk/`` is XSOAR's approval script
-with XSOAR's arguments, calling the integration's ``ask`` with the task's entitlement: our ``ask``
-records it, the ``question.answered`` webhook carries it back, and the integration completes the
-task (``demisto.handleEntitlementForUser``) when ``ask-status`` or ``ask-wait`` sees the answer.
+API key of the instance's credentials as ``Authorization: Bearer``, the instance's ``tenant``
+parameter, when set, as ``X-Msteams-Tenant`` (a ``msteams serve`` with several tenants), an
+``Idempotency-Key`` derived from the incident, the task and the arguments for commands that change
+something), and ``test-module`` calls ``GET /v1/ready``. ``Scripts/MicrosoftTeamsAsk/`` is XSOAR's
+approval script with XSOAR's arguments, calling the integration's ``ask`` with the task's
+entitlement: our ``ask`` records it, the ``question.answered`` webhook carries it back, and the
+integration completes the task (``demisto.handleEntitlementForUser``) when ``ask-status`` or ``ask-wait`` sees the answer.
 
 The pack is named ``MicrosoftTeamsSOAR`` (integration "Microsoft Teams SOAR") so that it installs
 beside XSOAR's own ``MicrosoftTeams`` pack. The generated Python imports only what XSOAR provides
@@ -23,7 +24,7 @@ import json
 from pathlib import Path
 
 from integration import __version__
-from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, tenant_headers_py, write_files
 
 PACK = "MicrosoftTeamsSOAR"
 INTEGRATION = "MicrosoftTeamsSOAR"
@@ -211,6 +212,10 @@ def integration_yml(reg) -> dict:
             {"display": "API key", "displaypassword": "API key", "name": "credentials", "type": 9, "required": True,
              "hiddenusername": True, "section": "Connect",
              "additionalinfo": "A key from `msteams api-key create` whose scopes allow the commands used."},
+            {"display": "Tenant profile (msteams serve with several tenants)", "name": "tenant", "type": 0,
+             "required": False, "section": "Connect",
+             "additionalinfo": "The customer's tenant profile in msteams serve's config (sent as X-Msteams-Tenant). "
+                               "Empty for a msteams serve with one tenant."},
             {"display": "Trust any certificate (not secure)", "name": "insecure", "type": 8, "required": False,
              "section": "Connect", "advanced": True},
             {"display": "Use system proxy settings", "name": "proxy", "type": 8, "required": False,
@@ -249,6 +254,7 @@ from CommonServerPython import *  # noqa: F401
 
 import hashlib
 import json
+import re
 
 import requests
 
@@ -258,14 +264,19 @@ CONTEXT_KEYS = __KEYS__  # context path -> the key XSOAR merges entries by
 TIMEOUT = 120
 
 
+__TENANT_HEADERS__
+
+
 class Client:
-    def __init__(self, url, key, verify=True, proxy=False):
+    def __init__(self, url, key, verify=True, proxy=False, tenant=None):
+        tenant_header = tenant_headers(tenant)  # a bad tenant parameter: refused before any request
         self.url = (url or "").rstrip("/")
         self.session = requests.Session()
         self.session.verify = verify
         self.session.trust_env = bool(proxy)
         self.session.headers.update({"Authorization": "Bearer " + (key or ""), "Accept": "application/json",
                                      "User-Agent": "msteams-soar-xsoar/__VERSION__"})
+        self.session.headers.update(tenant_header)
 
     def call(self, method, path, body=None, idempotency_key=None):
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -340,7 +351,8 @@ def main():
     command = demisto.command()
     try:
         client = Client(params.get("url"), (params.get("credentials") or {}).get("password"),
-                        verify=not params.get("insecure", False), proxy=params.get("proxy", False))
+                        verify=not params.get("insecure", False), proxy=params.get("proxy", False),
+                        tenant=params.get("tenant"))
         if command == "test-module":
             return_results(test_module(client))
         elif command in COMMANDS:
@@ -395,7 +407,8 @@ def integration_py(reg) -> str:
     names, changes, keys = _command_tables(reg)
     return (INTEGRATION_PY.replace("__COMMANDS__", json.dumps(names, indent=4))
             .replace("__CHANGES__", json.dumps(changes)).replace("__KEYS__", json.dumps(keys))
-            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__VERSION__", __version__))
+            .replace("__PROBLEM_MESSAGE__", PROBLEM_MESSAGE_PY).replace("__TENANT_HEADERS__", tenant_headers_py())
+            .replace("__VERSION__", __version__))
 
 
 def _ask_name(reg) -> str:
@@ -476,6 +489,7 @@ Generated by `msteams pack xsoar`.
     | --- | --- | --- |
     | Service URL | The base URL of msteams serve (without /v1). | True |
     | API key | A key from `msteams api-key create` whose scopes allow the commands used. | True |
+    | Tenant profile (msteams serve with several tenants) | The customer's tenant profile in msteams serve's config (sent as X-Msteams-Tenant). Empty for a msteams serve with one tenant. | False |
     | Trust any certificate (not secure) | | False |
     | Use system proxy settings | | False |
 
@@ -495,6 +509,8 @@ Forwards every command to the msteams-soar HTTP API (`msteams serve`).
 - **Service URL**: the base URL of `msteams serve` (for example `https://msteams-soar.example.com`).
 - **API key**: a key from `msteams api-key create --name xsoar --scope '*'` (a destructive command needs a
   scope naming it).
+- **Tenant profile**: for a `msteams serve` with several tenants, the customer's tenant profile (sent as the
+  `X-Msteams-Tenant` header; one instance per customer). Empty for a `msteams serve` with one tenant.
 
 Approval playbooks use the **MicrosoftTeamsAsk** script: the answer completes the task through its entitlement.
 """
