@@ -319,11 +319,18 @@ class RedisStore:
         return out
 
     def counts(self) -> dict[str, int]:
+        """As SQLite's: every directory kind (0 when empty), the cache's kinds in order, then the
+        two totals. The lengths in one round trip (a pipeline), not one each."""
+        kinds = self._kinds()
+        pipe = self.r.pipeline(transaction=False)
+        for kind in kinds:
+            pipe.hlen(self.k("c", kind))
+        pipe.hlen(self.k("tokens"))
+        pipe.hlen(self.k("refs"))
+        lengths = pipe.execute()
         out = {k: 0 for k in DIRECTORY_KINDS}
-        for kind in self._kinds():
-            out[kind] = self.r.hlen(self.k("c", kind))
-        out["token_caches"] = self.r.hlen(self.k("tokens"))
-        out["message_refs"] = self.r.hlen(self.k("refs"))
+        out.update(zip(kinds, lengths))
+        out["token_caches"], out["message_refs"] = lengths[-2], lengths[-1]
         return out
 
     def clear(self, *, include_tokens: bool = False) -> dict[str, int]:

@@ -150,6 +150,23 @@ def test_cache_ttl_case_insensitive_keys_delete_and_counts(make_store):
     assert s.get("user", "A@x") is None and s.get("user", "1") == {"id": "1"}
 
 
+def test_counts_whole_answer_in_its_order(make_store):
+    """The whole dict, keys in order (cache-show prints it as it is): every directory kind (0
+    when empty), the other cache kinds in key order, then the token caches and message refs."""
+    s = make_store()
+    assert s.counts() == {**{k: 0 for k in base.DIRECTORY_KINDS}, "token_caches": 0, "message_refs": 0}
+    s.put_many("user", [("a", {"id": "1"}), ("b", {"id": "2"})])
+    s.put("zz_extra", "k", 1)
+    s.put("api_key", "k", {"id": "k"})
+    s.save_tokens("app", "blob")
+    s.save_tokens("delegated", "blob")
+    s.save_message_ref("r1", {"conversation": "c"})
+    got = s.counts()
+    want = {k: 0 for k in base.DIRECTORY_KINDS}
+    want.update({"user": 2, "api_key": 1, "zz_extra": 1, "token_caches": 2, "message_refs": 1})
+    assert got == want and list(got) == list(want)
+
+
 def test_clear_keeps_tokens_unless_asked(make_store):
     s = make_store()
     s.put_many("user", [("a", {"id": "1"}), ("b", {"id": "2"})])
