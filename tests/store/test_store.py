@@ -25,6 +25,28 @@ def test_file_mode_and_wal(tmp_path):
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_every_connection_keeps_durability_and_bounds_the_wal(tmp_path):
+    """WAL with synchronous=NORMAL stays; checkpoints every 4000 pages (within the WAL index's
+    first hash table), the WAL cut back to 64 MB after one; no memory map (see sqlite._TUNING)."""
+    import threading
+
+    s = SQLiteStore(tmp_path / "s.db")
+    seen = []
+
+    def look():
+        with s._conn() as c:
+            seen.append(tuple(c.execute(f"PRAGMA {p}").fetchone()[0] for p in
+                              ("journal_mode", "synchronous", "wal_autocheckpoint", "journal_size_limit",
+                               "mmap_size")))
+        s.thread_done()
+
+    t = threading.Thread(target=look)
+    t.start()
+    t.join()
+    look()
+    assert seen == [("wal", 1, 4000, 64 * 1024 * 1024, 0)] * 2  # synchronous 1: NORMAL
+
+
 def test_writes_inside_a_transaction_commit_together_or_not_at_all(tmp_path):
     """SQLite's own: the protocol's transaction only groups writes (Redis has no rollback)."""
     s = SQLiteStore(tmp_path / "s.db")
