@@ -96,6 +96,22 @@ class Process:
         except (OSError, ValueError, IndexError):
             return None
 
+    def context_switches(self) -> int | None:
+        """Voluntary and involuntary context switches of the server's threads so far (Linux:
+        /proc; else None). A thread gone since (a pool's) takes its count with it: a few."""
+        try:
+            tids = os.listdir(f"/proc/{self.proc.pid}/task")
+        except OSError:
+            return None
+        total = 0
+        for tid in tids:
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -305,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
             if not call():
                 raise SystemExit(f"{label}: refused")
             close()
-            cpu0 = by_url[url].cpu_seconds()
+            cpu0, cs0 = by_url[url].cpu_seconds(), by_url[url].context_switches()
             c[label] = concurrent_clients(make, CONCURRENCY, ns.seconds, per_client=1_000_000)
-            cpu1 = by_url[url].cpu_seconds()
+            cpu1, cs1 = by_url[url].cpu_seconds(), by_url[url].context_switches()
+            c[label]["switches"] = ((cs1 - cs0) / c[label]["count"]
+                                    if cs0 is not None and cs1 is not None and c[label]["count"] else None)
             c[label]["cpu"] = (f"; server CPU {(cpu1 - cpu0) / c[label]['count'] * 1e6:.0f} us/request"
                                if cpu0 is not None and cpu1 is not None and c[label]["count"] else "")
         for label, base in (("service cache-show", "echo ({} body)"), ("bot endpoint !help", "echo (activity body)")):
@@ -328,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmarks/api.py on {os.cpu_count()} CPUs, loopback, the fake tenant")
     for r in rows:
         print(f"  {r[0]:<{width}}  {r[1]:>14}  {r[2]}")
+    switches = [f"{label} {c[label]['switches']:.1f}" for label in c if c[label].get("switches") is not None]
+    if switches:  # each is a thread handoff (a GIL or a queue): what most of the CPU per request goes to
+        print(f"  c. server context switches per request: {', '.join(switches)}")
     print("goals:")
     for text, ok in goals:
         print(f"  [{'met' if ok else 'NOT met'}] {text}")
