@@ -184,30 +184,18 @@ def test_serve_refuses_a_state_file_it_cannot_write(tmp_path, capsys):
 
 def test_serve_saves_on_shutdown(tmp_path, monkeypatch, capsys):
     """What the last moment changed is in the file once serve returns, with no periodic save."""
-    import threading
-
     import msal_helpers
-    from fake_tenant import serve
+    from emulator_helpers import serving
 
     monkeypatch.setattr(persist.StateFile, "tick", lambda self: False)
-    state, cfg_path, stop, result = tmp_path / "s.json", tmp_path / "emu.yml", threading.Event(), {}
-    t = threading.Thread(target=lambda: result.update(rc=serve.main(
-        ["--state", str(state), "--write-config", str(cfg_path), "--no-throttling"], stop_event=stop)))
-    t.start()
-    try:
-        for _ in range(200):
-            if cfg_path.exists() and cfg_path.stat().st_size:
-                break
-            stop.wait(0.05)
-        cfg = yaml.safe_load(cfg_path.read_text())
+    state = tmp_path / "s.json"
+    with serving(["--state", str(state), "--no-throttling"], tmp_path / "emu.yml") as run:
+        cfg = run["config"]
         base = cfg["graph_url"].rsplit("/v1.0", 1)[0]
         r = msal_helpers.http_session(cfg["ca_bundle"]).post(base + "/_emulator/uninstall-bot", json={"user": BOB})
         assert r.status_code == 200, r.text
         bob = r.json()["user"]
-    finally:
-        stop.set()
-        t.join(20)
-    assert result["rc"] == 0, capsys.readouterr().err
+    assert run["rc"] == 0, capsys.readouterr().err
     assert persist.decode(json.loads(state.read_text())["state"]["bot_uninstalled_users"]) == {bob}
 
 

@@ -5,7 +5,6 @@ tenant, Bot Connector conversations that belong to their tenant, Teams activitie
 user's tenant, and the config with a profile per tenant."""
 from __future__ import annotations
 
-import threading
 import warnings
 
 import jwt
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 import msal_helpers as mh
+from emulator_helpers import serving
 from fake_tenant import Emulator
 from msal_helpers import BOT_DEFAULT, GRAPH_DEFAULT, bearer
 
@@ -346,24 +346,8 @@ def test_write_config_with_a_profile_per_tenant(emu3, tmp_path):
 
 
 def test_emulator_serve_tenants_writes_the_profiles(tmp_path, capsys):
-    from fake_tenant import serve
-
-    stop = threading.Event()
-    cfg_path = tmp_path / "emu.yml"
-    result = {}
-
-    def run():
-        result["rc"] = serve.main(["--tenants", "3", "--write-config", str(cfg_path), "--no-throttling"],
-                                  stop_event=stop)
-
-    t = threading.Thread(target=run)
-    t.start()
-    try:
-        for _ in range(200):
-            if cfg_path.exists() and cfg_path.stat().st_size:
-                break
-            stop.wait(0.05)
-        cfg = yaml.safe_load(cfg_path.read_text())
+    with serving(["--tenants", "3", "--no-throttling"], tmp_path / "emu.yml") as run:
+        cfg = run["config"]
         assert list(cfg["tenants"]) == ["contoso", "fabrikam", "northwind"]
         fab = {**cfg, **cfg["tenants"]["fabrikam"]}
         app = msal.ConfidentialClientApplication(fab["client_id"], client_credential=fab["client_secret"],
@@ -373,10 +357,7 @@ def test_emulator_serve_tenants_writes_the_profiles(tmp_path, capsys):
             warnings.simplefilter("ignore")
             res = app.acquire_token_for_client(GRAPH_DEFAULT)
         assert _claims(res["access_token"])["tid"] == fab["tenant_id"]
-    finally:
-        stop.set()
-        t.join(10)
-    assert result["rc"] == 0
+    assert run["rc"] == 0
     out = capsys.readouterr().out
     assert "fabrikam.example" in out and "northwind.example" in out and cfg["client_secret"] not in out
 

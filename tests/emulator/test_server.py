@@ -365,30 +365,15 @@ def test_serve_rejects_bad_arguments(capsys):
 
 
 def test_serve_runs_and_writes_config(tmp_path, capsys):
-    import threading
-    from fake_tenant import serve
-    stop = threading.Event()
+    from emulator_helpers import serving
+
     cfg_path = tmp_path / "emu.yml"
-    result = {}
-
-    def run():
-        result["rc"] = serve.main(["--write-config", str(cfg_path), "--no-throttling"], stop_event=stop)
-
-    t = threading.Thread(target=run)
-    t.start()
-    try:
-        for _ in range(100):
-            if cfg_path.exists() and cfg_path.stat().st_size:
-                break
-            stop.wait(0.05)
-        cfg = yaml.safe_load(cfg_path.read_text())
+    with serving(["--no-throttling"], cfg_path) as run:
+        cfg = run["config"]
         s = mh.http_session(cfg["ca_bundle"])
         r = s.get(cfg["authority"] + "/v2.0/.well-known/openid-configuration")
         assert r.status_code == 200
-    finally:
-        stop.set()
-        t.join(10)
-    assert result["rc"] == 0
+    assert run["rc"] == 0
     out = capsys.readouterr().out
     assert cfg["graph_url"] in out and str(cfg_path) in out
     assert cfg["client_secret"] not in out
