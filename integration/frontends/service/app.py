@@ -278,25 +278,21 @@ class Service:
             from .runs import scope_of
 
             audit = {"command": scope_of(name)[:100], "key": key["name"], "digest": None, "decision": "refused"}
-            started = time.monotonic()
-            tenant = None
-            try:
+
+            def start(settle) -> dict:
                 self._allow(key, scope_of(name), destructive=True)  # before saying whether it exists
                 if name not in shipped():
                     raise Problem(404, "not_found", f"no shipped playbook {name[:80]!r}",
                                   hint="`msteams playbook list` lists them")
                 args = _arguments(body)
-                tenant = self.tenant_of(key, request.headers)
+                runs = settle(self.tenant_of(key, request.headers))
                 audit.update(digest=hashlib.sha256(_dumps(args)).hexdigest(), decision="allowed")
                 run_key = None
                 if header is not None:
                     run_key = idem.dedupe_key(idem.scoped(key["name"], idem.check_header(header)))
-                run = self.runs_of(tenant).start(name, args, run_key)
-                answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
-            except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
-                answer = problem_answer(from_error(exc), request.url.path)
-            self._audit({"peer": _peer(request), "started": started}, audit, answer, tenant)
-            return answer
+                return runs.start(name, args, run_key)
+
+            return self._run_answer(request, audit, start)
 
         return (await self._guarded(request, work)).response()
 
@@ -339,23 +335,36 @@ class Service:
             from .runs import scope_of
 
             audit = {"command": "resume", "key": key["name"], "digest": None, "decision": "refused"}
-            started = time.monotonic()
-            tenant = None
-            try:
-                tenant = self.tenant_of(key, request.headers)
-                runs = self.runs_of(tenant)
+
+            def resume(settle) -> dict:
+                runs = settle(self.tenant_of(key, request.headers))
                 row = runs.row(run_id)
                 audit["command"] = scope_of(row["name"])[:100]
                 self._allow(key, scope_of(row["name"]), destructive=True)
                 audit["decision"] = "allowed"
-                run = runs.resume(run_id)
-                answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
-            except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
-                answer = problem_answer(from_error(exc), request.url.path)
-            self._audit({"peer": _peer(request), "started": started}, audit, answer, tenant)
-            return answer
+                return runs.resume(run_id)
+
+            return self._run_answer(request, audit, resume)
 
         return (await self._guarded(request, work)).response()
+
+    def _run_answer(self, request, audit: dict, step) -> Answer:
+        """A run started or resumed: 202 with its Location, or the problem; audited either way,
+        in the store of the tenant ``step`` settled on (``settle(tenant)`` answers its Runs)."""
+        started = time.monotonic()
+        tenant: list = [None]
+
+        def settle(name):
+            tenant[0] = name
+            return self.runs_of(name)
+
+        try:
+            run = step(settle)
+            answer = Answer(202, _dumps(run), headers={"Location": f"/v1/runs/{run['id']}"})
+        except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
+            answer = problem_answer(from_error(exc), request.url.path)
+        self._audit({"peer": _peer(request), "started": started}, audit, answer, tenant[0])
+        return answer
 
     async def list_commands(self, request):
         return (await self._guarded(request, self._listing)).response()
