@@ -42,6 +42,17 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
 
 
 # ---- serve ----
+def listen_options(p: argparse.ArgumentParser, *, default_port: int, url_is: str) -> None:
+    """The options of a server that listens (`bot serve`, `serve`): address, port, TLS, and
+    where to write its URL (``url_is``: what that URL is)."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=port, default=default_port,
+                   help=f"port (default {default_port}; 0 picks a free one)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--write-url", metavar="FILE", help=f"write {url_is} here once listening")
+
+
 def listening(make, host: str, port: int):
     """``make()`` a server, its failures to listen named as configuration problems (exit 3)."""
     from integration.engine.errors import ConfigError
@@ -115,11 +126,7 @@ def register_with_emulator(cfg, url: str) -> bool:
 
 def serve(argv: list[str], *, out, err, config: str | None) -> int:
     p = _parser("msteams bot serve")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=port, default=3978, help="port (default 3978; 0 picks a free one)")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
-    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    p.add_argument("--write-url", metavar="FILE", help="write the messaging endpoint URL here once listening")
+    listen_options(p, default_port=3978, url_is="the messaging endpoint URL")
     p.add_argument("--workers", type=whole_number(1), default=4, help="commands run in parallel (default 4)")
     p.add_argument("--no-register", action="store_true",
                    help="do not set the emulator's messaging endpoint (when the config points at one)")

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Callable
 
-from integration.engine.argtypes import port, positive_number, whole_number
+from integration.engine.argtypes import positive_number, whole_number
 
 log = logging.getLogger("msteams.service")
 
@@ -44,12 +44,10 @@ def _loopback(host: str) -> bool:
 
 # ---- msteams serve ----
 def serve(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], None], config: str | None) -> int:
+    from integration.frontends.bot.tool import listen_options
+
     p = _parser("msteams serve")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=port, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
-    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    p.add_argument("--write-url", metavar="FILE", help="write the service's base URL here once listening")
+    listen_options(p, default_port=8080, url_is="the service's base URL")
     p.add_argument("--bot", action="store_true",
                    help="also serve the bot's messaging endpoint (/api/messages) on the same port")
     p.add_argument("--no-register", action="store_true",
