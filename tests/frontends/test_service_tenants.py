@@ -113,3 +113,17 @@ def test_runs_live_in_the_tenant_named(multi, cfg_file, tmp_path):
         assert svc.http.get(f"{svc.url}/v1/runs/{run_id}", headers={"X-API-Key": key}, timeout=60).status_code == 400
     code, out, err = cli(cfg_file, "--tenant", "fabrikam", "-o", "json", "playbook", "runs")
     assert run_id in [x.get("id") or x.get("run_id") for x in json.loads(out[0])]
+
+
+def test_a_job_is_read_only_by_keys_allowed_its_tenant(multi, cfg_file, tmp_path):
+    both = make_key(cfg_file, "both", "contoso", "fabrikam")
+    contoso_only = make_key(cfg_file, "contoso-only", "contoso")
+    fabrikam_too = make_key(cfg_file, "fabrikam-too", "fabrikam")
+    with Service(cfg_file, tmp_path) as svc:
+        r = svc.post("team-list", {}, key=both, headers={"X-Msteams-Tenant": "fabrikam", "Prefer": "respond-async"})
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+        assert svc.get(location, key=contoso_only).json()["code"] == "tenant"  # may run team-list, not for fabrikam
+        assert svc.get(location, key=contoso_only).status_code == 403
+        got = svc.get(location, key=fabrikam_too)
+        assert got.status_code == 200 and got.json()["id"] == location.rsplit("/", 1)[1]

@@ -538,7 +538,7 @@ class Service:
             return answer.status, answer.body
 
         record, _ = self.jobs.start(command=spec.name, key_name=key["name"], scope=scope, work=work,
-                                    fingerprint=_fingerprint(spec.name, args, runtime))
+                                    fingerprint=_fingerprint(spec.name, args, runtime), tenant=runtime.cfg.tenant)
         location = f"/v1/jobs/{record['id']}"
         return Answer(202, _dumps(dict(self.jobs.view(record), location=location)),
                       headers={"Location": location, "Preference-Applied": "respond-async", "Vary": "Prefer"})
@@ -554,6 +554,8 @@ class Service:
             if record.get("key") != key["name"]:  # the key that started it, or one that may run the command
                 spec = self.runtime.registry.get(record["command"])
                 self._allow(key, record["command"], destructive=spec is None or bool(spec.destructive))
+                if record.get("tenant"):  # ... for that tenant
+                    tenancy.check(self.runtime.cfg, key, record["tenant"])
             return Answer(200, _dumps(self.jobs.view(record)))
 
         return (await self._guarded(request, work)).response()

@@ -101,12 +101,13 @@ class Jobs:
             return "interrupted"
         return record["status"]
 
-    def start(self, *, command: str, key_name: str, fingerprint: str, scope: str | None, work) -> tuple[dict, bool]:
+    def start(self, *, command: str, key_name: str, fingerprint: str, scope: str | None, work,
+              tenant: str | None = None) -> tuple[dict, bool]:
         """Start ``work()`` (-> (status, body bytes)) as a job; (its record, whether it started
         now). Under an Idempotency-Key an existing job that is not interrupted is answered instead."""
         jid = job_id(scope)
         if scope is None:  # a random id: no other start can meet it
-            record = self._create(jid, command, key_name, fingerprint)
+            record = self._create(jid, command, key_name, fingerprint, tenant)
         else:
             # One start per job id among all processes sharing the store: look, else create,
             # as one step. The lock is held for these two store calls only, never for the work.
@@ -119,12 +120,13 @@ class Jobs:
                                       "body (or command)", hint="use a new key for a new request")
                     if self.status(prior) != "interrupted":
                         return prior, False
-                record = self._create(jid, command, key_name, fingerprint)
+                record = self._create(jid, command, key_name, fingerprint, tenant)
         self.pool.submit(self._run, record, work)
         return record, True
 
-    def _create(self, jid: str, command: str, key_name: str, fingerprint: str) -> dict:
-        record = {"id": jid, "command": command, "status": "running", "key": key_name,
+    def _create(self, jid: str, command: str, key_name: str, fingerprint: str, tenant: str | None) -> dict:
+        # tenant: the profile it runs for (tenancy.py): another tenant's key may not read it
+        record = {"id": jid, "command": command, "status": "running", "key": key_name, "tenant": tenant,
                   "fingerprint": fingerprint, "owner": owner_id(), "run": uuid.uuid4().hex,
                   "created": self.store.now(), "finished": None}
         self.store.put(KIND, jid, record, ttl=RUNNING_TTL)
