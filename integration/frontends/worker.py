@@ -320,20 +320,33 @@ def main(argv: list[str], *, out, err, config: str | None = None, output: str | 
         if len(workers) == 1:
             return workers[0].run()
         codes: list[int] = []
-        threads = [threading.Thread(target=lambda w=w: codes.append(w.run()), name=f"tenant-{w.name}", daemon=True)
+        threads = [threading.Thread(target=_run_one, args=(w, codes), name=f"tenant-{w.name}", daemon=True)
                    for w in workers]
         for t in threads:
             t.start()
         for t in threads:
             while t.is_alive():  # a bounded join: signals reach the main thread between waits
                 t.join(0.5)
-        return max(codes or [1])
+        return max(codes) if len(codes) == len(workers) else 1
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
         for rt in runtimes:
             rt.close()
         provider.close()
+
+
+def _run_one(worker: Worker, codes: list) -> None:
+    """One tenant's worker in a thread of its own: its exit code, or its failure's (logged, named
+    by the worker: never a traceback, and never an exit 0 for the process)."""
+    try:
+        codes.append(worker.run())
+    except IntegrationError as exc:
+        log.error("worker %s stopped: %s", worker.name, exc.message)
+        codes.append(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the other tenants' workers go on; the exit code says it
+        log.error("worker %s stopped: %s", worker.name, type(exc).__name__)
+        codes.append(1)
 
 
 def status(argv: list[str], *, out, config: str | None, output: str | None) -> int:

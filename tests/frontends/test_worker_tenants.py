@@ -48,3 +48,27 @@ def test_one_worker_serves_every_tenants_queue_exactly_once_each(tenants3, tmp_p
                                   if a["activity"].get("text") == TEXT)
         assert len(got) == len(ids) and max(got.values()) == 1, (tenant, got)
     assert not [a for a in multi.tenant("contoso").state.activities.values() if a["activity"].get("text") == TEXT]
+
+
+def test_a_tenants_worker_that_fails_makes_the_process_fail(tenants3, tmp_path, redis_server, redis_namespace,
+                                                            monkeypatch, caplog):
+    """One tenant's worker stopping on an error: the others finish, the failure is logged by
+    name, and the process exits with its code, never 0."""
+    from integration.engine.errors import ConfigError
+    from integration.frontends import worker as worker_mod
+
+    path = write_tenants_config(tenants3, tmp_path, store_url=redis_server.url, store_namespace=redis_namespace,
+                                store_key=Fernet.generate_key().decode())
+    real = worker_mod.Worker.run
+
+    def run(self):
+        if self.name.endswith("/fabrikam"):
+            raise ConfigError("fabrikam's store cannot be reached")
+        return real(self)
+
+    monkeypatch.setattr(worker_mod.Worker, "run", run)
+    out = []
+    code = worker_mod.main(["--until-empty", "--concurrency", "1"], out=out.append, err=out.append, config=path)
+    assert code == 3
+    assert "fabrikam's store cannot be reached" in caplog.text
+    assert sum("stopped" in line for line in out) == 2  # contoso's and northwind's finished
