@@ -96,3 +96,14 @@ def test_with_tenant_profiles_a_token_acts_for_its_own_tenant_only(tenants3, tmp
         assert r.status_code == 200, r.text
         r = call(svc, "team-list", token, headers={"X-Msteams-Tenant": "contoso"})
         assert r.status_code == 403 and r.json()["code"] == "tenant"
+
+
+def test_a_tenant_configured_by_its_domain_name_is_learned_from_its_metadata(emu, tmp_path):
+    data = dict(emu.config(), **store_settings(tmp_path), api_entra_audience=emu.config()["client_id"],
+                tenant_id=emu.state.domain)  # contoso.example: the tokens' tid is the tenant's id
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    tines = emu.register_api_client("tines", ["team-list"])
+    with Service(path, tmp_path) as svc:
+        r = call(svc, "team-list", entra_token(emu, tines))
+        assert r.status_code == 200, r.text

@@ -13,10 +13,14 @@ it only. Its name in the audit log and the rate limiter is ``entra:<the calling 
 """
 from __future__ import annotations
 
+import re
 import threading
 
 from integration.teams.verify import (KeySource, Rejected, bearer_token, check_key, decode_signed, fetch_json, peek,
                                       signing_key_id)
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 class EntraTokens:
     """The tenants a service takes tokens from, their key sets, and the check of one token."""
@@ -28,15 +32,39 @@ class EntraTokens:
         self._fetch = fetch_json(cfg.verify, min(cfg.timeout, 10.0))
         # tenant id (lowercase) -> (tenant profile or None, its authority)
         self.tenants: dict[str, tuple[str | None, str]] = {}
+        # A tenant configured by its domain name (contoso.onmicrosoft.com): its id is learned from
+        # its metadata's issuer on the first token naming a tenant not known yet.
+        self._by_name: list[tuple[str | None, str]] = []
         if cfg.tenant_names:
-            for name in cfg.tenant_names:
-                t = runtime.for_tenant(name).cfg
-                if t.tenant_id:
-                    self.tenants[t.tenant_id.strip().lower()] = (name, t.authority_url)
-        elif cfg.tenant_id:
-            self.tenants[cfg.tenant_id.strip().lower()] = (None, cfg.authority_url)
+            configured = [(name, runtime.for_tenant(name).cfg) for name in cfg.tenant_names]
+        else:
+            configured = [(None, cfg)]
+        for name, t in configured:
+            if not (t.tenant_id or t.authority):
+                continue
+            tid = (t.tenant_id or "").strip().lower()
+            if _GUID.fullmatch(tid):
+                self.tenants[tid] = (name, t.authority_url)
+            else:
+                self._by_name.append((name, t.authority_url))
         self._sources: dict[str, KeySource] = {}
         self._lock = threading.Lock()
+
+    def _learn_ids(self) -> None:
+        """The ids of the tenants configured by name, from their metadata (once each)."""
+        with self._lock:
+            pending, self._by_name = self._by_name, []
+        for name, authority in pending:
+            src = KeySource(f"{authority.rstrip('/')}/v2.0/.well-known/openid-configuration", self._fetch)
+            src.ensure_loaded()
+            m = _GUID.search((src.issuer or "").lower())
+            if m is None:  # not reachable now: tried again on the next unknown token
+                with self._lock:
+                    self._by_name.append((name, authority))
+                continue
+            with self._lock:
+                self.tenants[m.group(0)] = (name, authority)
+                self._sources[m.group(0)] = src
 
     def _source(self, tid: str, authority: str) -> KeySource:
         with self._lock:
@@ -51,6 +79,8 @@ class EntraTokens:
         token = bearer_token(f"Bearer {token}")
         header, unverified = peek(token)
         tid = str(unverified.get("tid") or "").strip().lower()
+        if tid not in self.tenants and self._by_name:
+            self._learn_ids()
         if tid not in self.tenants:
             raise Rejected("token of a tenant this service does not serve")
         profile, authority = self.tenants[tid]
