@@ -50,12 +50,13 @@ class CommandSpec:
     """One command of the registry, read-only once built."""
 
     __slots__ = ("name", "description", "arguments", "flows", "lookups", "category", "aliases", "local",
-                 "handler", "resolve", "request", "outputs", "example", "calls", "bare_ok", "destructive")
+                 "handler", "resolve", "request", "outputs", "example", "calls", "bare_ok", "destructive",
+                 "store_only")
 
     def __init__(self, name: str, description: str, arguments, flows: tuple, lookups: tuple = (),
                  category: str = "admin", aliases: tuple = (), local: bool = False, handler: str | None = None,
                  resolve=None, request=None, outputs=None, example: str | None = None, calls: tuple = (),
-                 bare_ok: bool = False, destructive: bool = False):
+                 bare_ok: bool = False, destructive: bool = False, store_only: bool = False):
         values = dict(name=name, description=description, arguments=arguments,  # JSON Schema (read-only)
                       flows=flows,  # ((flow, (permission, ...)), ...) in order of preference
                       lookups=lookups,  # same shape: Graph flows used only to look names up (bot commands)
@@ -69,7 +70,10 @@ class CommandSpec:
                       # deletes or removes what cannot be had back by running another command
                       # (team-delete, member removals, cache-reset): an HTTP API key needs a
                       # scope naming it exactly, never a glob (frontends/service/keys.py)
-                      destructive=destructive)
+                      destructive=destructive,
+                      # answers from the context store alone (no network, no wait): the HTTP
+                      # service runs it on its event loop (frontends/lane.py)
+                      store_only=store_only)
         for k, v in values.items():
             object.__setattr__(self, k, v)
 
@@ -245,7 +249,7 @@ def load(path: str | Path | None = None, *, cache: bool = True, check_handlers: 
 _SHAPE = (("description", str, None), ("arguments", dict, None), ("flows", dict, {}), ("lookups", dict, {}),
           ("category", str, ""), ("aliases", list, []), ("local", bool, False), ("handler", str | None, None),
           ("resolve", dict, {}), ("request", dict | None, None), ("outputs", dict, {}), ("example", str | None, None),
-          ("calls", list, []), ("destructive", bool, False))
+          ("calls", list, []), ("destructive", bool, False), ("store_only", bool, False))
 
 
 def _spec_of(name: str, body: dict, bare_ok: bool) -> CommandSpec:
@@ -266,6 +270,7 @@ def _spec_of(name: str, body: dict, bare_ok: bool) -> CommandSpec:
         calls=tuple(body.get("calls", ())),
         bare_ok=bare_ok,
         destructive=bool(body.get("destructive", False)),
+        store_only=bool(body.get("store_only", False)),
     )
 
 

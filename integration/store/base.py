@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The rules and kinds (rules.py), re-exported: base is where callers look for what a store is.
 from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HELD, HISTORY_KINDS,  # noqa: F401
-                    NAME_KINDS, assume_alive, claim_decision, entry_keys, name_key)
+                    NAME_KINDS, Busy, assume_alive, claim_decision, entry_keys, name_key)
 
 
 @runtime_checkable  # isinstance(store, Store) checks that every member is there (the contract suite does)
@@ -50,6 +50,17 @@ class Store(Protocol):
     @staticmethod
     def norm(key: str) -> str:
         """A key as the directory cache keys it: blanks stripped, casefolded."""
+
+    inline: ClassVar[bool]
+    """Whether an event loop may run this store's operations itself (frontends/lane.py): True
+    when they are local file I/O whose reads never wait (SQLite), False when each is a network
+    round trip (Redis)."""
+
+    def begin_now(self) -> AbstractContextManager[object]:
+        """A write transaction begun only when no other writer holds the store: `Busy` at once
+        otherwise (nothing begun, never a wait). Writes inside join it and are committed
+        together on leaving; what it yields has ``intact()``: False once a failed statement
+        inside rolled the whole of it back. Only a store with ``inline`` offers it (else Busy)."""
 
     # ---- directory cache: (kind, key) -> JSON value, with a TTL ----
     def transaction(self) -> AbstractContextManager[object]:

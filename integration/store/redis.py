@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from integration.engine.errors import STORE_SERVER_HINT, ConfigError
-from .rules import AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, assume_alive, claim_decision, entry_keys
+from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, Busy, assume_alive, claim_decision,
+                    entry_keys)
 # The same compact JSON as the SQLite store writes (index_names joins stored values as text).
 from .sqlite import _dumps, _encode
 
@@ -217,6 +218,14 @@ class RedisStore:
     @staticmethod
     def norm(key: str) -> str:
         return key.strip().casefold()
+
+    inline = False  # each operation is a round trip to the server: an event loop must not wait on it
+
+    @contextmanager
+    def begin_now(self):
+        """Not offered (``inline`` is False): Busy, nothing begun."""
+        raise Busy("a Redis store is not written from an event loop")
+        yield self  # pragma: no cover - a generator, for contextmanager
 
     @contextmanager
     def transaction(self):

@@ -70,3 +70,7 @@ HELD = ("claimed", "pending")
 def assume_alive(owner: str) -> bool:
     """``outbox_claim``'s default ``holder_alive``: a holder whose lease runs is taken as alive."""
     return True
+
+
+class Busy(Exception):
+    """Another writer holds the store, and the caller asked not to wait (``begin_now``)."""

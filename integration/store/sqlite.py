@@ -26,7 +26,7 @@ from integration.engine.errors import ConfigError
 # The names every backend shares live in base (the store's door); imported here too, so that
 # `from integration.store.sqlite import DEFAULT_TTL` (and the rest) keeps working.
 from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
-                   assume_alive, claim_decision, entry_keys, name_key)
+                   Busy, assume_alive, claim_decision, entry_keys, name_key)
 
 # Only type checkers read these (no run-time import of typing's names for an annotation).
 TYPE_CHECKING = False
@@ -266,6 +266,39 @@ class SQLiteStore:
 
     def put(self, kind: str, key: str, value: Any, ttl: float | None = DEFAULT_TTL) -> None:
         self.put_many(kind, [(key, value)], ttl)
+
+    # A file on this host: reads never wait (WAL), and begin_now never waits for a writer, so an
+    # event loop may run store work itself (frontends/lane.py) rather than hop to a thread.
+    inline = True
+
+    @contextmanager
+    def begin_now(self):
+        """BEGIN IMMEDIATE without waiting (busy_timeout 0 for that statement alone): `Busy` when
+        another connection writes. Committed on leaving; rolled back on an error, or when the
+        commit fails (then raised as ConfigError)."""
+        with self._conn() as c:
+            if c.in_transaction:
+                raise Busy("a transaction is open on this thread already")
+            c.execute("PRAGMA busy_timeout=0")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise Busy(str(exc)) from None
+            finally:
+                c.execute("PRAGMA busy_timeout=30000")
+            try:
+                yield _Open(c)
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            if c.in_transaction:
+                try:
+                    c.execute("COMMIT")
+                except sqlite3.Error:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
 
     @contextmanager
     def transaction(self):
@@ -850,6 +883,19 @@ class SQLiteStore:
     def lock_release(self, name: str, owner: str) -> None:
         with self._conn() as c:
             c.execute("DELETE FROM locks WHERE name=? AND owner=?", (name, owner))
+
+
+class _Open:
+    """What begin_now yields: ``intact()`` is whether its transaction is still open (a failed
+    statement inside rolls all of it back: _Tx)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def intact(self) -> bool:
+        return self.conn.in_transaction
 
 
 class _Tx:

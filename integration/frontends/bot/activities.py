@@ -79,6 +79,7 @@ class Processor:
         self._cv = threading.Condition()
         self._pending = 0
         self.sent: deque = deque(maxlen=200)  # the latest replies sent (tests, health)
+        self._deferring = threading.local()  # accept_deferred's effects, on the thread it runs in
 
     # ---- the request path (fast: no Graph, no Bot Connector) ----
     def accept(self, activity: dict) -> tuple[int, dict | None]:
@@ -228,7 +229,21 @@ class Processor:
                             q["id"], exc.message)
         resume_waiting_on(self.runtime, q["id"], out=lambda line: log.info("%s", line))
 
+    def accept_deferred(self, activity: dict, effects: list) -> tuple[int, dict | None]:
+        """``accept`` with what it would start in the background appended to ``effects``
+        instead, as ``(fn, args)``, to be started once its store writes are committed (the
+        endpoint's event loop lane, frontends/lane.py)."""
+        self._deferring.effects = effects
+        try:
+            return self.accept(activity)
+        finally:
+            self._deferring.effects = None
+
     def _submit(self, fn, *args) -> None:
+        effects = getattr(self._deferring, "effects", None)
+        if effects is not None:
+            effects.append((self._submit, (fn, *args)))
+            return
         with self._cv:
             self._pending += 1
 

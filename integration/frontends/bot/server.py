@@ -21,6 +21,7 @@ a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -52,10 +53,9 @@ class Endpoint:
         self.threads = threads
         self._pool = None  # the threads requests hop to (made on first use)
         self._pool_lock = threading.Lock()
+        self._lane_of: tuple | None = None  # (the processor, its lane or None)
 
-    async def _in_thread(self, fn, *args):
-        """``fn(*args)`` in one of the endpoint's threads: its result (or its exception) handed
-        back to the loop in one call (no executor future chained to an asyncio one, no anyio)."""
+    def _threads(self):
         pool = self._pool
         if pool is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -64,10 +64,29 @@ class Endpoint:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="msteams-bot-http")
                 pool = self._pool
+        return pool
+
+    async def _in_thread(self, fn, *args):
+        """``fn(*args)`` in one of the endpoint's threads: its result (or its exception) handed
+        back to the loop in one call (no executor future chained to an asyncio one, no anyio)."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        pool.submit(_run_for, loop, waiter, fn, args)
+        self._threads().submit(_run_for, loop, waiter, fn, args)
         return await waiter
+
+    def _lane(self):
+        """The event loop's lane (lane.py) for a processor of one tenant on a local store; None
+        (a hop to the threads) for a Redis store or the router of many tenants' processors."""
+        processor = self.processor
+        if self._lane_of is not None and self._lane_of[0] is processor:
+            return self._lane_of[1]
+        from integration.frontends.lane import Lane
+
+        store = getattr(getattr(processor, "runtime", None), "store", None)
+        lane = Lane(store, self._threads()) if hasattr(processor, "accept_deferred") and Lane.available(store) \
+            else None
+        self._lane_of = (processor, lane)
+        return lane
 
     def close(self) -> None:
         if self._pool is not None:
@@ -136,7 +155,11 @@ class Endpoint:
                 self.verifier.check_activity(identity, activity)
             except Rejected as exc:
                 raise _Refusal(401, str(exc)) from None
-            status, payload = await self._in_thread(self.processor.accept, activity)
+            lane = self._lane()
+            if lane is not None:  # on the loop, with the activities of this turn (lane.py)
+                status, payload = await lane.run(functools.partial(self.processor.accept_deferred, activity))
+            else:
+                status, payload = await self._in_thread(self.processor.accept, activity)
             _note_inbound(request, "accepted")
             return _json(status, payload)
         except _Refusal as r:

@@ -27,6 +27,7 @@ outcome and status, and the duration.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -143,6 +144,12 @@ class Service:
         self.jobs = Jobs(runtime.store, workers=workers)
         self._ready: tuple[float, Answer] | None = None
         self.trail = AuditTrail(runtime.store)
+        # A command that answers from a local store alone runs on the event loop (lane.py); with
+        # tenant profiles each call's store is known only once its key is read: the pool.
+        from integration.frontends.lane import Lane
+
+        self.lane = Lane(runtime.store, self.pool) if Lane.available(runtime.store) and \
+            not runtime.cfg.tenant_names else None
         self._running = 0  # commands running in the pool (AuditTrail.add: alone or not)
         self._running_lock = threading.Lock()
 
@@ -259,10 +266,23 @@ class Service:
                 "idempotency_key": headers.get(_IDEM), "flow": request.query_params.get("flow") if query else None,
                 "peer": client[0] if client else "?", "path": path, "prefer": headers.get(b"prefer"),
                 "tenant_header": headers.get(_TENANT)}
+        if self.lane is not None and token.startswith("mst_") and call["idempotency_key"] is None and \
+                call["prefer"] is None and call["tenant_header"] is None:
+            spec = self.runtime.registry.get(call["name"])
+            if spec is not None and spec.store_only:
+                return (await self.lane.run(functools.partial(self._in_lane, call))).response()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.pool.submit(self._command_job, loop, waiter, call)
         return (await self._answer_of(waiter, path)).response()
+
+    def _in_lane(self, call: dict, effects: list) -> Answer:
+        """A store-only command on the event loop (lane.py): the key, the command and its audit
+        entry in the lane's group transaction, committed with the group's before the answer."""
+        answer, row = self._command(call)
+        if row is not None:
+            self.trail.store.audit_add_many([row])
+        return answer
 
     async def start_run(self, request):
         try:

@@ -1,0 +1,173 @@
+"""The event loop's lane (frontends/lane.py): store-only work run by the loop in groups, one
+commit a group, the callers answered and their effects started only once it is committed; when
+another writer holds the store, or a statement fails and takes the group's transaction with it,
+nothing of the group is kept and each work runs again in the pool, alone. A live `msteams serve`
+keeps answering while another process holds its store's write lock, and answers the command
+waiting for it only once its audit entry is committed."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import threading
+import time
+
+import pytest
+import yaml
+
+from integration.frontends.lane import Lane
+from integration.store.sqlite import SQLiteStore
+from service_helpers import Service, make_key
+
+
+def row(i: int) -> dict:
+    return {"activity_id": f"lane:{i}", "sender_id": "t", "decision": "allowed", "command": f"c{i}"}
+
+
+def audit_ids(path) -> list[str]:
+    with sqlite3.connect(path) as c:  # another connection: sees only what was committed
+        return sorted(r[0] for r in c.execute("SELECT activity_id FROM bot_audit"))
+
+
+def writer(i: int, path, seen: dict, log: list):
+    """A work that records an audit row; its effect notes whether the row was committed by then."""
+    def work(effects):
+        log.append((i, threading.current_thread().name))
+        SQLiteStore.audit_add(store_of[path], row(i))
+        effects.append((lambda: seen.__setitem__(i, f"lane:{i}" in audit_ids(path)), ()))
+        return i * 10
+    return work
+
+
+store_of: dict = {}
+
+
+@pytest.fixture
+def lane_env(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = store_of[path] = SQLiteStore(path)
+    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="pool")
+    loop = asyncio.new_event_loop()
+    yield path, store, Lane(store, pool), loop
+    loop.close()
+    pool.shutdown(wait=True)
+    store_of.pop(path)
+
+
+def run_all(loop, lane, works):
+    async def main():
+        return await asyncio.gather(*(lane.run(w) for w in works), return_exceptions=True)
+    return loop.run_until_complete(main())
+
+
+def test_a_group_is_one_commit_and_answers_after_it(lane_env):
+    path, store, lane, loop = lane_env
+    seen, log = {}, []
+    assert run_all(loop, lane, [writer(i, path, seen, log) for i in range(5)]) == [0, 10, 20, 30, 40]
+    assert lane.groups == 1 and lane.fallbacks == 0
+    assert audit_ids(path) == [f"lane:{i}" for i in range(5)]
+    assert seen == {i: True for i in range(5)}  # each effect started once the group was committed
+    assert {name for _, name in log} == {threading.current_thread().name}  # on the loop's thread
+
+
+def test_a_work_alone_is_flushed_at_once_and_its_exception_reaches_its_caller(lane_env):
+    path, store, lane, loop = lane_env
+
+    def fails(effects):
+        raise ValueError("not a store error")
+
+    seen, log = {}, []
+    out = run_all(loop, lane, [writer(1, path, seen, log), fails])
+    assert out[0] == 10 and isinstance(out[1], ValueError)
+    assert audit_ids(path) == ["lane:1"] and lane.fallbacks == 0
+
+
+def test_another_writer_sends_the_group_to_the_pool_without_the_loop_waiting(lane_env):
+    path, store, lane, loop = lane_env
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the store
+
+    def release():
+        time.sleep(0.5)
+        other.execute("COMMIT")
+
+    seen, log = {}, []
+    threading.Thread(target=release).start()
+    t0 = time.monotonic()
+    ticks = []
+
+    async def main():
+        async def ticking():  # the loop goes on while the works wait in the pool
+            while len(ticks) < 20:
+                ticks.append(time.monotonic() - t0)
+                await asyncio.sleep(0.01)
+        results = await asyncio.gather(*(lane.run(writer(i, path, seen, log)) for i in range(3)), ticking())
+        return results[:3]
+
+    assert loop.run_until_complete(main()) == [0, 10, 20]
+    assert time.monotonic() - t0 >= 0.45  # each waited for the lock, in the pool
+    assert ticks[-1] < 0.45  # ... while the loop went on
+    assert lane.fallbacks == 1 and lane.groups == 0
+    assert audit_ids(path) == ["lane:0", "lane:1", "lane:2"]
+    assert seen == {0: True, 1: True, 2: True}
+    assert all(name.startswith("pool") for i, name in log)
+    other.close()
+
+
+def test_a_failed_statement_reruns_the_whole_group_in_the_pool_and_keeps_each_row_once(lane_env):
+    path, store, lane, loop = lane_env
+    seen, log = {}, []
+    tries = []
+
+    def breaks_on_the_loop(effects):
+        tries.append(threading.current_thread().name)
+        if len(tries) == 1:  # a statement that fails rolls back the group's transaction
+            with store._conn() as c:
+                c.execute("INSERT INTO no_such_table VALUES (1)")
+        store.audit_add(row(9))
+        effects.append((lambda: seen.__setitem__(9, True), ()))
+        return "ok"
+
+    out = run_all(loop, lane, [writer(0, path, seen, log), breaks_on_the_loop, writer(1, path, seen, log)])
+    # the failing work saw its error (a ConfigError) on the loop; in the pool it ran clean
+    assert out == [0, "ok", 10]
+    assert lane.fallbacks == 1 and lane.groups == 0
+    assert audit_ids(path) == ["lane:0", "lane:1", "lane:9"]  # each once: the loop's writes were rolled back
+    assert seen == {0: True, 1: True, 9: True}  # each effect once, after its write
+    assert len(tries) == 2 and tries[1].startswith("pool")
+
+
+def test_only_a_local_store_has_a_lane(tmp_path):
+    from integration.store.redis import RedisStore
+
+    assert Lane.available(SQLiteStore(tmp_path / "s.sqlite3"))
+    assert not Lane.available(RedisStore.__new__(RedisStore))  # each operation a network round trip
+
+
+def test_serve_answers_while_another_process_holds_its_store(emu, cfg_file, tmp_path):
+    """The store-only command waits (in the pool) for the other writer and is answered only once
+    its audit entry is committed; meanwhile the service answers other requests at once."""
+    store_path = yaml.safe_load(cfg_file.read_text())["store_path"]
+    key = make_key(cfg_file, "lane", "cache-show")
+    with Service(cfg_file, tmp_path, "--port", "0") as svc:
+        assert svc.post("cache-show", key=key).status_code == 200  # a first call: the lane's connection made
+        other = sqlite3.connect(store_path, isolation_level=None, timeout=30)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                t0 = time.monotonic()
+                pending = ex.submit(svc.post, "cache-show", key=key)
+                time.sleep(0.3)
+                health = svc.get("/v1/health")  # the loop is not waiting on the lock
+                assert health.status_code == 200 and time.monotonic() - t0 < 1.0
+                assert not pending.done()  # not answered before its audit entry can be committed
+                other.execute("COMMIT")
+                r = pending.result(30)
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")
+            other.close()
+        assert r.status_code == 200 and r.json()["command"] == "cache-show"
+    with sqlite3.connect(store_path) as c:
+        rows = c.execute("SELECT command, outcome FROM bot_audit WHERE sender_id='api-key:lane'").fetchall()
+    assert rows == [("cache-show", "ok"), ("cache-show", "ok")]
