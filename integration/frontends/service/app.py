@@ -94,7 +94,11 @@ class _Sent:
 
 
 def _dumps(value) -> bytes:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8", "surrogateescape")
+    return _encode(value).encode("utf-8", "surrogateescape")
+
+
+# One encoder for every answer: json.dumps with options builds a new one each call.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
 
 
 def problem_answer(p: Problem, instance: str | None = None) -> Answer:
@@ -878,5 +882,9 @@ def create_app(service: Service, bot_endpoint=None):
         log.error("internal error on %s: %s", _clean(request.url.path), type(exc).__name__)
         return problem_answer(from_error(exc), request.url.path).response()
 
-    return Starlette(routes=routes(service, bot_endpoint),
-                     exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    from integration.frontends.bot.server import FrontDoor, hot_routes
+
+    app = Starlette(routes=routes(service, bot_endpoint),
+                    exception_handlers={404: not_found, 405: not_found, 500: server_error})
+    return FrontDoor(app, hot_routes(bot_endpoint) if bot_endpoint is not None else {},
+                     {"/v1/commands/": ("name", service.command)}, on_error=server_error)
