@@ -52,23 +52,31 @@ def record(cls):
     cls.__record_fields__ = tuple(found)
     names = [f.name for f in found]
 
+    # (name, default, factory) in order: a result and a command's context are made on every
+    # request of a busy service, so __init__ reads this rather than each Field.
+    plan = tuple((f.name, f.default, f.default_factory) for f in found)
+    known = frozenset(names)
+
     def __init__(self, *args, **kwargs):
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments")
-        given = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in cls.__record_fields_by_name__:
-                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument '{k}'")
-            if k in given:
-                raise TypeError(f"{cls.__name__}() got multiple values for argument '{k}'")
-            given[k] = v
-        for f in found:
-            if f.name in given:
-                setattr(self, f.name, given[f.name])
-            elif f.default is not _MISSING or f.default_factory is not None:
-                setattr(self, f.name, f.value())
+        if args:
+            if len(args) > len(names):
+                raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments")
+            for n in names[:len(args)]:
+                if n in kwargs:
+                    raise TypeError(f"{cls.__name__}() got multiple values for argument '{n}'")
+            kwargs.update(zip(names, args))
+        if not known.issuperset(kwargs):
+            k = next(k for k in kwargs if k not in known)
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument '{k}'")
+        for name, default, factory in plan:
+            if name in kwargs:
+                setattr(self, name, kwargs[name])
+            elif factory is not None:
+                setattr(self, name, factory())
+            elif default is not _MISSING:
+                setattr(self, name, default)
             else:
-                raise TypeError(f"{cls.__name__}() missing required argument: '{f.name}'")
+                raise TypeError(f"{cls.__name__}() missing required argument: '{name}'")
         post = getattr(self, "__post_init__", None)
         if post is not None:
             post()

@@ -204,10 +204,16 @@ def available_handlers() -> dict:
 
 
 def resolve_handler(dotted: str):
-    import importlib
+    handler = _handlers.get(dotted)
+    if handler is None:
+        import importlib
 
-    mod, fn = dotted.split(".")
-    return getattr(importlib.import_module(f"{HANDLERS_PACKAGE}.{mod}"), fn)
+        mod, fn = dotted.split(".")
+        handler = _handlers[dotted] = getattr(importlib.import_module(f"{HANDLERS_PACKAGE}.{mod}"), fn)
+    return handler
+
+
+_handlers: dict = {}  # "module.function" -> the handler (a service resolves one each call)
 
 
 # ---------------------------------------------------------------- loading (and the cache)

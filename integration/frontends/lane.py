@@ -28,6 +28,20 @@ log = logging.getLogger("msteams.lane")
 MAX_TURNS = 3
 
 
+class Effects(list):
+    """What a work is given: a list to append the effects it defers to, as ``(fn, args)``; in
+    a group, also ``shared``, a dict the group's works share (they all read one snapshot of the
+    store: the group holds its write lock from first to last, so what one read, the next would
+    read too), and ``before_commit``, functions run in the group's transaction after its last
+    work (one statement for what each would write alone). Both are None for a work run alone."""
+
+    __slots__ = ("shared", "before_commit")
+
+    def __init__(self, shared: dict | None = None, before_commit: list | None = None):
+        super().__init__()
+        self.shared, self.before_commit = shared, before_commit
+
+
 class _Broken(Exception):
     """A statement failed inside the group and rolled its transaction back."""
 
@@ -71,8 +85,10 @@ class Lane:
         done = []
         try:
             with self.store.begin_now() as tx:
+                shared: dict = {}
+                before: list = []
                 for work, future in group:
-                    effects: list = []
+                    effects = Effects(shared, before)
                     try:
                         outcome = (work(effects), None)
                     except Exception as exc:  # noqa: BLE001 - the caller's to handle, as from a thread
@@ -80,6 +96,10 @@ class Lane:
                     if not tx.intact():
                         raise _Broken
                     done.append((future, outcome, effects))
+                for fn in before:
+                    fn()
+                if not tx.intact():
+                    raise _Broken
         except Exception as exc:  # noqa: BLE001 - Busy, _Broken, a failed commit: nothing of the group kept
             self.fallbacks += 1
             if not isinstance(exc, _Broken) and type(exc).__name__ != "Busy":
@@ -104,7 +124,7 @@ def _start(effects: list) -> None:
 
 def _alone(loop, future, work) -> None:
     """In a pool thread: ``work`` as it always ran there (no group), its effects, its answer."""
-    effects: list = []
+    effects = Effects()
     try:
         result, error = work(effects), None
     except Exception as exc:  # noqa: BLE001 - raised again on the loop

@@ -171,3 +171,25 @@ def test_serve_answers_while_another_process_holds_its_store(emu, cfg_file, tmp_
     with sqlite3.connect(store_path) as c:
         rows = c.execute("SELECT command, outcome FROM bot_audit WHERE sender_id='api-key:lane'").fetchall()
     assert rows == [("cache-show", "ok"), ("cache-show", "ok")]
+
+
+def test_a_pooled_command_past_the_time_limit_is_still_audited_once_done(emu, cfg_file, tmp_path):
+    """A command that calls Graph runs in the pool and its entry is committed by the loop's lane;
+    answered 504 before it finished, its entry is committed all the same once it does."""
+    data = yaml.safe_load(cfg_file.read_text())
+    data.update(max_retries=0, retry_budget_seconds=0, timeout=10)
+    cfg_file.write_text(yaml.safe_dump(data))
+    key = make_key(cfg_file, "slow", "user-list", "team-list")
+    with Service(cfg_file, tmp_path, "--port", "0", "--time-limit", "0.5") as svc:
+        assert svc.post("team-list", key=key).status_code == 200
+        emu.faults.add(method="GET", path=r"/users", delay=1.5, count=1)
+        assert svc.post("user-list", {"limit": 1}, key=key).status_code == 504
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with sqlite3.connect(data["store_path"]) as c:
+                rows = c.execute("SELECT command, outcome, detail FROM bot_audit WHERE sender_id='api-key:slow' "
+                                 "ORDER BY id").fetchall()
+            if len(rows) == 2:
+                break
+            time.sleep(0.1)
+    assert [r[:2] for r in rows] == [("team-list", "ok"), ("user-list", "ok")], rows

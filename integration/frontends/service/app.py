@@ -97,8 +97,10 @@ def _dumps(value) -> bytes:
     return _encode(value).encode("utf-8", "surrogateescape")
 
 
-# One encoder for every answer: json.dumps with options builds a new one each call.
-_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
+# One encoder for every answer: json.dumps with options builds a new one each call. Answers are
+# trees (JSON from Graph, the store, rows built from them): no cycle check (a cycle would be a
+# RecursionError, answered 500 as any bug).
+_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"), check_circular=False).encode
 
 
 def problem_answer(p: Problem, instance: str | None = None) -> Answer:
@@ -277,15 +279,60 @@ class Service:
                 return (await self.lane.run(functools.partial(self._in_lane, call))).response()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self.pool.submit(self._command_job, loop, waiter, call)
-        return (await self._answer_of(waiter, path)).response()
+        if self.lane is None:
+            self.pool.submit(self._command_job, loop, waiter, call)
+            return (await self._answer_of(waiter, path)).response()
+        # The command in the pool; its audit entry committed by the loop's lane, with the group
+        # of the moment (not in the pool thread, nor by the trail's: one hand-off fewer).
+        self.pool.submit(self._command_pooled, loop, waiter, call)
+        got = await self._answer_of(waiter, path)
+        if type(got) is tuple:
+            answer, row = got
+            if row is not None:
+                await self.lane.run(functools.partial(self._audit_in_lane, row))
+            got = answer
+        return got.response()
 
-    def _in_lane(self, call: dict, effects: list) -> Answer:
+    def _command_pooled(self, loop, waiter, call: dict) -> None:
+        """In a pool thread: the command; (answer, its audit entry) handed to the loop."""
+        try:
+            answer, row = self._command(call)
+        except Exception as exc:  # noqa: BLE001 - _command never raises; a bug is a 500, never a traceback
+            answer, row = problem_answer(from_error(exc), call["path"]), None
+        try:
+            loop.call_soon_threadsafe(self._answered, waiter, answer, row)
+        except RuntimeError:  # the loop is closed: the server stopped; its entry is still written
+            if row is not None:
+                self.trail.write([row])
+
+    def _answered(self, waiter, answer: Answer, row: dict | None) -> None:
+        """On the loop: a pooled command's answer to its caller, who commits its entry before
+        answering; when nobody waits any more (answered 504, or gone), the entry is committed
+        all the same."""
+        if not waiter.done():
+            waiter.set_result((answer, row))
+        elif row is not None:
+            self.lane.run(functools.partial(self._audit_in_lane, row))
+
+    def _audit_in_lane(self, row: dict, effects) -> None:
+        """An audit entry written in a lane work: with the group's, in one statement; alone,
+        by itself."""
+        if effects.before_commit is None:
+            self.trail.write([row])  # never raises: a failed audit write is logged, the answer stands
+            return
+        rows = effects.shared.get(_GROUP_ROWS)
+        if rows is None:
+            rows = effects.shared[_GROUP_ROWS] = []
+            effects.before_commit.append(functools.partial(self.trail.store.audit_add_many, rows))
+        rows.append(row)
+
+    def _in_lane(self, call: dict, effects) -> Answer:
         """A store-only command on the event loop (lane.py): the key, the command and its audit
-        entry in the lane's group transaction, committed with the group's before the answer."""
-        answer, row = self._command(call)
+        entry in the lane's group transaction, committed with the group's before the answer
+        (the group's entries in one statement; a key read once a group: one snapshot)."""
+        answer, row = self._command(call, effects.shared)
         if row is not None:
-            self.trail.store.audit_add_many([row])
+            self._audit_in_lane(row, effects)
         return answer
 
     async def start_run(self, request):
@@ -443,7 +490,7 @@ class Service:
         return await self._in_pool(request, run)
 
     # ---- the worker side (a thread of the pool) ----
-    def _authenticate(self, token: str) -> dict:
+    def _authenticate(self, token: str, shared: dict | None = None) -> dict:
         try:
             if self.entra is not None and token.count(".") == 2 and not token.startswith("mst_"):
                 from integration.teams.verify import Rejected
@@ -452,6 +499,10 @@ class Service:
                     key = self.entra.key_of(token)
                 except Rejected as exc:
                     raise Refused(f"Entra ID token refused: {exc}") from None
+            elif shared is not None:  # a lane group: one snapshot of the store, one read of a key
+                key = shared.get(token)
+                if key is None:
+                    key = shared[token] = self.keys.authenticate(token)
             else:
                 key = self.keys.authenticate(token)
         except Refused as exc:
@@ -507,14 +558,15 @@ class Service:
             self.trail_of(call.get("tenant")).write([row])
         return answer
 
-    def _command(self, call: dict) -> tuple[Answer, dict | None]:
-        """One command request, from the key to the answer and its audit entry (not written)."""
+    def _command(self, call: dict, shared: dict | None = None) -> tuple[Answer, dict | None]:
+        """One command request, from the key to the answer and its audit entry (not written).
+        ``shared``: the lane group's (lane.py), where a key read is kept for the group."""
         audit = {"command": call["name"][:100], "key": None, "digest": None, "decision": "refused"}
         path = call["path"]
         answer = None
         try:
             try:
-                key = self._authenticate(call["token"])
+                key = self._authenticate(call["token"], shared)
             except Problem as p:
                 audit["key"] = "?"
                 if p.status == 401:  # a key it does not know: by its first characters, as `api-key list` shows them
@@ -679,6 +731,7 @@ def result_body(result) -> dict:
 
 
 _IDEM = idem.HEADER.lower().encode()
+_GROUP_ROWS = object()  # a lane group's audit entries, in its shared dict (keys there are tokens)
 
 
 def _hand_back(loop, waiter, work, args) -> None:
