@@ -71,6 +71,26 @@ def describe(activity: dict) -> dict:
             "channelName": _id(channel.get("name"))}
 
 
+class KeptReferences:
+    """A store as ``learn`` uses it (conversation_get, conversation_put), each reference read
+    once: for work that sees one snapshot of the store (a lane group of the bot endpoint, whose
+    activities mostly come from the same few conversations). What it writes it keeps too."""
+
+    def __init__(self, store):
+        self.store = store
+        self._kept: dict = {}
+
+    def conversation_get(self, key: str) -> dict | None:
+        if key not in self._kept:
+            self._kept[key] = self.store.conversation_get(key)
+        value = self._kept[key]
+        return dict(value) if value is not None else None  # a caller's changes stay its own
+
+    def conversation_put(self, key: str, kind: str, value: dict) -> None:
+        self.store.conversation_put(key, kind, value)
+        self._kept[key] = dict(value)
+
+
 def _put_changed(store, key: str, kind: str, value: dict, prev: dict | None) -> None:
     """Write a reference unless the stored one (``prev``) says the same: every field but
     ``learnedAt`` equal (a reference marked ``gone`` is not, so learning it again clears the

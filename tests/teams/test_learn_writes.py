@@ -77,3 +77,35 @@ def test_a_moved_service_url_and_a_renamed_team_are_written(tmp_path):
     conversations.learn(store, BOT, moved)
     assert f"tenant/{BOT}/{TENANT}" in store.puts[n:]
     assert conversations.tenant_service_url(store, BOT, TENANT) == "https://smba.other.example/teams/"
+
+
+class Reading(Counting):
+    def __init__(self, path):
+        super().__init__(path)
+        self.gets = []
+
+    def conversation_get(self, key):
+        self.gets.append(key)
+        return super().conversation_get(key)
+
+
+def test_kept_references_read_each_once_and_learn_the_same(tmp_path):
+    """A lane group of the bot endpoint learns through KeptReferences: each reference read once
+    for the group, what it writes kept, and the store left as learning without it leaves it."""
+    store = Reading(tmp_path / "s.sqlite3")
+    kept = conversations.KeptReferences(store)
+    clock = [100.0]
+    first = conversations.learn(kept, BOT, personal(), clock=lambda: clock[0])
+    reads = len(store.gets)
+    clock[0] += 1
+    assert conversations.learn(kept, BOT, personal("again"), clock=lambda: clock[0]) == first
+    assert conversations.learn(kept, BOT, personal("renamed", name="Robert Smith"), clock=lambda: clock[0]) == first
+    assert len(store.gets) == reads  # read once each, for the whole group
+    assert store.puts == first + [first[-1]]  # the first learning's three, then the rename alone
+    plain = Reading(tmp_path / "t.sqlite3")
+    for text, name in (("hi", "Bob Smith"), ("again", "Bob Smith"), ("renamed", "Robert Smith")):
+        conversations.learn(plain, BOT, personal(text, name=name), clock=lambda: clock[0])
+    assert [(k, store.conversation_get(k)["userName"] if k.startswith("user/") else None) for k in first] == \
+        [(k, plain.conversation_get(k)["userName"] if k.startswith("user/") else None) for k in first]
+    kept.conversation_get(first[-1])["userName"] = "changed by a caller"  # a copy: the kept one is not
+    assert kept.conversation_get(first[-1])["userName"] == "Robert Smith"

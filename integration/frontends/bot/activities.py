@@ -86,7 +86,7 @@ class Processor:
         """(status, body) for the HTTP answer; the work itself is queued."""
         from integration.engine import metrics
         try:
-            conversations.learn(self.runtime.store, self.bot_id, activity)
+            conversations.learn(self._learning_store(), self.bot_id, activity)
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not lose the command
             log.warning("could not record the conversation reference: %s", exc)
         from integration.teams import questions
@@ -229,15 +229,28 @@ class Processor:
                             q["id"], exc.message)
         resume_waiting_on(self.runtime, q["id"], out=lambda line: log.info("%s", line))
 
-    def accept_deferred(self, activity: dict, effects: list) -> tuple[int, dict | None]:
+    def accept_deferred(self, activity: dict, effects) -> tuple[int, dict | None]:
         """``accept`` with what it would start in the background appended to ``effects``
         instead, as ``(fn, args)``, to be started once its store writes are committed (the
-        endpoint's event loop lane, frontends/lane.py)."""
+        endpoint's event loop lane, frontends/lane.py); in a lane group, the conversation
+        references it reads are kept for the group (``effects.shared``: one snapshot)."""
         self._deferring.effects = effects
         try:
             return self.accept(activity)
         finally:
             self._deferring.effects = None
+
+    def _learning_store(self):
+        """Where ``learn`` reads and writes conversation references: the store, or, in a lane
+        group, the store through the group's kept references."""
+        effects = getattr(self._deferring, "effects", None)
+        shared = getattr(effects, "shared", None)
+        if shared is None:
+            return self.runtime.store
+        refs = shared.get(_REFS)
+        if refs is None:
+            refs = shared[_REFS] = conversations.KeptReferences(self.runtime.store)
+        return refs
 
     def _submit(self, fn, *args) -> None:
         effects = getattr(self._deferring, "effects", None)
@@ -374,6 +387,9 @@ class Processor:
             return False
         self.sent.append({"conversationId": conv.get("id"), "activityId": sent.get("id")})
         return True
+
+
+_REFS = object()  # a lane group's kept conversation references, in its shared dict
 
 
 def _first_word(text: str) -> str:

@@ -216,7 +216,7 @@ def _note_inbound(request, decision: str) -> None:
     """Count a request in the service metrics (metrics.py), when `bot serve` turned them on."""
     from integration.engine import metrics
 
-    metrics.inbound(decision, kind="call" if request.url.path.endswith("/calls") else "activity")
+    metrics.inbound(decision, kind="call" if request.scope["path"].endswith("/calls") else "activity")
 
 
 class _Refusal(Exception):
