@@ -15,6 +15,7 @@ import random
 import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
@@ -190,7 +191,9 @@ class Client:
         self.session = session or requests.Session()
         # REQUESTS_CA_BUNDLE would override our verify= otherwise.
         self.session.trust_env = False
-        self.calls: list[tuple[str, str, int]] = []  # (method, path, status): for dry runs and tests
+        # (method, path, status) of the latest calls, to look at: bounded, as a service's client
+        # lives for weeks (an unbounded list grew by every request a service ever made).
+        self.calls: deque[tuple[str, str, int]] = deque(maxlen=256)
         # Pacing to the published limits (pacer.py): one pacer shared by every client of a runtime.
         self.pacer = pacer
         if pacer is not None:
