@@ -51,7 +51,9 @@ def command_markdown(spec: CommandSpec) -> str:
         lines += ["Destructive: an HTTP API key runs it only with a scope naming it, never a glob "
                   "([docs/http-api.md](http-api.md)).", ""]
     if spec.local:
-        lines += ["Runs locally (no Graph call).", ""]
+        lines += ["Runs locally (no Graph call)." + (
+            " Answers from the context store alone: the HTTP API runs it on its event loop "
+            "([docs/http-api.md](http-api.md#how-a-request-runs))." if spec.store_only else ""), ""]
     else:
         lines += ["| Flow (in order of preference) | Permissions |", "|---|---|"]
         lines += [f"| {FLOW_TITLES[f]} | {', '.join(f'`{x}`' for x in perms) or '-'} |" for f, perms in spec.flows]

@@ -12,8 +12,14 @@ service's keys, recorded in the store, answered 202) and ``GET /healthz``. For
    fetch them;
 4. the body, read up to the cap -> 413 past it; not a JSON object -> 400;
 5. the activity's ``serviceUrl`` against the token's -> 401;
-6. the processor (``activities.py``) answers at once (200/202) and works in the background:
-   one hop to the endpoint's threads.
+6. the processor (``activities.py``) answers at once (200/202) and works in the background.
+   With a local store its acceptance (the conversation learned, the audit entry) runs on the
+   event loop, in the lane's group of the moment (``frontends/lane.py``: one commit a group,
+   what it starts in the background started once committed); else one hop to the endpoint's
+   threads.
+
+``FrontDoor`` hands ``POST /api/messages`` (and, in ``serve``, ``POST /v1/commands/{name}``)
+to its handler past Starlette's router and middleware.
 
 A refusal is logged in one line (peer, path, reason), never with the token; no answer carries
 a traceback.

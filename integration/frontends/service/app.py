@@ -13,13 +13,17 @@ and, with ``--bot``, the bot's messaging endpoint (``/api/messages``, ``/api/cal
 ``/healthz``) in the same app.
 
 A command request, in this order: no key -> 401 at once; a declared body over the cap -> 413;
-the body read up to the cap (413 past it); then one hop to the thread pool, under the request
-time limit (504 past it: the command goes on, and its answer is recorded for an
-Idempotency-Key retry), where: the key (401: unknown, revoked, expired) -> its rate (429) ->
-the command (404) -> the key's scopes (403) -> the body (400 not JSON, 422 not an object of
-arguments) -> the Idempotency-Key (replay, 409, 422) -> ``execute()`` -> the answer (the
-result, or a problem: problems.py) -> the audit entry. With ``Prefer: respond-async`` the
-steps from the Idempotency-Key on run as a job (jobs.py) and the answer is 202 at once. Every call with a key is audited in the
+the body read up to the cap (413 past it); then the command runs, where: the key (401:
+unknown, revoked, expired) -> its rate (429) -> the command (404) -> the key's scopes (403) ->
+the body (400 not JSON, 422 not an object of arguments) -> the Idempotency-Key (replay, 409,
+422) -> ``execute()`` -> the answer (the result, or a problem: problems.py) -> the audit entry,
+committed before the answer. A ``store_only`` command with an API key and none of those headers
+runs on the event loop, in the lane's group of the moment (lane.py: one commit a group); any
+other runs in the thread pool, under the request time limit (504 past it: the command goes on,
+and its answer is recorded for an Idempotency-Key retry), and its audit entry is committed by
+the lane (with a Redis store, which has no lane, by AuditTrail). With ``Prefer:
+respond-async`` the steps from the Idempotency-Key on run as a job (jobs.py) and the answer is
+202 at once. Every call with a key is audited in the
 store's audit log (the bot's: ``msteams bot audit``; conversation type ``http``): the key's
 name, the command, the sha256 of the arguments (never the arguments), the decision, the
 outcome and status, and the duration.
