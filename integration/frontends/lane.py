@@ -130,9 +130,16 @@ def _alone(loop, future, work) -> None:
     except Exception as exc:  # noqa: BLE001 - raised again on the loop
         result, error = None, exc
     _start(effects)
+    settle_from_thread(loop, future, result, error)
+
+
+def settle_from_thread(loop, future, result, error: BaseException | None) -> None:
+    """From any thread: ``future`` of ``loop`` given ``result`` (or ``error``, raised to its
+    awaiter), in one call onto the loop; nothing when it is done already (the request was
+    cancelled) or the loop is closed (the server stopped: nobody waits)."""
     try:
         loop.call_soon_threadsafe(_settle, future, result, error)
-    except RuntimeError:  # the loop is closed: the server stopped
+    except RuntimeError:
         pass
 
 

@@ -199,23 +199,13 @@ _REFUSED = {401: "refused-auth", 413: "refused-size", 400: "refused-invalid"}
 
 def _run_for(loop, waiter, fn, args) -> None:
     """In an endpoint thread: ``fn(*args)``, its result or exception set on ``waiter`` on ``loop``."""
+    from integration.frontends.lane import settle_from_thread
+
     try:
         result, error = fn(*args), None
     except BaseException as exc:  # noqa: BLE001 - raised again on the loop, where the route handles it
         result, error = None, exc
-    try:
-        loop.call_soon_threadsafe(_settle, waiter, result, error)
-    except RuntimeError:  # the loop is closed: the server stopped
-        pass
-
-
-def _settle(waiter, result, error) -> None:
-    if waiter.done():  # the request was cancelled (the client went away)
-        return
-    if error is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(result)
+    settle_from_thread(loop, waiter, result, error)
 
 
 def _note_inbound(request, decision: str) -> None:
