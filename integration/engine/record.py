@@ -56,6 +56,10 @@ def record(cls):
     # request of a busy service, so __init__ reads this rather than each Field.
     plan = tuple((f.name, f.default, f.default_factory) for f in found)
     known = frozenset(names)
+    # Fields go straight into the instance's dict unless a class in the way has slots, its own
+    # __setattr__ or a descriptor that sets a field (then setattr, as it would).
+    plain = not any("__slots__" in c.__dict__ or "__setattr__" in c.__dict__ for c in cls.__mro__[:-1]) and \
+        not any(hasattr(getattr(cls, n, None), "__set__") for n in names)
 
     def __init__(self, *args, **kwargs):
         if args:
@@ -68,15 +72,21 @@ def record(cls):
         if not known.issuperset(kwargs):
             k = next(k for k in kwargs if k not in known)
             raise TypeError(f"{cls.__name__}() got an unexpected keyword argument '{k}'")
+        values = {}
         for name, default, factory in plan:
             if name in kwargs:
-                setattr(self, name, kwargs[name])
+                values[name] = kwargs[name]
             elif factory is not None:
-                setattr(self, name, factory())
+                values[name] = factory()
             elif default is not _MISSING:
-                setattr(self, name, default)
+                values[name] = default
             else:
                 raise TypeError(f"{cls.__name__}() missing required argument: '{name}'")
+        if plain:
+            self.__dict__.update(values)
+        else:
+            for name, value in values.items():
+                setattr(self, name, value)
         post = getattr(self, "__post_init__", None)
         if post is not None:
             post()
