@@ -102,13 +102,14 @@ def _put_changed(store, key: str, kind: str, value: dict, prev: dict | None) -> 
     store.conversation_put(key, kind, value)
 
 
-def learn(store, bot_id: str, activity: dict, *, clock=time.time) -> list[str]:
+def learn(store, bot_id: str, activity: dict, *, clock=time.time, where: dict | None = None) -> list[str]:
     """Record what ``activity`` tells about where the bot may write; the keys (re)confirmed.
-    A reference already stored as the activity tells it is not written again (_put_changed)."""
+    A reference already stored as the activity tells it is not written again (_put_changed).
+    ``where``: ``describe(activity)``, when the caller has it already."""
     service_url = _id(activity.get("serviceUrl"))
     if not service_url:
         return []
-    where = describe(activity)
+    where = where or describe(activity)
     if not where["baseId"]:
         return []
     now = clock()

@@ -47,13 +47,14 @@ def bot_mentioned(activity: dict, bot_id: str) -> list[str]:
     return out
 
 
-def command_text(activity: dict, bot_id: str) -> str | None:
+def command_text(activity: dict, bot_id: str, where: dict | None = None) -> str | None:
     """The command line of a message addressed to the bot, or None when it is not addressed
-    to it (a channel or group message that does not mention it)."""
+    to it (a channel or group message that does not mention it). ``where``: the activity's
+    ``conversations.describe``, when the caller has it already."""
     text = activity.get("text")
     if not isinstance(text, str):
         return None
-    personal = conversations.describe(activity)["type"] == "personal"
+    personal = (where or conversations.describe(activity))["type"] == "personal"
     mentions = bot_mentioned(activity, bot_id)
     if not personal and not mentions:
         return None
@@ -85,8 +86,9 @@ class Processor:
     def accept(self, activity: dict) -> tuple[int, dict | None]:
         """(status, body) for the HTTP answer; the work itself is queued."""
         from integration.engine import metrics
+        where = conversations.describe(activity)  # once: learn, command_text and the audit entry read it
         try:
-            conversations.learn(self._learning_store(), self.bot_id, activity)
+            conversations.learn(self._learning_store(), self.bot_id, activity, where=where)
         except Exception as exc:  # noqa: BLE001 - a store hiccup must not lose the command
             log.warning("could not record the conversation reference: %s", exc)
         from integration.teams import questions
@@ -96,14 +98,13 @@ class Processor:
             return self._answer(activity, data)
         if activity.get("type") != "message":
             return 200, None
-        text = command_text(activity, self.bot_id)
+        text = command_text(activity, self.bot_id, where)
         if not (text and (text.startswith("!") or text.lower() in ("help", "?"))) and self._mirror(activity):
             return 202, None  # a message of a mirrored incident's conversation: journaled, not a command
         if text is None or not text:
             return 202, None
         sender = _dict(activity.get("from"))
         oid = conversations._user_oid(sender)
-        where = conversations.describe(activity)
         row = {"activity_id": activity.get("id") if isinstance(activity.get("id"), str) else None,
                "tenant_id": where["tenantId"], "sender_id": oid or str(sender.get("id") or "")[:200],
                "sender_name": str(sender.get("name") or "")[:200], "conversation_type": where["type"],

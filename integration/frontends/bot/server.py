@@ -43,8 +43,14 @@ def _json(status: int, body: dict | None = None):
     from starlette.responses import JSONResponse, Response
 
     if body is None:
-        return Response(status_code=status)
+        empty = _EMPTY.get(status)
+        if empty is None:  # one each: an ASGI response without a body is sent as is, never changed
+            empty = _EMPTY[status] = Response(status_code=status)
+        return empty
     return JSONResponse(body, status_code=status)
+
+
+_EMPTY: dict = {}  # status -> the empty answer (200, 202: most of the endpoint's answers)
 
 
 class Endpoint:
