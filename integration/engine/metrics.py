@@ -12,6 +12,10 @@ tenant profile (docs/tenants.md), empty for a config without profiles:
   msteams_throttle_wait_seconds_total{service}    seconds spent waiting them out
   msteams_pacer_wait_seconds_total                seconds the client pacer held requests back
   msteams_inbound_activities_total{kind,decision} requests to the bot endpoint, by what became of them
+  msteams_lane_groups_total{outcome}              groups of store work the event loop ran itself
+                                                  (committed) or gave to the pool (pool: another writer
+                                                  held the store, or a statement failed), frontends/lane.py
+  msteams_lane_works_total{outcome}               the requests in them
   msteams_outbox_deliveries{state,tenant}         deliveries in the store's outbox, by state (at scrape)
   msteams_runs{status,tenant}                     playbook runs waiting on a question (at scrape)
   msteams_questions_open{tenant}                  questions not answered yet (at scrape)
@@ -52,6 +56,10 @@ def _metrics() -> dict:
                               registry=reg),
                 inbound=Counter("msteams_inbound_activities_total", "Requests to the bot endpoint, by decision",
                                 ["kind", "decision"], registry=reg),
+                lane_groups=Counter("msteams_lane_groups_total", "Groups of store work run by the event loop "
+                                    "(committed) or given to the pool", ["outcome"], registry=reg),
+                lane_works=Counter("msteams_lane_works_total", "Requests in those groups", ["outcome"],
+                                   registry=reg),
             )
         return _made
 
@@ -98,6 +106,12 @@ def paced(seconds: float) -> None:
 def inbound(decision: str, kind: str = "message") -> None:
     if enabled:
         _child("inbound", kind, decision).inc()
+
+
+def lane_group(outcome: str, works: int) -> None:
+    if enabled:
+        _child("lane_groups", outcome).inc()
+        _child("lane_works", outcome).inc(works)
 
 
 # ---- hooks for modules on every command's path: free when no service enabled this module ----

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from integration.engine import metrics
+
 log = logging.getLogger("msteams.lane")
 
 
@@ -102,6 +104,7 @@ class Lane:
                     raise _Broken
         except Exception as exc:  # noqa: BLE001 - Busy, _Broken, a failed commit: nothing of the group kept
             self.fallbacks += 1
+            metrics.lane_group("pool", len(group))
             if not isinstance(exc, _Broken) and type(exc).__name__ != "Busy":
                 log.warning("the event loop's store group failed (%s): its work runs in threads",
                             type(exc).__name__)
@@ -109,6 +112,7 @@ class Lane:
                 self.pool.submit(_alone, loop, future, work)
             return
         self.groups += 1
+        metrics.lane_group("committed", len(group))
         for future, (result, error), effects in done:
             _start(effects)
             _settle(future, result, error)

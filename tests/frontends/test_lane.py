@@ -171,6 +171,9 @@ def test_serve_answers_while_another_process_holds_its_store(emu, cfg_file, tmp_
                 other.execute("ROLLBACK")
             other.close()
         assert r.status_code == 200 and r.json()["command"] == "cache-show"
+        metrics = svc.get("/metrics").text  # the first call's group committed, the second given to the pool
+        assert 'msteams_lane_groups_total{outcome="committed"} 1.0' in metrics
+        assert 'msteams_lane_works_total{outcome="pool"} 1.0' in metrics
     with sqlite3.connect(store_path) as c:
         rows = c.execute("SELECT command, outcome FROM bot_audit WHERE sender_id='api-key:lane'").fetchall()
     assert rows == [("cache-show", "ok"), ("cache-show", "ok")]
