@@ -15,8 +15,9 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
      activity: it answers at once and works in the background) each against a plain Starlette
      echo app served by the same code with the same uvicorn settings (`ServiceServer`), at
      concurrency 8 over kept-alive connections: requests per second and the ratio to the echo
-     (goal: >= 0.5 each), and the server process's CPU time per request (Linux), which varies
-     less than requests per second on a machine shared with other work.
+     (goal: >= 0.5 each), the server process's CPU time per request (Linux), which varies
+     less than requests per second on a machine shared with other work, its thread switches
+     per request, and how many requests its event loop ran per commit (the lane's metrics).
 
     .venv/bin/python benchmarks/api.py [-n 1000] [--clients 200] [--seconds 5] [--check]
 
@@ -315,15 +316,36 @@ def main(argv: list[str] | None = None) -> int:
                   ("bot endpoint !help", svc, "/api/messages", activity, bot_headers)]
         c = {}
         by_url = {svc: servers[0], echo: servers[1]}
+
+        def lane_counts() -> dict:
+            """The service's lane counters (its /metrics, no key on loopback): how many requests
+            its event loop ran per commit (frontends/lane.py)."""
+            text = requests.get(f"{svc}/metrics", timeout=30, proxies={"http": None, "https": None}).text
+            out = {}
+            for line in text.splitlines():
+                for name in ("groups", "works"):
+                    for outcome in ("committed", "pool"):
+                        if line.startswith(f'msteams_lane_{name}_total{{outcome="{outcome}"}} '):
+                            out[(name, outcome)] = float(line.rsplit(" ", 1)[1])
+            return out
+
         for label, url, path, body_for, headers in phases:
             make = raw_caller(url, path, body_for, headers)
             call, close = make(-1)  # one call first: a refusal stops the run rather than being measured
             if not call():
                 raise SystemExit(f"{label}: refused")
             close()
+            lane0 = lane_counts() if url == svc else {}
             cpu0, cs0 = by_url[url].cpu_seconds(), by_url[url].context_switches()
             c[label] = concurrent_clients(make, CONCURRENCY, ns.seconds, per_client=1_000_000)
             cpu1, cs1 = by_url[url].cpu_seconds(), by_url[url].context_switches()
+            if url == svc:
+                lane1 = lane_counts()
+                d = {k: lane1.get(k, 0.0) - lane0.get(k, 0.0) for k in set(lane0) | set(lane1)}
+                groups = d.get(("groups", "committed"), 0.0)
+                c[label]["lane"] = (f"{d.get(('works', 'committed'), 0.0) / groups:.1f} requests a commit, "
+                                    f"{d.get(('works', 'pool'), 0.0):.0f} given to the pool" if groups else
+                                    "no lane (the pool)")
             c[label]["switches"] = ((cs1 - cs0) / c[label]["count"]
                                     if cs0 is not None and cs1 is not None and c[label]["count"] else None)
             c[label]["cpu"] = (f"; server CPU {(cpu1 - cpu0) / c[label]['count'] * 1e6:.0f} us/request"
@@ -349,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     switches = [f"{label} {c[label]['switches']:.1f}" for label in c if c[label].get("switches") is not None]
     if switches:  # each is a thread handoff (a GIL or a queue): what most of the CPU per request goes to
         print(f"  c. server context switches per request: {', '.join(switches)}")
+    lanes = [f"{label}: {c[label]['lane']}" for label in c if c[label].get("lane")]
+    if lanes:  # the event loop's groups (frontends/lane.py): one commit for this many requests
+        print(f"  c. the event loop's lane: {'; '.join(lanes)}")
     print("goals:")
     for text, ok in goals:
         print(f"  [{'met' if ok else 'NOT met'}] {text}")
