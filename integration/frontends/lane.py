@@ -10,8 +10,9 @@ How: the work queued during one turn of the loop runs at the start of the next, 
 transaction begun without waiting (``store.begin_now``), and is committed together (one commit
 for the group: group commit); only then are the callers answered and the effects each work
 deferred (a reply to send, a command to run: ``effects.append((fn, args))``) started. The loop
-never waits for another writer: when one holds the store, or a statement fails and takes the
-group's transaction with it, nothing of the group was kept and each work runs again in the pool,
+never waits for another writer: when one holds the store, the group is tried again on a timer
+(BUSY_WAITS, the loop serving others meanwhile); when it still does, or a statement fails and
+takes the group's transaction with it, nothing of the group was kept and each work runs in the pool,
 alone and as it always did (writes committed one by one, waiting for the lock as any thread
 does). So a work must leave nothing but store writes and deferred effects before it returns (its
 metrics and rate-limit counts may then count twice: a rare fallback's price). A store whose
@@ -23,11 +24,14 @@ import asyncio
 import logging
 
 from integration.engine import metrics
+from integration.store.rules import Busy
 
 log = logging.getLogger("msteams.lane")
 
 
 MAX_TURNS = 3
+# Seconds the loop gives another writer before a group goes to the pool (1.75 ms in all).
+BUSY_WAITS = (0.00025, 0.0005, 0.001)
 
 
 class Effects(list):
@@ -82,11 +86,13 @@ class Lane:
         else:
             self._flush(loop)
 
-    def _flush(self, loop) -> None:
+    def _flush(self, loop, busy: int = 0) -> None:
         group, self._queue = self._queue, []
         done = []
+        begun = False
         try:
             with self.store.begin_now() as tx:
+                begun = True
                 shared: dict = {}
                 before: list = []
                 for work, future in group:
@@ -103,9 +109,15 @@ class Lane:
                 if not tx.intact():
                     raise _Broken
         except Exception as exc:  # noqa: BLE001 - Busy, _Broken, a failed commit: nothing of the group kept
+            if isinstance(exc, Busy) and not begun and busy < len(BUSY_WAITS):
+                # Another writer's transaction is short, mostly: a timer (the loop serves others
+                # meanwhile), and what arrives in the meantime joins the group.
+                self._queue = group + self._queue
+                loop.call_later(BUSY_WAITS[busy], self._flush, loop, busy + 1)
+                return
             self.fallbacks += 1
             metrics.lane_group("pool", len(group))
-            if not isinstance(exc, _Broken) and type(exc).__name__ != "Busy":
+            if not isinstance(exc, (_Broken, Busy)):
                 log.warning("the event loop's store group failed (%s): its work runs in threads",
                             type(exc).__name__)
             for work, future in group:

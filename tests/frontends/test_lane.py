@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from integration.frontends.lane import Lane
+from integration.store.rules import Busy
 from integration.store.sqlite import SQLiteStore
 from service_helpers import Service, make_key
 
@@ -210,3 +212,41 @@ def audited(cfg_file, sender: str) -> list[tuple]:
         return [(r["command"], r["outcome"]) for r in reversed(store.audit_list(sender=sender))]
     finally:
         store.close()
+
+
+class Contended(SQLiteStore):
+    """A store another writer holds until the lane first finds it busy (then it commits)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.other.execute("BEGIN IMMEDIATE")
+        self.tries: list = []
+
+    @contextlib.contextmanager
+    def begin_now(self):
+        try:
+            with super().begin_now() as tx:
+                self.tries.append("begun")
+                yield tx
+        except Busy:
+            self.tries.append("busy")
+            self.other.execute("COMMIT")
+            raise
+
+
+def test_a_short_writer_is_waited_out_on_a_timer_and_the_group_stays_on_the_loop(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = store_of[path] = Contended(path)
+    loop = asyncio.new_event_loop()
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="pool") as pool:
+        lane = Lane(store, pool)
+        seen, log = {}, []
+        assert run_all(loop, lane, [writer(i, path, seen, log) for i in range(3)]) == [0, 10, 20]
+    loop.close()
+    store_of.pop(path)
+    assert store.tries == ["busy", "begun"]  # found busy, tried again on a timer, then begun
+    assert lane.groups == 1 and lane.fallbacks == 0
+    assert {name for _, name in log} == {threading.current_thread().name}  # on the loop, not the pool
+    assert audit_ids(path) == ["lane:0", "lane:1", "lane:2"] and seen == {0: True, 1: True, 2: True}
+    store.other.close()
