@@ -60,8 +60,7 @@ class Lane:
         self.store = store
         self.pool = pool
         self._queue: list = []  # (work, future)
-        self._loop = None
-        self.groups = 0  # committed on the loop (tests, health)
+        self.groups = 0  # committed on the loop (tests; the metrics count them too)
         self.fallbacks = 0  # groups given back to the pool
 
     @staticmethod
