@@ -209,7 +209,7 @@ def audited(cfg_file, sender: str) -> list[tuple]:
 
     store = open_store(config.load(str(cfg_file)))
     try:
-        return [(r["command"], r["outcome"]) for r in reversed(store.audit_list(sender=sender))]
+        return [(r["command"], r["outcome"]) for r in reversed(store.audit_list(sender=sender, limit=1000))]
     finally:
         store.close()
 
@@ -250,3 +250,40 @@ def test_a_short_writer_is_waited_out_on_a_timer_and_the_group_stays_on_the_loop
     assert {name for _, name in log} == {threading.current_thread().name}  # on the loop, not the pool
     assert audit_ids(path) == ["lane:0", "lane:1", "lane:2"] and seen == {0: True, 1: True, 2: True}
     store.other.close()
+
+
+def test_serve_under_a_busy_writer_answers_and_audits_every_call_once(emu, cfg_file, tmp_path):
+    """Many concurrent store-only calls while another process writes the store in short
+    transactions: every call is answered 200 and audited exactly once, whether its group ran on
+    the loop, waited the writer out, or went to the pool."""
+    data = yaml.safe_load(cfg_file.read_text())
+    if data.get("store_url"):
+        pytest.skip("a Redis store has no lane (the SQLite run tests this)")
+    key = make_key(cfg_file, "busy", "cache-show")
+    stop = threading.Event()
+
+    def busy_writer():
+        c = sqlite3.connect(data["store_path"], isolation_level=None, timeout=30)
+        while not stop.is_set():
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("INSERT OR REPLACE INTO secrets(name, value, created) VALUES ('lane-test', 'x', 0)")
+            time.sleep(0.003)  # held longer than the lane waits, now and then
+            c.execute("COMMIT")
+            time.sleep(0.001)
+        c.close()
+
+    with Service(cfg_file, tmp_path, "--port", "0", "--rate", "1000", "--burst", "1000") as svc:
+        writer_thread = threading.Thread(target=busy_writer)
+        writer_thread.start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                codes = list(ex.map(lambda i: svc.post("cache-show", key=key).status_code, range(120)))
+        finally:
+            stop.set()
+            writer_thread.join(10)
+        metrics = svc.get("/metrics").text
+    assert codes == [200] * 120
+    assert audited(cfg_file, "api-key:busy") == [("cache-show", "ok")] * 120
+    works = {o: float(line.rsplit(" ", 1)[1]) for o in ("committed", "pool") for line in metrics.splitlines()
+             if line.startswith(f'msteams_lane_works_total{{outcome="{o}"}} ')}
+    assert sum(works.values()) == 120, works  # each call once, on the loop or in the pool
