@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from integration.engine import metrics
 from integration.store.rules import Busy
@@ -127,6 +128,21 @@ class Lane:
         for future, (result, error), effects in done:
             _start(effects)
             _settle(future, result, error)
+
+
+def lane_of(store, pool) -> Lane | None:
+    """The lane of ``store`` (one a store, so the service and the bot endpoint of one ``serve
+    --bot`` share its groups and commits), made with ``pool`` for what it gives back; None
+    for a store without one (``available``)."""
+    if not Lane.available(store):
+        return None
+    lane = _lanes.get(store)
+    if lane is None:
+        lane = _lanes[store] = Lane(store, pool)
+    return lane
+
+
+_lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _start(effects: list) -> None:

@@ -139,11 +139,17 @@ def test_a_failed_statement_reruns_the_whole_group_in_the_pool_and_keeps_each_ro
     assert len(tries) == 2 and tries[1].startswith("pool")
 
 
-def test_only_a_local_store_has_a_lane(tmp_path):
+def test_only_a_local_store_has_a_lane_and_one_only(tmp_path):
+    from integration.frontends.lane import lane_of
     from integration.store.redis import RedisStore
 
-    assert Lane.available(SQLiteStore(tmp_path / "s.sqlite3"))
-    assert not Lane.available(RedisStore.__new__(RedisStore))  # each operation a network round trip
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    assert Lane.available(store)
+    lane = lane_of(store, None)
+    assert lane is not None and lane_of(store, None) is lane  # the service and the bot share its groups
+    assert lane_of(SQLiteStore(tmp_path / "t.sqlite3"), None) is not lane
+    redis = RedisStore.__new__(RedisStore)
+    assert not Lane.available(redis) and lane_of(redis, None) is None  # each operation a network round trip
 
 
 def test_serve_answers_while_another_process_holds_its_store(emu, cfg_file, tmp_path):

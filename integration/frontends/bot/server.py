@@ -92,11 +92,10 @@ class Endpoint:
         processor = self.processor
         if self._lane_of is not None and self._lane_of[0] is processor:
             return self._lane_of[1]
-        from integration.frontends.lane import Lane
+        from integration.frontends.lane import lane_of
 
         store = getattr(getattr(processor, "runtime", None), "store", None)
-        lane = Lane(store, self._threads()) if hasattr(processor, "accept_deferred") and Lane.available(store) \
-            else None
+        lane = lane_of(store, self._threads()) if hasattr(processor, "accept_deferred") else None
         self._lane_of = (processor, lane)
         return lane
 

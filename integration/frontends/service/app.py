@@ -156,10 +156,9 @@ class Service:
         self.trail = AuditTrail(runtime.store)
         # A command that answers from a local store alone runs on the event loop (lane.py); with
         # tenant profiles each call's store is known only once its key is read: the pool.
-        from integration.frontends.lane import Lane
+        from integration.frontends.lane import lane_of
 
-        self.lane = Lane(runtime.store, self.pool) if Lane.available(runtime.store) and \
-            not runtime.cfg.tenant_names else None
+        self.lane = None if runtime.cfg.tenant_names else lane_of(runtime.store, self.pool)
         self._running = 0  # commands running in the pool (AuditTrail.add: alone or not)
         self._running_lock = threading.Lock()
 
