@@ -553,14 +553,6 @@ class Service:
         else:
             self.trail_of(call.get("tenant")).add(row, loop, waiter, answer, alone=alone)
 
-    def run_command(self, call: dict) -> Answer:
-        """One command request, from the key to the audit entry (written before this returns).
-        Never raises."""
-        answer, row = self._command(call)
-        if row is not None:
-            self.trail_of(call.get("tenant")).write([row])
-        return answer
-
     def _command(self, call: dict, shared: dict | None = None) -> tuple[Answer, dict | None]:
         """One command request, from the key to the answer and its audit entry (not written).
         ``shared``: the lane group's (lane.py), where a key read is kept for the group."""
