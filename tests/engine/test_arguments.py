@@ -124,3 +124,18 @@ def test_split_words_splits_as_shlex_does(text):
 def test_a_600_kb_value_is_split_in_linear_time():
     words = arguments.split_words('chat-create chat_type="' + "a" * 600_000 + '" x=\\"')
     assert [len(w) for w in words] == [11, 600_010, 3]
+
+
+@pytest.mark.parametrize("args,name,point", [
+    ({"chat": "x", "content": "half a pair \ud83d here"}, "content", "U+D83D"),  # JSON's "\ud83d" alone
+    ({"chat": "bad\udcff byte", "content": "hi"}, "chat", "U+DCFF"),  # a byte that was not UTF-8
+    ({"chats": ["ok", "no\udc80"], "content": "hi"}, "chats", "U+DC80"),  # in a list
+])
+def test_a_lone_surrogate_is_refused_with_the_arguments_name(args, name, point):
+    spec = REG.get("message-send-to-chat")
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, args)
+    assert e.value.argument == name and point in str(e.value)
+    assert all(not 0xD800 <= ord(c) <= 0xDFFF for c in str(e.value))  # the message itself is text
+    # a whole pair is text, and passes
+    assert arguments.validate(spec, {"chat": "x", "content": "a \U0001F600 b"})["content"] == "a \U0001F600 b"

@@ -57,6 +57,8 @@ def test_auth_login_then_status(cfg_file):
     (["!chat-create chat_type=triple member=a"], 2, "argument 'chat_type'"),
     (["!ring-user"], 2, "argument 'username': is required"),
     (['!channel-list team="Nope Team"'], 5, "team 'Nope Team' not found"),
+    # a command line's byte that is not UTF-8 (\xff reaches argv as U+DCFF): named, never a traceback
+    (["channel-list", "--team", "Sec\udcffOps"], 2, "argument 5 is not valid UTF-8 (byte 0xff at position 3)"),
 ])
 def test_exit_codes_and_messages(cfg_file, argv, code, text):
     got, out, err = run(["--config", str(cfg_file)] + argv)

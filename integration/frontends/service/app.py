@@ -43,6 +43,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import wire
 from . import idempotency as idem
 from . import tenancy
 from .keys import Keys, RateLimiter, Refused, allows
@@ -97,14 +98,7 @@ class _Sent:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def _dumps(value) -> bytes:
-    return _encode(value).encode("utf-8", "surrogateescape")
-
-
-# One encoder for every answer: json.dumps with options builds a new one each call. Answers are
-# trees (JSON from Graph, the store, rows built from them): no cycle check (a cycle would be a
-# RecursionError, answered 500 as any bug).
-_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"), check_circular=False).encode
+_dumps = wire.dumps
 
 
 def problem_answer(p: Problem, instance: str | None = None) -> Answer:
