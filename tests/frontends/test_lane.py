@@ -188,9 +188,8 @@ def test_serve_answers_while_another_process_holds_its_store(emu, cfg_file, tmp_
 
 
 def test_a_pooled_command_past_the_time_limit_is_still_audited_once_done(emu, cfg_file, tmp_path):
-    """A command that calls Graph runs in the pool and its entry is committed by the loop's lane
-    (by the audit trail with Redis); answered 504 before it finished, its entry is committed all
-    the same once it does."""
+    """A command that calls Graph runs in the pool; answered 504 before it finished, its entry
+    is committed all the same once it does."""
     data = yaml.safe_load(cfg_file.read_text())
     data.update(max_retries=0, retry_budget_seconds=0, timeout=10)
     cfg_file.write_text(yaml.safe_dump(data))
@@ -206,6 +205,35 @@ def test_a_pooled_command_past_the_time_limit_is_still_audited_once_done(emu, cf
                 break
             time.sleep(0.1)
     assert rows == [("team-list", "ok"), ("user-list", "ok")], rows
+
+
+def test_pooled_commands_alone_or_side_by_side_are_each_audited_once_before_their_answer(emu, cfg_file, tmp_path):
+    """A command that ran alone in the pool commits its own entry there; commands running side
+    by side hand theirs to the loop's lane, which commits them with its group (with Redis, the
+    audit trail does). Either way each is committed before its answer is sent."""
+    data = yaml.safe_load(cfg_file.read_text())
+    key = make_key(cfg_file, "pooled", "team-list")
+
+    def lane_works(svc) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in svc.get("/metrics").text.splitlines()
+                   if line.startswith("msteams_lane_works_total{"))
+
+    with Service(cfg_file, tmp_path, "--port", "0") as svc:
+        before = lane_works(svc)
+        assert svc.post("team-list", key=key).status_code == 200
+        assert audited(cfg_file, "api-key:pooled") == [("team-list", "ok")]  # committed before the answer
+        assert lane_works(svc) == before  # alone: its own thread committed it
+        emu.faults.add(method="GET", path=r"/teams", delay=0.4, count=4)  # four calls at once, surely
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            calls = [ex.submit(lambda: (svc.post("team-list", key=key).status_code,
+                                        len(audited(cfg_file, "api-key:pooled")))) for _ in range(4)]
+            answers = [c.result() for c in calls]
+        side_by_side = lane_works(svc) - before
+    assert [status for status, _ in answers] == [200] * 4
+    assert all(n >= 2 for _, n in answers)  # its own entry was there when its answer came
+    assert audited(cfg_file, "api-key:pooled") == [("team-list", "ok")] * 5
+    if not data.get("store_url"):  # a Redis store has no lane: the audit trail committed them
+        assert 1 <= side_by_side <= 3, side_by_side  # the last to finish ran alone
 
 
 def audited(cfg_file, sender: str) -> list[tuple]:

@@ -21,7 +21,8 @@ committed before the answer. A ``store_only`` command with an API key and none o
 runs on the event loop, in the lane's group of the moment (lane.py: one commit a group); any
 other runs in the thread pool, under the request time limit (504 past it: the command goes on,
 and its answer is recorded for an Idempotency-Key retry), and its audit entry is committed by
-the lane (with a Redis store, which has no lane, by AuditTrail). With ``Prefer:
+its thread when it ran alone, else by the lane with the group's (with a Redis store, which has
+no lane, by AuditTrail). With ``Prefer:
 respond-async`` the steps from the Idempotency-Key on run as a job (jobs.py) and the answer is
 202 at once. Every call with a key is audited in the
 store's audit log (the bot's: ``msteams bot audit``; conversation type ``http``): the key's
@@ -153,7 +154,7 @@ class Service:
         from integration.frontends.lane import lane_of
 
         self.lane = None if runtime.cfg.tenant_names else lane_of(runtime.store, self.pool)
-        self._running = 0  # commands running in the pool (AuditTrail.add: alone or not)
+        self._running = 0  # commands running in the pool (their audit entries: alone or not)
         self._running_lock = threading.Lock()
 
     def close(self) -> None:
@@ -291,11 +292,25 @@ class Service:
         return got.response()
 
     def _command_pooled(self, loop, waiter, call: dict) -> None:
-        """In a pool thread: the command; (answer, its audit entry) handed to the loop."""
+        """In a pool thread: the command; (answer, its audit entry) handed to the loop. A command
+        that ran alone (none other in the pool) commits its entry itself first: one commit either
+        way, and this thread's connection is at hand (the loop's would be one more turn of the
+        loop, and its pages stale after this thread's writes: ~80 us of the answer's latency,
+        benchmarks/api.py, section a); side by side, the loop's lane commits the entries of the
+        moment together."""
+        with self._running_lock:
+            self._running += 1
         try:
             answer, row = self._command(call)
         except Exception as exc:  # noqa: BLE001 - _command never raises; a bug is a 500, never a traceback
             answer, row = problem_answer(from_error(exc), call["path"]), None
+        finally:
+            with self._running_lock:
+                self._running -= 1
+                alone = not self._running
+        if alone and row is not None:
+            self.trail.write([row])  # never raises: a failed audit write is logged, the answer stands
+            row = None
         try:
             loop.call_soon_threadsafe(self._answered, waiter, answer, row)
         except RuntimeError:  # the loop is closed: the server stopped; its entry is still written
