@@ -9,17 +9,13 @@ from collections.abc import Iterable
 
 from .errors import ArgumentError, InputError
 from .registry import CommandSpec, thaw
-from .untrusted import clean, quote
+from .untrusted import clean, lone_surrogate, quote
 
 # typing's import costs ~4 ms of every command's start: only type checkers read these.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# A code point of U+D800-U+DFFF in a str is never text: half of a UTF-16 pair (JSON's "\ud800"
-# escape reads as one) or a byte that was not UTF-8 (surrogateescape: a command line's bytes).
-# Nothing can store or send it (UTF-8 has no form for it): refused with the argument's name.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -151,34 +147,17 @@ def canonical(spec: CommandSpec, raw: dict, *, skip_none: bool = True) -> dict:
             raise ArgumentError(name, f"given twice, as '{first}' and as '{second}' (the same argument under "
                                       "two names): give it once")
         given_as[name] = key
-        bad = _surrogate_in(value)
+        bad = lone_surrogate(value)
         if bad is not None:
-            raise ArgumentError(name, f"is not valid text: it holds U+{ord(bad):04X}, half of a UTF-16 surrogate pair "
-                                      "or a byte that is not UTF-8, which nothing can store or send",
+            # Half of a UTF-16 pair (JSON's lone "\ud800" escape), or a byte that was not UTF-8
+            # (surrogateescape): UTF-8 has no form for it, so nothing could store or send it.
+            where, point = bad
+            raise ArgumentError(name, f"{f'item {where} ' if where else ''}is not valid text: it holds "
+                                      f"U+{ord(point):04X}, half of a UTF-16 surrogate pair or a byte that is not "
+                                      "UTF-8, which nothing can store or send",
                                 hint="send the text as UTF-8 (in JSON, a character outside the BMP as a whole pair)")
         out[name] = value
     return out
-
-
-def _surrogate_in(value) -> str | None:
-    """The first lone surrogate in ``value`` (a str, or in a list's or an object's strings)."""
-    t = type(value)
-    if t is str:
-        m = _SURROGATE.search(value)
-        return m.group() if m else None
-    if t is list or t is tuple:
-        for v in value:
-            found = _surrogate_in(v)
-            if found is not None:
-                return found
-    elif t is dict:
-        for k, v in value.items():
-            found = _surrogate_in(k)
-            if found is None:
-                found = _surrogate_in(v)
-            if found is not None:
-                return found
-    return None
 
 
 def validate(spec: CommandSpec, raw: dict) -> dict:

@@ -4,6 +4,9 @@ back in messages.
 - :func:`decode` turns argv strings (decoded by Python with surrogateescape) and raw stdin
   lines into text, or raises an InputError naming where the invalid UTF-8 is, so bad bytes
   fail as a user mistake (exit 2) instead of a UnicodeEncodeError deep in a request.
+- :func:`lone_surrogate` finds, in a value read from JSON, a string holding half of a UTF-16
+  surrogate pair (JSON's lone ``"\\ud800"`` escape reads as one): no UTF-8 form, so nothing can
+  store or send it; :func:`without_lone_surrogates` replaces each by U+FFFD.
 - :func:`quote`, :func:`clean`, :func:`printable` and :func:`escape_controls` (from escape.py)
   show a user's value safely in a message or on a terminal.
 """
@@ -14,7 +17,12 @@ import os
 from .errors import InputError
 from .escape import LIMIT, _SURROGATE, _compiled, clean, escape_controls, printable, quote
 
-__all__ = ["LIMIT", "clean", "decode", "decode_argv", "escape_controls", "printable", "quote"]
+__all__ = ["LIMIT", "SURROGATE_ESCAPE", "clean", "decode", "decode_argv", "escape_controls", "lone_surrogate",
+           "printable", "quote", "without_lone_surrogates"]
+
+# In JSON text, the escape of a code point U+D800-U+DFFF: a body without one reads as a value
+# without one (UTF-8 itself cannot encode them), so the walks below are skipped for it.
+SURROGATE_ESCAPE = rb"\\u[dD][89a-fA-F]"
 
 
 def decode(value: bytes | str, where: str) -> str:
@@ -43,3 +51,38 @@ def decode(value: bytes | str, where: str) -> str:
 def decode_argv(argv: list) -> list[str]:
     """Every argument checked; the first bad one named by its position (1 = first after the program)."""
     return [decode(arg, f"argument {i}") for i, arg in enumerate(argv, 1)]
+
+
+def lone_surrogate(value, path: str = "") -> tuple[str, str] | None:
+    """The first string in ``value`` (a str, or in a list's or an object's keys and values)
+    holding a code point U+D800-U+DFFF: (where, as ``team`` or ``inputs.roles[1]``; a key is
+    named by the object holding it, and ``path`` itself for ``value``; that code point), or None."""
+    t = type(value)
+    if t is str:
+        bad = _compiled(_SURROGATE).search(value)
+        return (path, bad.group()) if bad else None
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is str and _compiled(_SURROGATE).search(k):
+                return (path, _compiled(_SURROGATE).search(k).group())
+            found = lone_surrogate(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif t is list or t is tuple:
+        for i, v in enumerate(value):
+            found = lone_surrogate(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def without_lone_surrogates(value):
+    """``value`` with each code point U+D800-U+DFFF of its strings (keys too) replaced by U+FFFD."""
+    t = type(value)
+    if t is str:
+        return _compiled(_SURROGATE).sub("\ufffd", value)
+    if t is dict:
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [without_lone_surrogates(v) for v in value]
+    return value

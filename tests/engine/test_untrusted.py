@@ -131,3 +131,17 @@ def test_playbook_validate_escapes_what_the_file_says(tmp_path):
     assert code == 2, err
     assert "\\x1b]0;x\\x07" in err and "\x1b" not in err and "\x07" not in err
     assert f"{not_utf8}: cannot read" in err and "Traceback" not in err
+
+
+def test_lone_surrogates_are_found_where_they_are_and_replaced():
+    import re
+
+    from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, without_lone_surrogates
+
+    value = {"inputs": {"roles": ["ok", "b\ud800"]}, "plain": "a \U0001F600 b"}
+    assert lone_surrogate(value) == ("inputs.roles[1]", "\ud800")
+    assert lone_surrogate({"k\udcff": 1}, "body") == ("body", "\udcff")  # a key: named by its object
+    assert lone_surrogate({"plain": "a \U0001F600 b", "n": [1, None, True]}) is None  # a whole pair is text
+    assert without_lone_surrogates(value) == {"inputs": {"roles": ["ok", "b\ufffd"]}, "plain": "a \U0001F600 b"}
+    # the escapes a JSON body holds them by (a whole pair's escapes too: the walk then finds none)
+    assert re.search(SURROGATE_ESCAPE, b'{"a": "\\uD83D\\ude00"}') and not re.search(SURROGATE_ESCAPE, b'{"a": "\\u00e9"}')

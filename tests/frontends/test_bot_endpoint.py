@@ -255,6 +255,18 @@ def test_oversized_and_malformed_bodies(rig):
     rig.assert_nothing_happened(since)
 
 
+def test_half_a_surrogate_pair_in_an_activity_is_read_as_a_replacement_character(rig):
+    """A lone "\ud800" escape (no UTF-8 form: nothing could audit or store it) is read as U+FFFD,
+    as a lenient decoder reads it: the command runs and is audited (it was a 500, unaudited)."""
+    body = json.dumps(rig.activity()).replace('"text": "', '"text": "\\ud800', 1).encode()
+    assert b"\\ud800" in body
+    rec = rig.deliver(body=body)
+    assert rec["status"] in (200, 202), rec
+    rig.endpoint.processor.drain(10)
+    [row] = rig.audit()
+    assert row["text"].startswith("\ufffd") and row["decision"], row
+
+
 def test_clock_skew_of_five_minutes_is_accepted(rig):
     now = int(time.time())
     late = rig.sign(rig.claims(iat=now - 600, nbf=now - 600, exp=now - 120))

@@ -76,3 +76,23 @@ def test_access_request_over_http_waits_for_the_click_and_finishes(emu, cfg_file
         emu.teams.register(None)
     code, out, err = cli(cfg_file, "-o", "json", "bot", "audit", "--sender", "api-key:approvals")
     assert "playbook:access-request" in {row["command"] for row in json.loads(out[0])}
+
+
+def test_a_run_whose_inputs_or_key_hold_half_a_surrogate_pair_is_refused_at_once(emu, cfg_file, tmp_path):
+    """Half of a UTF-16 pair (JSON's lone "\\ud800" escape) has no UTF-8 form: nothing could store
+    the run. Refused 422 naming where it is, at once (it used to hang the call until the time
+    limit, the run's thread failing to store it), and no run is made."""
+    key = make_key(cfg_file, "starter", "playbook:access-request")
+    with Service(cfg_file, tmp_path, "--port", "0") as svc:
+        url = f"{svc.url}/v1/playbooks/access-request/runs"
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        bodies = {"inputs.reason": json.dumps({"inputs": dict(INPUTS, reason="x")}).replace('"x"', '"x\\ud800"'),
+                  "inputs.roles[0]": json.dumps({"inputs": INPUTS}).replace('"prod-admin"]', '"\\udc00"]'),
+                  "run_key": json.dumps({"inputs": INPUTS, "run_key": "k"}).replace('"k"', '"k\\udfff"')}
+        for where, body in bodies.items():
+            r = svc.http.post(url, data=body.encode(), headers=headers, timeout=10)
+            assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", (where, r.text)
+            problem = r.json()
+            assert problem["detail"].startswith(f"'{where}' is not valid text"), problem
+            assert problem["details"] == {"argument": where.split(".")[0].split("[")[0]}
+        assert svc.get("/v1/runs", key=key).json() == {"runs": []}

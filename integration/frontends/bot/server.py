@@ -30,11 +30,15 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import socket
 import threading
 from typing import Callable
 
+from integration.engine.untrusted import SURROGATE_ESCAPE, without_lone_surrogates
+
 log = logging.getLogger("msteams.bot.server")
+_SURROGATE_ESCAPE = re.compile(SURROGATE_ESCAPE)
 
 MAX_BODY = 256 * 1024  # Teams activities are far smaller (messages stop at ~28 KB)
 
@@ -143,10 +147,16 @@ class Endpoint:
                 body += chunk
                 if len(body) > self.max_body:
                     raise _Refusal(413, f"body over {self.max_body} bytes")
+        body = bytes(body)
         try:
-            return identity, json.loads(bytes(body))
+            doc = json.loads(body)
         except (ValueError, RecursionError):
             raise _Refusal(400, "body is not JSON") from None
+        if _SURROGATE_ESCAPE.search(body):
+            # Half of a UTF-16 pair (a lone "\ud800" escape) has no UTF-8 form: nothing could
+            # audit, store or answer it. As a lenient decoder reads it: U+FFFD.
+            doc = without_lone_surrogates(doc)
+        return identity, doc
 
     def _internal(self, request, exc: Exception):
         _note_inbound(request, "error")

@@ -44,6 +44,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, quote
+
 from .. import wire
 from . import idempotency as idem
 from . import tenancy
@@ -537,8 +539,6 @@ class Service:
         if spec is None:
             import difflib
 
-            from integration.engine.untrusted import quote
-
             close = difflib.get_close_matches(name, self.runtime.registry.all_names(), n=3)
             raise Problem(404, "unknown_command", f"unknown command {quote(name, 80)}",
                           hint=f"did you mean: {', '.join(close)}?" if close else "GET /v1/commands lists them")
@@ -735,6 +735,7 @@ def result_body(result) -> dict:
 
 
 _IDEM = idem.HEADER.lower().encode()
+_SURROGATE_ESCAPE = re.compile(SURROGATE_ESCAPE)
 _GROUP_ROWS = object()  # a lane group's audit entries, in its shared dict (keys there are tokens)
 
 
@@ -862,6 +863,14 @@ def _arguments(body: bytes) -> dict:
     if not isinstance(args, dict):
         raise Problem(422, "input", f"the body must be a JSON object of arguments, not {type(args).__name__}",
                       hint='{"team": "Security Operations"}')
+    if _SURROGATE_ESCAPE.search(body):
+        bad = lone_surrogate(args)
+        if bad is not None:  # nothing could store, send or audit it (a run's inputs, a run key...)
+            where, point = bad
+            raise Problem(422, "input", f"{quote(where, 80) if where else 'a key of the body'} is not valid text: it "
+                          f"holds U+{ord(point):04X}, half of a UTF-16 surrogate pair",
+                          hint="send text as UTF-8 (in JSON, a character outside the BMP as a whole pair)",
+                          details={"argument": re.split(r"[.\[]", where, maxsplit=1)[0]} if where else None)
     return args
 
 
