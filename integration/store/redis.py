@@ -722,15 +722,12 @@ class RedisStore:
     AUDIT_COLS = AUDIT_COLS  # base's: the fields audit_list answers
 
     def audit_add(self, row: dict) -> int | None:
+        activity = row.get("activity_id")
+        if activity:
+            return int(self._audit_once(row, self.r)) or None
         now = self._clock()
         entry = {c: row.get(c) for c in self.AUDIT_COLS if c not in ("id", "time")}
         entry.update(time=now, updated=now)
-        activity = row.get("activity_id")
-        if activity:
-            new = self._scripts["append_once"](
-                keys=[self.k("audit", "activity"), self.k("audit", "seq"), self.k("audit", "data"),
-                      self.k("audit", "order")], args=[activity, json.dumps(entry), repr(now)])
-            return int(new) or None
         new = self.r.incr(self.k("audit", "seq"))
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("audit", "data"), new, json.dumps(entry))
@@ -738,8 +735,25 @@ class RedisStore:
         pipe.execute()
         return int(new)
 
+    def _audit_once(self, row: dict, client):
+        """An entry with an activity id, appended unless that id was recorded before (the script:
+        atomic), by ``client`` (the connection, or a pipeline that sends it later)."""
+        now = self._clock()
+        entry = {c: row.get(c) for c in self.AUDIT_COLS if c not in ("id", "time")}
+        entry.update(time=now, updated=now)
+        return self._scripts["append_once"](
+            keys=[self.k("audit", "activity"), self.k("audit", "seq"), self.k("audit", "data"), self.k("audit", "order")],
+            args=[row["activity_id"], json.dumps(entry), repr(now)], client=client)
+
     def audit_add_many(self, rows: list[dict]) -> None:
-        """Each entry as audit_add writes it (each atomic on its own: Redis has no rollback)."""
+        """Each entry as audit_add writes it, in order (each atomic on its own: Redis has no
+        rollback); when each has an activity id (an API call's entries do), in one round trip."""
+        if len(rows) > 1 and all(row.get("activity_id") for row in rows):
+            pipe = self.r.pipeline(transaction=False)
+            for row in rows:
+                self._audit_once(row, pipe)
+            pipe.execute()
+            return
         for row in rows:
             self.audit_add(row)
 
