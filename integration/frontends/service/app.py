@@ -300,6 +300,19 @@ class Service:
         loop, and its pages stale after this thread's writes: ~80 us of the answer's latency,
         benchmarks/api.py, section a); side by side, the loop's lane commits the entries of the
         moment together."""
+        answer, row, alone = self._counted(call)
+        if alone and row is not None:
+            self.trail.write([row])  # never raises: a failed audit write is logged, the answer stands
+            row = None
+        try:
+            loop.call_soon_threadsafe(self._answered, waiter, answer, row)
+        except RuntimeError:  # the loop is closed: the server stopped; its entry is still written
+            if row is not None:
+                self.trail.write([row])
+
+    def _counted(self, call: dict) -> tuple[Answer, dict | None, bool]:
+        """In a pool thread: the command, its audit entry (not written), and whether it ran
+        alone (none other in the pool meanwhile)."""
         with self._running_lock:
             self._running += 1
         try:
@@ -310,14 +323,7 @@ class Service:
             with self._running_lock:
                 self._running -= 1
                 alone = not self._running
-        if alone and row is not None:
-            self.trail.write([row])  # never raises: a failed audit write is logged, the answer stands
-            row = None
-        try:
-            loop.call_soon_threadsafe(self._answered, waiter, answer, row)
-        except RuntimeError:  # the loop is closed: the server stopped; its entry is still written
-            if row is not None:
-                self.trail.write([row])
+        return answer, row, alone
 
     def _answered(self, waiter, answer: Answer, row: dict | None) -> None:
         """On the loop: a pooled command's answer to its caller, who commits its entry before
@@ -547,16 +553,7 @@ class Service:
     def _command_job(self, loop, waiter, call: dict) -> None:
         """In a pool thread: the command; its answer goes to ``waiter`` once its audit entry is
         committed (AuditTrail: with those of the calls answered meanwhile, in one transaction)."""
-        with self._running_lock:
-            self._running += 1
-        try:
-            answer, row = self._command(call)
-        except Exception as exc:  # noqa: BLE001 - _command never raises; a bug is a 500, never a traceback
-            answer, row = problem_answer(from_error(exc), call["path"]), None
-        finally:
-            with self._running_lock:
-                self._running -= 1
-                alone = not self._running
+        answer, row, alone = self._counted(call)
         if row is None:
             _hand_over(loop, [(waiter, answer)])
         else:
