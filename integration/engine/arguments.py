@@ -151,8 +151,9 @@ def canonical(spec: CommandSpec, raw: dict, *, skip_none: bool = True) -> dict:
         if bad is not None:
             # Half of a UTF-16 pair (JSON's lone "\ud800" escape), or a byte that was not UTF-8
             # (surrogateescape): UTF-8 has no form for it, so nothing could store or send it.
-            where, point = bad
-            raise ArgumentError(name, f"{f'item {where} ' if where else ''}is not valid text: it holds "
+            where, point, in_key = bad
+            where = f"a key of {where or 'it'} " if in_key else f"item {where} " if where else ""
+            raise ArgumentError(name, f"{where}is not valid text: it holds "
                                       f"U+{ord(point):04X}, half of a UTF-16 surrogate pair or a byte that is not "
                                       "UTF-8, which nothing can store or send",
                                 hint="send the text as UTF-8 (in JSON, a character outside the BMP as a whole pair)")

@@ -53,18 +53,19 @@ def decode_argv(argv: list) -> list[str]:
     return [decode(arg, f"argument {i}") for i, arg in enumerate(argv, 1)]
 
 
-def lone_surrogate(value, path: str = "") -> tuple[str, str] | None:
+def lone_surrogate(value, path: str = "") -> tuple[str, str, bool] | None:
     """The first string in ``value`` (a str, or in a list's or an object's keys and values)
-    holding a code point U+D800-U+DFFF: (where, as ``team`` or ``inputs.roles[1]``; a key is
-    named by the object holding it, and ``path`` itself for ``value``; that code point), or None."""
+    holding a code point U+D800-U+DFFF, or None: (where, as ``team`` or ``inputs.roles[1]``, the
+    object's for one of its keys; that code point; whether it is in a key)."""
     t = type(value)
     if t is str:
         bad = _compiled(_SURROGATE).search(value)
-        return (path, bad.group()) if bad else None
+        return (path, bad.group(), False) if bad else None
     if t is dict:
         for k, v in value.items():
-            if type(k) is str and _compiled(_SURROGATE).search(k):
-                return (path, _compiled(_SURROGATE).search(k).group())
+            bad = _compiled(_SURROGATE).search(k) if type(k) is str else None
+            if bad:
+                return (path, bad.group(), True)
             found = lone_surrogate(v, f"{path}.{k}" if path else str(k))
             if found is not None:
                 return found

@@ -722,12 +722,9 @@ class RedisStore:
     AUDIT_COLS = AUDIT_COLS  # base's: the fields audit_list answers
 
     def audit_add(self, row: dict) -> int | None:
-        activity = row.get("activity_id")
-        if activity:
+        if row.get("activity_id"):
             return int(self._audit_once(row, self.r)) or None
-        now = self._clock()
-        entry = {c: row.get(c) for c in self.AUDIT_COLS if c not in ("id", "time")}
-        entry.update(time=now, updated=now)
+        _, entry = self._audit_entry(row)
         new = self.r.incr(self.k("audit", "seq"))
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("audit", "data"), new, json.dumps(entry))
@@ -735,12 +732,16 @@ class RedisStore:
         pipe.execute()
         return int(new)
 
-    def _audit_once(self, row: dict, client):
-        """An entry with an activity id, appended unless that id was recorded before (the script:
-        atomic), by ``client`` (the connection, or a pipeline that sends it later)."""
+    def _audit_entry(self, row: dict) -> tuple[float, dict]:
         now = self._clock()
         entry = {c: row.get(c) for c in self.AUDIT_COLS if c not in ("id", "time")}
         entry.update(time=now, updated=now)
+        return now, entry
+
+    def _audit_once(self, row: dict, client):
+        """An entry with an activity id, appended unless that id was recorded before (the script:
+        atomic), by ``client`` (the connection, or a pipeline that sends it later)."""
+        now, entry = self._audit_entry(row)
         return self._scripts["append_once"](
             keys=[self.k("audit", "activity"), self.k("audit", "seq"), self.k("audit", "data"), self.k("audit", "order")],
             args=[row["activity_id"], json.dumps(entry), repr(now)], client=client)

@@ -139,8 +139,8 @@ def test_lone_surrogates_are_found_where_they_are_and_replaced():
     from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, without_lone_surrogates
 
     value = {"inputs": {"roles": ["ok", "b\ud800"]}, "plain": "a \U0001F600 b"}
-    assert lone_surrogate(value) == ("inputs.roles[1]", "\ud800")
-    assert lone_surrogate({"k\udcff": 1}, "body") == ("body", "\udcff")  # a key: named by its object
+    assert lone_surrogate(value) == ("inputs.roles[1]", "\ud800", False)
+    assert lone_surrogate({"a": {"k\udcff": 1}}) == ("a", "\udcff", True)  # a key: named by its object
     assert lone_surrogate({"plain": "a \U0001F600 b", "n": [1, None, True]}) is None  # a whole pair is text
     assert without_lone_surrogates(value) == {"inputs": {"roles": ["ok", "b\ufffd"]}, "plain": "a \U0001F600 b"}
     # the escapes a JSON body holds them by (a whole pair's escapes too: the walk then finds none)

@@ -93,7 +93,7 @@ def test_a_key_runs_channel_list_over_https_and_everything_else_is_refused(emu, 
         b = problem(svc.post("channel-list", data=b'{"team": "x\\ud800"}', key=reader), 422, "input")
         assert b["details"]["argument"] == "team" and "U+D800" in b["detail"], b
         b = problem(svc.post("channel-list", data=b'{"team": "x", "t\\udcffm": 1}', key=reader), 422, "input")
-        assert "a key of the body" in b["detail"], b
+        assert b["detail"].startswith("a key of the body is not valid text"), b
         problem(svc.post("channel-list", data=b"x" * (300 * 1024), key=reader), 413, "too_large")
         problem(svc.post("channel-list", {"team": SOC}, key=reader, params={"flow": "nope"}), 400, "input")
         problem(svc.http.get(f"{svc.url}/v1/commands/channel-list", timeout=30), 405, "method_not_allowed")

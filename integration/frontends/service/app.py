@@ -863,8 +863,9 @@ def _arguments(body: bytes) -> dict:
     if _SURROGATE_ESCAPE.search(body):
         bad = lone_surrogate(args)
         if bad is not None:  # nothing could store, send or audit it (a run's inputs, a run key...)
-            where, point = bad
-            raise Problem(422, "input", f"{quote(where, 80) if where else 'a key of the body'} is not valid text: it "
+            where, point, in_key = bad
+            what = quote(where, 80) if where else "the body"
+            raise Problem(422, "input", f"{f'a key of {what}' if in_key else what} is not valid text: it "
                           f"holds U+{ord(point):04X}, half of a UTF-16 surrogate pair",
                           hint="send text as UTF-8 (in JSON, a character outside the BMP as a whole pair)",
                           details={"argument": re.split(r"[.\[]", where, maxsplit=1)[0]} if where else None)
