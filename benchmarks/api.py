@@ -14,7 +14,9 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
   c. the service (`cache-show`) and the bot endpoint (`POST /api/messages`, a signed `!help`
      activity: it answers at once and works in the background) each against a plain Starlette
      echo app served by the same code with the same uvicorn settings (`ServiceServer`), at
-     concurrency 8 over kept-alive connections: requests per second and the ratio to the echo
+     concurrency 8 over kept-alive connections, each and its echo taking turns (four each, a
+     quarter of ``--seconds`` a turn: a change in a shared machine's load weighs on both alike):
+     requests per second and the ratio to the echo
      (goal: >= 0.5 each), the server process's CPU time per request (Linux), which varies
      less than requests per second on a machine shared with other work, its thread switches
      per request, and how many requests its event loop ran per commit (the lane's metrics).
@@ -49,6 +51,7 @@ SOC = "Security Operations"
 BOB = "bob.smith@contoso.example"
 READS = (("cache-show", {}, None), ("team-list", {}, 100), ("channel-list", {"team": SOC}, 20))  # name, args, cap
 CONCURRENCY = 8
+SLICES = 4  # turns each service and its echo take in (c)
 
 
 # ---------------------------------------------------------------- the echo app (a process of its own)
@@ -184,7 +187,7 @@ def concurrent_clients(make_call, clients: int, seconds: float, per_client: int)
     lat = [x for r in results for x in r[0]]
     errors = sum(r[1] for r in results)
     return {"rps": len(lat) / elapsed, "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "errors": errors,
-            "count": len(lat)}
+            "count": len(lat), "lat": lat, "elapsed": elapsed}
 
 
 def raw_caller(url: str, path: str, body_for, headers: dict):
@@ -329,27 +332,48 @@ def main(argv: list[str] | None = None) -> int:
                             out[(name, outcome)] = float(line.rsplit(" ", 1)[1])
             return out
 
+        # Each service and its echo take turns, SLICES times a phase's length each, so that a
+        # change in the machine's load during the run (it is shared) weighs on both alike.
+        made = {}
         for label, url, path, body_for, headers in phases:
-            make = raw_caller(url, path, body_for, headers)
+            make = made[label] = raw_caller(url, path, body_for, headers)
             call, close = make(-1)  # one call first: a refusal stops the run rather than being measured
             if not call():
                 raise SystemExit(f"{label}: refused")
             close()
-            lane0 = lane_counts() if url == svc else {}
-            cpu0, cs0 = by_url[url].cpu_seconds(), by_url[url].context_switches()
-            c[label] = concurrent_clients(make, CONCURRENCY, ns.seconds, per_client=1_000_000)
-            cpu1, cs1 = by_url[url].cpu_seconds(), by_url[url].context_switches()
+        slice_seconds = ns.seconds / SLICES
+        for pair in (phases[:2], phases[2:]):
+            for _ in range(SLICES):
+                for label, url, path, body_for, headers in pair:
+                    lane0 = lane_counts() if url == svc else {}
+                    cpu0, cs0 = by_url[url].cpu_seconds(), by_url[url].context_switches()
+                    got = concurrent_clients(made[label], CONCURRENCY, slice_seconds, per_client=1_000_000)
+                    cpu1, cs1 = by_url[url].cpu_seconds(), by_url[url].context_switches()
+                    lane1 = lane_counts() if url == svc else {}
+                    acc = c.setdefault(label, {"lat": [], "errors": 0, "elapsed": 0.0, "cpu": 0.0, "switches": 0,
+                                                "lane": {}, "measured": cpu0 is not None and cs0 is not None})
+                    acc["lat"] += got["lat"]
+                    acc["errors"] += got["errors"]
+                    acc["elapsed"] += got["elapsed"]
+                    if acc["measured"] and cpu1 is not None and cs1 is not None:
+                        acc["cpu"] += cpu1 - cpu0
+                        acc["switches"] += cs1 - cs0
+                    for k in set(lane0) | set(lane1):
+                        acc["lane"][k] = acc["lane"].get(k, 0.0) + lane1.get(k, 0.0) - lane0.get(k, 0.0)
+        for label, url, *_ in phases:
+            acc = c[label]
+            n = len(acc["lat"])
+            acc.update(count=n, rps=n / acc["elapsed"], p99=pct(acc["lat"], 0.99))
+            acc["switches"] = acc["switches"] / n if acc["measured"] and n else None
+            acc["cpu"] = f"; server CPU {acc['cpu'] / n * 1e6:.0f} us/request" if acc["measured"] and n else ""
             if url == svc:
-                lane1 = lane_counts()
-                d = {k: lane1.get(k, 0.0) - lane0.get(k, 0.0) for k in set(lane0) | set(lane1)}
+                d = acc["lane"]
                 groups = d.get(("groups", "committed"), 0.0)
-                c[label]["lane"] = (f"{d.get(('works', 'committed'), 0.0) / groups:.1f} requests a commit, "
-                                    f"{d.get(('works', 'pool'), 0.0):.0f} given to the pool" if groups else
-                                    "no lane (the pool)")
-            c[label]["switches"] = ((cs1 - cs0) / c[label]["count"]
-                                    if cs0 is not None and cs1 is not None and c[label]["count"] else None)
-            c[label]["cpu"] = (f"; server CPU {(cpu1 - cpu0) / c[label]['count'] * 1e6:.0f} us/request"
-                               if cpu0 is not None and cpu1 is not None and c[label]["count"] else "")
+                acc["lane"] = (f"{d.get(('works', 'committed'), 0.0) / groups:.1f} requests a commit, "
+                               f"{d.get(('works', 'pool'), 0.0):.0f} given to the pool" if groups else
+                               "no lane (the pool)")
+            else:
+                acc["lane"] = None
         for label, base in (("service cache-show", "echo ({} body)"), ("bot endpoint !help", "echo (activity body)")):
             ratio = c[label]["rps"] / c[base]["rps"]
             rows.append((f"c. {base}", f"{c[base]['rps']:.0f} req/s",
