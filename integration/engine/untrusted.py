@@ -20,9 +20,10 @@ from .escape import LIMIT, _SURROGATE, _compiled, clean, escape_controls, printa
 __all__ = ["LIMIT", "SURROGATE_ESCAPE", "clean", "decode", "decode_argv", "escape_controls", "lone_surrogate",
            "printable", "quote", "without_lone_surrogates"]
 
-# In JSON text, the escape of a code point U+D800-U+DFFF: a body without one reads as a value
-# without one (UTF-8 itself cannot encode them), so the walks below are skipped for it.
-SURROGATE_ESCAPE = rb"\\u[dD][89a-fA-F]"
+# How a JSON body's bytes may hold a code point U+D800-U+DFFF: its escape, or its three bytes as
+# UTF-8 would write one (not UTF-8, yet json.loads reads bytes with "surrogatepass"). A body with
+# neither reads as a value without one, so the walks below are skipped for it.
+SURROGATE_ESCAPE = rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]"
 
 
 def decode(value: bytes | str, where: str) -> str:

@@ -145,3 +145,5 @@ def test_lone_surrogates_are_found_where_they_are_and_replaced():
     assert without_lone_surrogates(value) == {"inputs": {"roles": ["ok", "b\ufffd"]}, "plain": "a \U0001F600 b"}
     # the escapes a JSON body holds them by (a whole pair's escapes too: the walk then finds none)
     assert re.search(SURROGATE_ESCAPE, b'{"a": "\\uD83D\\ude00"}') and not re.search(SURROGATE_ESCAPE, b'{"a": "\\u00e9"}')
+    # or its three bytes, as UTF-8 would write one (json.loads reads bytes with surrogatepass)
+    assert re.search(SURROGATE_ESCAPE, b'"\xed\xa0\x80"') and not re.search(SURROGATE_ESCAPE, "\ud7ff \ue000".encode())

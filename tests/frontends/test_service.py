@@ -92,6 +92,8 @@ def test_a_key_runs_channel_list_over_https_and_everything_else_is_refused(emu, 
         # a lone surrogate (JSON's "\\ud800" escape): a problem naming the argument, never a 500
         b = problem(svc.post("channel-list", data=b'{"team": "x\\ud800"}', key=reader), 422, "input")
         assert b["details"]["argument"] == "team" and "U+D800" in b["detail"], b
+        b = problem(svc.post("channel-list", data=b'{"team": "x\xed\xa0\x80"}', key=reader), 422, "input")
+        assert b["details"]["argument"] == "team", b  # the same, as the 3 bytes json.loads reads it from
         b = problem(svc.post("channel-list", data=b'{"team": "x", "t\\udcffm": 1}', key=reader), 422, "input")
         assert b["detail"].startswith("a key of the body is not valid text"), b
         problem(svc.post("channel-list", data=b"x" * (300 * 1024), key=reader), 413, "too_large")
