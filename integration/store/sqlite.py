@@ -675,8 +675,12 @@ class SQLiteStore:
             return
         now = self._clock()
         runs: list[tuple[tuple, list]] = []  # consecutive rows with the same fields: one statement each
+        fields: dict = {}  # a row's keys -> its columns (a batch's rows mostly have the same keys)
         for row in rows:
-            cols = tuple(c for c in self.AUDIT_COLS if c not in ("id", "time") and c in row)
+            keys = tuple(row)
+            cols = fields.get(keys)
+            if cols is None:
+                cols = fields[keys] = tuple(c for c in self.AUDIT_COLS if c not in ("id", "time") and c in row)
             if not runs or runs[-1][0] != cols:
                 runs.append((cols, []))
             runs[-1][1].append((now, now, *(row[k] for k in cols)))

@@ -44,6 +44,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from integration.engine import metrics
 from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, quote
 
 from .. import wire
@@ -464,8 +465,6 @@ class Service:
         return (await self._guarded(request, self._ready_report)).response()
 
     async def metrics(self, request):
-        from integration.engine import metrics
-
         if not self.loopback:
             answer = await self._guarded(request, lambda key: self._allow(key, "metrics", destructive=True))
             if answer.status != 200:
@@ -580,10 +579,13 @@ class Service:
             self._allow(key, spec.name, destructive=spec.destructive)
             args = _arguments(call["body"])
             audit["digest"] = hashlib.sha256(_dumps(args)).hexdigest()
-            tenant = self.tenant_of(key, {tenancy.HEADER.lower(): call.get("tenant_header")}
-                                    if call.get("tenant_header") is not None else {}, args)
+            if call.get("tenant_header") is None and "tenant" not in args and not self.runtime.cfg.tenant_names:
+                tenant, runtime = None, self.runtime  # nothing named, no profiles: tenancy has nothing to check
+            else:
+                tenant = self.tenant_of(key, {tenancy.HEADER.lower(): call.get("tenant_header")}
+                                        if call.get("tenant_header") is not None else {}, args)
+                runtime = self.runtime.for_tenant(tenant)
             call["tenant"] = tenant  # its audit entry goes to the tenant's store from here on
-            runtime = self.runtime.for_tenant(tenant)
             flow = call["flow"]
             if flow is not None and flow not in FLOWS:
                 raise Problem(400, "input", f"flow must be one of {', '.join(FLOWS)}", details={"parameter": "flow"})
@@ -892,8 +894,6 @@ def _code_of(answer: Answer) -> str:
 
 
 def _note(status: int) -> None:
-    from integration.engine import metrics
-
     metrics.inbound("accepted" if status < 400 else f"refused-{status}" if status < 500 else "error", kind="http")
 
 
