@@ -97,6 +97,9 @@ def test_a_key_runs_channel_list_over_https_and_everything_else_is_refused(emu, 
         b = problem(svc.post("channel-list", data=b'{"team": "x", "t\\udcffm": 1}', key=reader), 422, "input")
         assert b["detail"].startswith("a key of the body is not valid text"), b
         problem(svc.post("channel-list", data=b"x" * (300 * 1024), key=reader), 413, "too_large")
+        # a body under the cap that comes in many chunks is read whole (else it would not be JSON)
+        b = problem(svc.post("channel-list", data=json.dumps({"tem": "x" * 200_000}).encode(), key=reader), 422, "input")
+        assert b["details"]["argument"] == "tem", b
         problem(svc.post("channel-list", {"team": SOC}, key=reader, params={"flow": "nope"}), 400, "input")
         problem(svc.http.get(f"{svc.url}/v1/commands/channel-list", timeout=30), 405, "method_not_allowed")
         problem(svc.get("/v1/nothing-here"), 404, "not_found")
