@@ -140,7 +140,7 @@ class Endpoint:
         except Rejected as exc:
             raise _Refusal(401, str(exc)) from None
         if declared is not None:  # the server holds the body to the length declared, under the cap
-            body = await request.body()
+            body = await whole_body(request)
         else:
             body = bytearray()
             async for chunk in request.stream():
@@ -289,6 +289,22 @@ class FrontDoor:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def whole_body(request) -> bytes:
+    """The body of a request with a length declared under the cap, as ``request.body()`` reads
+    it, without its stream's async generator (~5 us a request): a small body comes in one
+    message; a bigger one's are joined."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":  # gone before the body came
+            from starlette.requests import ClientDisconnect
+
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def create_app(endpoint: Endpoint):

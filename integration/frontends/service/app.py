@@ -45,6 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from integration.engine import metrics
+from integration.frontends.bot.server import whole_body
 from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, quote
 
 from .. import wire
@@ -261,7 +262,7 @@ class Service:
             elif not declared.strip().isdigit() or int(declared) > self.max_body:
                 raise Problem(413, "too_large", f"the body is over {self.max_body} bytes")
             else:  # the server holds the body to the length declared
-                body = await _whole_body(request)
+                body = await whole_body(request)
         except Problem as p:
             _note(p.status)
             log.warning("refused %s %s from %s: %d %s", request.method, _clean(path), _peer(request),
@@ -849,22 +850,6 @@ class AuditTrail:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
-
-
-async def _whole_body(request) -> bytes:
-    """The body of a request with a length declared under the cap, as ``request.body()`` reads
-    it, without its stream's async generator (~5 us a request): a small body comes in one
-    message; a bigger one's are joined."""
-    chunks = []
-    while True:
-        message = await request.receive()
-        if message["type"] != "http.request":  # gone before the body came
-            from starlette.requests import ClientDisconnect
-
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _arguments(body: bytes) -> dict:
