@@ -168,7 +168,7 @@ def _column(values: list) -> list[str]:
     return [_cell(v) for v in values]
 
 
-_STR = {str}
+_STR = frozenset((str,))
 
 
 @dataclass
