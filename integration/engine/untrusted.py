@@ -4,7 +4,8 @@ back in messages.
 - :func:`decode` turns argv strings (decoded by Python with surrogateescape) and raw stdin
   lines into text, or raises an InputError naming where the invalid UTF-8 is, so bad bytes
   fail as a user mistake (exit 2) instead of a UnicodeEncodeError deep in a request.
-- :func:`lone_surrogate` finds, in a value read from JSON, a string holding half of a UTF-16
+- :func:`lone_surrogate` finds, in a value read from JSON (when :func:`may_hold_surrogates` of
+  its body), a string holding half of a UTF-16
   surrogate pair (JSON's lone ``"\\ud800"`` escape reads as one): no UTF-8 form, so nothing can
   store or send it; :func:`without_lone_surrogates` replaces each by U+FFFD.
 - :func:`quote`, :func:`clean`, :func:`printable` and :func:`escape_controls` (from escape.py)
@@ -17,13 +18,13 @@ import os
 from .errors import InputError
 from .escape import LIMIT, _SURROGATE, _compiled, clean, escape_controls, printable, quote
 
-__all__ = ["LIMIT", "SURROGATE_ESCAPE", "clean", "decode", "decode_argv", "escape_controls", "lone_surrogate",
+__all__ = ["LIMIT", "clean", "decode", "decode_argv", "escape_controls", "lone_surrogate", "may_hold_surrogates",
            "printable", "quote", "without_lone_surrogates"]
 
 # How a JSON body's bytes may hold a code point U+D800-U+DFFF: its escape, or its three bytes as
 # UTF-8 would write one (not UTF-8, yet json.loads reads bytes with "surrogatepass"). A body with
 # neither reads as a value without one, so the walks below are skipped for it.
-SURROGATE_ESCAPE = rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]"
+_SURROGATE_BYTES = rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]"
 
 
 def decode(value: bytes | str, where: str) -> str:
@@ -52,6 +53,12 @@ def decode(value: bytes | str, where: str) -> str:
 def decode_argv(argv: list) -> list[str]:
     """Every argument checked; the first bad one named by its position (1 = first after the program)."""
     return [decode(arg, f"argument {i}") for i, arg in enumerate(argv, 1)]
+
+
+def may_hold_surrogates(body: bytes) -> bool:
+    """Whether a JSON body may read as a value with a code point U+D800-U+DFFF (when not, the
+    walks below have nothing to find)."""
+    return _compiled(_SURROGATE_BYTES).search(body) is not None
 
 
 def lone_surrogate(value, path: str = "") -> tuple[str, str, bool] | None:

@@ -30,15 +30,13 @@ import asyncio
 import functools
 import json
 import logging
-import re
 import socket
 import threading
 from typing import Callable
 
-from integration.engine.untrusted import SURROGATE_ESCAPE, without_lone_surrogates
+from integration.engine.untrusted import may_hold_surrogates, without_lone_surrogates
 
 log = logging.getLogger("msteams.bot.server")
-_SURROGATE_ESCAPE = re.compile(SURROGATE_ESCAPE)
 
 MAX_BODY = 256 * 1024  # Teams activities are far smaller (messages stop at ~28 KB)
 
@@ -152,7 +150,7 @@ class Endpoint:
             doc = json.loads(body)
         except (ValueError, RecursionError):
             raise _Refusal(400, "body is not JSON") from None
-        if _SURROGATE_ESCAPE.search(body):
+        if may_hold_surrogates(body):
             # Half of a UTF-16 pair (a lone "\ud800" escape) has no UTF-8 form: nothing could
             # audit, store or answer it. As a lenient decoder reads it: U+FFFD.
             doc = without_lone_surrogates(doc)

@@ -45,8 +45,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from integration.engine import metrics
+from integration.engine.untrusted import lone_surrogate, may_hold_surrogates, quote
 from integration.frontends.bot.server import whole_body
-from integration.engine.untrusted import SURROGATE_ESCAPE, lone_surrogate, quote
 
 from .. import wire
 from . import idempotency as idem
@@ -735,7 +735,6 @@ def result_body(result) -> dict:
 
 
 _IDEM = idem.HEADER.lower().encode()
-_SURROGATE_ESCAPE = re.compile(SURROGATE_ESCAPE)
 _GROUP_ROWS = object()  # a lane group's audit entries, in its shared dict (keys there are tokens)
 
 
@@ -863,7 +862,7 @@ def _arguments(body: bytes) -> dict:
     if not isinstance(args, dict):
         raise Problem(422, "input", f"the body must be a JSON object of arguments, not {type(args).__name__}",
                       hint='{"team": "Security Operations"}')
-    if _SURROGATE_ESCAPE.search(body):
+    if may_hold_surrogates(body):
         bad = lone_surrogate(args)
         if bad is not None:  # nothing could store, send or audit it (a run's inputs, a run key...)
             where, point, in_key = bad
