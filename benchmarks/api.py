@@ -8,7 +8,11 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
      `requests.Session` (goal: p50 <= 1.5 ms more); and, shown without a goal, `channel-list`:
      its team's id comes from the cache after the first call, but the channels are read from
      Graph on every call, paced under Teams' per-team limit (~250 ms a call after the first
-     two), so it is timed over a few calls only;
+     two), so it is timed over a few calls only. Shown beside, without a goal: the same calls
+     over a lean client (http.client, as in c), which tells the service's share from what
+     `requests` costs the caller. The paths take turns (SLICES blocks of each), and a block
+     of Graph calls is followed by a pause of a Graph window (--graph-pause), so no path is
+     paced for another's calls;
   b. 200 concurrent clients (threads, a `requests.Session` each) on the cached read
      (`cache-show`) for a bounded time: requests per second, p50/p99, errors (goal: 0 errors);
   c. the service (`cache-show`) and the bot endpoint (`POST /api/messages`, a signed `!help`
@@ -21,7 +25,7 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
      less than requests per second on a machine shared with other work, its thread switches
      per request, and how many requests its event loop ran per commit (the lane's metrics).
 
-    .venv/bin/python benchmarks/api.py [-n 1000] [--clients 200] [--seconds 5] [--check]
+    .venv/bin/python benchmarks/api.py [-n 1000] [--clients 200] [--seconds 5] [--graph-pause 1.1] [--check]
 
 Ratios and differences only mean something within one run on one machine: nothing here is
 asserted by a test. Prints a table and the goals met or not; exits 0 either way unless
@@ -51,7 +55,11 @@ SOC = "Security Operations"
 BOB = "bob.smith@contoso.example"
 READS = (("cache-show", {}, None), ("team-list", {}, 100), ("channel-list", {"team": SOC}, 20))  # name, args, cap
 CONCURRENCY = 8
-SLICES = 4  # turns each service and its echo take in (c)
+SLICES = 4  # turns each path takes in (a), and each service and its echo in (c)
+# Seconds after a block of Graph calls in (a) (--graph-pause): Teams' limits count by the second
+# (limits.py), so the next block (another path, maybe in another process with a pacer of its
+# own) starts afresh.
+GRAPH_WINDOW = 1.1
 
 
 # ---------------------------------------------------------------- the echo app (a process of its own)
@@ -158,6 +166,25 @@ def latencies(call, n: int, warm: int = 50) -> list[float]:
     return out
 
 
+def in_turns(calls: list, n: int, warm: int, pause: float = 0.0) -> list[list[float]]:
+    """The latencies of ``n`` calls of each of ``calls``, made in SLICES turns (a block of each,
+    one after the other), so that a change in a shared machine's load weighs on all alike, not
+    on whichever ran last; ``pause`` seconds after each block, so that the calls of one are not
+    paced by what the other spent of Graph's limits (each process paces its own)."""
+    for call in calls:
+        for _ in range(warm):
+            call()
+        time.sleep(pause)
+    out: list[list[float]] = [[] for _ in calls]
+    for turn in range(SLICES):
+        size = n // SLICES + (turn < n % SLICES)
+        for call, lat in zip(calls, out):
+            if size:
+                lat += latencies(call, size, warm=0)
+                time.sleep(pause)
+    return out
+
+
 def concurrent_clients(make_call, clients: int, seconds: float, per_client: int) -> dict:
     """``clients`` threads, each with its own call (its own connection), until ``seconds`` pass or
     each made ``per_client`` calls: requests/s, latencies, errors."""
@@ -230,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=1000, help="sequential calls per command and path in (a)")
     ap.add_argument("--clients", type=int, default=200, help="concurrent clients in (b)")
     ap.add_argument("--seconds", type=float, default=5.0, help="the length of each timed phase in (b) and (c)")
+    ap.add_argument("--graph-pause", type=float, default=GRAPH_WINDOW, metavar="SECONDS",
+                    help="the pause after each block of Graph calls in (a)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     ap.add_argument("--echo-server", metavar="URL_FILE", help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
@@ -280,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
             for name, args, cap in READS:
                 client.execute(name, args)  # the team's id cached, the token got
                 n = min(ns.n, cap or ns.n)
-                py = latencies(lambda: client.execute(name, args), n, warm=2 if cap else 50)
                 body = json.dumps(args)
 
                 def over_http(name=name, body=body):
@@ -288,12 +316,24 @@ def main(argv: list[str] | None = None) -> int:
                     if r.status_code != 200:
                         raise SystemExit(f"{name} over HTTP: {r.status_code} {r.text[:300]}")
 
-                hp = latencies(over_http, n, warm=2 if cap else 50)
+                lean, close = raw_caller(svc, f"/v1/commands/{name}", lambda i, k, b=body.encode(): b, auth)(0)
+
+                def over_lean(lean=lean, name=name):
+                    if not lean():
+                        raise SystemExit(f"{name} over HTTP (http.client): refused")
+
+                try:
+                    py, hp, hl = in_turns([lambda: client.execute(name, args), over_http, over_lean], n,
+                                          warm=2 if cap else 50, pause=ns.graph_pause if cap else 0.0)
+                finally:
+                    close()
                 extra = (pct(hp, 0.5) - pct(py, 0.5)) * 1e3
                 name = f"{name} (x{n})" if n < ns.n else name
                 rows.append((f"a. {name}: Python API", f"p50 {pct(py, .5) * 1e3:.3f} ms", f"p99 {pct(py, .99) * 1e3:.3f} ms"))
                 rows.append((f"a. {name}: HTTP (kept alive)", f"p50 {pct(hp, .5) * 1e3:.3f} ms",
                              f"p99 {pct(hp, .99) * 1e3:.3f} ms; +{extra:.3f} ms at p50"))
+                rows.append((f"a. {name}: HTTP, http.client", f"p50 {pct(hl, .5) * 1e3:.3f} ms",
+                             f"p99 {pct(hl, .99) * 1e3:.3f} ms; +{(pct(hl, .5) - pct(py, .5)) * 1e3:.3f} ms at p50"))
                 if name.startswith(("cache-show", "team-list")):
                     goals.append((f"{name}: HTTP p50 <= Python API p50 + 1.5 ms (+{extra:.2f} ms)", extra <= 1.5))
         http_s.close()
