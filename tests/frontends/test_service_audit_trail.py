@@ -1,4 +1,4 @@
-"""The HTTP API's audit entries committed in groups (service/app.py, AuditTrail): a call's
+"""The HTTP API's audit entries committed in groups (service/audit.py, AuditTrail): a call's
 answer is handed over only once its entry is committed; entries queued while one write is under
 way are written together, in one transaction; a row that fails fails alone; close() writes
 what is queued (a graceful stop loses none)."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from integration.frontends.service.app import Answer, AuditTrail
+from integration.frontends.service.answers import Answer
+from integration.frontends.service.audit import AuditTrail
 from integration.store.sqlite import SQLiteStore
 
 

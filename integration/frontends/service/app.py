@@ -37,9 +37,7 @@ import hashlib
 import json
 import logging
 import math
-import itertools
 import re
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +49,10 @@ from integration.frontends.bot.server import whole_body
 from .. import wire
 from . import idempotency as idem
 from . import tenancy
+from .answers import Answer, problem_answer, result_body
+from .audit import AuditTrail, audit_row, hand_over
 from .keys import Keys, RateLimiter, Refused, allows
-from .problems import MEDIA_TYPE, Problem, from_error, unauthorized
+from .problems import Problem, from_error, unauthorized
 
 log = logging.getLogger("msteams.service")
 
@@ -61,53 +61,13 @@ TIME_LIMIT = 60.0
 READY_CACHE_SECONDS = 5.0
 FLOWS = ("app", "delegated", "bot")
 _KEYLIKE = re.compile(r"mst_[0-9A-Za-z]{4}")
-# An audit entry's id ("http:" and 32 hex digits): this process's random half, then a count.
-_AUDIT_PROCESS = secrets.token_hex(8)
-_AUDIT_COUNT = itertools.count(1)
 # The request headers a command reads, found in one pass over them (lowercase, as ASGI gives them).
 _TENANT = tenancy.HEADER.lower().encode()
 _COMMAND_HEADERS = frozenset((b"authorization", b"x-api-key", b"content-length", idem.HEADER.lower().encode(),
                               b"prefer", _TENANT))
 
 
-class Answer:
-    """What a request answers: status, body bytes, media type, headers."""
-
-    __slots__ = ("status", "body", "media_type", "headers")
-
-    def __init__(self, status: int, body: bytes, media_type: str = "application/json", headers: dict | None = None):
-        self.status, self.body, self.media_type, self.headers = status, body, media_type, dict(headers or {})
-
-    def response(self):
-        """The answer as an ASGI response: the headers and body Starlette's Response would send
-        (the answer's headers, then content-length and content-type), without building one."""
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
-        keys = {k for k, _ in raw}
-        if b"content-length" not in keys and not (self.status < 200 or self.status in (204, 304)):
-            raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
-        if self.media_type is not None and b"content-type" not in keys:
-            raw.append((b"content-type", self.media_type.encode("latin-1")))
-        return _Sent(self.status, raw, self.body)
-
-
-class _Sent:
-    """An ASGI response of a status, raw headers and a body (Answer.response)."""
-
-    __slots__ = ("status_code", "raw_headers", "body")
-
-    def __init__(self, status: int, raw_headers: list, body: bytes):
-        self.status_code, self.raw_headers, self.body = status, raw_headers, body
-
-    async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
 _dumps = wire.dumps
-
-
-def problem_answer(p: Problem, instance: str | None = None) -> Answer:
-    return Answer(p.status, _dumps(p.body(instance)), MEDIA_TYPE, p.headers)
 
 
 def _token(headers) -> str | None:
@@ -555,7 +515,7 @@ class Service:
         committed (AuditTrail: with those of the calls answered meanwhile, in one transaction)."""
         answer, row, alone = self._counted(call)
         if row is None:
-            _hand_over(loop, [(waiter, answer)])
+            hand_over(loop, [(waiter, answer)])
         else:
             self.trail_of(call.get("tenant")).add(row, loop, waiter, answer, alone=alone)
 
@@ -601,7 +561,7 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - every failure is a problem, never a traceback
             answer = problem_answer(from_error(exc), path)
         _note(answer.status)
-        return answer, self._audit_row(call, audit, answer)
+        return answer, audit_row(call, audit, answer)
 
     def _start_job(self, key, spec, args, flow, header: str | None, path: str, runtime) -> Answer:
         """The command as a job (jobs.py): 202 with its Location; the same Idempotency-Key, the same job."""
@@ -672,23 +632,9 @@ class Service:
         return Answer(200, _dumps(result_body(result)))
 
     def _audit(self, call: dict, audit: dict, answer: Answer, tenant: str | None = None) -> None:
-        row = self._audit_row(call, audit, answer)
+        row = audit_row(call, audit, answer)
         if row is not None:
             self.trail_of(tenant).write([row])
-
-    @staticmethod
-    def _audit_row(call: dict, audit: dict, answer: Answer) -> dict | None:
-        """The audit entry of a call with a key (None without one)."""
-        if audit["key"] is None:
-            return None
-        outcome = "ok" if answer.status < 300 else _code_of(answer)
-        detail = f"HTTP {answer.status}" + (" (replayed)" if audit.get("replayed") else "") + (
-            f" (key {audit['shown']})" if audit.get("shown") else "")
-        return {"activity_id": f"http:{_AUDIT_PROCESS}{next(_AUDIT_COUNT):016x}",
-                "sender_id": f"api-key:{audit['key']}", "sender_name": audit["key"], "conversation_type": "http",
-                "place": f"HTTP API from {call['peer']}", "command": audit["command"],
-                "text": f"sha256:{audit['digest']}" if audit["digest"] else None, "decision": audit["decision"],
-                "outcome": outcome, "detail": detail, "duration_ms": int((time.monotonic() - call["started"]) * 1000)}
 
     def _listing(self, key: dict) -> Answer:
         scopes = key.get("scopes") or ()
@@ -727,13 +673,6 @@ def _fingerprint(command: str, args: dict, runtime) -> str:
     return idem.fingerprint(command, args if tenant is None else {"args": args, "tenant": tenant})
 
 
-def result_body(result) -> dict:
-    """A result as the Python API gives it (CommandResult), with its outputs and next link."""
-    return {"command": result.command, "flow": result.flow, "context": result.context(),
-            "readable": result.readable, "raw": result.raw, "outputs": list(result.outputs),
-            "next_link": result.next_link, "exit_code": result.exit_code, "failed": result.failed}
-
-
 _IDEM = idem.HEADER.lower().encode()
 _GROUP_ROWS = object()  # a lane group's audit entries, in its shared dict (keys there are tokens)
 
@@ -754,101 +693,6 @@ def _hand_back(loop, waiter, work, args) -> None:
 def _settle(waiter, answer) -> None:
     if not waiter.done():  # else: answered 504 already, or the client went away
         waiter.set_result(answer)
-
-
-def _settle_all(pairs: list) -> None:
-    for waiter, answer in pairs:
-        if not waiter.done():
-            waiter.set_result(answer)
-
-
-def _hand_over(loop, pairs: list) -> None:
-    """From any thread: each (waiter, answer) of ``pairs`` settled on ``loop``, in one call."""
-    try:
-        loop.call_soon_threadsafe(_settle_all, pairs)
-    except RuntimeError:  # the loop is closed: the server stopped; nobody waits for these answers
-        pass
-
-
-class AuditTrail:
-    """The audit entries of command calls, committed in groups (group commit). While calls
-    run side by side, each pool thread queues its call's entry and is free at once; a thread of
-    the trail writes what is queued, together, in one transaction (the entries queued while it
-    writes go together next), then hands the calls' answers to the event loop (one hand-over a
-    batch). A call alone (none other running, nothing queued, no write under way) writes its
-    entry in its own thread: no other thread to wake. Either way a call's answer is handed over
-    only once its entry is committed (or failed to be: logged, and the answer stands, as ever).
-    ``close()`` writes what is queued before it returns (a graceful stop loses none); once
-    closed, a call writes its entry itself."""
-
-    def __init__(self, store):
-        self.store = store
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list = []  # (row, loop, waiter, answer)
-        self._writing = False  # the trail's thread writes
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def add(self, row: dict, loop, waiter, answer: Answer, *, alone: bool = False) -> None:
-        cond = self._cond
-        with cond:
-            if not self._closed and not (alone and not self._writing and not self._queue):
-                self._queue.append((row, loop, waiter, answer))
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="msteams-api-audit", daemon=True)
-                    self._thread.start()
-                elif not self._writing:
-                    cond.notify()
-                return
-        try:
-            self.write([row])
-        finally:
-            _hand_over(loop, [(waiter, answer)])
-
-    def _run(self) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                while not self._queue:
-                    if self._closed:
-                        return
-                    cond.wait()
-                self._writing = True
-                batch, self._queue = self._queue, []
-            try:
-                self.write([b[0] for b in batch])
-            finally:
-                with cond:
-                    self._writing = False
-                by_loop: dict = {}
-                for _, loop, waiter, answer in batch:
-                    by_loop.setdefault(loop, []).append((waiter, answer))
-                for loop, pairs in by_loop.items():
-                    _hand_over(loop, pairs)
-
-    def write(self, rows: list[dict]) -> None:
-        """Commit ``rows`` (together: store.audit_add_many; when that fails, each on its own);
-        never raises."""
-        store = self.store
-        if len(rows) > 1:
-            try:
-                store.audit_add_many(rows)
-                return
-            except Exception:  # noqa: BLE001 - none was kept: each on its own, so one bad row fails alone
-                pass
-        for row in rows:
-            try:
-                store.audit_add(row)
-            except Exception as exc:  # noqa: BLE001 - the answer stands; the log says the audit failed
-                log.error("could not audit an HTTP API call: %s", type(exc).__name__)
-
-    def close(self, timeout: float = 30.0) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
 
 
 def _arguments(body: bytes) -> dict:
@@ -884,13 +728,6 @@ def _gives(spec, args: dict, name: str) -> bool:
     from integration.engine.arguments import canonical_name
 
     return any(canonical_name(spec, k) == name and v is not None for k, v in args.items())
-
-
-def _code_of(answer: Answer) -> str:
-    try:
-        return str(json.loads(answer.body).get("code") or answer.status)
-    except (ValueError, AttributeError):
-        return str(answer.status)
 
 
 def _note(status: int) -> None:
