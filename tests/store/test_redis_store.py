@@ -129,3 +129,37 @@ def test_an_update_racing_a_delete_leaves_no_partial_record(make_redis_store, mo
     s.outbox_set("k", "sent", message_id="m1")
     assert deleted and s.outbox_get("k") is None
     assert not s.r.exists(s.k("outbox", "k")) and s.outbox_list() == []
+
+
+def test_a_thread_sends_its_commands_on_a_connection_it_keeps_and_gives_back(make_redis_store, monkeypatch):
+    """No checkout from the pool per command (redis-py polls each connection it checks out): a
+    thread takes one connection at its first command and keeps it; thread_done gives it back,
+    and so does the end of a thread that did not call it."""
+    import gc
+    import threading
+
+    s = make_redis_store()
+    pool = s.r.connection_pool
+    taken, given = [], []
+    get_connection, release = pool.get_connection, pool.release
+    monkeypatch.setattr(pool, "get_connection", lambda *a, **k: (taken.append(threading.current_thread().name),
+                                                                 get_connection(*a, **k))[1])
+    monkeypatch.setattr(pool, "release", lambda conn: (given.append(conn), release(conn))[1])
+    used = {}
+
+    def work(done: bool) -> None:
+        for _ in range(20):
+            assert s.get("team", "nobody") is None  # a command each
+        used[threading.current_thread().name] = s.r.connection
+        if done:
+            s.thread_done()
+
+    for name, done in (("first", True), ("second", False)):
+        t = threading.Thread(target=work, args=(done,), name=name)
+        t.start()
+        t.join()
+    gc.collect()
+    assert taken == ["first", "second"]  # 20 commands each, one checkout each
+    assert used["first"] is not None and given[0] is used["first"]  # thread_done
+    assert used["second"] in given  # the thread ended: its connection is back in the pool
+    assert s.get("team", "nobody") is None  # the store goes on for the threads still using it
