@@ -14,8 +14,10 @@ to Redis expiry, so fake clocks in tests and hosts' clocks behave as with SQLite
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -119,6 +121,20 @@ def fernet(keys_text: str | None):
                           hint="make one with `msteams store keygen`") from None
 
 
+# A forked child must not write on its parent's sockets: the connections threads keep (RedisStore.r)
+# are forgotten in the child (redis-py's pool does the same for the connections it holds).
+_STORES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for store in list(_STORES):
+        store._local = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
 class RedisStore:
     """`base.Store` over Redis. ``client`` is a redis.Redis with decode_responses=True. Beyond the
     protocol: `from_config` (the client from the config), `rotate_key` (only this store encrypts)
@@ -128,6 +144,7 @@ class RedisStore:
                  location: str = "redis", clock=time.time):
         self._client = client  # its pool is shared: pipelines and scripts check a connection out of it
         self._local = threading.local()
+        _STORES.add(self)
         self.ns = namespace
         self.path = location  # shown where the SQLite store shows its file
         self._clock = clock

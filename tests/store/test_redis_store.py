@@ -163,3 +163,21 @@ def test_a_thread_sends_its_commands_on_a_connection_it_keeps_and_gives_back(mak
     assert used["first"] is not None and given[0] is used["first"]  # thread_done
     assert used["second"] in given  # the thread ended: its connection is back in the pool
     assert s.get("team", "nobody") is None  # the store goes on for the threads still using it
+
+
+def test_a_forked_child_does_not_use_the_connection_its_parent_keeps(make_redis_store):
+    import os
+
+    s = make_redis_store()
+    s.put("team", "soc", {"id": "t1"})
+    parent = s.r.connection
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, and the store answers
+        ok = False
+        try:
+            ok = s.r.connection is not parent and s.get("team", "soc") == {"id": "t1"}
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert s.r.connection is parent and s.get("team", "soc") == {"id": "t1"}  # the parent's is untouched
