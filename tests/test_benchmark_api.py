@@ -23,3 +23,17 @@ def test_the_api_benchmark_runs_and_prints_its_table():
                 "c. bot endpoint !help", "goals:"):
         assert row in out, out
     assert "4 concurrent clients: 0 errors (0)" in out, out  # errors are counted, not times
+
+
+def test_the_api_benchmark_runs_on_a_redis_store_and_leaves_nothing_there(redis_server):
+    import redis
+
+    r = subprocess.run([sys.executable, "benchmarks/api.py", "-n", "3", "--clients", "4", "--seconds", "0.2",
+                        "--graph-pause", "0", "--store-url", redis_server.url],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    assert "c. the event loop's lane: service cache-show: no lane (the pool)" in out, out  # the store was Redis
+    assert "goals (the SQLite store's; this run's store was Redis" in out and "[-] 4 concurrent clients" in out, out
+    client = redis.Redis.from_url(redis_server.url)
+    assert not list(client.scan_iter(match="msteams-api-bench-*")), "the run's namespace is left in Redis"
