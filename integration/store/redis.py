@@ -137,8 +137,8 @@ if hasattr(os, "register_at_fork"):
 
 class RedisStore:
     """`base.Store` over Redis. ``client`` is a redis.Redis with decode_responses=True. Beyond the
-    protocol: `from_config` (the client from the config), `rotate_key` (only this store encrypts)
-    and `k` (its key names)."""
+    protocol: `from_config` (the client from the config), `rotate_key` (only this store encrypts),
+    `k` (its key names) and `r` (this thread's client)."""
 
     def __init__(self, client, *, namespace: str = "msteams", key_text: str | None = None,
                  location: str = "redis", clock=time.time):

@@ -48,6 +48,7 @@ BEYOND_PROTOCOL = {
         "from_config",  # how the backend is built from the config: open.open_store's business
         "rotate_key",   # only the shared store encrypts (msteams store rotate-key)
         "k",            # its key names, for its own tests and tools
+        "r",            # this thread's Redis client (the connection it keeps), for its own tests
     },
 }
 
