@@ -777,23 +777,43 @@ class RedisStore:
 
     def _audit_once(self, row: dict, client):
         """An entry with an activity id, appended unless that id was recorded before (the script:
-        atomic), by ``client`` (the connection, or a pipeline that sends it later)."""
+        atomic), by ``client``."""
+        keys, args = self._append_once(row)
+        return self._scripts["append_once"](keys=keys, args=args, client=client)
+
+    def _append_once(self, row: dict) -> tuple[list, list]:
+        """The keys and arguments of the append_once script for ``row``."""
         now, entry = self._audit_entry(row)
-        return self._scripts["append_once"](
-            keys=[self.k("audit", "activity"), self.k("audit", "seq"), self.k("audit", "data"), self.k("audit", "order")],
-            args=[row["activity_id"], json.dumps(entry), repr(now)], client=client)
+        return ([self.k("audit", "activity"), self.k("audit", "seq"), self.k("audit", "data"), self.k("audit", "order")],
+                [row["activity_id"], json.dumps(entry), repr(now)])
 
     def audit_add_many(self, rows: list[dict]) -> None:
         """Each entry as audit_add writes it, in order (each atomic on its own: Redis has no
-        rollback); when each has an activity id (an API call's entries do), in one round trip."""
-        if len(rows) > 1 and all(row.get("activity_id") for row in rows):
+        rollback); when each has an activity id (an API call's entries do), in one round trip.
+
+        The script goes into the pipeline by its digest (EVALSHA): redis-py's script objects
+        would first ask whether the server has it (SCRIPT EXISTS, a round trip more a batch). A
+        server that lost it (restarted, SCRIPT FLUSH) answers NOSCRIPT; the batch is then sent
+        again once the script is loaded, and each entry is still appended once, by its id."""
+        if not (len(rows) > 1 and all(row.get("activity_id") for row in rows)):
+            for row in rows:
+                self.audit_add(row)
+            return
+        from redis.exceptions import NoScriptError
+
+        script = self._scripts["append_once"]
+        for attempt in range(2):
             pipe = self.r.pipeline(transaction=False)
             for row in rows:
-                self._audit_once(row, pipe)
-            pipe.execute()
-            return
-        for row in rows:
-            self.audit_add(row)
+                keys, args = self._append_once(row)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                pipe.execute()
+                return
+            except NoScriptError:
+                if attempt:
+                    raise
+                self.r.script_load(script.script)
 
     def audit_update(self, audit_id: int, **fields) -> None:
         cols = [c for c in fields if c in self.AUDIT_COLS and c not in ("id", "time")]

@@ -181,3 +181,30 @@ def test_a_forked_child_does_not_use_the_connection_its_parent_keeps(make_redis_
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert s.r.connection is parent and s.get("team", "soc") == {"id": "t1"}  # the parent's is untouched
+
+
+def test_a_batch_of_audit_entries_is_one_round_trip_and_outlives_a_flushed_script(make_redis_store):
+    """audit_add_many sends its entries by the script's digest, without asking first whether the
+    server has the script (no SCRIPT EXISTS); a server that lost it (SCRIPT FLUSH, a restart)
+    gets it again and the batch is sent again, each entry still appended once."""
+    import redis
+
+    s = make_redis_store()
+    raw = redis.Redis.from_url(make_redis_store.url)
+
+    def asked() -> int:
+        return raw.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0)
+
+    def entry(i: int) -> dict:
+        return {"activity_id": f"http:{i}", "sender_id": "api-key:a", "sender_name": "a", "command": "team-list",
+                "decision": "allowed", "outcome": "ok", "detail": "HTTP 200", "duration_ms": i}
+
+    s.audit_add_many([entry(1), entry(2)])  # the script loaded by now, as after any first use
+    before = asked()
+    s.audit_add_many([entry(3), entry(4)])
+    assert asked() == before
+    raw.script_flush()
+    s.audit_add_many([entry(4), entry(5), entry(6)])  # entry 4 again: a retried batch
+    ids = [r["activity_id"] for r in s.audit_list()]
+    assert ids == [f"http:{i}" for i in (6, 5, 4, 3, 2, 1)]
+    raw.close()
