@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _SEP = "\x1f"  # between a cache entry's updated, expires and value: no JSON text holds it raw
+# In the set of the cache's kinds: it was made whole once from a SCAN (a store written before the set was kept).
+_KINDS_WHOLE = "\x00whole"
 
 # KEYS: the run's hash, the waiting set. ARGV: owner, lease_until, now, run id.
 _CLAIM_WAITING = """
@@ -291,7 +293,10 @@ class RedisStore:
                 last, text = v, _dumps(v)
             mapping[self.norm(key)] = self._entry(text, now, expires)
         if mapping:
-            self.r.hset(self.k("c", kind), mapping=mapping)
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hset(self.k("c", kind), mapping=mapping)
+            pipe.sadd(self.k("kinds"), kind)
+            pipe.execute()
 
     def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
                     ttl: float | None = DEFAULT_TTL, stage_names: bool = False) -> int:
@@ -322,6 +327,8 @@ class RedisStore:
         mapping = {name: self._entry("[" + ",".join(texts) + "]", now, expires) for name, texts in groups.items()}
         for chunk in _chunks(list(mapping.items()), 1000):
             self.r.hset(self.k("c", kind), mapping=dict(chunk))
+        if mapping:
+            self.r.sadd(self.k("kinds"), kind)
         return len(mapping)
 
     def prune(self, kind: str, *, before: float, prefix: str | None = None) -> int:
@@ -352,8 +359,18 @@ class RedisStore:
         self.r.hdel(self.k("c", kind), self.norm(key))
 
     def _kinds(self) -> list[str]:
-        prefix = self.k("c", "")
-        return sorted(name[len(prefix):] for name in self.r.scan_iter(match=_glob_escape(prefix) + "*", count=1000))
+        """The cache's kinds, in order: the set each write adds its kind to, read in one round
+        trip however many keys the Redis holds (a SCAN of them all was the cost of every
+        readiness probe: integration-health counts the store). A store written before the set
+        was kept is scanned once, and the set made whole. A kind whose entries are all gone
+        stays in the set (Redis drops an empty hash, not the set's member): its length is 0."""
+        members = self.r.smembers(self.k("kinds"))
+        if _KINDS_WHOLE not in members:
+            prefix = self.k("c", "")
+            found = {name[len(prefix):] for name in self.r.scan_iter(match=_glob_escape(prefix) + "*", count=1000)}
+            self.r.sadd(self.k("kinds"), _KINDS_WHOLE, *found)
+            members = found | members
+        return sorted(m for m in members if m != _KINDS_WHOLE)
 
     def entries(self, kind: str) -> list[dict]:
         now = self._clock()
@@ -375,7 +392,7 @@ class RedisStore:
         pipe.hlen(self.k("refs"))
         lengths = pipe.execute()
         out = {k: 0 for k in DIRECTORY_KINDS}
-        out.update(zip(kinds, lengths))
+        out.update((kind, n) for kind, n in zip(kinds, lengths) if n)  # as SQLite's: the kinds with entries
         out["token_caches"], out["message_refs"] = lengths[-2], lengths[-1]
         return out
 

@@ -208,3 +208,33 @@ def test_a_batch_of_audit_entries_is_one_round_trip_and_outlives_a_flushed_scrip
     ids = [r["activity_id"] for r in s.audit_list()]
     assert ids == [f"http:{i}" for i in (6, 5, 4, 3, 2, 1)]
     raw.close()
+
+
+def test_counting_the_cache_reads_its_set_of_kinds_not_the_whole_keyspace(make_redis_store):
+    """counts (cache-show, and integration-health behind every readiness probe) reads the set of
+    the cache's kinds: no SCAN of the Redis, however many keys it holds, once the set is whole; a
+    store written before the set was kept is scanned once; a kind emptied since is not listed."""
+    import redis
+
+    s = make_redis_store()
+    raw = redis.Redis.from_url(make_redis_store.url, decode_responses=True)
+
+    def scans() -> int:
+        return raw.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+
+    s.put("user", "a@x", {"id": "1"})
+    s.put("team", "soc", {"id": "t1"})
+    raw.delete(s.k("kinds"))  # as a store written before the set was kept
+    before = scans()
+    assert s.counts()["user"] == 1 and s.counts()["team"] == 1
+    assert scans() - before >= 1  # made whole once, by a scan ...
+    before = scans()
+    s.put("channel", "soc/general", {"id": "c1"})
+    s.put("health_probe", "probe", 1.0, ttl=60)
+    s.delete("health_probe", "probe")  # its hash is gone; the kind stays in the set
+    counts = s.counts()
+    assert scans() == before  # ... and then never again
+    assert counts["channel"] == 1 and "health_probe" not in counts
+    assert s.clear() == {"user": 1, "team": 1, "channel": 1}
+    assert s.counts()["user"] == 0 and scans() == before
+    raw.close()
