@@ -294,8 +294,8 @@ class RedisStore:
             mapping[self.norm(key)] = self._entry(text, now, expires)
         if mapping:
             pipe = self.r.pipeline(transaction=False)
+            pipe.sadd(self.k("kinds"), kind)  # first, as in index_names
             pipe.hset(self.k("c", kind), mapping=mapping)
-            pipe.sadd(self.k("kinds"), kind)
             pipe.execute()
 
     def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
@@ -325,10 +325,10 @@ class RedisStore:
         now = self._clock()
         expires = now + ttl if ttl else None
         mapping = {name: self._entry("[" + ",".join(texts) + "]", now, expires) for name, texts in groups.items()}
+        if mapping:  # the kind first: a member whose hash never came counts 0, a hash not in the set is lost
+            self.r.sadd(self.k("kinds"), kind)
         for chunk in _chunks(list(mapping.items()), 1000):
             self.r.hset(self.k("c", kind), mapping=dict(chunk))
-        if mapping:
-            self.r.sadd(self.k("kinds"), kind)
         return len(mapping)
 
     def prune(self, kind: str, *, before: float, prefix: str | None = None) -> int:
