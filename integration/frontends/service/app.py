@@ -46,10 +46,10 @@ from integration.engine import metrics
 from integration.engine.untrusted import lone_surrogate, may_hold_surrogates, quote
 from integration.frontends.bot.server import whole_body
 
-from .. import wire
 from . import idempotency as idem
 from . import tenancy
 from .answers import Answer, problem_answer, result_body
+from .answers import dumps as _dumps  # the service's JSON (wire.py): one encoder for every answer
 from .audit import AuditTrail, audit_row, hand_over
 from .keys import Keys, RateLimiter, Refused, allows
 from .problems import Problem, from_error, unauthorized
@@ -65,9 +65,6 @@ _KEYLIKE = re.compile(r"mst_[0-9A-Za-z]{4}")
 _TENANT = tenancy.HEADER.lower().encode()
 _COMMAND_HEADERS = frozenset((b"authorization", b"x-api-key", b"content-length", idem.HEADER.lower().encode(),
                               b"prefer", _TENANT))
-
-
-_dumps = wire.dumps
 
 
 def _token(headers) -> str | None:
