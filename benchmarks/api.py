@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.echo_server:
         echo_server(ns.echo_server)
         return 0
+    if ns.store_url:
+        _check_redis(ap, ns.store_url)
 
     import requests
     import yaml
@@ -487,17 +489,35 @@ def _key_file(work: str) -> str:
     return path
 
 
+def _check_redis(ap: argparse.ArgumentParser, url: str) -> None:
+    """--store-url names a Redis that answers, before anything starts; else a usage error (exit 2)."""
+    try:
+        import redis
+    except ImportError:
+        ap.error("--store-url needs the redis package: pip install -e '.[redis]'")
+    try:
+        r = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        r.ping()
+        r.close()
+    except (ValueError, redis.RedisError) as exc:
+        ap.error(f"--store-url: no Redis answers at that URL ({type(exc).__name__}: {exc})")
+
+
 def _drop_namespace(url: str, namespace: str) -> None:
-    """The run's keys out of the Redis at ``url``."""
+    """The run's keys out of the Redis at ``url`` (what could not be removed is said, not raised:
+    the run's figures stand)."""
     import redis
 
-    r = redis.Redis.from_url(url)
     try:
-        keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i:i + 500])
-    finally:
-        r.close()
+        r = redis.Redis.from_url(url)
+        try:
+            keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                r.delete(*keys[i:i + 500])
+        finally:
+            r.close()
+    except redis.RedisError as exc:
+        print(f"could not remove the run's keys ({namespace}:*) from the Redis: {type(exc).__name__}", file=sys.stderr)
 
 
 if __name__ == "__main__":

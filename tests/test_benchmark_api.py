@@ -37,3 +37,11 @@ def test_the_api_benchmark_runs_on_a_redis_store_and_leaves_nothing_there(redis_
     assert "goals (the SQLite store's; this run's store was Redis" in out and "[-] 4 concurrent clients" in out, out
     client = redis.Redis.from_url(redis_server.url)
     assert not list(client.scan_iter(match="msteams-api-bench-*")), "the run's namespace is left in Redis"
+
+
+def test_a_store_url_that_no_redis_answers_is_a_usage_error_before_anything_starts():
+    for url in ("redis://127.0.0.1:1/0", "http://example.invalid/"):
+        r = subprocess.run([sys.executable, "benchmarks/api.py", "-n", "3", "--store-url", url],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "--store-url: no Redis answers at that URL" in r.stderr, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr and r.stdout == ""
