@@ -12,7 +12,9 @@ same run, on loopback, on the fake tenant (issue 25, "Tests and figures"):
      over a lean client (http.client, as in c), which tells the service's share from what
      `requests` costs the caller. The paths take turns (SLICES blocks of each), and a block
      of Graph calls is followed by a pause of a Graph window (--graph-pause), so no path is
-     paced for another's calls;
+     paced for another's calls. First, a burst of 2 x 8 concurrent `team-list` calls starts
+     all the service's pool threads, as in a service that has been in use (one that has only
+     ever seen one call at a time has a single thread);
   b. 200 concurrent clients (threads, a `requests.Session` each) on the cached read
      (`cache-show`) for a bounded time: requests per second, p50/p99, errors (goal: 0 errors);
   c. the service (`cache-show`) and the bot endpoint (`POST /api/messages`, a signed `!help`
@@ -314,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[tuple[str, str, str]] = []
         goals: list[tuple[str, bool]] = []
 
-        # (a) the Python API beside HTTP, one call at a time
+        # (a) the Python API beside HTTP, one call at a time, on a service whose pool threads a
+        # burst has started (a service in use)
+        burst = concurrent_clients(raw_caller(svc, "/v1/commands/team-list", lambda i, n: b"{}", auth),
+                                   2 * CONCURRENCY, 30.0, per_client=1)
+        if burst["errors"]:
+            raise SystemExit(f"the burst of team-list calls: {burst['errors']} refused")
+        time.sleep(ns.graph_pause)
         http_s = requests.Session()
         http_s.trust_env = False
         with api.Client(cfg) as client:

@@ -18,8 +18,8 @@ import re
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
+from integration.frontends.pool import WarmPool
 from integration.teams import conversations, render
 from integration.teams.access import Access, RateLimiter
 
@@ -76,7 +76,7 @@ class Processor:
         self.limiter = limiter
         self.max_pending = max_pending
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-bot")
+        self._pool = WarmPool(workers, thread_name_prefix="msteams-bot")
         self._cv = threading.Condition()
         self._pending = 0
         self.sent: deque = deque(maxlen=200)  # the latest replies sent (tests, health)

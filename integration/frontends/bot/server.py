@@ -72,11 +72,11 @@ class Endpoint:
     def _threads(self):
         pool = self._pool
         if pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+            from integration.frontends.pool import WarmPool
 
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="msteams-bot-http")
+                    self._pool = WarmPool(self.threads, thread_name_prefix="msteams-bot-http")
                 pool = self._pool
         return pool
 

@@ -40,11 +40,11 @@ import math
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from integration.engine import metrics
 from integration.engine.untrusted import lone_surrogate, may_hold_surrogates, quote
 from integration.frontends.bot.server import whole_body
+from integration.frontends.pool import WarmPool
 
 from . import idempotency as idem
 from . import tenancy
@@ -100,7 +100,7 @@ class Service:
             self.entra = None
         self.limiter = RateLimiter(rate, burst)
         self.idempotency = idem.Idempotency(runtime.store, lease=max(300.0, 2 * time_limit))
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msteams-api")
+        self.pool = WarmPool(workers, thread_name_prefix="msteams-api")  # the thread idle last first: warm
         self._workers = workers
         self._tenants_lock = threading.Lock()
         self._runs: dict = {}  # tenant profile (None: the config's own) -> Runs
