@@ -40,6 +40,9 @@ class _Slot:
 
 
 class WarmPool(Executor):
+    """An Executor (``submit``, ``shutdown``, ``map``) of at most ``max_workers`` threads; the
+    idle ones form a stack, and new work wakes the one on top."""
+
     def __init__(self, max_workers: int, thread_name_prefix: str = "pool"):
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
