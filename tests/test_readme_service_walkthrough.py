@@ -7,7 +7,8 @@ playbook started over HTTP (202 and Location), `run.waiting` delivered, a simula
 
 The section's ```sh block is read from README.md and its lines are run by a small interpreter of
 the shell they use (`;`, `&&`, `&`, `|`, `until ...; do ...; done`, `export`, `VAR=$(...)`,
-`[ -s FILE ]`, `cat`, `sleep`), so the test breaks when the README drifts: `msteams` and the
+`[ -s FILE ]`, `cat`, `sleep`, `cd`, `mktemp -d`, `jobs -p`, `kill`), so the test breaks when the
+README drifts: `msteams` and the
 README's `python3 -c` receiver run as real processes, `curl` as real HTTP (requests, sending what
 curl sends) and `jq` as the few filters the README uses (an unknown one fails the test). Three
 values are changed, where a fixed one could collide with another test or program: `--port 8080`
@@ -24,6 +25,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,7 +135,8 @@ class Shell:
     """Runs the walkthrough's lines in ``cwd``, remembering what it started and answered."""
 
     def __init__(self, cwd: Path, rewrite):
-        self.cwd, self.rewrite = cwd, rewrite
+        self.base = self.cwd = cwd  # mktemp makes its directories under base
+        self.rewrite = rewrite
         self.env = {k: v for k, v in _env(cwd / "unset.yml").items() if k != "MSTEAMS_CONFIG"}
         self.vars: dict[str, str] = {"PWD": str(cwd)}
         self.background: list[tuple[list[str], subprocess.Popen, Path]] = []
@@ -233,6 +236,22 @@ class Shell:
             return 0, ""
         if prog == "cat":
             return 0, (self.cwd / argv[1]).read_text(encoding="utf-8")
+        if argv == ["mktemp", "-d"]:
+            return 0, tempfile.mkdtemp(dir=self.base) + "\n"
+        if prog == "cd":
+            self.cwd = self.cwd / argv[1]
+            assert self.cwd.is_dir(), f"cd into {self.cwd}: no such directory"
+            self.vars["PWD"] = str(self.cwd)
+            return 0, ""
+        if argv == ["jobs", "-p"]:
+            return 0, "".join(f"{proc.pid}\n" for _, proc, _ in self.background if proc.poll() is None)
+        if prog == "kill":
+            pids = [int(p) for a in argv[1:] for p in a.split()]  # $(jobs -p): one word a job, as sh splits it
+            ours = {proc.pid for _, proc, _ in self.background}
+            assert pids and set(pids) <= ours, f"kill of what the walkthrough did not start: {cmd}"
+            for pid in pids:
+                os.kill(pid, signal.SIGTERM)
+            return 0, ""
         if prog == "jq":
             return _jq(argv[1:], stdin)
         if prog == "curl":
@@ -370,11 +389,14 @@ def test_the_walkthrough_is_found():
     # the fake tenant's line is the one tests/test_readme_examples.py leaves out (it runs until
     # stopped); every other line that starts with `msteams` it runs as written, so none may be a
     # server or need what an earlier line printed
-    assert lines[0] == "msteams emulator serve --write-config emu.yml &" and lines[0] in SKIPPED
-    for line in lines[1:]:
+    # a fresh directory first, so that a second run finds no config, store or URL of the first
+    assert lines[0] == 'cd "$(mktemp -d)"', lines[0]
+    assert lines[1] == "msteams emulator serve --write-config emu.yml &" and lines[1] in SKIPPED
+    for line in lines[2:]:
         if line.startswith("msteams "):
             assert not line.endswith("&") and "$" not in line, line
-    assert "--port 8080" in lines[1] and "--write-url api.url" in lines[1] and "--bot" in lines[1]
+    assert "--port 8080" in lines[2] and "--write-url api.url" in lines[2] and "--bot" in lines[2]
+    assert lines[-1] == "kill $(jobs -p)", lines[-1]  # what it started in the background stops
 
 
 def test_the_walkthrough_runs_as_written_step_by_step(tmp_path):
@@ -411,13 +433,18 @@ def test_the_walkthrough_runs_as_written_step_by_step(tmp_path):
 
     codes = {}
     try:
+        # 0: a fresh, empty directory, where everything below writes its files
+        step('cd "$(mktemp -d)"')
+        here = sh.cwd
+        assert here.parent == tmp_path and not any(here.iterdir())
+
         # 1-3: the fake tenant writing its config, `msteams serve --bot` on it, its URL
         step("msteams emulator serve --write-config emu.yml")
         step("export MSTEAMS_CONFIG=$PWD/emu.yml", "msteams serve")
-        assert sh.env["MSTEAMS_CONFIG"] == str(tmp_path / "emu.yml")
+        assert sh.env["MSTEAMS_CONFIG"] == str(here / "emu.yml")
         step("URL=$(cat api.url)")
         url = sh.vars["URL"]
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and url == (tmp_path / "api.url").read_text().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and url == (here / "api.url").read_text().strip()
         assert sh.session.get(f"{url}/v1/health", timeout=10).status_code == 200
 
         # 4: a key with the scopes the walkthrough needs, made by the CLI
@@ -471,7 +498,6 @@ def test_the_walkthrough_runs_as_written_step_by_step(tmp_path):
         assert data["status"] == "ok" and data["error"] is None, data
         assert data["outputs"]["status"] == "approved" and data["outputs"]["reviewer"] == "Grace Kim"
         assert data["outputs"]["question"] == sh.vars["QID"]
-        assert next(lines, None) is None, "the walkthrough has lines this test does not check"
 
         # each event once, in order, each verified (none refused), under ids of their own
         mine = [e for e in receiver.events if e["data"].get("runId") == run_id]
@@ -489,10 +515,16 @@ def test_the_walkthrough_runs_as_written_step_by_step(tmp_path):
         while finished["body"].decode() not in log.read_text(encoding="utf-8"):
             assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
             time.sleep(0.05)
+
+        # 11: what the walkthrough started in the background, stopped
+        step("kill $(jobs -p)")
+        for _, proc, _ in sh.background:
+            proc.wait(timeout=WAIT)
+        assert next(lines, None) is None, "the walkthrough has lines this test does not check"
     finally:
         codes = sh.stop()
         receiver.close()
-    # `msteams serve` and the fake tenant stop cleanly on SIGTERM, as Ctrl-C stops them
+    # `msteams serve` and the fake tenant stop cleanly on SIGTERM (kill, as the README's last line)
     assert codes["msteams serve"] == 0 and codes["msteams emulator"] == 0, codes
     assert "HTTP API stopped." in next(log for argv, _, log in sh.background if argv[1] == "serve").read_text()
     assert time.monotonic() - started < 60
