@@ -26,6 +26,8 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     tools = {"add": add, "list": list_, "remove": remove, "deliveries": deliveries}
     if action not in tools:
         raise InputError(USAGE)
+    if action == "add":
+        return add(argv[1:], out=out, err=err, config=config, as_json=output == "json")
     return tools[action](argv[1:], out=out, config=config, as_json=output == "json")
 
 
@@ -37,7 +39,7 @@ def _open(config: str | None):
     return cfg, open_store(cfg)
 
 
-def add(argv: list[str], *, out, config: str | None, as_json: bool) -> int:
+def add(argv: list[str], *, out, config: str | None, as_json: bool, err=None) -> int:
     from . import webhooks
 
     p = argparse.ArgumentParser(prog="msteams webhook add",
@@ -51,8 +53,17 @@ def add(argv: list[str], *, out, config: str | None, as_json: bool) -> int:
     cfg, store = _open(config)
     try:
         sub, secret = webhooks.add(store, ns.url, ns.event, name=ns.name, cfg=cfg)
+        # Another webhook to the same URL is allowed (two receivers behind one gateway), but an
+        # event both send arrives twice, each under its own webhook-id: said, so a pasted
+        # `webhook add` run twice is seen at once.
+        twice = [(s["name"], [e for e in sub["events"] if e in s["events"]]) for s in webhooks.subscriptions(store, cfg)
+                 if s["name"] != sub["name"] and s["url"] == sub["url"]]
     finally:
         store.close()
+    for name, events in twice:
+        if events and err is not None:
+            err(f"warning: webhook {name!r} already sends {', '.join(events)} to this URL: the receiver will get "
+                f"each of them twice (`msteams webhook remove {name}` if that is not meant)")
     if as_json:
         out(json.dumps({"name": sub["name"], "url": sub["url"], "events": sub["events"], "secret": secret}, indent=2))
         return 0

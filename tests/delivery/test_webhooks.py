@@ -231,6 +231,22 @@ def test_the_secret_is_printed_once_never_listed_and_forgotten_with_its_webhook(
     assert rc != 0 and "no webhook named" in err
 
 
+def test_a_second_webhook_to_the_same_url_is_added_with_a_warning_naming_the_events_sent_twice(local, receiver):
+    rc, _, err = _cli(local.path, "webhook", "add", receiver.url, "--event", "run.finished", "--event", "run.waiting")
+    assert rc == 0 and err == "", err
+    rc, out, err = _cli(local.path, "-o", "json", "webhook", "add", receiver.url, "--event", "run.waiting",
+                        "--event", "question.answered")
+    assert rc == 0 and json.loads(out)["name"].endswith("-2")  # added: stdout stays the JSON it was
+    assert err.startswith("warning: webhook '127.0.0.1' already sends run.waiting to this URL") and \
+        "msteams webhook remove 127.0.0.1" in err and "question.answered" not in err, err
+    # another URL, or the same URL for other events: nothing to say
+    rc, _, err = _cli(local.path, "webhook", "add", receiver.url + "other", "--event", "run.waiting")
+    assert rc == 0 and err == "", err
+    rc, _, err = _cli(local.path, "webhook", "add", receiver.url, "--event", "mirror.entry")
+    assert rc == 0 and err == "", err
+    assert len(webhooks.subscriptions(local.store)) == 4
+
+
 def test_the_secret_is_encrypted_in_a_shared_store(redis_server, redis_namespace, tmp_path):
     import redis
     from cryptography.fernet import Fernet
