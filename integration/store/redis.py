@@ -384,7 +384,8 @@ class RedisStore:
     def counts(self) -> dict[str, int]:
         """As SQLite's: every directory kind (0 when empty), the cache's kinds in order, then the
         two totals. The lengths in one round trip (a pipeline), not one each."""
-        kinds = self._kinds()
+        # The known cache kinds too: one a process before the set wrote may be missing from it.
+        kinds = sorted(set(self._kinds()).union(CACHE_KINDS))
         pipe = self.r.pipeline(transaction=False)
         for kind in kinds:
             pipe.hlen(self.k("c", kind))
@@ -397,18 +398,17 @@ class RedisStore:
         return out
 
     def clear(self, *, include_tokens: bool = False) -> dict[str, int]:
-        removed = {}
+        # By the known cache kinds, not the set of kinds: a process of a version before the set
+        # (a rolling upgrade) writes entries whose kind the set may lack, and a reset must not
+        # leave them. Every other kind is state: it cannot be fetched again (base.CACHE_KINDS).
+        names = [self.k("c", kind) for kind in CACHE_KINDS] + ([self.k("tokens")] if include_tokens else [])
+        labels = list(CACHE_KINDS) + (["token_caches"] if include_tokens else [])
         pipe = self.r.pipeline(transaction=True)
-        for kind in self._kinds():
-            if kind not in CACHE_KINDS:  # state: it cannot be fetched again (see base.CACHE_KINDS)
-                continue
-            removed[kind] = self.r.hlen(self.k("c", kind))
-            pipe.delete(self.k("c", kind))
-        if include_tokens:
-            removed["token_caches"] = self.r.hlen(self.k("tokens"))
-            pipe.delete(self.k("tokens"))
-        pipe.execute()
-        return {k: v for k, v in removed.items() if v}
+        for name in names:
+            pipe.hlen(name)
+        pipe.delete(*names)
+        *lengths, _ = pipe.execute()
+        return {label: n for label, n in zip(labels, lengths) if n}
 
     # ---- token caches, encrypted ----
     def _decrypt(self, what: str, token: str) -> str:

@@ -238,3 +238,26 @@ def test_counting_the_cache_reads_its_set_of_kinds_not_the_whole_keyspace(make_r
     assert s.clear() == {"user": 1, "team": 1, "channel": 1}
     assert s.counts()["user"] == 0 and scans() == before
     raw.close()
+
+
+def test_a_cache_kind_missing_from_the_set_is_still_counted_and_reset(make_redis_store):
+    """A process of a version before the set of kinds (a rolling upgrade) writes entries without
+    adding their kind to it: cache-show still counts them, and cache-reset still removes them
+    (it goes by the known cache kinds), while state kinds survive the reset."""
+    import redis
+
+    s = make_redis_store()
+    raw = redis.Redis.from_url(make_redis_store.url, decode_responses=True)
+    s.put("user", "a@x", {"id": "1"})
+    s.put("api_key", "k1", {"name": "soar"}, ttl=None)  # state: never reset
+    assert s.counts()["user"] == 1  # the set is whole from here on
+    raw.hset(s.k("c", "team"), "soc", raw.hget(s.k("c", "user"), "a@x"))  # as the older process writes
+    raw.hset(s.k("c", "user_miss"), "ghost@x", raw.hget(s.k("c", "user"), "a@x"))
+    assert "team" not in raw.smembers(s.k("kinds"))
+    counts = s.counts()
+    assert counts["team"] == 1 and counts["user_miss"] == 1 and counts["user"] == 1
+    assert s.clear() == {"user": 1, "team": 1, "user_miss": 1}
+    assert not raw.exists(s.k("c", "team")) and not raw.exists(s.k("c", "user_miss"))
+    assert s.get("api_key", "k1") == {"name": "soar"}
+    assert s.counts()["team"] == 0
+    raw.close()
