@@ -56,12 +56,13 @@ def add(argv: list[str], *, out, config: str | None, as_json: bool, err=None) ->
         # Another webhook to the same URL is allowed (two receivers behind one gateway), but an
         # event both send arrives twice, each under its own webhook-id: said, so a pasted
         # `webhook add` run twice is seen at once.
-        twice = [(s["name"], [e for e in sub["events"] if e in s["events"]]) for s in webhooks.subscriptions(store, cfg)
-                 if s["name"] != sub["name"] and s["url"] == sub["url"]]
+        same_url = [s for s in webhooks.subscriptions(store, cfg) if s["name"] != sub["name"] and s["url"] == sub["url"]]
     finally:
         store.close()
-    for name, events in twice:
+    for other in same_url:
+        events = [e for e in sub["events"] if e in other["events"]]
         if events and err is not None:
+            name = other["name"]
             err(f"warning: webhook {name!r} already sends {', '.join(events)} to this URL: the receiver will get "
                 f"each of them twice (`msteams webhook remove {name}` if that is not meant)")
     if as_json:
