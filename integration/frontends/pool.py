@@ -5,9 +5,10 @@ connection) and the processor's caches of what it just ran. The standard library
 ThreadPoolExecutor wakes whichever idle thread the OS picks, so once a burst has started all
 its threads, requests that come one at a time go round all of them, each finding its
 connection's pages stale (the others wrote since) and its caches cold: ``team-list`` over HTTP at
-concurrency 1 after 16 concurrent calls paid 0.03-0.17 ms more a call than here (3 runs of two
-services side by side). Here the thread that finished last takes the next work, and the others
-stay asleep until the load needs them.
+concurrency 1 after 16 concurrent calls paid 0.24-0.34 ms more a call than here (3 runs of two
+services side by side), and as much as a service that never had more than one thread. Here the
+thread that finished last takes the next work, and the others stay asleep until the load needs
+them.
 
 Otherwise as ThreadPoolExecutor: threads are started up to ``max_workers`` as work finds none
 idle; work that finds every thread busy waits its turn (first come, first served); ``shutdown``
