@@ -6,7 +6,7 @@ ThreadPoolExecutor wakes whichever idle thread the OS picks, so once a burst has
 its threads, requests that come one at a time go round all of them, each finding its
 connection's pages stale (the others wrote since) and its caches cold: ``team-list`` over HTTP at
 concurrency 1 after 16 concurrent calls paid 0.24-0.34 ms more a call than here (3 runs of two
-services side by side); here it pays what a service that only ever had one thread pays. Here the
+services side by side); here it pays what a service that only ever had one thread pays. The
 thread that finished last takes the next work, and the others stay asleep until the load needs
 them.
 
