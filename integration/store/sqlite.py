@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS mirror_entries (
 CREATE INDEX IF NOT EXISTS mirror_entries_incident ON mirror_entries(incident_id, id);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL,
     pid INTEGER NOT NULL, started TEXT, taken REAL NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS generations (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -123,6 +124,14 @@ ON CONFLICT(kind,key) DO UPDATE SET value=excluded.value, updated=excluded.updat
 # away, not one a kind (each step releases it; in a busy server, each release is a thread switch).
 _COUNTS = """SELECT (SELECT json_group_object(kind, n) FROM (SELECT kind, COUNT(*) AS n FROM cache GROUP BY kind)),
 (SELECT COUNT(*) FROM tokens), (SELECT COUNT(*) FROM message_refs)"""
+# Counting a table reads all of it (12 ms for a 300,000-row cache: a 100,000-user preload by id,
+# mail and name), so counts() keeps what it counted until a write moves the table's generation:
+# every write to the cache or to message_refs sets it, in its own transaction, to a random value
+# (a rolled-back write's value is never seen again, so counts taken inside that transaction are
+# never reused).
+_BUMP = "INSERT INTO generations(name, n) VALUES (?, random()) ON CONFLICT(name) DO UPDATE SET n=excluded.n"
+_GENERATIONS = """SELECT (SELECT n FROM generations WHERE name='cache'), (SELECT n FROM generations WHERE name='message_refs'),
+(SELECT COUNT(*) FROM tokens)"""
 
 
 # SQLiteStore.purge_history: what each kind of history keeps whatever its age is in the WHERE;
@@ -210,6 +219,7 @@ class SQLiteStore:
         self.path = Path(path)
         self._clock = clock
         self._local = threading.local()
+        self._counted: tuple | None = None  # counts(): (the generations, the cache's kinds, message_refs)
         self._create()
 
     # ---- connection ----
@@ -328,6 +338,7 @@ class SQLiteStore:
         with self.transaction() as c:
             # A generator, so the rows are not held twice; it runs inside the transaction.
             _insert_rows(c, _PUT_HEAD, _PUT_TAIL, 5, self._rows(kind, items, ttl))
+            c.execute(_BUMP, ("cache",))
 
     def put_entries(self, kind: str, values: Iterable[dict], *, aliases: tuple[str, ...] = (),
                     ttl: float | None = DEFAULT_TTL, stage_names: bool = False) -> int:
@@ -358,6 +369,7 @@ class SQLiteStore:
             first = c.execute("SELECT coalesce(max(rowid), 0) FROM temp.entry_stage").fetchone()[0]
             _insert_rows(c, _STAGE_HEAD, "", 7, rows)
             c.execute(_COPY_STAGED, (first, expires))
+            c.execute(_BUMP, ("cache",))
             if stage_names:
                 self._staged().add(kind)
             else:
@@ -391,6 +403,7 @@ class SQLiteStore:
         now = self._clock()
         expires = now + ttl if ttl else None
         with self.transaction() as c:
+            c.execute(_BUMP, ("cache",))
             if source in self._staged():
                 c.execute(_ENTRY_STAGE)  # gone if the transaction that made it was rolled back
                 n = c.execute(_INDEX_STAGED, (kind, now, expires, source, since)).rowcount
@@ -404,6 +417,7 @@ class SQLiteStore:
         """Drop ``kind`` entries (with keys under ``prefix``) last written before ``before``:
         after a complete preload, the names it did not see are names nobody has any more."""
         with self.transaction() as c:
+            c.execute(_BUMP, ("cache",))
             if prefix is None:
                 return c.execute("DELETE FROM cache WHERE kind=? AND updated<?", (kind, before)).rowcount
             p = self.norm(prefix)
@@ -426,8 +440,9 @@ class SQLiteStore:
         return json.loads(row[0])
 
     def delete(self, kind: str, key: str) -> None:
-        with self._conn() as c:
+        with self.transaction() as c:
             c.execute("DELETE FROM cache WHERE kind=? AND key=?", (kind, self.norm(key)))
+            c.execute(_BUMP, ("cache",))
 
     def entries(self, kind: str) -> list[dict]:
         now = self._clock()
@@ -438,13 +453,20 @@ class SQLiteStore:
 
     def counts(self) -> dict[str, int]:
         """Entries per cache kind (every directory kind, 0 when empty), then ``token_caches``
-        and ``message_refs``. One statement answering one row (`_COUNTS`): each call into SQLite
-        (each statement, each row fetched) releases and takes back the interpreter lock, and
-        among a server's busy threads each handoff is a thread switch (three statements and a
-        row a kind cost ~80 us of CPU a call there, ~20 us alone)."""
+        and ``message_refs``. One statement answering one row (`_GENERATIONS`) while the cache
+        and the references are as last counted (`_BUMP`), two when they moved (`_COUNTS`): each
+        call into SQLite (each statement, each row fetched) releases and takes back the
+        interpreter lock, and among a server's busy threads each handoff is a thread switch
+        (three statements and a row a kind cost ~80 us of CPU a call there, ~20 us alone). A
+        process of a version before the generations writes without moving them: until a write
+        of this one does, what it wrote is not counted here."""
         with self._conn() as c:
-            kinds, tokens, refs = c.execute(_COUNTS).fetchone()
-        kinds = json.loads(kinds)
+            cache_gen, refs_gen, tokens = c.execute(_GENERATIONS).fetchone()
+            counted = self._counted
+            if counted is None or counted[0] != (cache_gen, refs_gen):
+                kinds, _, refs = c.execute(_COUNTS).fetchone()
+                counted = self._counted = ((cache_gen, refs_gen), json.loads(kinds), refs)
+        _, kinds, refs = counted
         out = {k: 0 for k in DIRECTORY_KINDS}
         for kind in sorted(kinds):  # as GROUP BY orders them: UTF-8 bytes sort as code points do
             out[kind] = kinds[kind]
@@ -461,6 +483,7 @@ class SQLiteStore:
             removed = dict(c.execute(f"SELECT kind, COUNT(*) FROM cache WHERE kind IN ({marks}) GROUP BY kind",
                                      CACHE_KINDS).fetchall())
             c.execute(f"DELETE FROM cache WHERE kind IN ({marks})", CACHE_KINDS)
+            c.execute(_BUMP, ("cache",))
             if include_tokens:
                 removed["token_caches"] = c.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]
                 c.execute("DELETE FROM tokens")
@@ -485,9 +508,10 @@ class SQLiteStore:
 
     # ---- sent-message references ----
     def save_message_ref(self, ref: str, value: dict) -> None:
-        with self._conn() as c:
+        with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO message_refs(ref, value, created) VALUES (?,?,?)",
                       (ref, json.dumps(value), self._clock()))
+            c.execute(_BUMP, ("message_refs",))
 
     def get_message_ref(self, ref: str) -> dict | None:
         with self._conn() as c:
