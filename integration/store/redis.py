@@ -146,6 +146,7 @@ class RedisStore:
                  location: str = "redis", clock=time.time):
         self._client = client  # its pool is shared: pipelines and scripts check a connection out of it
         self._local = threading.local()
+        self._counted_kinds: list[str] | None = None  # counts(): the kinds whose lengths it read last
         _STORES.add(self)
         self.ns = namespace
         self.path = location  # shown where the SQLite store shows its file
@@ -383,15 +384,22 @@ class RedisStore:
 
     def counts(self) -> dict[str, int]:
         """As SQLite's: every directory kind (0 when empty), the cache's kinds in order, then the
-        two totals. The lengths in one round trip (a pipeline), not one each."""
-        # The known cache kinds too: one a process before the set wrote may be missing from it.
-        kinds = sorted(set(self._kinds()).union(CACHE_KINDS))
-        pipe = self.r.pipeline(transaction=False)
-        for kind in kinds:
-            pipe.hlen(self.k("c", kind))
-        pipe.hlen(self.k("tokens"))
-        pipe.hlen(self.k("refs"))
-        lengths = pipe.execute()
+        two totals. One round trip (a pipeline): the set of kinds read beside the lengths of the
+        kinds it held at the last count; a second only when it has gained one since."""
+        for _ in range(2):
+            # The known cache kinds too: one a process before the set wrote may be missing from it.
+            kinds = self._counted_kinds or sorted(set(self._kinds()).union(CACHE_KINDS))
+            pipe = self.r.pipeline(transaction=False)
+            pipe.smembers(self.k("kinds"))
+            for kind in kinds:
+                pipe.hlen(self.k("c", kind))
+            pipe.hlen(self.k("tokens"))
+            pipe.hlen(self.k("refs"))
+            members, *lengths = pipe.execute()
+            if _KINDS_WHOLE in members and members.issubset(kinds + [_KINDS_WHOLE]):
+                self._counted_kinds = kinds
+                break
+            self._counted_kinds = None  # a kind more (or a set to make whole): read them first
         out = {k: 0 for k in DIRECTORY_KINDS}
         out.update((kind, n) for kind, n in zip(kinds, lengths) if n)  # as SQLite's: the kinds with entries
         out["token_caches"], out["message_refs"] = lengths[-2], lengths[-1]

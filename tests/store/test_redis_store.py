@@ -261,3 +261,41 @@ def test_a_cache_kind_missing_from_the_set_is_still_counted_and_reset(make_redis
     assert s.get("api_key", "k1") == {"name": "soar"}
     assert s.counts()["team"] == 0
     raw.close()
+
+
+def test_counting_the_cache_is_one_round_trip_until_a_kind_is_added(make_redis_store, monkeypatch):
+    """cache-show on Redis: the set of kinds is read in the same pipeline as the lengths of the
+    kinds it held last time, so a count is one round trip; a kind added since costs one more,
+    once, and is counted."""
+    import redis
+    from redis.client import Pipeline
+
+    s = make_redis_store()
+    s.put("user", "a@x", {"id": "1"})
+    s.counts()  # the set read once on its own, and the kinds learnt
+    trips = []
+    plain, piped = redis.Redis.execute_command, Pipeline.execute
+
+    def command(self, *args, **options):
+        if not isinstance(self, Pipeline):
+            trips.append(args[0])
+        return plain(self, *args, **options)
+
+    def execute(self, *args, **kwargs):
+        trips.append("pipeline")
+        return piped(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", command)
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    assert s.counts()["user"] == 1
+    assert trips == ["pipeline"], trips
+    monkeypatch.undo()
+    s.put("api_key", "k", {"name": "soar"}, ttl=None)  # a kind the last count did not know
+    monkeypatch.setattr(redis.Redis, "execute_command", command)
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    trips.clear()
+    counts = s.counts()
+    assert counts["api_key"] == 1 and counts["user"] == 1
+    assert trips == ["pipeline", "SMEMBERS", "pipeline"], trips
+    trips.clear()
+    assert s.counts()["api_key"] == 1 and trips == ["pipeline"], trips
