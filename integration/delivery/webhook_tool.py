@@ -11,6 +11,7 @@ A signing secret is printed by ``add`` and never again: the store keeps it among
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Callable
 
@@ -23,11 +24,9 @@ def main(argv: list[str], *, out: Callable[[str], None], err: Callable[[str], No
     from integration.engine.errors import InputError
 
     action = argv[0] if argv else None
-    tools = {"add": add, "list": list_, "remove": remove, "deliveries": deliveries}
+    tools = {"add": functools.partial(add, err=err), "list": list_, "remove": remove, "deliveries": deliveries}
     if action not in tools:
         raise InputError(USAGE)
-    if action == "add":
-        return add(argv[1:], out=out, err=err, config=config, as_json=output == "json")
     return tools[action](argv[1:], out=out, config=config, as_json=output == "json")
 
 
@@ -39,7 +38,7 @@ def _open(config: str | None):
     return cfg, open_store(cfg)
 
 
-def add(argv: list[str], *, out, config: str | None, as_json: bool, err=None) -> int:
+def add(argv: list[str], *, out, err, config: str | None, as_json: bool) -> int:
     from . import webhooks
 
     p = argparse.ArgumentParser(prog="msteams webhook add",
@@ -56,17 +55,17 @@ def add(argv: list[str], *, out, config: str | None, as_json: bool, err=None) ->
         # Another webhook to the same URL is allowed (two receivers behind one gateway), but an
         # event both send arrives twice, each under its own webhook-id: said, so a pasted
         # `webhook add` run twice is seen at once.
-        same_url = [s for s in webhooks.subscriptions(store, cfg) if s["name"] != sub["name"] and s["url"] == sub["url"]]
+        twice = [{"webhook": s["name"], "events": [e for e in sub["events"] if e in s["events"]]}
+                 for s in webhooks.subscriptions(store, cfg) if s["name"] != sub["name"] and s["url"] == sub["url"]]
+        twice = [t for t in twice if t["events"]]
     finally:
         store.close()
-    for other in same_url:
-        events = [e for e in sub["events"] if e in other["events"]]
-        if events and err is not None:
-            name = other["name"]
-            err(f"warning: webhook {name!r} already sends {', '.join(events)} to this URL: the receiver will get "
-                f"each of them twice (`msteams webhook remove {name}` if that is not meant)")
-    if as_json:
-        out(json.dumps({"name": sub["name"], "url": sub["url"], "events": sub["events"], "secret": secret}, indent=2))
+    for t in twice:
+        err(f"warning: webhook {t['webhook']!r} already sends {', '.join(t['events'])} to this URL: the receiver "
+            f"will get each of them twice (`msteams webhook remove {t['webhook']}` if that is not meant)")
+    if as_json:  # the same, for a script: which events this URL now gets twice, and from which webhook
+        out(json.dumps({"name": sub["name"], "url": sub["url"], "events": sub["events"], "secret": secret,
+                        "sent_twice": twice}, indent=2))
         return 0
     out(f"Webhook {sub['name']!r} added: {sub['url']}")
     out(f"  events: {', '.join(sub['events'])}")

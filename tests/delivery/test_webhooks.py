@@ -237,11 +237,13 @@ def test_a_second_webhook_to_the_same_url_is_added_with_a_warning_naming_the_eve
     rc, out, err = _cli(local.path, "-o", "json", "webhook", "add", receiver.url, "--event", "run.waiting",
                         "--event", "question.answered")
     assert rc == 0 and json.loads(out)["name"].endswith("-2")  # added: stdout stays the JSON it was
+    assert json.loads(out)["sent_twice"] == [{"webhook": "127.0.0.1", "events": ["run.waiting"]}]
     assert err.startswith("warning: webhook '127.0.0.1' already sends run.waiting to this URL") and \
         "msteams webhook remove 127.0.0.1" in err and "question.answered" not in err, err
     # another URL, or the same URL for other events: nothing to say
-    rc, _, err = _cli(local.path, "webhook", "add", receiver.url + "other", "--event", "run.waiting")
+    rc, out, err = _cli(local.path, "-o", "json", "webhook", "add", receiver.url + "other", "--event", "run.waiting")
     assert rc == 0 and err == "", err
+    assert json.loads(out)["sent_twice"] == []
     rc, _, err = _cli(local.path, "webhook", "add", receiver.url, "--event", "mirror.entry")
     assert rc == 0 and err == "", err
     assert len(webhooks.subscriptions(local.store)) == 4
