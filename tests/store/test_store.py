@@ -185,3 +185,20 @@ def test_counts_are_kept_until_a_write_moves_them_and_each_write_does(tmp_path):
             assert s.counts()["team"] == 1
             raise RuntimeError("rolled back")
     assert s.counts()["team"] == 0 and _shown(s.counts()) == _counted(s)
+
+
+def test_every_method_that_writes_the_counted_tables_moves_their_generation():
+    """A write path added later without `_BUMP` would leave counts() answering from before it:
+    each method of the store whose statements write the cache or message_refs runs `_BUMP`."""
+    import inspect
+    import re
+
+    from integration.store import sqlite
+
+    writes = re.compile(r"INTO (cache|message_refs)\b|DELETE FROM (cache|message_refs)\b|_PUT_HEAD|_COPY_STAGED|"
+                        r"_INDEX_STAGED|_INDEX_NAMES")
+    writers = [name for name, fn in inspect.getmembers(sqlite.SQLiteStore, inspect.isfunction)
+               if writes.search(inspect.getsource(fn))]
+    assert {"put_many", "put_entries", "index_names", "prune", "delete", "clear", "save_message_ref"} <= set(writers)
+    missing = [name for name in writers if "_BUMP" not in inspect.getsource(getattr(sqlite.SQLiteStore, name))]
+    assert missing == [], f"write the cache or message_refs without moving the generation: {missing}"
