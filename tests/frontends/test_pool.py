@@ -33,7 +33,7 @@ def test_one_at_a_time_after_a_burst_runs_on_one_thread():
         pool.shutdown()
 
 
-def test_work_beyond_the_bound_waits_and_runs_in_order():
+def test_work_beyond_the_bound_waits_for_a_thread():
     pool = WarmPool(2)
     running, peak = [0], [0]
     lock = threading.Lock()
