@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 
 from .errors import ArgumentError, InputError
-from .registry import CommandSpec, thaw
+from .registry import CommandSpec, rule_form, thaw
 from .untrusted import clean, lone_surrogate, quote
 
 # typing's import costs ~4 ms of every command's start: only type checkers read these.
@@ -66,10 +66,72 @@ def _coerce(name: str, value: Any, schema: dict) -> Any:
     return value
 
 
+# ---- rules between arguments: `arguments.allOf` in commands.yml, each item one rule ----
+# (JSON Schema, so the OpenAPI document states them too): {dependentRequired: {a: [b]}}: b is
+# required with a; {anyOf: [{required: [a]}, {required: [b, c]}]}: give a, or b and c;
+# {not: {required: [a, b]}}: not a and b together. An item's `description` is its sentence.
+
+
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def rule_sentences(rule: dict) -> list[tuple[str, str]]:
+    """(argument, sentence) for each thing a rule asks, its description when it has one: what
+    an error says (the argument: the one to add or to drop) and what the docs list."""
+    form, told = rule_form(rule), rule.get("description")
+    if form == "dependentRequired":
+        return [(dep, told or f"is required with {a}") for a, deps in rule[form].items() for dep in deps]
+    if form == "anyOf":
+        groups = [g["required"] for g in rule[form]]
+        return [(groups[0][0], told or "give " + ", or ".join(_and(g) for g in groups))]
+    if form == "not":
+        names = rule["not"]["required"]
+        return [(names[0], told or (f"give {names[0]} or {names[1]}, not both" if len(names) == 2
+                                    else f"{_and(names)} cannot all be given together"))]
+    return []
+
+
+def rules(spec: CommandSpec) -> list[str]:
+    """The command's rules between arguments, one sentence each, for its help and docs."""
+    out = []
+    for rule in spec.arguments.get("allOf", ()):
+        dependent = rule_form(rule) == "dependentRequired"  # its sentence says what of the argument
+        out += [f"{arg} {sentence}" if dependent else sentence for arg, sentence in rule_sentences(rule)]
+    return list(dict.fromkeys(out))  # rules that say the same (one of several pairs) said once
+
+
+def _broken_rule(error) -> tuple[str, str] | None:
+    """(argument, message) when ``error`` is a rule of `arguments.allOf` not kept."""
+    rule, form = error.schema, error.validator
+    if error.absolute_path or rule_form(rule) != form:
+        return None
+    given = error.instance if isinstance(error.instance, dict) else {}
+    if form == "dependentRequired":
+        for a, deps in rule[form].items():
+            missing = [d for d in deps if a in given and d not in given]
+            if missing:
+                return missing[0], rule.get("description") or f"is required with {a}"
+        return None
+    if form == "anyOf":  # a group begun (a team without its channel): what it lacks
+        for group in rule[form]:
+            have = [n for n in group["required"] if n in given]
+            if have:
+                return next(n for n in group["required"] if n not in given), f"is required with {_and(have)}"
+    return rule_sentences(rule)[0]
+
+
+_NARROWEST = {"dependentRequired": 1, "not": 2, "anyOf": 3}
+
+
 def _describe(error) -> tuple[str, str]:
     """(argument, message) for a jsonschema error, in words a user reads. jsonschema's own
     messages embed the whole offending value, so every case is phrased here and a value is
     only ever shown through quote()."""
+    broken = _broken_rule(error)
+    if broken is not None:
+        return broken
     path = [str(p) for p in error.absolute_path]
     arg = path[0] if path else ""
     # Inside an object argument (routes): say where, the keys being the user's own text.
@@ -180,7 +242,11 @@ def validate(spec: CommandSpec, raw: dict) -> dict:
             args[name] = p["default"]
     schema.setdefault("additionalProperties", False)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(args), key=lambda e: (list(e.absolute_path), e.validator))
+    # An argument's own error first (a missing one, a wrong value), then a rule between them,
+    # the narrowest first (what one given argument needs, before "give one of these").
+    errors = sorted(validator.iter_errors(args), key=lambda e: (
+        0 if e.absolute_path or e.validator == "required" else _NARROWEST.get(e.validator, 4),
+        list(e.absolute_path), e.validator))
     if errors:
         arg, msg = _describe(errors[0])
         raise ArgumentError(arg or "?", msg)

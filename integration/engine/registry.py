@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -174,6 +175,48 @@ def _freeze(value):
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+# Rules between arguments: `arguments.allOf` in commands.yml, one rule an item, in one of three
+# JSON Schema forms (so the OpenAPI document states them as well as the validation keeps them):
+# {dependentRequired: {a: [b]}}: b is required with a; {anyOf: [{required: [a]}, {required:
+# [b, c]}]}: give a, or b and c; {not: {required: [a, b]}}: not a and b together. An item's
+# `description` is the sentence its error and the docs say (of a dependentRequired: what follows
+# the argument's name, "is required with a"); engine/arguments.py words those without one.
+_RULE_KEYWORDS = frozenset({"anyOf", "oneOf", "not", "dependentRequired", "dependentSchemas", "if", "then", "else"})
+RULE_FORMS = "{dependentRequired: {a: [b]}}, {anyOf: [{required: [a]}, {required: [b, c]}]} or {not: {required: [a, b]}}"
+
+
+def rule_form(rule) -> str | None:
+    """Which of the three forms a rule has ('dependentRequired', 'anyOf', 'not'), or None.
+    (A spec's rules are frozen: mappings and tuples, not dicts and lists.)"""
+    if not isinstance(rule, Mapping):
+        return None
+    keys = set(rule) - {"description"}
+    if keys == {"dependentRequired"} and isinstance(rule["dependentRequired"], Mapping):
+        return "dependentRequired"
+    if keys == {"anyOf"} and _seq(rule["anyOf"]) and rule["anyOf"] and all(
+            isinstance(g, Mapping) and set(g) == {"required"} and _seq(g["required"]) and g["required"]
+            for g in rule["anyOf"]):
+        return "anyOf"
+    if keys == {"not"} and isinstance(rule["not"], Mapping) and set(rule["not"]) == {"required"} and \
+            _seq(rule["not"]["required"]) and len(rule["not"]["required"]) >= 2:
+        return "not"
+    return None
+
+
+def _seq(value) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def rule_names(rule: dict) -> list[str]:
+    """The arguments a rule names, in its order."""
+    form = rule_form(rule)
+    if form == "dependentRequired":
+        return list(dict.fromkeys(n for a, deps in rule[form].items() for n in (a, *deps)))
+    if form == "anyOf":
+        return list(dict.fromkeys(n for g in rule[form] for n in g["required"]))
+    return list(rule["not"]["required"]) if form == "not" else []
 
 
 def thaw(value):
@@ -588,6 +631,21 @@ def _check_commands(commands: dict, path: str, lines) -> set:
         for i, req in enumerate(args.get("required", [])):
             if req not in props:
                 fail(name, ["arguments", "required", i], f"field 'arguments.required': '{req}' is not an argument")
+        for key in _RULE_KEYWORDS & set(args):
+            fail(name, ["arguments", key], f"field 'arguments.{key}': rules between arguments go in arguments.allOf, "
+                                           f"one an item: {RULE_FORMS}")
+        for i, rule in enumerate(args.get("allOf", [])):
+            where = ["arguments", "allOf", i]
+            if rule_form(rule) is None:
+                fail(name, where, f"field '{field(where)}': a rule between arguments is {RULE_FORMS}, "
+                                  "with a description or not")
+            for arg in rule_names(rule):
+                if arg not in props:
+                    fail(name, where, f"field '{field(where)}': '{arg}' is not an argument (a rule names arguments, "
+                                      "not their aliases)")
+                if "default" in props[arg]:
+                    fail(name, where, f"field '{field(where)}': '{arg}' has a default, so it is always given: "
+                                      "a rule on it could never hold or never fail")
         resolved: dict[str, str] = {}
         for pname, r in body.get("resolve", {}).items():
             if r["from"] not in props:

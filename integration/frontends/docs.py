@@ -2,6 +2,7 @@
 the permissions each command needs per flow (`msteams permissions`)."""
 from __future__ import annotations
 
+from integration.engine.arguments import rules
 from integration.engine.registry import CommandSpec, Registry
 
 FLOW_TITLES = {"app": "application (client credentials)", "delegated": "delegated (signed-in account)",
@@ -66,6 +67,10 @@ def command_markdown(spec: CommandSpec) -> str:
     rows = _arg_rows(spec)
     if rows:
         lines += ["| Argument | Type | Required | Description |", "|---|---|---|---|"] + rows + [""]
+    said = rules(spec)
+    if said:
+        lines += ["Rules between the arguments (checked before anything runs; in the OpenAPI document too):", ""]
+        lines += [f"- {sentence}" for sentence in said] + [""]
     out = spec.outputs
     if out.get("prefix"):
         nest = f"; one entry per `{out['key']}` holding its `{out['nest']}` as a list" if out.get("nest") else ""
@@ -108,6 +113,10 @@ def command_help(spec: CommandSpec) -> str:
         extra += f" [default: {p['default']}]" if "default" in p else ""
         extra += f" [alias: {', '.join(p['aliases'])}]" if p.get("aliases") else ""
         lines.append(f"  {name} ({p.get('type', 'string')}, {flag}): {p.get('description', '')}{extra}")
+    said = rules(spec)
+    if said:
+        lines.append("rules:")
+        lines += [f"  {sentence}" for sentence in said]
     if spec.example:
         lines.append(f"example: msteams '{spec.example}'")
     return "\n".join(lines)

@@ -67,10 +67,7 @@ def channel_delete(ctx):
     from integration.teams import mirror
 
     args, store = ctx.args, ctx.store
-    if not args.get("channel"):
-        if not args.get("incident_id"):
-            raise ArgumentError("channel", "name the channel (with its team), or give incident_id to close the "
-                                           "incident's mirrored channel")
+    if not args.get("channel"):  # then incident_id, and with a channel its team (commands.yml's rules)
         inc = args["incident_id"].strip()
         m = store.mirror_get(inc)
         if m is None:
@@ -88,8 +85,6 @@ def channel_delete(ctx):
             mirror.set_status(store, m, "deleted")
         return ctx.result(None, None, message=f"The channel '{m.get('channelName')}' of incident {inc} was deleted "
                                               "and its mirroring stopped.")
-    if not args.get("team"):
-        raise ArgumentError("team", "is required with channel (Graph names a channel within its team)")
     team = ctx.resolver.team(args["team"])
     chan = ctx.resolver.channel(team["id"], args["channel"])
     ctx.extra.update(team_id=team["id"], channel_id=chan["id"])

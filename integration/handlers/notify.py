@@ -544,10 +544,7 @@ def _ref_by_id(ctx, lookups: _Lookups) -> tuple[str | None, dict]:
 
 
 def message_update(ctx):
-    a = ctx.args
-    if not a.get("message_ref") and not a.get("message_id"):
-        raise ArgumentError("message_ref", "name the message: the message_ref send-notification returned, or its "
-                                           "message_id with the channel (and team) or team_member")
+    a = ctx.args  # a message_ref or a message_id (commands.yml's rule)
     lookups = _Lookups(ctx)
     activity = build_activity(ctx, lookups)
     if a.get("message_ref"):

@@ -412,6 +412,12 @@ def check_static_args(spec: CommandSpec, static: dict, templated: set, report) -
     for name in templated:
         props.pop(name, None)
     schema["required"] = [r for r in schema.get("required", []) if r not in templated]
+    if "allOf" in schema:  # a rule between arguments naming a templated one waits for the run too
+        from integration.engine.registry import rule_names
+
+        schema["allOf"] = [r for r in schema["allOf"] if not templated & set(rule_names(r))]
+        if not schema["allOf"]:
+            del schema["allOf"]
     partial = spec.replace(arguments=schema)
     try:
         arguments.validate(partial, {k: v for k, v in static.items() if k in props})

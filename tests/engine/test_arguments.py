@@ -139,3 +139,49 @@ def test_a_lone_surrogate_is_refused_with_the_arguments_name(args, name, point):
     assert all(not 0xD800 <= ord(c) <= 0xDFFF for c in str(e.value))  # the message itself is text
     # a whole pair is text, and passes
     assert arguments.validate(spec, {"chat": "x", "content": "a \U0001F600 b"})["content"] == "a \U0001F600 b"
+
+
+# ---- rules between arguments (arguments.allOf in commands.yml) ----
+def _ruled(*rules):
+    from integration.engine.registry import CommandSpec
+
+    return CommandSpec(name="c", description="d", flows=(), arguments={
+        "type": "object", "properties": {"chat": {"type": "string", "minLength": 1},
+                                         "team": {"type": "string", "minLength": 1},
+                                         "channel": {"type": "string", "minLength": 1, "aliases": ["channel_name"]},
+                                         "limit": {"type": "integer", "default": 5}},
+        "allOf": list(rules)})
+
+
+_ONE_OF_THEM = {"anyOf": [{"required": ["chat"]}, {"required": ["team", "channel"]}]}
+
+
+@pytest.mark.parametrize("given,argument,message", [
+    ({}, "chat", "give chat, or team and channel"),
+    ({"team": "SOC"}, "channel", "is required with team"),  # a group begun: what it lacks
+    ({"channel_name": "General"}, "team", "is required with channel"),  # an alias counts as its argument
+    ({"chat": "IR", "team": "SOC", "channel": "General"}, "chat", "give chat or team, not both"),
+])
+def test_a_broken_rule_names_the_argument_to_add_or_drop(given, argument, message):
+    spec = _ruled(_ONE_OF_THEM, {"not": {"required": ["chat", "team"]}})
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, given)
+    assert (e.value.argument, e.value.message) == (argument, f"argument '{argument}': {message}")
+
+
+def test_rules_kept_pass_with_defaults_applied():
+    spec = _ruled(_ONE_OF_THEM, {"dependentRequired": {"channel": ["team"]}})
+    assert arguments.validate(spec, {"team": "SOC", "channel_name": "General"}) == {"team": "SOC", "channel": "General",
+                                                                          "limit": 5}
+    assert arguments.validate(spec, {"chat": "IR 42"}) == {"chat": "IR 42", "limit": 5}
+
+
+def test_the_narrowest_broken_rule_speaks_and_an_arguments_own_error_before_any():
+    spec = _ruled({"anyOf": [{"required": ["chat"]}, {"required": ["channel"]}]},
+                  {"dependentRequired": {"team": ["channel"]}, "description": "needs its channel"})
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, {"team": "SOC"})  # both broken: what the team needs, not "give one of these"
+    assert (e.value.argument, e.value.message) == ("channel", "argument 'channel': needs its channel")
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, {"team": "SOC", "limit": "many"})
+    assert e.value.argument == "limit"

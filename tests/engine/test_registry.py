@@ -384,3 +384,51 @@ def test_text_beyond_ascii_is_cached_exactly(tmp_path, cache_home):
     first = registry.load(p).get("cache-show").description
     assert "(Zo\u00eb \U0001F600)" in first and _cache_files(cache_home)
     assert registry.load(p).get("cache-show").description == first
+
+
+_RULED = """\
+commands:
+  c:
+    description: d
+    flows: {app: []}
+    request: {method: GET, path: /users}
+    arguments:
+      type: object
+      properties:
+        a: {type: string, description: x, aliases: [a_name]}
+        b: {type: string, description: x}
+        n: {type: integer, default: 5, description: x}
+"""
+
+
+@pytest.mark.parametrize("rules,line,fragment", [
+    ("      anyOf: [{required: [a]}, {required: [b]}]\n", 12,
+     "field 'arguments.anyOf': rules between arguments go in arguments.allOf"),
+    ("      allOf:\n        - {anyOf: [{required: [a]}, {type: object}]}\n", 13,
+     "field 'arguments.allOf.0': a rule between arguments is {dependentRequired"),
+    ("      allOf:\n        - {not: {required: [a]}}\n", 13, "a rule between arguments is"),
+    ("      allOf:\n        - {dependentRequired: {a: [c]}}\n", 13,
+     "field 'arguments.allOf.0': 'c' is not an argument"),
+    ("      allOf:\n        - {anyOf: [{required: [a_name]}, {required: [b]}]}\n", 13,
+     "'a_name' is not an argument (a rule names arguments, not their aliases)"),
+    ("      allOf:\n        - {not: {required: [a, n]}}\n", 13, "'n' has a default, so it is always given"),
+])
+def test_a_rule_between_arguments_the_validation_cannot_keep_is_a_load_error(tmp_path, rules, line, fragment):
+    p = _small(tmp_path, _RULED + rules)
+    with pytest.raises(FileError) as e:
+        registry.load(p)
+    assert f"{p}:{line}: command 'c', " in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_the_shipped_rules_between_arguments_are_worded_for_help():
+    from integration.engine.arguments import rules
+
+    reg = registry.load()
+    assert rules(reg.get("channel-delete")) == [
+        "name the channel (with its team), or give incident_id to close the incident's mirrored channel",
+        "team is required with channel (Graph names a channel within its team)"]  # a dependentRequired's: of its argument
+    assert rules(reg.get("message-list"))[:3] == [  # two rules saying the same, said once
+        "give a chat, or a team and a channel (or conversation_id)",
+        "give a conversation, or a chat, or a team and a channel: one of them",
+        "give either a chat, or a team and a channel, not both"]
+    assert rules(reg.get("team-list")) == []

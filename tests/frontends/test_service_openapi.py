@@ -109,3 +109,40 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(emu
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     tested = re.search(r"Tested: (\d+)", r.stdout)
     assert tested and int(tested.group(1)) >= 55, r.stdout[-3000:]  # every operation but auth-*
+
+
+def _request_schema(doc: dict, command: str) -> dict:
+    return doc["paths"][f"/v1/commands/{command}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_the_rules_between_arguments_are_in_the_document_and_the_service_keeps_them(emu, cfg_file, tmp_path):
+    """commands.yml's rules (`arguments.allOf`) in both versions of the document, keeping and
+    refusing the same bodies as the service, which refuses a body breaking one before it runs."""
+    import jsonschema
+
+    from integration.frontends.service import openapi
+
+    doc31, doc30 = (json.loads(openapi.document(version=v)) for v in ("3.1", "3.0"))
+    schema31, schema30 = _request_schema(doc31, "channel-delete"), _request_schema(doc30, "channel-delete")
+    assert {"dependentRequired": {"channel": ["team"]},
+            "description": "is required with channel (Graph names a channel within its team)"} in schema31["allOf"]
+    assert "dependentRequired" not in json.dumps(schema30)  # 3.0 says it with anyOf and not
+    checks = [jsonschema.Draft202012Validator(schema31), jsonschema.Draft4Validator(schema30)]
+    for body, valid in (({"channel": "General"}, False), ({}, False), ({"incident_id": "IR-1"}, True),
+                        ({"team": "Security Operations", "channel": "General"}, True)):
+        assert [v.is_valid(body) for v in checks] == [valid, valid], body
+    lists = [jsonschema.Draft202012Validator(_request_schema(d, "message-list")) for d in (doc31, doc30)]
+    assert not any(v.is_valid({"chat": "IR 42", "team": "Security Operations"}) for v in lists)
+
+    key = make_key(cfg_file, "rules", "channel-delete", "message-list")
+    with Service(cfg_file, tmp_path, "--port", "0") as svc:
+        graph = lambda: [e for e in emu.request_log if e["path"].startswith("/v1.0")]  # noqa: E731
+        before = len(graph())
+        r = svc.post("channel-delete", {"channel": "General"}, key=key)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert r.json()["details"]["argument"] == "team"
+        assert "is required with channel" in r.json()["detail"]
+        r = svc.post("message-list", {"chat": "IR 42", "team": "Security Operations"}, key=key)
+        assert r.status_code == 422 and r.json()["details"]["argument"] == "chat"
+        assert r.json()["detail"].endswith("give either a chat, or a team and a channel, not both")
+        assert len(graph()) == before  # refused before any call to Microsoft

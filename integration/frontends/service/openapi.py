@@ -430,6 +430,9 @@ def _schema_30(schema):
             s[key] = _schema_30(s[key])
         elif key == "items" and isinstance(s.get(key), list):  # draft-4 tuple form
             s[key] = {"anyOf": [_schema_30(p) for p in s[key]]} if s[key] else {}
+    if isinstance(s.get("dependentRequired"), dict):  # 3.0 has no such keyword: the same said with anyOf
+        s["allOf"] = [*s.get("allOf", []), *({"anyOf": [{"not": {"required": [name]}}, {"required": list(needs)}]}
+                                             for name, needs in s.pop("dependentRequired").items())]
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(s.get(key), list):
             s[key] = [_schema_30(sub) for sub in s[key]]
