@@ -111,9 +111,7 @@ def build_activity(ctx, lookups: _Lookups) -> dict:
         if card is not None:
             raise ArgumentError("adaptive_card", "with format_as_card the message is the card: give one of them")
         message, card = None, adaptive_attachment(message, "message")
-    if not message and card is None:
-        raise ArgumentError("message", "give a message, an adaptive_card, or both")
-    activity: dict = {"type": "message"}
+    activity: dict = {"type": "message"}  # a message, a card or both (commands.yml's rule)
     if message:
         if args["message_format"] == "text":
             activity.update(text=message, textFormat="plain")
@@ -145,13 +143,9 @@ def _targets(ctx) -> list[tuple[str, str]]:
     args = ctx.args
     users = (args.get("user") or []) + (args.get("team_member") or [])
     targets = [("user", u) for u in dict.fromkeys(u.strip() for u in users)]
-    if args.get("channel"):
+    if args.get("channel"):  # a team or a message_id comes with one (commands.yml's rules)
         targets.append(("channel", args["channel"]))
-    elif args.get("team"):
-        raise ArgumentError("channel", "is required with team")
-    elif args.get("message_id"):
-        raise ArgumentError("message_id", "replies in a channel's thread: give the channel (and its team)")
-    if not targets:
+    if not targets:  # the rule saw a user list, but an empty one
         raise ArgumentError("user", "give one or more users, or a channel (with its team, unless it is a channel id)")
     return targets
 

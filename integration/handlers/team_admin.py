@@ -116,12 +116,10 @@ def team_create_from_group(ctx):
 
 def team_update(ctx):
     a, r = ctx.args, ctx.resolver
-    body = settings_body(a)
+    body = settings_body(a)  # something to change, a name, a description or a setting (commands.yml's rule)
     for arg, prop in (("display_name", "displayName"), ("description", "description")):
         if a.get(arg) is not None:
             body[prop] = a[arg]
-    if not body:
-        raise ArgumentError("display_name", "give something to change: a name, a description or a setting")
     team = r.team(a["team"])
     ctx.extra["team_id"] = team["id"]
     ctx.graph.patch(f"/teams/{seg(team['id'])}", body)

@@ -105,6 +105,12 @@ def test_every_command_under_xsoars_names_with_arguments_and_outputs(pack):
     assert ask["question"]["required"] and ask["reason"]["predefined"] == ["true", "false"]
     assert cmds["microsoft-teams-team-delete"].get("execution") is True
     assert "execution" not in cmds["microsoft-teams-chat-create"]
+    # the rules between arguments (commands.yml's arguments.allOf), which XSOAR's form cannot hold, in the help
+    assert cmds["microsoft-teams-list-messages"]["description"].endswith(
+        "Rules: give a chat, or a team and a channel (or conversation_id); give a conversation, or a chat, or a "
+        "team and a channel: one of them; give either a chat, or a team and a channel, not both; give no "
+        "message_id with a chat: it lists a channel message's replies, and chat messages have no threads.")
+    assert "Rules:" not in cmds["microsoft-teams-chat-create"]["description"]
 
 
 

@@ -1,4 +1,5 @@
-"""What every pack generator shares: which commands change something (sent with an
+"""What every pack generator shares: a command's description with its rules between arguments,
+which commands change something (sent with an
 Idempotency-Key, so a platform's retry never sends twice), the code a generated module uses to
 tell our problem+json errors, the code that names the instance's tenant profile
 (``X-Msteams-Tenant``, from its ``tenant`` setting), writing the files under the output directory, and the
@@ -41,6 +42,15 @@ def pack_command(argv: list[str], out, *, platform: str, what: str, root: str,
         raise FileError(ns.out, f"cannot write: {exc.strerror}") from None
     out(f"wrote {len(files)} files under {Path(ns.out) / root}")
     return 0
+
+
+def described(spec) -> str:
+    """The command's description, and the rules between its arguments (commands.yml's
+    arguments.allOf): a platform's form has no place for them, its command's help does."""
+    from integration.engine.arguments import rules
+
+    said = rules(spec)
+    return spec.description + (" Rules: " + "; ".join(said) + "." if said else "")
 
 
 def changes_something(spec) -> bool:

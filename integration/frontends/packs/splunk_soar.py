@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from integration import __version__
-from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, tenant_headers_py, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, described, pack_command, tenant_headers_py, write_files
 
 APP = "microsoftteamssoar"
 NAME = "Microsoft Teams SOAR"
@@ -174,7 +174,7 @@ def action(spec, names: set) -> dict:
     names.add(name)
     act = {"action": name, "identifier": identifier(spec.name),
            "description": _description((spec.description or "").split(". ")[0], spec.name),
-           "verbose": _description(spec.description, spec.name) + f" Runs msteams-soar's `{spec.name}` command.",
+           "verbose": _description(described(spec), spec.name) + f" Runs msteams-soar's `{spec.name}` command.",
            "type": action_type(spec), "read_only": not changes_something(spec) and not spec.destructive,
            "parameters": parameters(spec), "output": outputs(spec), "versions": "EQ(*)"}
     if any("column_name" in o for o in act["output"]):

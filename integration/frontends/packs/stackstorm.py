@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from integration import __version__
-from .files import pack_command, tenant_headers_py, write_files
+from .files import described, pack_command, tenant_headers_py, write_files
 
 PACK = "msteams_soar"
 ENTRY_POINT = "run_command.py"
@@ -104,7 +104,7 @@ def action(spec) -> dict:
                           "description": "The msteams-soar command this action runs (fixed)."}}
     for name, prop in props.items():
         params[parameter_name(name)] = parameter(name, prop, name in required)
-    desc = _description(spec.description, spec.name)
+    desc = _description(described(spec), spec.name)
     if spec.destructive:
         desc = "DESTRUCTIVE: " + desc
     return {"name": action_name(spec.name), "pack": PACK, "description": desc, "runner_type": "python-script",

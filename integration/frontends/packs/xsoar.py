@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from integration import __version__
-from .files import PROBLEM_MESSAGE_PY, changes_something, pack_command, tenant_headers_py, write_files
+from .files import PROBLEM_MESSAGE_PY, changes_something, described, pack_command, tenant_headers_py, write_files
 
 PACK = "MicrosoftTeamsSOAR"
 INTEGRATION = "MicrosoftTeamsSOAR"
@@ -188,7 +188,7 @@ def integration_yml(reg) -> dict:
             if name in seen:  # two of ours under one XSOAR name: the first keeps it
                 continue
             seen.add(name)
-            cmd = {"name": name, "description": _description(spec.description, spec.name),
+            cmd = {"name": name, "description": _description(described(spec), spec.name),
                    "arguments": arguments(spec, known.get(name)),
                    "outputs": outputs(spec, _xsoar_defs().get(name, {}).get("outputs"))}
             if spec.destructive:
