@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from integration.engine.errors import STORE_SERVER_HINT, ConfigError
-from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, Busy, assume_alive, claim_decision,
-                    entry_keys)
+from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, KEPT_EXPIRED, Busy, assume_alive,
+                    claim_decision, entry_keys)
 # The same compact JSON as the SQLite store writes (index_names joins stored values as text).
 from .sqlite import _dumps, _encode
 
@@ -82,6 +82,23 @@ return id
 
 # KEYS: a string key. ARGV: a value. Deletes the key only if it holds that value.
 _DEL_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# KEYS: a kind's hash. ARGV: a field, the entry read from it. Deletes the field only if it still
+# holds that entry (one written again meanwhile stays).
+_HDEL_IF = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0"
+# KEYS: the sent-message references, the times they were saved. ARGV: before, then refs: each
+# saved before then goes (one saved again meanwhile has a newer time, and stays).
+_PURGE_REFS = """
+local n = 0
+for i = 2, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if at and tonumber(at) < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
 
 # KEYS: the lock. ARGV: owner. Deletes it only if this owner holds it.
 _RELEASE = """
@@ -462,7 +479,10 @@ class RedisStore:
 
     # ---- sent-message references ----
     def save_message_ref(self, ref: str, value: dict) -> None:
-        self.r.hset(self.k("refs"), ref, json.dumps(value))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k("refs"), ref, json.dumps(value))
+        pipe.zadd(self.k("refs", "at"), {ref: self._clock()})  # for purge_history (store prune)
+        pipe.execute()
 
     def get_message_ref(self, ref: str) -> dict | None:
         raw = self.r.hget(self.k("refs"), ref)
@@ -585,10 +605,53 @@ class RedisStore:
                              for qid in old(self.k("qs"))),
             "bot_audit": self._purge_audit(before, dry_run),
             "call_events": 0,
+            "message_refs": 0,
+            "expired_entries": 0,
         }
         for key in self.r.scan_iter(match=_glob_escape(self.k("call", "")) + "*", count=1000):
             counts["call_events"] += self._purge_call(key, before, dry_run)
+        counts["message_refs"] = self._purge_refs(before, dry_run)
+        counts["expired_entries"] = self._purge_expired(before, dry_run)
         return counts
+
+    def _purge_refs(self, before: float, dry_run: bool) -> int:
+        """Sent-message references saved before ``before``, 500 a script. (One saved by a version
+        that kept no time has none, and stays.)"""
+        refs, times, upto = self.k("refs"), self.k("refs", "at"), f"({before!r}"
+        if dry_run:
+            return self.r.zcount(times, "-inf", upto)
+        n = 0
+        while True:
+            chunk = self.r.zrangebyscore(times, "-inf", upto, start=0, num=500)
+            if not chunk:
+                return n
+            n += self.r.eval(_PURGE_REFS, 2, refs, times, repr(before), *chunk)
+
+    def _purge_expired(self, before: float, dry_run: bool) -> int:
+        """Entries of every kind but KEPT_EXPIRED's that expired before ``before``: each kind's hash
+        scanned, a field deleted only if it still holds the entry read (500 a round trip)."""
+        n = 0
+        for kind in self._kinds():
+            if kind in KEPT_EXPIRED:
+                continue
+            hkey, gone = self.k("c", kind), []
+            for field, raw in self.r.hscan_iter(hkey, count=1000):
+                expires = self._split(raw)[1]
+                if expires is not None and expires < before:
+                    gone.append((field, raw))
+                    if len(gone) >= 500:
+                        n += self._delete_unchanged(hkey, gone, dry_run)
+                        gone = []
+            n += self._delete_unchanged(hkey, gone, dry_run)
+        return n
+
+    def _delete_unchanged(self, hkey: str, fields: list[tuple[str, str]], dry_run: bool) -> int:
+        if dry_run or not fields:
+            return len(fields)
+        pipe = self.r.pipeline(transaction=False)
+        for field, raw in fields:
+            pipe.eval(_HDEL_IF, 1, hkey, field, raw)
+        return sum(pipe.execute())
 
     def _purge_call(self, key: str, before: float, dry_run: bool) -> int:
         """A call's events, all of them once its last one is older than ``before`` (WATCHed: an

@@ -21,8 +21,14 @@ DIRECTORY_KINDS = ("user", "team", "channel", "chat", "chat_topic", "member") + 
 # cannot be fetched again (a mirror webhook's delivered mark, a sign-in in progress, the bot's
 # opened conversations of a store written before they had their own table) and survives it.
 CACHE_KINDS = DIRECTORY_KINDS + ("user_miss", "health_probe")
-# What `purge_history` deletes, in the order of its answer.
-HISTORY_KINDS = ("outbox", "runs", "questions", "bot_audit", "call_events")
+# What `purge_history` deletes, in the order of its answer: the last two, references to sent
+# messages (what message-update edits) and entries of the key/value store past their expiry
+# (finished HTTP jobs, Idempotency-Key answers, webhook deliveries, cache entries: a read no
+# longer returns them), but for the kinds in KEPT_EXPIRED.
+HISTORY_KINDS = ("outbox", "runs", "questions", "bot_audit", "call_events", "message_refs", "expired_entries")
+# Kinds whose entries stay past their expiry: API keys, which `api-key list` shows as expired
+# (what keys there were is the deployment's record).
+KEPT_EXPIRED = ("api_key",)
 # A bot audit entry's fields, as `audit_list` answers them.
 AUDIT_COLS = ("id", "time", "activity_id", "tenant_id", "sender_id", "sender_name", "conversation_type",
               "conversation_id", "place", "command", "text", "decision", "outcome", "detail", "duration_ms")

@@ -25,7 +25,7 @@ from pathlib import Path
 from integration.engine.errors import ConfigError
 # The names every backend shares live in base (the store's door); imported here too, so that
 # `from integration.store.sqlite import DEFAULT_TTL` (and the rest) keeps working.
-from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, NAME_KINDS,  # noqa: F401
+from .rules import (AUDIT_COLS, CACHE_KINDS, DEFAULT_TTL, DIRECTORY_KINDS, HISTORY_KINDS, KEPT_EXPIRED, NAME_KINDS,  # noqa: F401
                    Busy, assume_alive, claim_decision, entry_keys, name_key)
 
 # Only type checkers read these (no run-time import of typing's names for an annotation).
@@ -146,6 +146,8 @@ _PURGE = {
     # a call's events go together, once its last one is old: a call is never left half-told
     "call_events": "FROM call_events WHERE call_id IN (SELECT call_id FROM call_events GROUP BY call_id "
                    "HAVING max(time) < ?)",
+    "message_refs": "FROM message_refs WHERE created < ?",
+    "expired_entries": "FROM cache WHERE expires < ? AND kind NOT IN (" + ",".join(f"'{k}'" for k in KEPT_EXPIRED) + ")",
 }
 
 
@@ -648,13 +650,18 @@ class SQLiteStore:
     def purge_history(self, before: float, *, dry_run: bool = False) -> dict[str, int]:
         """Delete (or with ``dry_run`` only count) the finished records last changed before
         ``before``, per HISTORY_KINDS: deliveries sent or failed, playbook runs that ended,
-        questions answered or expired that no waiting run still waits on, bot audit entries and
-        call events. Whatever is pending, unknown, open or waiting is kept at any age, and so
-        are mirror links and journals (an incident's record)."""
+        questions answered or expired that no waiting run still waits on, bot audit entries,
+        call events, sent-message references, and entries that expired before then (but API
+        keys'). Whatever is pending, unknown, open or waiting is kept at any age, and so are
+        mirror links and journals (an incident's record)."""
         with self.transaction() as c:
-            return {kind: (c.execute(f"SELECT COUNT(*) {where}", (before,)).fetchone()[0] if dry_run
-                           else c.execute(f"DELETE {where}", (before,)).rowcount)
-                    for kind, where in _PURGE.items()}
+            counts = {kind: (c.execute(f"SELECT COUNT(*) {where}", (before,)).fetchone()[0] if dry_run
+                             else c.execute(f"DELETE {where}", (before,)).rowcount)
+                      for kind, where in _PURGE.items()}
+            if not dry_run:  # counts() reads them again
+                c.execute(_BUMP, ("message_refs",))
+                c.execute(_BUMP, ("cache",))
+            return counts
 
     # ---- bot conversation references (learned from inbound activities; see bot/conversations.py) ----
     # Kept apart from the directory cache: cache-reset must not forget where the bot may write.

@@ -138,9 +138,11 @@ def prune(argv: list[str], *, out, config: str | None, as_json: bool = False) ->
         prog="msteams store prune",
         description="Delete the finished history last changed more than DAYS ago: deliveries sent or failed, "
                     "playbook runs that ended, questions answered or expired that no waiting run waits on, bot "
-                    "audit entries, call events. Pending, unknown, open and waiting records stay at any age, "
-                    "and so do mirror links and journals. A delivery key pruned can be sent again: keep more "
-                    "days than any playbook may be re-run or resumed after.")
+                    "audit entries, call events, references to sent messages (message-update can no longer "
+                    "edit those by message_ref), and entries that expired more than DAYS ago (HTTP jobs, "
+                    "Idempotency-Key answers, webhook deliveries, cache entries; not API keys). Pending, unknown, "
+                    "open and waiting records stay at any age, and so do mirror links and journals. A delivery "
+                    "key pruned can be sent again: keep more days than any playbook may be re-run or resumed after.")
     p.add_argument("--older-than", required=True, type=_days, metavar="DAYS", help="age in days (at least 1)")
     p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     ns = p.parse_args(argv)

@@ -196,9 +196,10 @@ def test_every_method_that_writes_the_counted_tables_moves_their_generation():
     from integration.store import sqlite
 
     writes = re.compile(r"INTO (cache|message_refs)\b|DELETE FROM (cache|message_refs)\b|_PUT_HEAD|_COPY_STAGED|"
-                        r"_INDEX_STAGED|_INDEX_NAMES")
+                        r"_INDEX_STAGED|_INDEX_NAMES|_PURGE\b")
     writers = [name for name, fn in inspect.getmembers(sqlite.SQLiteStore, inspect.isfunction)
                if writes.search(inspect.getsource(fn))]
-    assert {"put_many", "put_entries", "index_names", "prune", "delete", "clear", "save_message_ref"} <= set(writers)
+    assert {"put_many", "put_entries", "index_names", "prune", "delete", "clear", "save_message_ref",
+            "purge_history"} <= set(writers)
     missing = [name for name in writers if "_BUMP" not in inspect.getsource(getattr(sqlite.SQLiteStore, name))]
     assert missing == [], f"write the cache or message_refs without moving the generation: {missing}"

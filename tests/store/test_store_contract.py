@@ -460,7 +460,8 @@ def test_purge_history_deletes_only_what_is_finished_and_old(make_store):
     before = clock.t - 30 * 86400
 
     counted = s.purge_history(before, dry_run=True)
-    assert counted == {"outbox": 2, "runs": 2, "questions": 1, "bot_audit": 1, "call_events": 1}
+    assert counted == {"outbox": 2, "runs": 2, "questions": 1, "bot_audit": 1, "call_events": 1, "message_refs": 0,
+                       "expired_entries": 0}
     assert tuple(counted) == base.HISTORY_KINDS  # the kinds the protocol declares, in its order
     assert s.outbox_get("sent") is not None  # a dry run deletes nothing
     assert s.purge_history(before) == counted
@@ -475,6 +476,36 @@ def test_purge_history_deletes_only_what_is_finished_and_old(make_store):
     assert [e["activity_id"] for e in s.audit_list()] == ["a-new"]
     assert s.audit_add({"activity_id": "a-old", "decision": "accepted"}) is not None  # forgotten with its entry
     assert s.call_events("call-old") == [] and len(s.call_events("call-new")) == 1
+
+
+def test_purge_history_deletes_old_message_refs_and_entries_long_expired_but_not_api_keys(make_store):
+    clock = Clock()
+    s = make_store(clock=clock)
+    for ref in ("ref-old", "ref-again"):
+        s.save_message_ref(ref, {"activityId": ref})
+    s.put("http_job", "job-old", {"id": "job-old"}, ttl=3600)
+    s.put("http_job", "job-again", {"id": "job-again"}, ttl=3600)
+    s.put("http_idempotency", "scope-old", {"status": 200}, ttl=86400)
+    s.put("api_key", "k-old", {"name": "old"}, ttl=3600)  # api-key list shows it, expired: it stays
+    s.put("user", "u-kept", {"id": "u-kept"}, ttl=None)  # never expires
+    clock.t += 40 * 86400
+    s.save_message_ref("ref-again", {"activityId": "ref-again", "edited": True})  # saved again: as new
+    s.save_message_ref("ref-new", {"activityId": "ref-new"})
+    s.put("http_job", "job-again", {"id": "job-again"}, ttl=3600)  # written again: expires later
+    s.put("http_job", "job-new", {"id": "job-new"}, ttl=60)
+    before = clock.t - 30 * 86400
+
+    counted = s.purge_history(before, dry_run=True)
+    assert (counted["message_refs"], counted["expired_entries"]) == (1, 2)
+    assert s.get_message_ref("ref-old") is not None and s.entries("http_idempotency")  # a dry run deletes nothing
+    assert s.purge_history(before) == counted
+    assert [r for r in ("ref-old", "ref-again", "ref-new") if s.get_message_ref(r)] == ["ref-again", "ref-new"]
+    assert [e["key"] for e in s.entries("http_job")] == ["job-again", "job-new"]
+    assert s.entries("http_idempotency") == []
+    assert [(e["key"], e["expired"]) for e in s.entries("api_key")] == [("k-old", True)]
+    assert s.get("user", "u-kept") == {"id": "u-kept"}
+    assert s.counts()["message_refs"] == 2  # counted again after the purge (SQLite keeps the counts)
+    assert s.purge_history(before) == dict.fromkeys(counted, 0)
 
 
 def test_purge_history_of_an_empty_store_finds_nothing(make_store):

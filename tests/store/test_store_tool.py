@@ -107,6 +107,9 @@ def test_prune_counts_then_deletes_old_finished_history_from_the_configured_stor
     s.outbox_set("old", "sent", message_id="m1")
     s.outbox_claim("stuck", target="chat:1", lease=5)
     s.outbox_set("stuck", "unknown", reason="no answer")
+    s.save_message_ref("ref-1", {"activityId": "a1"})
+    s.put("http_idempotency", "bench:k1", {"status": 200, "body": "..."}, ttl=86400)  # a whole answer, kept 24 h
+    s.put("api_key", "digest", {"name": "old"}, ttl=3600)
     s.close()
     # The store's clock is the wall clock for the CLI: the rows above are decades old to it.
     code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30", "--dry-run"])
@@ -114,7 +117,11 @@ def test_prune_counts_then_deletes_old_finished_history_from_the_configured_stor
     assert SQLiteStore(db).outbox_get("old") is not None
     code, text = run(["--config", str(cfg), "store", "prune", "--older-than", "30"])
     assert code == 0 and text.startswith("Deleted, older than 30 day(s): 1 outbox,")
+    assert text.endswith(", 1 message_refs, 1 expired_entries.")
     assert SQLiteStore(db).outbox_get("old") is None and SQLiteStore(db).outbox_get("stuck")["state"] == "unknown"
+    kept = SQLiteStore(db)
+    assert kept.get_message_ref("ref-1") is None and kept.entries("http_idempotency") == []
+    assert [e["key"] for e in kept.entries("api_key")] == ["digest"]  # api-key list still shows it, expired
 
 
 def test_prune_refuses_a_window_under_a_day_or_no_number(tmp_path):
