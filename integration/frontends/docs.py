@@ -2,7 +2,6 @@
 the permissions each command needs per flow (`msteams permissions`)."""
 from __future__ import annotations
 
-from integration.engine.arguments import rules
 from integration.engine.registry import CommandSpec, Registry
 
 FLOW_TITLES = {"app": "application (client credentials)", "delegated": "delegated (signed-in account)",
@@ -26,6 +25,14 @@ def _arg_rows(spec: CommandSpec) -> list[str]:
         also = f" (alias {', '.join(f'`{a}`' for a in p['aliases'])})" if p.get("aliases") else ""
         rows.append(f"| `{name}`{also} | {typ} | {'yes' if name in required else 'no'} | {desc} |")
     return rows
+
+
+def _rules(spec: CommandSpec) -> list[str]:
+    if not spec.arguments.get("allOf"):
+        return []
+    from integration.engine.arguments import rules  # not on `msteams help`'s path for a command without
+
+    return rules(spec)
 
 
 def context_path(prefix: str, key: str, nest: str | None = None) -> str:
@@ -67,7 +74,7 @@ def command_markdown(spec: CommandSpec) -> str:
     rows = _arg_rows(spec)
     if rows:
         lines += ["| Argument | Type | Required | Description |", "|---|---|---|---|"] + rows + [""]
-    said = rules(spec)
+    said = _rules(spec)
     if said:
         lines += ["Rules between the arguments (checked before anything runs; in the OpenAPI document too):", ""]
         lines += [f"- {sentence}" for sentence in said] + [""]
@@ -113,7 +120,7 @@ def command_help(spec: CommandSpec) -> str:
         extra += f" [default: {p['default']}]" if "default" in p else ""
         extra += f" [alias: {', '.join(p['aliases'])}]" if p.get("aliases") else ""
         lines.append(f"  {name} ({p.get('type', 'string')}, {flag}): {p.get('description', '')}{extra}")
-    said = rules(spec)
+    said = _rules(spec)
     if said:
         lines.append("rules:")
         lines += [f"  {sentence}" for sentence in said]
