@@ -159,6 +159,8 @@ def _describe(error) -> tuple[str, str]:
     if v == "type":
         return arg, f"{at}expected {want}, got {type(error.instance).__name__}"
     if v in ("anyOf", "oneOf"):
+        if all(isinstance(s, dict) and s.get("title") for s in want):  # shapes named in commands.yml
+            return arg, f"{at}expected {' or '.join(s['title'] for s in want)}"
         return arg, f"{at}expected {' or '.join(_kind(s) for s in want)}, got {type(error.instance).__name__}"
     if v == "pattern":
         return arg, f"{at}{quote(error.instance)} does not match the pattern {want}"

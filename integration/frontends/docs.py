@@ -16,6 +16,8 @@ def _arg_rows(spec: CommandSpec) -> list[str]:
         typ = p.get("type", "string")
         if typ == "array":
             typ = f"list of {p.get('items', {}).get('type', 'string')}"
+        if p.get("format"):  # uuid, date-time, uri: as the OpenAPI document says it
+            typ += f" ({p['format']})"
         extra = []
         if "enum" in p:
             extra.append("one of " + ", ".join(f"`{v}`" for v in p["enum"]))
@@ -119,7 +121,8 @@ def command_help(spec: CommandSpec) -> str:
         extra = f" [one of: {', '.join(map(str, p['enum']))}]" if "enum" in p else ""
         extra += f" [default: {p['default']}]" if "default" in p else ""
         extra += f" [alias: {', '.join(p['aliases'])}]" if p.get("aliases") else ""
-        lines.append(f"  {name} ({p.get('type', 'string')}, {flag}): {p.get('description', '')}{extra}")
+        shape = p.get("type", "string") + (f", {p['format']}" if p.get("format") else "")
+        lines.append(f"  {name} ({shape}, {flag}): {p.get('description', '')}{extra}")
     said = _rules(spec)
     if said:
         lines.append("rules:")

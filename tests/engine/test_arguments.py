@@ -185,3 +185,18 @@ def test_the_narrowest_broken_rule_speaks_and_an_arguments_own_error_before_any(
     with pytest.raises(ArgumentError) as e:
         arguments.validate(spec, {"team": "SOC", "limit": "many"})
     assert e.value.argument == "limit"
+
+
+def test_the_shapes_an_argument_takes_are_named_by_their_titles():
+    """send-notification's adaptive_card: a card or an attachment (anyOf with a title each in
+    commands.yml), refused before anything runs in the words of the titles; a JSON string (the
+    CLI's, a war room's) is read first."""
+    spec = registry.load().get("send-notification")
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, {"user": ["a"], "adaptive_card": {"type": "MessageCard"}})
+    assert e.value.argument == "adaptive_card"
+    assert e.value.message == ("argument 'adaptive_card': expected an Adaptive Card ({\"type\": \"AdaptiveCard\", ...}) "
+                               "or an attachment ({\"contentType\": \"application/vnd.microsoft.card.adaptive\", "
+                               "\"content\": {\"type\": \"AdaptiveCard\", ...}})")
+    card = arguments.validate(spec, {"user": ["a"], "adaptive_card": '{"type": "AdaptiveCard", "body": []}'})
+    assert card["adaptive_card"] == {"type": "AdaptiveCard", "body": []}
