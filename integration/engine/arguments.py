@@ -84,13 +84,19 @@ def rule_sentences(rule: dict) -> list[tuple[str, str]]:
     if form == "dependentRequired":
         return [(dep, told or f"is required with {a}") for a, deps in rule[form].items() for dep in deps]
     if form == "anyOf":
-        groups = [g["required"] for g in rule[form]]
-        return [(groups[0][0], told or "give " + ", or ".join(_and(g) for g in groups))]
+        return [(rule[form][0]["required"][0], told or "give " + _either(rule[form]))]
     if form == "not":
         names = rule["not"]["required"]
         return [(names[0], told or (f"give {names[0]} or {names[1]}, not both" if len(names) == 2
                                     else f"{_and(names)} cannot all be given together"))]
+    if form == "dependentSchemas":
+        return [(sub["anyOf"][0]["required"][0], told or f"with {a}, give " + _either(sub["anyOf"]))
+                for a, sub in rule[form].items()]
     return []
+
+
+def _either(groups) -> str:
+    return ", or ".join(_and(g["required"]) for g in groups)
 
 
 def rules(spec: CommandSpec) -> list[str]:
@@ -102,34 +108,47 @@ def rules(spec: CommandSpec) -> list[str]:
     return list(dict.fromkeys(out))  # rules that say the same (one of several pairs) said once
 
 
-def _broken_rule(error) -> tuple[str, str] | None:
-    """(argument, message) when ``error`` is a rule of `arguments.allOf` not kept."""
+def _broken_rule(error, schema: dict) -> tuple[str, str] | None:
+    """(argument, message) when ``error`` is a rule of `arguments.allOf` (of ``schema``) not kept."""
     rule, form = error.schema, error.validator
+    given = error.instance if isinstance(error.instance, dict) else {}
+    where = list(error.absolute_schema_path)  # ['allOf', i, 'dependentSchemas', a, 'anyOf'] for that form
+    if where[:1] == ["allOf"] and where[2:3] == ["dependentSchemas"] and form == "anyOf" and not error.absolute_path:
+        told = schema["allOf"][where[1]].get("description")
+        return _begun(rule["anyOf"], given) or (
+            rule["anyOf"][0]["required"][0], told or f"with {where[3]}, give " + _either(rule["anyOf"]))
     if error.absolute_path or rule_form(rule) != form:
         return None
-    given = error.instance if isinstance(error.instance, dict) else {}
     if form == "dependentRequired":
         for a, deps in rule[form].items():
             missing = [d for d in deps if a in given and d not in given]
             if missing:
                 return missing[0], rule.get("description") or f"is required with {a}"
         return None
-    if form == "anyOf":  # a group begun (a team without its channel): what it lacks
-        for group in rule[form]:
-            have = [n for n in group["required"] if n in given]
-            if have:
-                return next(n for n in group["required"] if n not in given), f"is required with {_and(have)}"
+    if form == "anyOf":
+        begun = _begun(rule[form], given)
+        if begun:
+            return begun
     return rule_sentences(rule)[0]
 
 
-_NARROWEST = {"dependentRequired": 1, "not": 2, "anyOf": 3}
+def _begun(groups, given: dict) -> tuple[str, str] | None:
+    """A group begun (a team without its channel): (what it lacks, "is required with ...")."""
+    for group in groups:
+        have = [n for n in group["required"] if n in given]
+        if have:
+            return next(n for n in group["required"] if n not in given), f"is required with {_and(have)}"
+    return None
 
 
-def _describe(error) -> tuple[str, str]:
+_NARROWEST = {"not": 1, "dependentRequired": 2, "anyOf": 3}
+
+
+def _describe(error, schema: dict) -> tuple[str, str]:
     """(argument, message) for a jsonschema error, in words a user reads. jsonschema's own
     messages embed the whole offending value, so every case is phrased here and a value is
     only ever shown through quote()."""
-    broken = _broken_rule(error)
+    broken = _broken_rule(error, schema)
     if broken is not None:
         return broken
     path = [str(p) for p in error.absolute_path]
@@ -244,13 +263,15 @@ def validate(spec: CommandSpec, raw: dict) -> dict:
             args[name] = p["default"]
     schema.setdefault("additionalProperties", False)
     validator = jsonschema.Draft202012Validator(schema)
-    # An argument's own error first (a missing one, a wrong value), then a rule between them,
-    # the narrowest first (what one given argument needs, before "give one of these").
+    # An argument's own error first (a missing one, a wrong value), then a rule between them:
+    # arguments that conflict (adding one never mends that), then what a given argument needs,
+    # then "give one of these".
     errors = sorted(validator.iter_errors(args), key=lambda e: (
-        0 if e.absolute_path or e.validator == "required" else _NARROWEST.get(e.validator, 4),
+        0 if e.absolute_path or e.validator == "required" else
+        2 if "dependentSchemas" in e.absolute_schema_path else _NARROWEST.get(e.validator, 4),
         list(e.absolute_path), e.validator))
     if errors:
-        arg, msg = _describe(errors[0])
+        arg, msg = _describe(errors[0], schema)
         raise ArgumentError(arg or "?", msg)
     return args
 

@@ -177,36 +177,47 @@ def _freeze(value):
     return value
 
 
-# Rules between arguments: `arguments.allOf` in commands.yml, one rule an item, in one of three
+# Rules between arguments: `arguments.allOf` in commands.yml, one rule an item, in one of four
 # JSON Schema forms (so the OpenAPI document states them as well as the validation keeps them):
 # {dependentRequired: {a: [b]}}: b is required with a; {anyOf: [{required: [a]}, {required:
-# [b, c]}]}: give a, or b and c; {not: {required: [a, b]}}: not a and b together. An item's
-# `description` is the sentence its error and the docs say (of a dependentRequired: what follows
-# the argument's name, "is required with a"); engine/arguments.py words those without one.
+# [b, c]}]}: give a, or b and c; {not: {required: [a, b]}}: not a and b together;
+# {dependentSchemas: {a: {anyOf: [{required: [b]}, {required: [c]}]}}}: with a, give b or c. An
+# item's `description` is the sentence its error and the docs say (of a dependentRequired: what
+# follows the argument's name, "is required with a"); engine/arguments.py words those without one.
 _RULE_KEYWORDS = frozenset({"anyOf", "oneOf", "not", "dependentRequired", "dependentSchemas", "if", "then", "else"})
-RULE_FORMS = "{dependentRequired: {a: [b]}}, {anyOf: [{required: [a]}, {required: [b, c]}]} or {not: {required: [a, b]}}"
+RULE_FORMS = ("{dependentRequired: {a: [b]}}, {anyOf: [{required: [a]}, {required: [b, c]}]}, {not: {required: "
+              "[a, b]}} or {dependentSchemas: {a: {anyOf: [{required: [b]}, {required: [c]}]}}}")
 
 
 def rule_form(rule) -> str | None:
-    """Which of the three forms a rule has ('dependentRequired', 'anyOf', 'not'), or None.
-    (A spec's rules are frozen: mappings and tuples, not dicts and lists.)"""
+    """Which of the four forms a rule has ('dependentRequired', 'anyOf', 'not',
+    'dependentSchemas'), or None. (A spec's rules are frozen: mappings and tuples, not dicts and
+    lists.)"""
     if not isinstance(rule, Mapping):
         return None
     keys = set(rule) - {"description"}
     if keys == {"dependentRequired"} and isinstance(rule["dependentRequired"], Mapping):
         return "dependentRequired"
-    if keys == {"anyOf"} and _seq(rule["anyOf"]) and rule["anyOf"] and all(
-            isinstance(g, Mapping) and set(g) == {"required"} and _seq(g["required"]) and g["required"]
-            for g in rule["anyOf"]):
+    if keys == {"anyOf"} and _groups(rule["anyOf"]):
         return "anyOf"
     if keys == {"not"} and isinstance(rule["not"], Mapping) and set(rule["not"]) == {"required"} and \
             _seq(rule["not"]["required"]) and len(rule["not"]["required"]) >= 2:
         return "not"
+    if keys == {"dependentSchemas"} and isinstance(rule["dependentSchemas"], Mapping) and rule["dependentSchemas"] \
+            and all(isinstance(s, Mapping) and set(s) == {"anyOf"} and _groups(s["anyOf"])
+                    for s in rule["dependentSchemas"].values()):
+        return "dependentSchemas"
     return None
 
 
 def _seq(value) -> bool:
     return isinstance(value, list | tuple)
+
+
+def _groups(value) -> bool:
+    """An anyOf of groups of names, each {required: [...]}."""
+    return _seq(value) and bool(value) and all(
+        isinstance(g, Mapping) and set(g) == {"required"} and _seq(g["required"]) and g["required"] for g in value)
 
 
 def rule_names(rule: dict) -> list[str]:
@@ -216,6 +227,9 @@ def rule_names(rule: dict) -> list[str]:
         return list(dict.fromkeys(n for a, deps in rule[form].items() for n in (a, *deps)))
     if form == "anyOf":
         return list(dict.fromkeys(n for g in rule[form] for n in g["required"]))
+    if form == "dependentSchemas":
+        return list(dict.fromkeys(n for a, sub in rule[form].items()
+                                  for n in (a, *(m for g in sub["anyOf"] for m in g["required"]))))
     return list(rule["not"]["required"]) if form == "not" else []
 
 

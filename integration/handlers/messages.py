@@ -12,8 +12,8 @@ HANDLERS = ("message_list",)
 
 def message_list(ctx):
     # commands.yml's rules hold here: a chat, a team and a channel, or a conversation; not a chat
-    # with a team, a channel or a message_id; not a conversation with a chat or a channel. So a
-    # team comes with a channel or a conversation (naming the channel).
+    # with a team, a channel or a message_id; not a conversation with a chat or a channel; a team
+    # with a channel or a conversation (naming the channel).
     a, r = ctx.args, ctx.resolver
     if a.get("conversation"):
         key = "channel" if a.get("team") else "chat"

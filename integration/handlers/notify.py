@@ -523,16 +523,13 @@ def _ref_by_id(ctx, lookups: _Lookups) -> tuple[str | None, dict]:
     channel with its team, or the team member's 1:1 chat with the bot): (None, a ref-like dict)."""
     a = ctx.args
     activity_id = a["message_id"].strip()
-    if a.get("channel"):
+    if a.get("channel"):  # else the team_member (commands.yml's rule)
         conv_id, _, label, service_url = _channel_conversation(ctx, lookups)
-    elif a.get("team_member"):
+    else:
         members = a["team_member"] if isinstance(a["team_member"], list) else [a["team_member"]]
         if len(members) != 1:
             raise ArgumentError("team_member", "name the one user the message was sent to")
         conv_id, _, label, service_url = _open_user_conversation(ctx, lookups, members[0].strip(), _tenant(ctx))
-    else:
-        raise ArgumentError("message_id", "say where the message is: a channel (with its team) or the team_member "
-                                          "it was sent to", hint="or pass the message_ref send-notification returned")
     return None, {"conversationId": conv_id, "activityId": activity_id, "recipient": label,
                   "serviceUrl": service_url or ctx.cfg.bot_service_url}
 

@@ -200,3 +200,24 @@ def test_the_shapes_an_argument_takes_are_named_by_their_titles():
                                "\"content\": {\"type\": \"AdaptiveCard\", ...}})")
     card = arguments.validate(spec, {"user": ["a"], "adaptive_card": '{"type": "AdaptiveCard", "body": []}'})
     assert card["adaptive_card"] == {"type": "AdaptiveCard", "body": []}
+
+
+def test_an_argument_that_needs_one_of_others_names_the_first_and_comes_before_the_general_rule():
+    spec = _ruled({"anyOf": [{"required": ["chat"]}, {"required": ["channel"]}]},
+                  {"dependentSchemas": {"team": {"anyOf": [{"required": ["channel"]}, {"required": ["chat"]}]}}})
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, {"team": "SOC"})  # both broken: what the team needs speaks
+    assert (e.value.argument, e.value.message) == ("channel", "argument 'channel': with team, give channel, or chat")
+    assert arguments.validate(spec, {"team": "SOC", "chat": "IR"})["chat"] == "IR"
+    assert arguments.rules(spec) == ["give chat, or channel", "with team, give channel, or chat"]
+
+
+def test_arguments_that_conflict_are_said_before_what_one_of_them_needs():
+    """chat with team: "not both" (adding a channel would not mend it), before "with team, give
+    channel" and before "give one of these"."""
+    spec = _ruled({"anyOf": [{"required": ["chat"]}, {"required": ["team", "channel"]}]},
+                  {"not": {"required": ["chat", "team"]}},
+                  {"dependentSchemas": {"team": {"anyOf": [{"required": ["channel"]}]}}})
+    with pytest.raises(ArgumentError) as e:
+        arguments.validate(spec, {"chat": "IR", "team": "SOC"})
+    assert (e.value.argument, e.value.message) == ("chat", "argument 'chat': give chat or team, not both")

@@ -412,6 +412,8 @@ commands:
     ("      allOf:\n        - {anyOf: [{required: [a_name]}, {required: [b]}]}\n", 13,
      "'a_name' is not an argument (a rule names arguments, not their aliases)"),
     ("      allOf:\n        - {not: {required: [a, n]}}\n", 13, "'n' has a default, so it is always given"),
+    ("      allOf:\n        - {dependentSchemas: {a: {not: {required: [b]}}}}\n", 13, "a rule between arguments is"),
+    ("      allOf:\n        - {dependentSchemas: {a: {anyOf: [{required: [c]}]}}}\n", 13, "'c' is not an argument"),
 ])
 def test_a_rule_between_arguments_the_validation_cannot_keep_is_a_load_error(tmp_path, rules, line, fragment):
     p = _small(tmp_path, _RULED + rules)

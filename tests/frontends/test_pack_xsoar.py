@@ -109,7 +109,8 @@ def test_every_command_under_xsoars_names_with_arguments_and_outputs(pack):
     assert cmds["microsoft-teams-list-messages"]["description"].endswith(
         "Rules: give a chat, or a team and a channel (or conversation_id); give a conversation, or a chat, or a "
         "team and a channel: one of them; give either a chat, or a team and a channel, not both; give no "
-        "message_id with a chat: it lists a channel message's replies, and chat messages have no threads.")
+        "message_id with a chat: it lists a channel message's replies, and chat messages have no threads; with team, "
+        "give channel, or conversation.")
     assert "Rules:" not in cmds["microsoft-teams-chat-create"]["description"]
 
 

@@ -133,6 +133,8 @@ def test_the_rules_between_arguments_are_in_the_document_and_the_service_keeps_t
         assert [v.is_valid(body) for v in checks] == [valid, valid], body
     lists = [jsonschema.Draft202012Validator(_request_schema(d, "message-list")) for d in (doc31, doc30)]
     assert not any(v.is_valid({"chat": "IR 42", "team": "Security Operations"}) for v in lists)
+    assert not any(v.is_valid({"team": "Security Operations"}) for v in lists)  # dependentSchemas (3.0: anyOf)
+    assert all(v.is_valid({"team": "Security Operations", "conversation": "General"}) for v in lists)
 
     key = make_key(cfg_file, "rules", "channel-delete", "message-list")
     with Service(cfg_file, tmp_path, "--port", "0") as svc:
