@@ -66,10 +66,8 @@ def _coerce(name: str, value: Any, schema: dict) -> Any:
     return value
 
 
-# ---- rules between arguments: `arguments.allOf` in commands.yml, each item one rule ----
-# (JSON Schema, so the OpenAPI document states them too): {dependentRequired: {a: [b]}}: b is
-# required with a; {anyOf: [{required: [a]}, {required: [b, c]}]}: give a, or b and c;
-# {not: {required: [a, b]}}: not a and b together. An item's `description` is its sentence.
+# ---- rules between arguments: `arguments.allOf` in commands.yml, one rule an item, in the
+# four forms registry.py names; here, their words ----
 
 
 def _and(names) -> str:
@@ -114,9 +112,8 @@ def _broken_rule(error, schema: dict) -> tuple[str, str] | None:
     given = error.instance if isinstance(error.instance, dict) else {}
     where = list(error.absolute_schema_path)  # ['allOf', i, 'dependentSchemas', a, 'anyOf'] for that form
     if where[:1] == ["allOf"] and where[2:3] == ["dependentSchemas"] and form == "anyOf" and not error.absolute_path:
-        told = schema["allOf"][where[1]].get("description")
-        return _begun(rule["anyOf"], given) or (
-            rule["anyOf"][0]["required"][0], told or f"with {where[3]}, give " + _either(rule["anyOf"]))
+        item = schema["allOf"][where[1]]  # jsonschema reports the anyOf under the argument that needs it
+        return _begun(rule["anyOf"], given) or rule_sentences(item)[list(item["dependentSchemas"]).index(where[3])]
     if error.absolute_path or rule_form(rule) != form:
         return None
     if form == "dependentRequired":
@@ -141,7 +138,17 @@ def _begun(groups, given: dict) -> tuple[str, str] | None:
     return None
 
 
-_NARROWEST = {"not": 1, "dependentRequired": 2, "anyOf": 3}
+def _order(error) -> tuple:
+    """Which error speaks: an argument's own first (a missing one, a wrong value), then a rule
+    between them: arguments that conflict (adding one never mends that), then what a given
+    argument needs, then "give one of these"."""
+    if error.absolute_path or error.validator == "required":
+        rank = 0
+    elif "dependentSchemas" in error.absolute_schema_path:
+        rank = 2
+    else:
+        rank = {"not": 1, "dependentRequired": 2, "anyOf": 3}.get(error.validator, 4)
+    return rank, list(error.absolute_path), error.validator
 
 
 def _describe(error, schema: dict) -> tuple[str, str]:
@@ -263,13 +270,7 @@ def validate(spec: CommandSpec, raw: dict) -> dict:
             args[name] = p["default"]
     schema.setdefault("additionalProperties", False)
     validator = jsonschema.Draft202012Validator(schema)
-    # An argument's own error first (a missing one, a wrong value), then a rule between them:
-    # arguments that conflict (adding one never mends that), then what a given argument needs,
-    # then "give one of these".
-    errors = sorted(validator.iter_errors(args), key=lambda e: (
-        0 if e.absolute_path or e.validator == "required" else
-        2 if "dependentSchemas" in e.absolute_schema_path else _NARROWEST.get(e.validator, 4),
-        list(e.absolute_path), e.validator))
+    errors = sorted(validator.iter_errors(args), key=_order)
     if errors:
         arg, msg = _describe(errors[0], schema)
         raise ArgumentError(arg or "?", msg)

@@ -430,13 +430,12 @@ def _schema_30(schema):
             s[key] = _schema_30(s[key])
         elif key == "items" and isinstance(s.get(key), list):  # draft-4 tuple form
             s[key] = {"anyOf": [_schema_30(p) for p in s[key]]} if s[key] else {}
-    # 3.0 has neither keyword: the same said with anyOf ("not given, or it holds")
-    if isinstance(s.get("dependentRequired"), dict):
-        s["allOf"] = [*s.get("allOf", []), *({"anyOf": [{"not": {"required": [name]}}, {"required": list(needs)}]}
-                                             for name, needs in s.pop("dependentRequired").items())]
-    if isinstance(s.get("dependentSchemas"), dict):
-        s["allOf"] = [*s.get("allOf", []), *({"anyOf": [{"not": {"required": [name]}}, sub]}
-                                             for name, sub in s.pop("dependentSchemas").items())]
+    # 3.0 has neither keyword: the same said with anyOf (the argument not given, or what it needs holds)
+    for keyword, needs in (("dependentRequired", lambda names: {"required": list(names)}),
+                           ("dependentSchemas", lambda sub: sub)):
+        if isinstance(s.get(keyword), dict):
+            s["allOf"] = [*s.get("allOf", []), *({"anyOf": [{"not": {"required": [name]}}, needs(value)]}
+                                                 for name, value in s.pop(keyword).items())]
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(s.get(key), list):
             s[key] = [_schema_30(sub) for sub in s[key]]
