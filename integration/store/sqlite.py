@@ -658,9 +658,10 @@ class SQLiteStore:
             counts = {kind: (c.execute(f"SELECT COUNT(*) {where}", (before,)).fetchone()[0] if dry_run
                              else c.execute(f"DELETE {where}", (before,)).rowcount)
                       for kind, where in _PURGE.items()}
-            if not dry_run:  # counts() reads them again
-                c.execute(_BUMP, ("message_refs",))
-                c.execute(_BUMP, ("cache",))
+            # counts() reads a table again only once something of it went
+            for table, kind in (("message_refs", "message_refs"), ("cache", "expired_entries")):
+                if counts[kind] and not dry_run:
+                    c.execute(_BUMP, (table,))
             return counts
 
     # ---- bot conversation references (learned from inbound activities; see bot/conversations.py) ----

@@ -83,3 +83,7 @@ def test_store_status_and_prune_as_json(emu, cfg_file):
     code, out, _ = run("-o", "json", "store", "prune", "--older-than", "30", "--dry-run", cfg=cfg_file)
     data = json.loads("\n".join(out))
     assert code == 0 and data["dry_run"] is True and isinstance(data["deleted"], dict)
+    from integration.store.rules import HISTORY_KINDS
+
+    assert list(data["deleted"]) == list(HISTORY_KINDS)  # every kind, message_refs and expired_entries too
+    assert all(isinstance(n, int) for n in data["deleted"].values())
